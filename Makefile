@@ -1,0 +1,50 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Everything installs into .venv from the pinned constraints.txt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install migrate run test demo bench i18n lint lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install  ## bring the database (DATABASE_URL, default trial.db) to the latest schema
+	$(BIN)/alembic upgrade head
+
+run: migrate  ## start the bot (needs TELEGRAM_BOT_TOKEN; see .env.example)
+	$(BIN)/python -m bot
+
+test: install  ## the whole suite, on SQLite and PostgreSQL
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install  ## the whole journey against the local Bot API test server, as a transcript
+	$(BIN)/python -m devtools.demo
+
+bench: install  ## the benchmark (quick, < 3 min); FULL=1 for 100,000 participants; writes bench/results.json and bench/throughput.png
+	$(BIN)/python -m bench $(if $(FULL),--full,)
+
+i18n: install  ## re-extract strings and merge them into the bn and en catalogs
+	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --omit-header -o locales/messages.pot .
+	$(BIN)/pybabel update -D messages -i locales/messages.pot -d locales --omit-header --ignore-obsolete --no-fuzzy-matching
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy bot domain scheduler models devtools
+
+lock:  ## re-pin constraints.txt from a clean resolve of pyproject.toml
+	rm -rf /tmp/ssc-lock && $(PYTHON) -m venv /tmp/ssc-lock
+	/tmp/ssc-lock/bin/python -m pip install --quiet --upgrade pip
+	/tmp/ssc-lock/bin/python -m pip install --quiet '.[dev]'
+	/tmp/ssc-lock/bin/python -m pip freeze --exclude ssc-trial-bot > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,238 @@
+"""``python -m bench [--full] [--only SCENARIO …]``: the benchmark of issue 6.
+
+Runs the real bot code against the local Bot API server on SQLite and PostgreSQL, prints
+a table (figure, value, target, met?, the command), and writes ``bench/results.json`` and
+``bench/throughput.png``. Quick mode (the default, ``make bench``) keeps under three
+minutes on two cores by using smaller sizes (printed with each figure); ``--full``
+(``make bench FULL=1``) uses the sizes of the issue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import Databases, databases
+from bench.fanout import run_fanout
+from bench.inbound import run_floor, run_inbound
+from bench.plot import plot
+from bench.ticks import run_ticks
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("fanout", "limited", "ticks", "inbound")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is in one mode."""
+
+    fanout: int
+    limited: int
+    ticks: tuple[int, ...]
+    inbound: int
+
+
+QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100)
+FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbound=500)
+
+
+def _command(full: bool, scenario: str) -> str:
+    return f"python -m bench{' --full' if full else ''} --only {scenario}"
+
+
+async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -> dict[str, Any]:
+    raw: dict[str, Any] = {"fanout": {}, "limited": {}, "ticks": {}, "inbound": {}}
+    for kind in kinds:
+        if "fanout" in only:
+            async with dbs.fresh(kind) as url:
+                raw["fanout"][kind] = await run_fanout(url, sizes.fanout, limiter=False)
+            _progress("fan-out, limiter off", kind, raw["fanout"][kind]["messages_per_s"], "msg/s")
+        if "limited" in only:
+            async with dbs.fresh(kind) as url:
+                raw["limited"][kind] = await run_fanout(url, sizes.limited, limiter=True, inject_429=3)
+            _progress("fan-out, limiter on", kind, raw["limited"][kind]["messages_per_s"], "msg/s")
+        if "ticks" in only:
+            raw["ticks"][kind] = []
+            for n in sizes.ticks:
+                async with dbs.fresh(kind) as url:
+                    result = await run_ticks(url, n, memory=n == sizes.ticks[-1])
+                raw["ticks"][kind].append(result)
+                _progress(f"tick at {n:,}", kind, result["empty_tick_ms"], "ms")
+        if "inbound" in only:
+            async with dbs.fresh(kind) as url:
+                raw["inbound"][kind] = await run_inbound(url, sizes.inbound)
+            _progress("inbound", kind, raw["inbound"][kind]["updates_per_s"], "updates/s")
+    if "inbound" in only:
+        raw["inbound"]["floor"] = await run_floor(sizes.inbound)
+        _progress("inbound floor", "PTB", raw["inbound"]["floor"]["updates_per_s"], "updates/s")
+    return raw
+
+
+def _progress(what: str, kind: str, value: Any, unit: str) -> None:
+    print(f"  {what:28} {kind:10} {value} {unit}", file=sys.stderr, flush=True)
+
+
+def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any]]:
+    """The table: one row per figure, with its target and whether it is met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(figure: str, value: Any, target: str, met: bool | None, scenario: str) -> None:
+        rows.append(
+            {"figure": figure, "value": value, "target": target, "met": met, "command": _command(full, scenario)}
+        )
+
+    for kind, r in raw["fanout"].items():
+        add(
+            f"fan-out {r['n']:,} due in one minute, limiter off, {kind} (msg/s)",
+            r["messages_per_s"],
+            ">= 1000",
+            r["messages_per_s"] >= 1000,
+            "fanout",
+        )
+        add(
+            f"  lost / sent twice / late (>60 s), {kind}",
+            f"{r['lost']} / {r['sent_twice']} / {r['late']}",
+            "0 / 0 / -",
+            r["lost"] == 0 and r["sent_twice"] == 0,
+            "fanout",
+        )
+    for kind, r in raw["limited"].items():
+        add(
+            f"fan-out {r['n']:,}, limiter on (30/s), {kind} (msg/s)",
+            r["messages_per_s"],
+            ">= 28.5 (95 % of 30)",
+            r["messages_per_s"] >= 28.5,
+            "limited",
+        )
+        add(
+            f"  lost / sent twice / unhandled 429 ({r['injected_429']} injected), {kind}",
+            f"{r['lost']} / {r['sent_twice']} / {r['unhandled_429']}",
+            "0 / 0 / 0",
+            r["lost"] == 0 and r["sent_twice"] == 0 and r["unhandled_429"] == 0,
+            "limited",
+        )
+    largest = sizes.ticks[-1]
+    for kind, results in raw["ticks"].items():
+        for r in results:
+            n = r["participants"]
+            target = ("< 100 ms" + (" (100,000 in FULL)" if n < 100_000 else "")) if n == largest else "(growth)"
+            add(
+                f"dispatch tick, nothing due, {n:,} participants ({r['planned_rows']:,} rows), {kind} (ms)",
+                r["empty_tick_ms"],
+                target,
+                r["empty_tick_ms"] < 100 if n == largest else None,
+                "ticks",
+            )
+            add(
+                f"  rows read per empty tick / full scans, {n:,}, {kind}",
+                f"{r['rows_read_per_empty_tick']:,} / {', '.join(r['full_scans']) or 'none'}",
+                "-",
+                None,
+                "ticks",
+            )
+            add(
+                f"  tick with a normal minute ({r['loaded_minute_due']} due), {n:,}, {kind} (ms)",
+                r["loaded_tick_ms"],
+                "-",
+                None,
+                "ticks",
+            )
+            if "peak_rss_mb" in r:
+                add(
+                    f"peak RSS of a bot process, {n:,} participants planned, {kind} (MB)",
+                    r["peak_rss_mb"],
+                    "< 300 MB" + (" (100,000 in FULL)" if n < 100_000 else ""),
+                    r["peak_rss_mb"] < 300,
+                    "ticks",
+                )
+    floor = raw["inbound"].get("floor")
+    for kind, r in raw["inbound"].items():
+        if kind == "floor":
+            continue
+        add(
+            f"inbound, {r['k']} check-in answers at once, {kind} (updates/s)",
+            r["updates_per_s"],
+            ">= 500, and >= floor / 3",
+            r["updates_per_s"] >= 500 and (floor is None or r["updates_per_s"] >= floor["updates_per_s"] / 3),
+            "inbound",
+        )
+        add(
+            f"  latency p50 / p95 / p99, {kind} (ms)",
+            f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} / {r['p99_ms']:.0f}",
+            "p99 < 50",
+            r["p99_ms"] < 50,
+            "inbound",
+        )
+    if floor is not None:
+        add(f"inbound floor: bare PTB, {floor['k']} at once (updates/s)", floor["updates_per_s"], "-", None, "inbound")
+        add(
+            "  floor latency p50 / p95 / p99 (ms)",
+            f"{floor['p50_ms']:.0f} / {floor['p95_ms']:.0f} / {floor['p99_ms']:.0f}",
+            "-",
+            None,
+            "inbound",
+        )
+    return rows
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """The table as Markdown (printed, and pasted into the README)."""
+    lines = ["| figure | value | target | met? | command |", "|---|---|---|---|---|"]
+    for r in rows:
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        lines.append(f"| {r['figure']} | {r['value']} | {r['target']} | {met} | `{r['command']}` |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write its results."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="the issue's sizes (100,000 participants; slow)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument("--db", action="append", choices=("sqlite", "postgresql"), help="only these databases")
+    parser.add_argument("--out", type=Path, default=HERE, help="where results.json and throughput.png go")
+    args = parser.parse_args(argv)
+    sizes = FULL if args.full else QUICK
+    only = set(args.only or SCENARIOS)
+    started = time.perf_counter()
+    with databases() as dbs:
+        kinds = args.db or ["sqlite", "postgresql"]
+        if dbs.postgres is None:
+            if os.environ.get("CI") == "true" or "postgresql" in (args.db or []):
+                print("PostgreSQL is not reachable (TEST_POSTGRES_URL)", file=sys.stderr)
+                return 1
+            print("PostgreSQL is not reachable: SQLite only", file=sys.stderr)
+            kinds = ["sqlite"]
+        raw = asyncio.run(_run(dbs, kinds, sizes, only))
+    rows = figures(raw, sizes, args.full)
+    elapsed = time.perf_counter() - started
+    result = {
+        "mode": "full" if args.full else "quick",
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(elapsed, 1),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "sizes": sizes.__dict__,
+        "figures": rows,
+        "raw": raw,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot(raw, args.out / "throughput.png", mode="full" if args.full else "quick")
+    print(render_table(rows))
+    print(
+        f"\n{result['mode']} run in {elapsed:.0f} s; "
+        f"wrote {args.out / 'results.json'} and {args.out / 'throughput.png'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""`python -m bot.admin …`: the admin actions from the shell, for scripts and for
+when Telegram is unreachable. Same domain code, same audit, same texts as the
+Telegram commands; the actor is recorded as `cli:<os user>`.
+
+    python -m bot.admin enroll BSM-001 B 2026-10-25 bn fri
+    python -m bot.admin participants
+    python -m bot.admin withdraw BSM-001 moved away
+    python -m bot.admin pause BSM-001 2026-12-01 travelling
+    python -m bot.admin resume BSM-001
+    python -m bot.admin status BSM-001
+    python -m bot.admin visit BSM-001 4 done 2026-11-22
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from bot import admin_text
+from bot.config import DatabaseSettings, describe_error
+from domain import audit, enrollment, participants, schedule_ops
+from domain.clock import Clock, SystemClock
+from domain.errors import DomainError
+from domain.parsing import parse_date, parse_study_id
+from models.db import create_engine, create_session_factory
+from scheduler.store import default_protocol
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except Exception:
+        return "cli:unknown"
+
+
+async def _bot_username() -> str | None:
+    """Ask the Bot API for the bot's username when a token is configured, so the
+    deep link is complete; without one (or offline) the link shows a placeholder."""
+    try:
+        from telegram import Bot
+
+        from bot.config import Settings
+
+        settings = Settings()
+        bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
+        async with asyncio.timeout(5):
+            async with bot:
+                return bot.username
+    except Exception:
+        return None
+
+
+Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock], Awaitable[str]]
+
+
+async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    request = enrollment.parse_enroll_args(args.args)
+    result = await enrollment.enroll(
+        session, request, actor=_actor(), now=clock.now(), code_ttl=timedelta(days=settings.enrollment_code_days)
+    )
+    return admin_text.enrolled(result, settings.tz, await _bot_username())
+
+
+async def _participants(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+) -> str:
+    return admin_text.participant_list(await participants.list_all(session))
+
+
+async def _withdraw(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    participant = await participants.withdraw(
+        session,
+        parse_study_id(args.study_id),
+        reason=" ".join(args.reason) or None,
+        actor=_actor(),
+        now=clock.now(),
+    )
+    return admin_text.withdrawn(participant)
+
+
+async def _pause(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    request = schedule_ops.parse_pause_args(args.args)
+    participant = await schedule_ops.pause(
+        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
+    )
+    return admin_text.paused(participant)
+
+
+async def _resume(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    participant = await schedule_ops.resume(
+        session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=default_protocol()
+    )
+    return admin_text.resumed(participant)
+
+
+async def _status(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    protocol = default_protocol()
+    report = await schedule_ops.status_report(
+        session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
+    )
+    return admin_text.status(report, protocol.tz)
+
+
+async def _visit(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    request = schedule_ops.parse_visit_args(args.args)
+    visit = await schedule_ops.record_visit(
+        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
+    )
+    return admin_text.visit_recorded(request.study_id, visit)
+
+
+async def _export(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    from bot.services import load_content
+    from export.run import export_trial_record
+
+    protocol, instruments = load_content(settings.content_dir) if settings.content_dir else load_content()
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    since = parse_date(args.since) if args.since else None
+    now = clock.now()
+    result = await export_trial_record(
+        engine, Path(args.out), settings.tz, protocol=protocol, instruments=instruments, now=now, since=since
+    )
+    audit.record(
+        session,
+        at=now,
+        actor=_actor(),
+        action="export.run",
+        after={"since": since.isoformat() if since else None, "rows": result.row_counts},
+    )
+    rows = "\n".join(f"  {name}: {count} row(s)" for name, count in result.row_counts.items())
+    return f"Exported {len(result.files)} files to {result.directory.resolve()}\n{rows}"
+
+
+async def _audit_verify(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+) -> str:
+    from domain.audit_chain import seal, verify
+
+    await seal(session)
+    report = await verify(session)
+    if not report.ok:
+        raise DomainError("the audit chain is broken:\n  " + "\n  ".join(report.problems))
+    return (
+        f"Audit chain intact: {report.sealed} row(s) sealed, {report.unsealed} waiting; "
+        f"head #{report.head_seq} {report.head_hash[:16]}…"
+    )
+
+
+async def _alerts(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    from bot import alerting
+    from domain.acknowledgement import open_alerts
+    from models import Participant
+
+    alerts = await open_alerts(session)
+    if not alerts:
+        return admin_text.no_open_alerts()
+    blocks = [admin_text.open_alerts_header(len(alerts))]
+    for alert in alerts:
+        participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        blocks.append(alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes))
+    return "\n\n".join(blocks)
+
+
+async def _ack(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    from domain.acknowledgement import acknowledge, parse_alert_id
+
+    actor = _actor()
+    done = await acknowledge(
+        session,
+        parse_alert_id(args.alert_id),
+        actor=actor,
+        display_name=actor.removeprefix("cli:"),
+        note=" ".join(args.note) or None,
+        now=clock.now(),
+    )
+    text = admin_text.alert_acknowledged(done.alert, done.already, settings.tz)
+    if not done.already:
+        text += "\n(The copies in Telegram show it the next time someone presses their button.)"
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, one sub-command per admin action."""
+    parser = argparse.ArgumentParser(prog="python -m bot.admin", description="Admin actions from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
+    p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
+    p.set_defaults(action=_enroll)
+    p = sub.add_parser("participants", help="list participants, one line each")
+    p.set_defaults(action=_participants)
+    p = sub.add_parser("withdraw", help="withdraw a participant (data kept)")
+    p.add_argument("study_id")
+    p.add_argument("reason", nargs="*")
+    p.set_defaults(action=_withdraw)
+    p = sub.add_parser("pause", help="pause reminders (until a date, or until resume)")
+    p.add_argument("args", nargs="+", metavar="STUDY_ID [UNTIL_DATE] [REASON…]")
+    p.set_defaults(action=_pause)
+    p = sub.add_parser("resume", help="restart a paused participant's reminders")
+    p.add_argument("study_id")
+    p.set_defaults(action=_resume)
+    p = sub.add_parser("status", help="arm, next visit, adherence, last check-in, open alerts")
+    p.add_argument("study_id")
+    p.set_defaults(action=_status)
+    p = sub.add_parser("visit", help="record a clinic visit: STUDY_ID WEEK done|missed [DATE]")
+    p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE]")
+    p.set_defaults(action=_visit)
+    p = sub.add_parser("alerts", help="open (unacknowledged) alerts, oldest first")
+    p.set_defaults(action=_alerts)
+    p = sub.add_parser("ack", help="acknowledge an alert: ALERT_ID [NOTE…] (stops its escalation)")
+    p.add_argument("alert_id")
+    p.add_argument("note", nargs="*")
+    p.set_defaults(action=_ack)
+    p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.add_argument("--since", help="only participants changed since this date (YYYY-MM-DD)")
+    p.set_defaults(action=_export)
+    p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
+    p.set_defaults(action=_audit_verify)
+    return parser
+
+
+async def run(argv: list[str], clock: Clock | None = None) -> tuple[int, str]:
+    """Run one admin command; returns (exit code, text to print)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as error:
+        return 2, describe_error(error)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            action: Action = args.action
+            try:
+                text = await action(session, args, settings, clock or SystemClock())
+            except DomainError as error:
+                await session.rollback()
+                return 1, f"Not done: {error}"
+            await session.commit()
+            return 0, text
+    finally:
+        await engine.dispose()
+
+
+def main() -> int:
+    """Entry point."""
+    code, text = asyncio.run(run(sys.argv[1:]))
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What admins read, the same from Telegram and from the shell. Admin replies
+are in English: they go to the study team, not to participants."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from domain.enrollment import Enrolled
+from domain.parsing import WEEKDAY_CODES
+from domain.participants import ParticipantLine
+from domain.schedule_ops import StatusReport
+from models import Alert, Participant
+from models.entities import ParticipantStatus
+from models.schedule import ClinicVisit, VisitStatus
+
+
+def deep_link(bot_username: str | None, code: str) -> str:
+    """The t.me link that opens the bot with the code filled in."""
+    return f"https://t.me/{bot_username or '<bot username>'}?start={code}"
+
+
+def _weekday(day: int | None) -> str:
+    return WEEKDAY_CODES[day] if day is not None else "-"
+
+
+def describe(participant: Participant) -> str:
+    """One line: study id, arm, baseline, language, doses, status."""
+    parts = [
+        participant.study_id,
+        f"arm {participant.arm}",
+        f"baseline {participant.baseline_date.isoformat()}",
+        participant.language.value,
+        participant.status.value,
+    ]
+    if participant.arm == "B":
+        mtx = participant.mtx_weekday
+        folic = (
+            participant.folic_weekday
+            if participant.folic_weekday is not None
+            else ((mtx + 1) % 7 if mtx is not None else None)
+        )
+        parts.append(f"MTX {_weekday(mtx)}, folic {_weekday(folic)}")
+    return " · ".join(parts)
+
+
+def enrolled(result: Enrolled, tz: tzinfo, bot_username: str | None) -> str:
+    """The reply to /enroll: the code exists only in this message."""
+    verb = "New code for" if result.reissued else "Enrolled"
+    expires = result.expires_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"{verb} {describe(result.participant)}",
+        f"One-time code: {result.code} (works once; expires {expires})",
+        f"Link for the participant: {deep_link(bot_username, result.code)}",
+    ]
+    if result.reissued:
+        lines.append("Earlier unused codes for this participant no longer work.")
+    return "\n".join(lines)
+
+
+def participant_list(lines: list[ParticipantLine]) -> str:
+    """The reply to /participants: one line each."""
+    if not lines:
+        return "No participants yet. Enroll one with /enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]."
+    rows = [f"{describe(line.participant)} · {'linked' if line.linked else 'not linked'}" for line in lines]
+    return f"{len(lines)} participant(s):\n" + "\n".join(rows)
+
+
+def withdrawn(participant: Participant) -> str:
+    """The reply to /withdraw."""
+    return f"{participant.study_id} is withdrawn. No more messages will be sent; all data recorded so far is kept."
+
+
+def alert_acknowledged(alert: Alert, already: bool, tz: tzinfo) -> str:
+    """The reply to /ack: who took the alert, and when."""
+    assert alert.acknowledged_at is not None
+    when = alert.acknowledged_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    if already:
+        return f"Alert #{alert.id} was already acknowledged by {alert.acknowledged_by} at {when}."
+    return f"Alert #{alert.id} acknowledged at {when}; escalation stopped."
+
+
+def no_open_alerts() -> str:
+    """The reply to /alerts when every alert has been acknowledged."""
+    return "No open alerts."
+
+
+def open_alerts_header(count: int) -> str:
+    """The first line of the reply to /alerts."""
+    return f"{count} open alert(s), oldest first:"
+
+
+def paused(participant: Participant) -> str:
+    """The reply to /pause."""
+    until = (
+        f"until {participant.paused_until.isoformat()} (they restart by themselves that day)"
+        if participant.paused_until
+        else "until /resume"
+    )
+    reason = f" Reason: {participant.pause_reason}." if participant.pause_reason else ""
+    return f"{participant.study_id}: reminders paused {until}.{reason} Nothing recorded is deleted."
+
+
+def resumed(participant: Participant) -> str:
+    """The reply to /resume."""
+    return f"{participant.study_id}: reminders restarted from now on."
+
+
+def visit_recorded(study_id: str, visit: ClinicVisit) -> str:
+    """The reply to /visit."""
+    if visit.status is VisitStatus.DONE:
+        assert visit.attended_on is not None
+        what = f"done on {visit.attended_on.isoformat()}"
+    else:
+        what = "missed"
+    return f"{study_id}: week {visit.week} visit recorded as {what}. Its reminders and window check are stopped."
+
+
+def status(report: StatusReport, tz: tzinfo) -> str:
+    """The reply to /status: one fact per line."""
+    p = report.participant
+    lines = [f"{p.study_id} · arm {p.arm} · {p.status.value}"]
+    if p.status == ParticipantStatus.PAUSED:
+        until = p.paused_until.isoformat() if p.paused_until else "/resume"
+        lines.append(f"Paused until: {until}" + (f" ({p.pause_reason})" if p.pause_reason else ""))
+    else:
+        lines.append("Paused until: —")
+    v = report.next_visit
+    if v is None:
+        lines.append("Next visit: —")
+    else:
+        lines.append(
+            f"Next visit: week {v.week} on {v.visit_date.isoformat()} "
+            f"(window {v.window_start.isoformat()} to {v.window_end.isoformat()})"
+        )
+    if report.adherence is None:
+        lines.append("Adherence (last 4 weeks): — (no dose reminders yet)")
+    else:
+        counts = f"{report.doses_taken} taken of {report.doses_due} reminders"
+        lines.append(f"Adherence (last 4 weeks): {report.adherence:.0f}% ({counts})")
+    last = report.last_checkin
+    lines.append(f"Last check-in: {last.astimezone(tz).strftime('%Y-%m-%d %H:%M') if last else '—'}")
+    lines.append(f"Open alerts: {report.open_alerts}")
+    if report.unreachable_since is not None:
+        since = report.unreachable_since.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"Unreachable on Telegram since {since}")
+    return "\n".join(lines)

@@ -1,0 +1,309 @@
+"""The "alerts" tick: escalation, the 08:00 same-day digest, and sending every
+pending alert delivery until Telegram accepts it.
+
+Alerts and deliveries are rows (models/alerts.py), so a restart loses none.
+Each delivery is claimed with a conditional UPDATE (a short lease) before its
+send, sent with no database lock held, then marked sent with its message id;
+a failed send is never marked sent: it gets a back-off and the next beat
+tries again. Coordinators read English, one glance at 2 a.m.: level, study id
+and arm first, then what was reported, why, the time of awareness, the SAE
+deadline, the alert id. Never a name, a phone number or a Telegram id.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time, timedelta, tzinfo
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from domain import audit
+from domain.acknowledgement import DIGEST_KIND
+from domain.alerts import queue_delivery, raise_alert
+from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
+
+if TYPE_CHECKING:
+    from bot.app import TrialApplication
+
+log = logging.getLogger(__name__)
+
+DIGEST_TIME = time(8, 0)
+CLAIM_LEASE = timedelta(minutes=2)
+"""A claimed delivery is retried after this if the process died mid-send."""
+BACKOFF = (timedelta(seconds=15), timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2))
+MAX_BACKOFF = timedelta(minutes=5)
+
+ARM_DRUG = {"A": "baricitinib", "B": "methotrexate"}
+HEADERS = {
+    AlertLevel.URGENT: "🚨 URGENT",
+    AlertLevel.SAME_DAY: "🟠 SAME-DAY REVIEW",
+    AlertLevel.INFO: "ℹ️ INFO",
+}
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long to wait before the next try after `attempts` failed sends."""
+    return BACKOFF[attempts - 1] if 0 < attempts <= len(BACKOFF) else MAX_BACKOFF
+
+
+def _local(value: datetime, tz: tzinfo) -> str:
+    return value.astimezone(tz).strftime("%a %d %b %Y %H:%M")
+
+
+def render(
+    alert: Alert, participant: Participant | None, tz: tzinfo, *, purpose: str = "alert", escalate_after: int = 30
+) -> str:
+    """The coordinator's message for an alert (or its escalation), as it stands now."""
+    if alert.kind == DIGEST_KIND:
+        return alert.summary
+    who = participant.study_id if participant else "no participant"
+    arm = f" · arm {participant.arm} ({ARM_DRUG.get(participant.arm, '?')})" if participant else ""
+    lines = []
+    if purpose == "escalation":
+        lines.append(f"⏫ ESCALATED: nobody acknowledged this within {escalate_after} min")
+    lines.append(f"{HEADERS[alert.level]} · {who}{arm}")
+    lines.append(alert.summary)
+    if alert.reasons:
+        lines.append("Why: " if len(alert.reasons) == 1 else "Why:")
+        if len(alert.reasons) == 1:
+            lines[-1] += str(alert.reasons[0])
+        else:
+            lines.extend(f"• {reason}" for reason in alert.reasons)
+    zone = getattr(tz, "key", str(tz))
+    lines.append(f"Aware: {_local(alert.aware_at, tz)} ({zone})")
+    if alert.deadline_at is not None:
+        lines.append(f"SERIOUS: report to the sponsor by {_local(alert.deadline_at, tz)} (24 h)")
+    if alert.acknowledged_at is not None:
+        ack = f"✅ Acknowledged by {alert.acknowledged_by} at {_local(alert.acknowledged_at, tz)}"
+        if alert.ack_note:
+            ack += f" · note: {alert.ack_note}"
+        lines.append(ack)
+        lines.append(f"Alert #{alert.id}")
+    else:
+        lines.append(f"Alert #{alert.id} · press Acknowledge or send /ack {alert.id}")
+    return "\n".join(lines)
+
+
+def ack_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
+    """The Acknowledge button, while the alert is open."""
+    if alert.acknowledged_at is not None or alert.kind == DIGEST_KIND:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton("✅ Acknowledge", callback_data=f"ack:{alert.id}")]])
+
+
+async def alerts_tick(app: TrialApplication) -> None:
+    """Escalate what waited too long, build the 08:00 digest, send what is pending."""
+    await escalate_due(app)
+    await build_digest(app)
+    await send_pending(app)
+
+
+async def escalate_due(app: TrialApplication) -> None:
+    """URGENT alerts unacknowledged after ESCALATE_AFTER_MINUTES go to the
+    escalation chats, exactly once (marked escalated in the same transaction)."""
+    services = app.services
+    settings = services.settings
+    now = services.clock.now()
+    cutoff = now - timedelta(minutes=settings.escalate_after_minutes)
+    async with services.sessions() as session:
+        due = list(
+            await session.scalars(
+                select(Alert).where(
+                    Alert.level == AlertLevel.URGENT,
+                    Alert.acknowledged_at.is_(None),
+                    Alert.escalated_at.is_(None),
+                    Alert.aware_at <= cutoff,
+                )
+            )
+        )
+        if not due:
+            return
+        for alert in due:
+            alert.escalated_at = now
+            for chat_id in settings.escalation_chat_ids:
+                queue_delivery(session, alert, chat_id, "escalation", now)
+            audit.record(
+                session,
+                at=now,
+                actor=audit.SYSTEM,
+                action="alert.escalate",
+                participant_id=alert.participant_id,
+                after={"alert": alert.id, "chats": len(settings.escalation_chat_ids)},
+            )
+        try:
+            await session.commit()
+        except IntegrityError:  # another process escalated them meanwhile
+            await session.rollback()
+
+
+async def build_digest(app: TrialApplication) -> None:
+    """From 08:00 local: one INFO alert listing every same-day item raised before
+    08:00 and not yet in a digest (each item once; nothing when there is nothing)."""
+    services = app.services
+    settings = services.settings
+    tz = settings.tz
+    now = services.clock.now()
+    local = now.astimezone(tz)
+    since = datetime.combine(local.date(), DIGEST_TIME, tz)
+    if local < since:
+        return
+    async with services.sessions() as session:
+        items = list(
+            await session.scalars(
+                select(Alert)
+                .where(
+                    Alert.level == AlertLevel.SAME_DAY,
+                    Alert.digest_sent_at.is_(None),
+                    Alert.acknowledged_at.is_(None),
+                    Alert.aware_at < since,
+                )
+                .order_by(Alert.aware_at, Alert.id)
+            )
+        )
+        if not items:
+            return
+        ids = [alert.id for alert in items]
+        claimed = await session.execute(
+            update(Alert).where(Alert.id.in_(ids), Alert.digest_sent_at.is_(None)).values(digest_sent_at=now)
+        )
+        if claimed.rowcount != len(ids):  # type: ignore[attr-defined]
+            await session.rollback()  # another process is building it
+            return
+        people = {
+            p.id: p
+            for p in await session.scalars(
+                select(Participant).where(Participant.id.in_({a.participant_id for a in items if a.participant_id}))
+            )
+        }
+        lines = [f"📋 Same-day review, {local.strftime('%a %d %b %Y')}: {len(items)} item(s)"]
+        for alert in items:
+            person = people.get(alert.participant_id or 0)
+            who = f"{person.study_id} (arm {person.arm})" if person else "no participant"
+            why = "; ".join(str(r) for r in alert.reasons) or alert.summary.splitlines()[0]
+            lines.append(f"• {who} · {why} · reported {_local(alert.aware_at, tz)} · /ack {alert.id}")
+        await raise_alert(
+            session,
+            participant=None,
+            kind=DIGEST_KIND,
+            level=AlertLevel.INFO,
+            summary="\n".join(lines),
+            reasons=[],
+            now=now,
+            coordinator_chats=settings.coordinator_chat_ids,
+            details={"alerts": ids, "date": local.date().isoformat()},
+            source=f"digest:{local.date().isoformat()}",
+        )
+        await session.commit()
+
+
+async def send_pending(app: TrialApplication) -> None:
+    """Send every due delivery; failures wait for their back-off."""
+    services = app.services
+    now = services.clock.now()
+    async with services.sessions() as session:
+        due = list(
+            await session.scalars(
+                select(AlertDelivery.id)
+                .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
+                .order_by(AlertDelivery.id)
+            )
+        )
+    for delivery_id in due:
+        await _send_one(app, delivery_id)
+
+
+async def _send_one(app: TrialApplication, delivery_id: int) -> None:
+    services = app.services
+    settings = services.settings
+    now = services.clock.now()
+    async with services.sessions() as session:
+        delivery = await session.get(AlertDelivery, delivery_id)
+        if delivery is None or delivery.status is not DeliveryStatus.PENDING or delivery.next_attempt_at > now:
+            return
+        claimed = await session.execute(
+            update(AlertDelivery)
+            .where(
+                AlertDelivery.id == delivery_id,
+                AlertDelivery.status == DeliveryStatus.PENDING,
+                AlertDelivery.next_attempt_at == delivery.next_attempt_at,
+            )
+            .values(next_attempt_at=now + CLAIM_LEASE)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            await session.rollback()
+            return
+        alert = await session.get(Alert, delivery.alert_id)
+        assert alert is not None
+        participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        text = render(
+            alert, participant, settings.tz, purpose=delivery.purpose, escalate_after=settings.escalate_after_minutes
+        )
+        markup = ack_keyboard(alert)
+        chat_id = delivery.chat_id
+        await session.commit()
+    try:
+        message = await app.bot.send_message(chat_id, text, reply_markup=markup)
+    except Exception as exc:
+        async with services.sessions() as session:
+            failed = await session.get(AlertDelivery, delivery_id)
+            if failed is not None and failed.status is DeliveryStatus.PENDING:
+                failed.attempts += 1
+                failed.next_attempt_at = now + backoff(failed.attempts)
+                failed.last_error = type(exc).__name__[:200]
+                await session.commit()
+        log.warning("alert delivery %s not sent (%s); will retry", delivery_id, type(exc).__name__)
+        return
+    async with services.sessions() as session:
+        sent = await session.get(AlertDelivery, delivery_id)
+        if sent is not None:
+            sent.status = DeliveryStatus.SENT
+            sent.message_id = message.message_id
+            sent.sent_at = services.clock.now()
+            sent.attempts += 1
+            sent.last_error = None
+            await session.commit()
+    log.info("alert delivery %s sent", delivery_id)
+
+
+async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | None = None) -> None:
+    """Edit the alert's message in every chat it was sent to (after an
+    acknowledgement or new findings); `extra` is one more (chat, message) to
+    edit, e.g. the copy /alerts showed. A failed edit is logged, not raised."""
+    services = app.services
+    settings = services.settings
+    async with services.sessions() as session:
+        alert = await session.get(Alert, alert_id)
+        if alert is None:
+            return
+        participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        deliveries = list(
+            await session.scalars(
+                select(AlertDelivery).where(
+                    AlertDelivery.alert_id == alert_id,
+                    AlertDelivery.status == DeliveryStatus.SENT,
+                    AlertDelivery.message_id.is_not(None),
+                )
+            )
+        )
+        targets = []
+        for delivery in deliveries:
+            text = render(
+                alert,
+                participant,
+                settings.tz,
+                purpose=delivery.purpose,
+                escalate_after=settings.escalate_after_minutes,
+            )
+            assert delivery.message_id is not None
+            targets.append((delivery.chat_id, delivery.message_id, text))
+        if extra is not None and (extra[0], extra[1]) not in {(c, m) for c, m, _ in targets}:
+            targets.append((extra[0], extra[1], render(alert, participant, settings.tz)))
+        markup = ack_keyboard(alert)
+    for chat_id, message_id, text in targets:
+        try:
+            await app.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, reply_markup=markup)
+        except Exception as exc:
+            log.warning("alert %s message not redrawn in one chat (%s)", alert_id, type(exc).__name__)

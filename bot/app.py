@@ -1,0 +1,238 @@
+"""The Application factory: one place that builds the bot, registers every
+handler in a deliberate order, and wraps each update in a unit of work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import Any, cast
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from telegram import Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot import work as uow
+from bot.context import BotContext
+from bot.handlers import admin, common, coordinator, export, participant, questionnaire, schedule, schedule_admin
+from bot.i18n import _, language_from_telegram, use_locale
+from bot.services import Services
+from domain import participants
+from domain.alerts import ALERTS_RAISED
+from models import ProcessedUpdate
+from scheduler.runtime import run_tick
+
+log = logging.getLogger(__name__)
+
+DB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
+    """PTB's Application, with each update handled as one unit of work
+    (see `bot.work`) and the process's services attached."""
+
+    services: Services
+
+    async def process_update(self, update: object) -> None:
+        """Handle one update exactly once, in one transaction, replies after commit.
+        Never raises: PTB's update loop stops for good if this does."""
+        if not isinstance(update, Update):
+            await super().process_update(update)
+            return
+        for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
+            try:
+                retry = await self._process_once(update)
+            except Exception as exc:
+                # Outside the handlers only infrastructure can fail (opening the session,
+                # the duplicate check, the commit): always worth another try.
+                retry = True
+                log.error(
+                    "update %s failed outside its handlers (%s, attempt %d)",
+                    update.update_id,
+                    type(exc).__name__,
+                    attempt + 1,
+                )
+            if not retry:
+                return
+            if delay is None:
+                log.error("update %s dropped: the database stayed unavailable", update.update_id)
+                return
+            await asyncio.sleep(delay)
+
+    async def _process_once(self, update: Update) -> bool:
+        """One attempt. Returns True when it should be retried (database unavailable)."""
+        services = self.services
+        async with services.sessions() as session:
+            if await session.get(ProcessedUpdate, update.update_id) is not None:
+                log.info("update %s was already processed; re-delivery ignored", update.update_id)
+                return False
+            chat = update.effective_chat
+            linked = None
+            if chat is not None and chat.type == "private":
+                linked = await participants.by_chat(session, chat.id)
+            work = uow.UpdateWork(update, session, services.clock.now(), linked)
+            user = update.effective_user
+            lang = linked.language.value if linked else language_from_telegram(user.language_code if user else None)
+            token = uow.enter(work)
+            try:
+                with use_locale(lang):
+                    await super().process_update(update)
+                    if update.callback_query is not None and not work.callback_answered and not work.failed:
+                        query = update.callback_query
+                        work.after_commit(lambda: query.answer())
+            finally:
+                uow.leave(token)
+            alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))
+            if work.retry:
+                await session.rollback()
+                return True
+            if work.failed:
+                await session.rollback()
+            session.add(
+                ProcessedUpdate(
+                    update_id=update.update_id, processed_at=work.now, outcome="error" if work.failed else "ok"
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                # Another process handled the same update meanwhile: theirs stands.
+                await session.rollback()
+                log.info("update %s was processed concurrently elsewhere; ours discarded", update.update_id)
+                return False
+        with use_locale(lang):
+            await work.flush()
+        if alerts_raised and not work.failed:
+            await run_tick(self, "alerts")  # within seconds, not at the next beat
+        return False
+
+
+TRANSIENT_SQLSTATES = ("08", "57P", "40001", "40P01")  # connection, operator intervention, serialization, deadlock
+
+
+def _is_transient(error: BaseException) -> bool:
+    """A database that went away, restarted, is locked or asked us to retry: worth
+    trying the whole update again (it was rolled back)."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return isinstance(code, str) and code.startswith(TRANSIENT_SQLSTATES)
+    return False
+
+
+async def on_error(update: object, context: BotContext) -> None:
+    """Log the error without personal data, and keep the bot alive. Inside an
+    update: roll its changes back (or retry on a database outage) and apologise."""
+    error = context.error
+    assert error is not None
+    frames = "".join(traceback.format_tb(error.__traceback__)) if error.__traceback__ else ""
+    update_id = update.update_id if isinstance(update, Update) else None
+    # The exception's text may quote stored values (free-text answers): log its type only.
+    log.error("error while handling update %s: %s\n%s", update_id, type(error).__name__, frames)
+    work = uow.maybe_current_work()
+    if work is None:
+        return
+    if _is_transient(error):
+        work.retry = True
+        return
+    chat = work.update.effective_chat
+    if chat is None:
+        work.fail(None)
+        return
+    text = _("Sorry, something went wrong on our side. Please try again in a minute. Your earlier answers are safe.")
+    bot = context.bot
+    work.fail(lambda: bot.send_message(chat.id, text))
+
+
+def register_handlers(app: TrialApplication) -> None:
+    """Every handler, in order. Group 0 holds the commands and buttons; the last
+    group answers whatever nothing else understood, so nobody is left without a reply."""
+    private = filters.ChatType.PRIVATE
+
+    # Participant commands (private chats).
+    app.add_handler(CommandHandler("start", participant.start, filters=private))
+    app.add_handler(CommandHandler("language", participant.language, filters=private))
+    app.add_handler(CommandHandler("help", participant.help_command, filters=private))
+    app.add_handler(CommandHandler("checkin", questionnaire.checkin_command, filters=private))
+    app.add_handler(CommandHandler("report", questionnaire.report_command, filters=private))
+    app.add_handler(CommandHandler("cancel", questionnaire.cancel_command, filters=private))
+    app.add_handler(CommandHandler("schedule", schedule.schedule, filters=private))
+    app.add_handler(CommandHandler("settime", schedule.settime, filters=private))
+    app.add_handler(CommandHandler("stop", schedule.stop, filters=private))
+
+    # Admin commands (any chat; each one checks ADMIN_USER_IDS and audits refusals).
+    app.add_handler(CommandHandler("enroll", admin.enroll))
+    app.add_handler(CommandHandler("participants", admin.list_participants))
+    app.add_handler(CommandHandler("withdraw", admin.withdraw))
+    app.add_handler(CommandHandler("export", export.export))
+    app.add_handler(CommandHandler("alerts", coordinator.list_alerts))
+    app.add_handler(CommandHandler("ack", coordinator.ack_command))
+    app.add_handler(CommandHandler("pause", schedule_admin.pause))
+    app.add_handler(CommandHandler("resume", schedule_admin.resume))
+    app.add_handler(CommandHandler("status", schedule_admin.status))
+    app.add_handler(CommandHandler("visit", schedule_admin.visit))
+
+    # Buttons.
+    app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=r"^lang:"))
+    app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=r"^dose:"))
+    app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=r"^visit:"))
+    app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=r"^stop:"))
+    app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=r"^q:"))
+    app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=r"^qstart:"))
+    app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=r"^ack:"))
+    app.add_handler(CallbackQueryHandler(common.stale_button))
+
+    # Whatever is left.
+    app.add_handler(MessageHandler(filters.COMMAND & private, common.unknown_command))
+    # An answer typed to the open question; anything else goes on to common.not_understood.
+    app.add_handler(MessageHandler(private & ~filters.COMMAND, questionnaire.typed_answer))
+
+    app.add_error_handler(on_error)
+
+
+def build_application(
+    services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True
+) -> TrialApplication:
+    """Build the bot for these services (settings, database, clock).
+    `rate_limiter`: True = AIORateLimiter at Telegram's limits with 3 retries of a
+    429; False = none (the benchmark's "own capacity" figure); or a limiter."""
+    settings = services.settings
+    limiter: BaseRateLimiter[Any] | None
+    if isinstance(rate_limiter, bool):
+        limiter = AIORateLimiter(max_retries=3) if rate_limiter else None
+    else:
+        limiter = rate_limiter
+    builder = (
+        ApplicationBuilder()
+        .application_class(TrialApplication)
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_url)
+        .base_file_url(settings.base_file_url)
+        .context_types(ContextTypes(context=BotContext))
+        # The long poll holds one connection; the final offset-confirming call at
+        # shutdown needs another, or it times out and updates are fetched again.
+        .get_updates_connection_pool_size(2)
+        .arbitrary_callback_data(False)
+    )
+    if limiter is not None:
+        builder = builder.rate_limiter(cast(Any, limiter))  # PTB types the builder for one limiter kind
+    if not settings.webhook_url:
+        builder = builder.updater(None)  # long polling is bot.runner.poll: confirms after processing
+    app = builder.build()
+    assert isinstance(app, TrialApplication)
+    app.services = services
+    register_handlers(app)
+    return app

@@ -1,0 +1,152 @@
+"""Settings: every variable of SPEC.md's configuration table, read once from the
+environment and `.env`, validated so that a bad value stops the start with one
+line naming it."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
+
+IdList = Annotated[list[int], NoDecode]
+
+
+def _split_ids(value: object) -> object:
+    """Accept `1,2, 3`, a single int, or an empty value for the id-list variables."""
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace(";", ",").split(",")]
+        return [int(p) for p in parts if p]
+    return value
+
+
+class DatabaseSettings(BaseSettings):
+    """What every process that touches the shared database needs (bot, admin CLI,
+    migrations, export), and nothing that needs Telegram."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///trial.db"
+    timezone: str = "Asia/Dhaka"
+    enrollment_code_days: int = Field(default=14, ge=1, le=365)
+    escalate_after_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    content_dir: Path | None = None  # the protocol and instrument files; default: content/ in the code
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Accept the URL forms hosting platforms hand out, and insist on an async driver."""
+        value = value.strip()
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        """The trial's local time zone."""
+        return ZoneInfo(self.timezone)
+
+
+class Settings(DatabaseSettings):
+    """Everything the running bot needs. The token is a secret: it never appears in
+    a repr, a log line or an error message."""
+
+    telegram_bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    admin_user_ids: IdList = Field(default_factory=list)
+    coordinator_chat_ids: IdList = Field(default_factory=list)
+    escalation_chat_ids: IdList = Field(default_factory=list)
+    study_contact_phone: str = ""
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_secret: SecretStr | None = None
+    heartbeat_seconds: float = Field(default=30, ge=1, le=3600)
+
+    @field_validator("admin_user_ids", "coordinator_chat_ids", "escalation_chat_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        try:
+            return _split_ids(value)
+        except ValueError as exc:
+            raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not _TOKEN_RE.match(value.get_secret_value().strip()):
+            raise ValueError("does not look like a bot token (digits:letters, from @BotFather)")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith("https://") and not value.startswith("http://127.0.0.1"):
+            raise ValueError("must be an https:// URL that Telegram can reach")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("may only contain A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @property
+    def base_file_url(self) -> str:
+        """The file URL that goes with `telegram_api_url` (…/bot → …/file/bot)."""
+        url = self.telegram_api_url
+        if url.endswith("/bot"):
+            return url[: -len("/bot")] + "/file/bot"
+        return url.rstrip("/") + "/file/bot"
+
+
+def describe_error(error: ValidationError) -> str:
+    """One clear line naming the first bad variable, without echoing its value
+    (it might be the token)."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    if first["type"] == "missing":
+        if name == "TELEGRAM_BOT_TOKEN":
+            return (
+                "Configuration error: TELEGRAM_BOT_TOKEN is not set. Get a token from "
+                "@BotFather and put TELEGRAM_BOT_TOKEN=<token> in the environment or in .env "
+                "(see .env.example)."
+            )
+        return f"Configuration error: {name} is required."
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"Configuration error: {name} {message}."

@@ -1,0 +1,87 @@
+"""Admin commands, for user ids in ADMIN_USER_IDS only. Anyone else is refused
+in their own language, and the attempt is audited."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+from telegram import Update
+
+from bot import admin_text
+from bot.context import BotContext
+from bot.i18n import _
+from domain import audit, enrollment, participants
+from domain.errors import DomainError
+from domain.parsing import parse_study_id
+
+Handler = Callable[[Update, BotContext], Coroutine[Any, Any, None]]
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Run `handler` only for admins; refuse and audit everyone else. A DomainError
+    (bad arguments, unknown study id) becomes a reply and changes nothing."""
+
+    @functools.wraps(handler)
+    async def wrapper(update: Update, context: BotContext) -> None:
+        user = update.effective_user
+        if user is None or user.id not in context.services.settings.admin_user_ids:
+            command = (update.effective_message.text or "").split()[0][:32] if update.effective_message else ""
+            audit.record(
+                context.db,
+                at=context.now,
+                actor=audit.telegram_actor(user.id if user else None),
+                action="admin.refuse",
+                participant_id=context.participant.id if context.participant else None,
+                detail=command,
+            )
+            context.reply(_("Sorry, this command is only for the study team."))
+            return
+        try:
+            await handler(update, context)
+        except DomainError as error:
+            # Domain operations validate before they change anything: nothing to undo.
+            context.reply(f"Not done: {error}")
+
+    return wrapper
+
+
+def _actor(update: Update) -> str:
+    assert update.effective_user is not None
+    return audit.admin_actor(update.effective_user.id)
+
+
+@admin_only
+async def enroll(update: Update, context: BotContext) -> None:
+    """/enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: register and issue a one-time code."""
+    request = enrollment.parse_enroll_args(list(context.args or []))
+    settings = context.services.settings
+    result = await enrollment.enroll(
+        context.db,
+        request,
+        actor=_actor(update),
+        now=context.now,
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+    )
+    context.reply(admin_text.enrolled(result, settings.tz, context.bot.username))
+
+
+@admin_only
+async def list_participants(update: Update, context: BotContext) -> None:
+    """/participants: one line each."""
+    context.reply(admin_text.participant_list(await participants.list_all(context.db)))
+
+
+@admin_only
+async def withdraw(update: Update, context: BotContext) -> None:
+    """/withdraw STUDY_ID [REASON…]: stop everything for that participant; data kept."""
+    args = list(context.args or [])
+    if not args:
+        raise DomainError("usage: /withdraw STUDY_ID [REASON…]")
+    study_id = parse_study_id(args[0])
+    participant = await participants.withdraw(
+        context.db, study_id, reason=" ".join(args[1:]) or None, actor=_actor(update), now=context.now
+    )
+    context.reply(admin_text.withdrawn(participant))

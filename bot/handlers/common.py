@@ -1,0 +1,39 @@
+"""Handlers of last resort: nobody is left without an answer."""
+
+from __future__ import annotations
+
+from telegram import Update
+
+from bot.context import BotContext
+from bot.i18n import _
+from bot.texts import not_enrolled
+
+
+async def stale_button(update: Update, context: BotContext) -> None:
+    """A button nobody handles any more (an old message): say so, change nothing."""
+    context.answer(_("This button is no longer active."), alert=False)
+
+
+async def unknown_command(update: Update, context: BotContext) -> None:
+    """A command the bot does not have (or not for this person)."""
+    if context.participant is None:
+        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        return
+    context.reply(_("I do not know that command. Send /help to see what I can do."))
+
+
+async def not_understood(update: Update, context: BotContext) -> None:
+    """Text, a photo, a sticker, a voice note … that nothing was waiting for."""
+    if context.participant is None:
+        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        return
+    message = update.effective_message
+    if message is not None and message.text is None:
+        context.reply(
+            _(
+                "Sorry, I cannot open photos, stickers, voice or other files. "
+                "Please use the buttons or type a command. Send /help to see what I can do."
+            )
+        )
+        return
+    context.reply(_("Sorry, I did not understand. Please use the buttons, or send /help to see what I can do."))

@@ -1,0 +1,321 @@
+"""Questionnaires in the chat: /checkin, /report, /cancel, the reminder's start
+button, the answer buttons (with Skip and Back) and typed answers.
+
+One question per message with big buttons; typed answers are read by the
+engine (Bengali digits, "হ্যাঁ"/"yes"). The safety advice goes out in the same
+reply as the answer that triggered it: it never waits for anything. The
+progress itself lives in the database (domain.checkins)."""
+
+from __future__ import annotations
+
+import functools
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+
+from bot import alerting
+from bot.context import BotContext
+from bot.handlers import common
+from bot.i18n import N_, _, current_language, format_number, localize_digits
+from bot.texts import not_enrolled, with_contact
+from domain import audit, checkins
+from domain.questionnaires import (
+    BACK_VALUE,
+    SKIP_VALUE,
+    AnswerError,
+    can_go_back,
+    options,
+    progress,
+    prompt,
+)
+from domain.questionnaires.model import FreeTextItem, NumberItem, Text
+from domain.triage import advice_text
+from models import Participant, ParticipantStatus
+
+CALLBACK_PREFIX = "q"
+SHORT_LABEL = 14
+"""Buttons with labels up to this length go two to a row; longer ones get a row each."""
+
+HINTS = {
+    "expected_button": N_("Please tap one of the buttons, or type the number of your answer."),
+    "not_a_number": N_("Please type a number from {min} to {max}{unit}."),
+    "not_whole_number": N_("Please type a whole number from {min} to {max}."),
+    "out_of_range": N_("That number is outside {min} to {max}{unit}. Please check it and type it again."),
+    "bad_date": N_("Please tap Today or Yesterday, or type the date like 25/10/2026."),
+    "date_in_future": N_("That date is in the future. Please type the day it started."),
+    "date_too_old": N_("That date is too long ago. Please type a date after {earliest}."),
+    "too_long": N_("That is too long. Please write it in at most {max_length} letters."),
+    "empty": N_("Please type a few words."),
+    "not_skippable": N_("This question cannot be skipped. Please answer it."),
+    "nothing_before": N_("This is the first question; there is nothing to go back to."),
+    "stale_button": N_("That button belongs to a question you already answered. Nothing was changed."),
+    "already_complete": N_("These questions are already finished. Nothing was changed."),
+    "instrument_changed": N_("These questions have been updated. Please start again."),
+}
+
+
+def env(context: BotContext) -> checkins.Env:
+    """The questionnaire environment of this process."""
+    services = context.services
+    switches = frozenset(name for name, on in services.protocol.switches().items() if on)
+    return checkins.Env(
+        instruments=services.instruments,
+        tz=services.settings.tz,
+        switches=switches,
+        coordinator_chats=services.settings.coordinator_chat_ids,
+    )
+
+
+def hint(error: AnswerError) -> str:
+    """The participant's hint for an answer the engine refused, in their language."""
+    data = error.data
+    template = HINTS.get(error.code, HINTS["expected_button"])
+    unit = data.get("unit")
+    unit_text = " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
+    values = {
+        "min": format_number(data.get("min", 0)),
+        "max": format_number(data.get("max", 0)),
+        "unit": unit_text,
+        "earliest": localize_digits("/".join(reversed(str(data.get("earliest", "")).split("-")))),
+        "max_length": format_number(data.get("max_length", 0)),
+    }
+    return _(template).format(**values)
+
+
+def callback_data(session_id: int, item_id: str, value: str) -> str:
+    """`q:<session>:<item>:<value>`: an old or foreign button can be recognised."""
+    return f"{CALLBACK_PREFIX}:{session_id}:{item_id}:{value}"
+
+
+def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The message for the current question: where we are, the question, its buttons."""
+    item = current.item
+    assert item is not None
+    lang = current.context.language
+    done, total = progress(current.instrument, current.state, current.context)
+    number = min(done + 1, total)
+    header = _("Question {number} of {total}").format(number=format_number(number), total=format_number(total))
+    text = header + "\n\n" + prompt(item, lang)
+    choices = options(item, lang)
+    if not choices or isinstance(item, NumberItem | FreeTextItem):
+        text += "\n\n" + _("Please type your answer.")
+    sid = current.session.id
+    buttons = [InlineKeyboardButton(o.label, callback_data=callback_data(sid, item.id, o.value)) for o in choices]
+    per_row = 2 if all(len(o.label) <= SHORT_LABEL for o in choices) else 1
+    rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
+    extra = []
+    if can_go_back(current.instrument, current.state, current.context):
+        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callback_data(sid, item.id, BACK_VALUE)))
+    if item.optional:
+        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callback_data(sid, item.id, SKIP_VALUE)))
+    if extra:
+        rows.append(extra)
+    return text, InlineKeyboardMarkup(rows) if rows else None
+
+
+def send_question(context: BotContext, current: checkins.Progress, lead: str | None = None) -> None:
+    """Queue the current question; once sent, remember its message id in the row."""
+    text, markup = question(current)
+    if lead:
+        text = lead + "\n\n" + text
+    chat = context.work.update.effective_chat
+    assert chat is not None
+    bot = context.bot
+    sessions = context.services.sessions
+    session_id = current.session.id
+    chat_id = chat.id
+
+    async def send() -> None:
+        message = await bot.send_message(chat_id, text, reply_markup=markup)
+        async with sessions() as db:
+            await checkins.set_message_id(db, session_id, message.message_id)
+            await db.commit()
+
+    context.work.after_commit(send)
+
+
+def _drop_old_keyboard(context: BotContext, current: checkins.Progress | None) -> None:
+    """Typed answers leave the previous question's buttons: take them away."""
+    chat = context.work.update.effective_chat
+    if current is None or chat is None or current.session.current_message_id is None:
+        return
+    bot = context.bot
+    chat_id, message_id = chat.id, current.session.current_message_id
+    context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None))
+
+
+def intro(current: checkins.Progress) -> str:
+    """Title and instructions of a questionnaire that is starting."""
+    lang = current.context.language
+    instrument = current.instrument
+    parts = [instrument.title.get(lang)]
+    if instrument.instructions is not None:
+        parts.append(instrument.instructions.get(lang))
+    if lang == "bn" and instrument.validated.en and not instrument.validated.bn:
+        parts.append(_("Note: the Bangla version of these questions has not been validated yet."))
+    return "\n".join(parts)
+
+
+def advice_message(keys: tuple[str, ...], phone: str) -> str:
+    """What the participant must do now, with the study phone (never delayed)."""
+    lang = current_language()
+    lines = ["⚠️ " + _("Important: please read this now.")]
+    lines += [advice_text(key, lang, phone) for key in keys]
+    lines.append(_("The study team has been told."))
+    return with_contact("\n\n".join(lines), phone)
+
+
+def show(context: BotContext, outcome: checkins.Outcome) -> None:
+    """Put an outcome into words: advice first, then thanks, then the next question."""
+    phone = context.services.settings.study_contact_phone
+    if outcome.advice:
+        context.reply(advice_message(outcome.advice, phone))
+    app = context.application
+    for alert_id in outcome.refresh_alerts:  # new findings on an alert already sent: redraw its messages
+        context.work.after_commit(functools.partial(alerting.redraw, app, alert_id))  # type: ignore[arg-type]
+    lead: str | None = None
+    if outcome.completed is not None:
+        if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
+            context.reply(_("Thank you. Your report is saved and the study team will see it."))
+        else:
+            context.reply(_("Thank you! You have answered all the questions."))
+    if outcome.cancelled is not None:
+        context.reply(_("Stopped. These questions are not counted as finished; the answers you gave are kept."))
+    current = outcome.current
+    if current is None or current.item is None:
+        return
+    title = current.instrument.title.get(current.context.language)
+    if outcome.finish_report_first:
+        lead = _("Please finish your problem report first, or send /cancel to stop it.")
+    elif outcome.started:
+        lead = intro(current)
+    elif outcome.resumed:
+        lead = _("Let us continue where you stopped: {title}.").format(title=title)
+    send_question(context, current, lead)
+
+
+def _participant(context: BotContext) -> Participant | None:
+    participant = context.participant
+    if participant is None:
+        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+    return participant
+
+
+async def _begin(context: BotContext, participant: Participant, instrument_id: str, origin: str) -> None:
+    if participant.status is ParticipantStatus.WITHDRAWN and instrument_id != checkins.REPORT_INSTRUMENT:
+        context.reply(_("You are no longer in the study follow-up, so there are no questions for you."))
+        return
+    outcome = await checkins.begin(context.db, participant, instrument_id, origin, now=context.now, env=env(context))
+    if outcome.not_available or outcome.current is None:
+        context.reply(_("These questions are not for you right now."))
+        return
+    if not outcome.started:
+        _drop_old_keyboard(context, outcome.current)
+    show(context, outcome)
+
+
+async def checkin_command(update: Update, context: BotContext) -> None:
+    """/checkin: start (or continue) the weekly check-in now."""
+    participant = _participant(context)
+    if participant is not None:
+        await _begin(context, participant, context.services.protocol.checkin.instrument, checkins.ORIGIN_COMMAND)
+
+
+async def report_command(update: Update, context: BotContext) -> None:
+    """/report: report a problem at any time, also in the middle of another questionnaire."""
+    participant = _participant(context)
+    if participant is not None:
+        await _begin(context, participant, checkins.REPORT_INSTRUMENT, checkins.ORIGIN_REPORT)
+
+
+async def cancel_command(update: Update, context: BotContext) -> None:
+    """/cancel: leave the questions without counting them as finished."""
+    participant = _participant(context)
+    if participant is None:
+        return
+    current = await checkins.current_progress(context.db, participant, context.now, env(context))
+    outcome = await checkins.cancel(context.db, participant, now=context.now, env=env(context))
+    if outcome.cancelled is None:
+        context.reply(_("There is nothing to cancel."))
+        return
+    _drop_old_keyboard(context, current)
+    show(context, outcome)
+
+
+async def start_button(update: Update, context: BotContext) -> None:
+    """The reminder's button `qstart:<instrument>`: start or continue that questionnaire."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    participant = context.participant
+    if participant is None:
+        context.answer(_("This button is no longer active."))
+        return
+    instrument_id = query.data.partition(":")[2]
+    context.answer()
+    context.edit_markup(None)
+    await _begin(context, participant, instrument_id, checkins.ORIGIN_PROMPT)
+
+
+async def answer_button(update: Update, context: BotContext) -> None:
+    """An answer, Skip or Back button (`q:<session>:<item>:<value>`)."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    participant = context.participant
+    parts = query.data.split(":", 3)
+    if participant is None or len(parts) != 4 or not parts[1].isdecimal():
+        context.answer(_("This button is no longer active."))
+        return
+    session_id, item_id, value = int(parts[1]), parts[2], parts[3]
+    try:
+        outcome = await checkins.answer(
+            context.db, participant, value, now=context.now, env=env(context), session_id=session_id, item_id=item_id
+        )
+    except checkins.NotYours:
+        audit.record(
+            context.db,
+            at=context.now,
+            actor=audit.participant_actor(participant.study_id),
+            action="questionnaire.foreign_button",
+            participant_id=participant.id,
+            detail=f"session {session_id}",
+        )
+        context.answer(_("This button is not for you. Nothing was changed."), alert=True)
+        return
+    if outcome.error is not None and outcome.error.code == checkins.SUSPENDED:
+        context.answer(_("Please finish your problem report first, or send /cancel to stop it."), alert=True)
+        return
+    if outcome.error is not None:
+        context.answer(hint(outcome.error), alert=True)
+        if outcome.error.code in ("already_complete", "stale_button", "instrument_changed"):
+            context.edit_markup(None)
+        return
+    context.answer()
+    context.edit_markup(None)
+    show(context, outcome)
+
+
+async def typed_answer(update: Update, context: BotContext) -> None:
+    """Text (or a photo, sticker …) in a private chat: an answer to the open
+    question if there is one, else the usual "not understood"."""
+    participant = context.participant
+    current = (
+        await checkins.current_progress(context.db, participant, context.now, env(context))
+        if participant is not None
+        else None
+    )
+    message = update.effective_message
+    if participant is None or current is None or message is None or current.item is None:
+        await common.not_understood(update, context)
+        return
+    _drop_old_keyboard(context, current)
+    if message.text is None:
+        lead = _("I cannot open photos, stickers, voice or other files. Please tap a button or type your answer.")
+        send_question(context, current, lead)
+        return
+    outcome = await checkins.answer(context.db, participant, message.text, now=context.now, env=env(context))
+    if outcome.error is not None:
+        if outcome.current is not None and outcome.current.item is not None:
+            send_question(context, outcome.current, hint(outcome.error))
+        else:
+            context.reply(hint(outcome.error))
+        return
+    show(context, outcome)

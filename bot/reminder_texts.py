@@ -1,0 +1,121 @@
+"""What reminders say and which buttons they carry, rendered at send time in the
+participant's language (the stored payload is language-neutral). Callback data:
+``dose:<reminder row id>:taken|later|skipped``, ``visit:<week>:come|other``,
+``qstart:<instrument id>`` (started by the questionnaire handlers), ``stop:yes|no``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.i18n import _, current_language, format_date, format_number, weekday_name
+from domain.questionnaires import Instrument
+from scheduler.calendar import parse_weekday
+from scheduler.planner import MessageKind
+from scheduler.protocol import Protocol
+
+
+def _regimen_text(protocol: Protocol, arm: str, regimen: str) -> tuple[str, str]:
+    """(drug name, dose in words) from the protocol file, in the current language."""
+    lang = current_language()
+    for reg in protocol.arm(arm).regimens:
+        if reg.id == regimen:
+            return (reg.drug.bn if lang == "bn" else reg.drug.en), (reg.dose.bn if lang == "bn" else reg.dose.en)
+    return regimen, ""
+
+
+def drug_name(protocol: Protocol, arm: str, regimen: str) -> str:
+    """The drug's name in the current language (for /schedule)."""
+    return _regimen_text(protocol, arm, regimen)[0]
+
+
+def dose_text(kind: str, payload: Mapping[str, Any], protocol: Protocol, arm: str) -> str:
+    """A dose reminder, its 2-hour follow-up or its "remind me later" repeat."""
+    regimen = str(payload.get("regimen", ""))
+    drug, dose = _regimen_text(protocol, arm, regimen)
+    if regimen == "methotrexate":
+        amount = payload.get("dose_amount", 25)
+        weekday = parse_weekday(str(payload.get("weekday", "monday")))
+        body = _(
+            "Today is {weekday}, your methotrexate day. Take your weekly dose of methotrexate: {amount} mg, "
+            "today only. Never take it twice in one week, and never take a missed dose on another day."
+        ).format(weekday=weekday_name(weekday), amount=format_number(int(float(str(amount)))))
+    else:
+        body = _("Time for your medicine: {drug}, {dose}.").format(drug=drug, dose=dose)
+    question = _("Did you take it? Please press a button.")
+    if kind == MessageKind.DOSE_FOLLOWUP.value:
+        return _("A gentle reminder, in case you missed my earlier message.") + "\n" + body + "\n" + question
+    if kind == MessageKind.DOSE_REMIND_LATER.value:
+        return _("Here is the reminder you asked for.") + "\n" + body + "\n" + question
+    return body + "\n" + question
+
+
+def dose_buttons(reminder_id: int) -> InlineKeyboardMarkup:
+    """Taken / Remind me later / Skipped, one per row (big targets for stiff fingers)."""
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(_("✅ Taken"), callback_data=f"dose:{reminder_id}:taken")],
+            [InlineKeyboardButton(_("⏰ Remind me later"), callback_data=f"dose:{reminder_id}:later")],
+            [InlineKeyboardButton(_("Skipped"), callback_data=f"dose:{reminder_id}:skipped")],
+        ]
+    )
+
+
+def visit_text(payload: Mapping[str, Any], protocol: Protocol) -> str:
+    """A visit reminder: 7 days before, the day before, or the morning of the visit."""
+    week = int(payload["week"])
+    visit = protocol.visit(week)
+    name = visit.name.bn if current_language() == "bn" else visit.name.en
+    when = format_date(date.fromisoformat(str(payload["visit_date"])), "long")
+    offset = int(payload.get("offset_days", 0))
+    if offset == 0:
+        head = _("Today is your {visit} at the BSMMU rheumatology clinic ({date}).")
+    elif offset == -1:
+        head = _("Tomorrow is your {visit} at the BSMMU rheumatology clinic ({date}).")
+    else:
+        head = _("Your {visit} at the BSMMU rheumatology clinic is in one week: {date}.")
+    return (
+        head.format(visit=name, date=when)
+        + "\n"
+        + _("Will you come? If this day is not possible, press the second button and the study team will call you.")
+    )
+
+
+def visit_buttons(week: int) -> InlineKeyboardMarkup:
+    """I will come / I need another date."""
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(_("I will come"), callback_data=f"visit:{week}:come")],
+            [InlineKeyboardButton(_("I need another date"), callback_data=f"visit:{week}:other")],
+        ]
+    )
+
+
+def invitation_text(kind: str, payload: Mapping[str, Any], instruments: Mapping[str, Instrument]) -> str:
+    """The weekly check-in or a visit questionnaire: an invitation with one Start button."""
+    instrument = instruments.get(str(payload.get("instrument", "")))
+    title = instrument.title.get(current_language()) if instrument is not None else ""
+    if kind == MessageKind.CHECKIN_PROMPT.value:
+        return _(
+            "Time for your weekly check-in: a few short questions about how you felt in the last 7 days. "
+            "Press Start when you are ready."
+        )
+    return _("Please answer a short questionnaire: {title}. Press Start when you are ready.").format(title=title)
+
+
+def invitation_buttons(instrument_id: str) -> InlineKeyboardMarkup:
+    """One Start button that the questionnaire handlers pick up."""
+    return InlineKeyboardMarkup([[InlineKeyboardButton(_("Start"), callback_data=f"qstart:{instrument_id}")]])
+
+
+def stop_confirm_buttons() -> InlineKeyboardMarkup:
+    """/stop asks first: Yes, stop / No, keep them."""
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(_("Yes, stop all messages"), callback_data="stop:yes")],
+            [InlineKeyboardButton(_("No, keep the reminders"), callback_data="stop:no")],
+        ]
+    )

@@ -1,0 +1,45 @@
+"""What the bot is built from, created once per process and shared by handlers
+and jobs through the application (`context.services`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import Settings
+from domain.clock import Clock
+from domain.questionnaires import Instrument, load_instruments
+from models.db import SessionFactory, create_engine, create_session_factory
+from scheduler.protocol import Protocol, load_protocol
+
+CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
+
+
+@dataclass
+class Services:
+    """The process's long-lived dependencies."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    clock: Clock
+    protocol: Protocol
+    instruments: dict[str, Instrument]
+
+
+def load_content(content_dir: Path = CONTENT_DIR) -> tuple[Protocol, dict[str, Instrument]]:
+    """The study team's files: instruments, then the protocol checked against
+    them. A mistake raises InstrumentError or ProtocolError naming file and place,
+    so a broken file stops the start instead of a questionnaire at 2 a.m."""
+    instruments = load_instruments(content_dir / "instruments")
+    protocol = load_protocol(content_dir / "protocol.yaml", known_instruments=set(instruments))
+    return protocol, instruments
+
+
+def build_services(settings: Settings, clock: Clock, content_dir: Path | None = None) -> Services:
+    """Everything a bot process needs, built once."""
+    protocol, instruments = load_content(content_dir or settings.content_dir or CONTENT_DIR)
+    engine = create_engine(settings.database_url)
+    return Services(settings, engine, create_session_factory(engine), clock, protocol, instruments)

@@ -1,0 +1,134 @@
+"""Participant-facing texts that are built from parts (regimen, help, refusals).
+Every string goes through the gettext catalog; numbers and dates are localised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.i18n import N_, _, format_date, use_locale, weekday_name
+from models import Participant
+from scheduler.planner import visit_schedule
+from scheduler.store import default_protocol, plan_input
+
+
+def bilingual(render: Callable[[], str]) -> str:
+    """The same message in Bangla, then English: for people whose language we
+    do not know yet (before enrollment)."""
+    with use_locale("bn"):
+        bn = render()
+    with use_locale("en"):
+        en = render()
+    return f"{bn}\n\n{en}"
+
+
+def with_contact(text: str, phone: str) -> str:
+    """Add the study phone line, when one is configured."""
+    if not phone:
+        return text
+    return text + "\n\n" + _("Study phone: {phone}").format(phone=phone)
+
+
+def regimen(participant: Participant) -> str:
+    """The participant's medicines in plain words, for the welcome and /help."""
+    if participant.arm == "A":
+        return _(
+            "Baricitinib 4 mg: one tablet every day, at the same time each day. Never take two tablets on one day."
+        )
+    mtx_day = participant.mtx_weekday if participant.mtx_weekday is not None else participant.baseline_date.weekday()
+    folic_day = participant.folic_weekday if participant.folic_weekday is not None else (mtx_day + 1) % 7
+    return "\n".join(
+        [
+            _(
+                "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
+                "Never take it on any other day, and never take a missed dose later."
+            ).format(weekday=weekday_name(mtx_day)),
+            _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
+                weekday=weekday_name(folic_day)
+            ),
+        ]
+    )
+
+
+def visit_lines(participant: Participant) -> list[str]:
+    """The participant's clinic visits (weeks 4, 12, 24) with their dates, for the welcome."""
+    protocol = default_protocol()
+    lang = "bn" if participant.language.value == "bn" else "en"
+    lines = [_("Your clinic visits:")]
+    for vd in visit_schedule(plan_input(participant, []), protocol):
+        if vd.week == 0:
+            continue
+        name = protocol.visit(vd.week).name
+        lines.append(
+            "• "
+            + "{visit}: {date}".format(visit=name.bn if lang == "bn" else name.en, date=format_date(vd.date, "long"))
+        )
+    return lines
+
+
+def not_enrolled(phone: str) -> str:
+    """For someone the bot does not know: what it is and how to join. Bilingual."""
+    return bilingual(
+        lambda: with_contact(
+            _(
+                "Hello! This bot is only for people taking part in the scleroderma "
+                "(systemic sclerosis) study at BSMMU. To use it you need a personal link "
+                "or code from the study team. If you are in the study, please ask them for it."
+            ),
+            phone,
+        )
+    )
+
+
+REFUSALS = {
+    "unknown": N_("This code is not right. Please check it, or ask the study team for a new one."),
+    "expired": N_("This code is too old and no longer works. Please ask the study team for a new one."),
+    "used": N_(
+        "This code has already been used. Each code works only once. "
+        "If you need to link a new phone, please contact the study team."
+    ),
+    "withdrawn": N_("This code can no longer be used. Please contact the study team."),
+    "revoked": N_("This code can no longer be used. Please contact the study team."),
+    "too_many_attempts": N_("Too many wrong codes. Please wait one hour and try again, or contact the study team."),
+}
+
+
+def help_text(participant: Participant, phone: str) -> str:
+    """/help: what the bot does, the commands, the study phone."""
+    lines = [
+        _("I am the helper of the scleroderma study at BSMMU. Your study number is {study_id}.").format(
+            study_id=participant.study_id
+        ),
+        "",
+        _("Your medicine:"),
+        regimen(participant),
+        "",
+        _("What you can send me:"),
+        _("/checkin: answer this week's health questions"),
+        _("/report: tell us about a health problem, at any time"),
+        _("/cancel: stop the questions you are answering"),
+        _("/language: change the language (বাংলা / English)"),
+        _("/schedule: your next clinic visits and medicine reminders"),
+        _("/settime 21:30: change the time of your medicine reminder"),
+        _("/stop: stop all reminders"),
+        _("/help: this message"),
+    ]
+    text = "\n".join(lines)
+    text = with_contact(text, phone)
+    return text + "\n\n" + _("If you feel very unwell, go to the nearest hospital emergency department now.")
+
+
+def welcome(participant: Participant, phone: str) -> str:
+    """The first message in the chosen language, right after linking."""
+    lines = [
+        _("Welcome! Thank you for taking part in the scleroderma study at BSMMU."),
+        _("Your study number is {study_id}.").format(study_id=participant.study_id),
+        "",
+        _("Your medicine:"),
+        regimen(participant),
+        "",
+        *visit_lines(participant),
+        "",
+        _("I will remind you of your medicines and clinic visits, and ask each week how you feel."),
+        _("Send /help at any time to see what I can do."),
+    ]
+    return with_contact("\n".join(lines), phone)

@@ -1,0 +1,110 @@
+"""One unit of work per Telegram update.
+
+`TrialApplication.process_update` opens a database session, skips an update
+whose id is already recorded (re-delivery), runs the handlers, records the
+update id in the SAME transaction as the handlers' changes, commits, and only
+then sends the replies the handlers queued. So:
+
+- a reply never claims something that was not stored;
+- the SQLite write lock is never held across a network call;
+- an update is applied at most once, even if Telegram delivers it twice.
+
+Handlers reach the work through `BotContext` (`context.db`, `context.reply`…).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Update
+from telegram.error import BadRequest, NetworkError
+
+from models import Participant
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[], Awaitable[Any]]
+REPLY_RETRY_DELAYS = (0.3, 1.0, 3.0)
+
+
+@dataclass
+class UpdateWork:
+    """State of the update being handled."""
+
+    update: Update
+    session: AsyncSession
+    now: datetime
+    participant: Participant | None
+    outbox: list[Send] = field(default_factory=list)
+    failed: bool = False
+    retry: bool = False
+    callback_answered: bool = False
+
+    def after_commit(self, send: Send) -> None:
+        """Run `send` once the update's changes are committed."""
+        self.outbox.append(send)
+
+    def fail(self, apology: Send | None) -> None:
+        """The handler raised: drop its queued replies (they describe changes that
+        will be rolled back) and send only the apology."""
+        self.failed = True
+        self.outbox.clear()
+        if apology is not None:
+            self.outbox.append(apology)
+
+    async def flush(self) -> None:
+        """Send what was queued, in order. A transient failure (a 5xx, a dropped
+        connection, a time-out) is retried a few times: a rare duplicate reply is
+        better than a participant left without their next question. What still
+        fails is logged, not raised: the data is already safe, and one
+        participant's network must not stop the bot."""
+        for send in self.outbox:
+            for attempt, delay in enumerate((*REPLY_RETRY_DELAYS, None)):
+                try:
+                    await send()
+                    break
+                except NetworkError as exc:  # includes TimedOut; BadRequest (a 4xx) is not transient
+                    if delay is None or isinstance(exc, BadRequest):
+                        log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
+                        break
+                    log.info(
+                        "reply for update %s: %s, retry %d", self.update.update_id, type(exc).__name__, attempt + 1
+                    )
+                    await asyncio.sleep(delay)
+                except Exception as exc:
+                    log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
+                    break
+        self.outbox.clear()
+
+
+_current: ContextVar[UpdateWork | None] = ContextVar("update_work", default=None)
+
+
+def current_work() -> UpdateWork:
+    """The unit of work of the update being handled (only inside a handler)."""
+    work = _current.get()
+    if work is None:
+        raise RuntimeError("no update is being handled in this context")
+    return work
+
+
+def maybe_current_work() -> UpdateWork | None:
+    """The unit of work, or None outside an update (jobs, the error handler of a job)."""
+    return _current.get()
+
+
+def enter(work: UpdateWork) -> object:
+    """Make `work` current; returns a token for `leave`."""
+    return _current.set(work)
+
+
+def leave(token: object) -> None:
+    """Undo `enter`."""
+    _current.reset(token)  # type: ignore[arg-type]

@@ -1,0 +1,159 @@
+"""`make demo`: the whole journey, without a token.
+
+Runs the real bot (the same Application `python -m bot` runs) against the
+local Bot API test server on a fresh SQLite database, with a scripted admin,
+participant and coordinator, and prints the conversation as a transcript.
+Each capability adds its scene to SCENES."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devtools.botapi_server import BotAPIServer, Predicate, SentMessage, SimUser
+from devtools.databases import SqliteTemplate
+from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, TOKEN, BotHarness
+from export.run import export_trial_record
+
+PARTICIPANT_ID = 5001
+
+
+@dataclass
+class Demo:
+    """The cast and the running bot."""
+
+    server: BotAPIServer
+    bot: BotHarness
+    admin: SimUser
+    participant: SimUser
+    code: str = ""
+    export_dir: Path | None = None
+
+    async def admin_says(self, text: str, expect: Predicate = None) -> SentMessage:
+        update = await self.admin.send(text)
+        return (await self.server.wait_for(ADMIN_ID, expect, since=update))[0]
+
+    async def participant_says(self, text: str, expect: str | None = None) -> SentMessage:
+        update = await self.participant.send(text)
+        return (await self.server.wait_for(PARTICIPANT_ID, expect, since=update))[0]
+
+    async def participant_presses(self, message: SentMessage, button: str, expect: str | None = None) -> SentMessage:
+        update = await self.participant.press(message, button)
+        return (await self.server.wait_for(PARTICIPANT_ID, expect, since=update))[0]
+
+
+Scene = Callable[[Demo], Awaitable[None]]
+
+
+async def enrollment(demo: Demo) -> None:
+    """The admin enrolls BSM-001 (arm B); the participant links and chooses Bangla."""
+    reply = await demo.admin_says("/enroll BSM-001 B 2026-10-25 bn fri", "One-time code")
+    match = re.search(r"One-time code: ([A-Z0-9]+)", reply.content)
+    assert match
+    demo.code = match.group(1)
+    prompt = await demo.participant_says(f"/start {demo.code}", "Which language")
+    await demo.participant_presses(prompt, "বাংলা", "BSM-001")
+    await demo.participant_says("/help", "/language")
+
+
+async def bad_input(demo: Demo) -> None:
+    """A sticker, a reused code and a stranger trying an admin command."""
+    await demo.participant.send_sticker()
+    await demo.server.wait_for(PARTICIPANT_ID, "স্টিকার")
+    stranger = demo.server.user(5002, "Stranger", language_code="en", label="stranger")
+    update = await stranger.send(f"/start {demo.code}")
+    await demo.server.wait_for(5002, "already been used", since=update)
+    update = await stranger.send("/participants")
+    await demo.server.wait_for(5002, since=update)
+
+
+async def admin_overview(demo: Demo) -> None:
+    """The admin lists participants."""
+    await demo.admin_says("/participants", "participant(s)")
+
+
+async def red_flag_checkin(demo: Demo) -> None:
+    """Issue 3: BSM-001 (arm B, Bangla) reports a methotrexate double dose in the
+    check-in; the advice comes at once, the coordinators get the alert, one of
+    them acknowledges it, and every copy shows who took it."""
+    server = demo.server
+    first = await demo.participant_says("/checkin", "মেথোট্রেক্সেট")
+    update = await demo.participant.press(first, "হ্যাঁ")
+    await server.wait_for(PARTICIPANT_ID, "প্রশ্ন", since=update)
+    (alert,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    coordinator = server.user(5100, "Dr Nasreen", language_code="en", label="coordinator")
+    press = await coordinator.press(alert, "✅ Acknowledge", chat=COORDINATOR_CHAT)
+    await server.wait_for(COORDINATOR_CHAT, "Acknowledged by", since=press)
+    await demo.participant_says("/cancel", "বন্ধ")
+
+
+async def dose_reminder(demo: Demo) -> None:
+    """Issue 4: the clock moves to Friday 30 October 09:00 (BSM-001's methotrexate day); one
+    scheduler tick sends the dose reminder, and the participant answers with the Taken button."""
+    bot = demo.bot
+    bot.clock.set(datetime(2026, 10, 30, 3, 0, tzinfo=UTC))  # 09:00 in Dhaka
+    before = len(demo.server.messages(PARTICIPANT_ID))
+    await bot.tick()
+    reminder = demo.server.messages(PARTICIPANT_ID)[before:][-1]
+    await demo.participant_presses(reminder, "✅ খেয়েছি", "ধন্যবাদ")
+    await demo.participant_says("/schedule", "রিমাইন্ডার")
+
+
+async def trial_record_export(demo: Demo) -> None:
+    """The data manager's view: the admin asks for /export and gets one zip; the
+    same files are written to demo-output/ for a look."""
+    await demo.admin_says("/export", lambda m: m.document is not None)
+    services = demo.bot.services
+    assert services is not None
+    target = Path("demo-output") / "trial-record"
+    result = await export_trial_record(
+        services.engine,
+        target,
+        services.settings.tz,
+        protocol=services.protocol,
+        instruments=services.instruments,
+        now=demo.bot.clock.now(),
+    )
+    demo.export_dir = result.directory.resolve()
+
+
+SCENES: list[Scene] = [
+    enrollment,
+    bad_input,
+    admin_overview,
+    red_flag_checkin,
+    dose_reminder,
+    trial_record_export,
+]
+
+
+async def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="ssc-demo-") as tmp:
+        directory = Path(tmp)
+        url = SqliteTemplate(directory).clone(directory)
+        async with BotAPIServer(token=TOKEN) as server:
+            admin = server.user(ADMIN_ID, "Admin", language_code="en", label="admin")
+            participant = server.user(PARTICIPANT_ID, "Participant", language_code="bn", label="participant BSM-001")
+            server.group(COORDINATOR_CHAT, title="Coordinators", label="coordinator chat")
+            server.group(ESCALATION_CHAT, title="Escalation", label="escalation chat")
+            async with BotHarness(server, url) as bot:
+                demo = Demo(server, bot, admin, participant)
+                for scene in SCENES:
+                    await scene(demo)
+            print("SSc trial follow-up bot: demo against the local Bot API test server\n")
+            print(server.format_transcript())
+            if demo.export_dir is not None:
+                print(
+                    f"\nTrial-record export (CSV, SPSS .sav, data dictionary, CDISC ODM) written to {demo.export_dir}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

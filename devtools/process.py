@@ -1,0 +1,83 @@
+"""The real bot as a separate process (`python -m bot`), pointed at the local
+Bot API test server, so reliability tests can SIGKILL it at any point and start
+it again, exactly as a crash in production would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devtools.botapi_server import BotAPIServer
+from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BotProcess:
+    """One `python -m bot` child process."""
+
+    server: BotAPIServer
+    database_url: str
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+    starts: int = 0
+
+    def env(self) -> dict[str, str]:
+        """The child's environment: explicit settings only, nothing from the developer's .env."""
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "PYTHONPATH": str(ROOT),
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": self.server.base_url,
+            "DATABASE_URL": self.database_url,
+            "ADMIN_USER_IDS": str(ADMIN_ID),
+            "COORDINATOR_CHAT_IDS": str(COORDINATOR_CHAT),
+            "ESCALATION_CHAT_IDS": str(ESCALATION_CHAT),
+            "STUDY_CONTACT_PHONE": STUDY_PHONE,
+            "TIMEZONE": "Asia/Dhaka",
+            **self.extra_env,
+        }
+
+    async def start(self, within: float = 30.0) -> None:
+        """Start the bot and wait until it is long-polling the server."""
+        polls_before = sum(1 for r in self.server.requests if r.method.lower() == "getupdates")
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=str(self.log_path.parent), env=self.env(), stdout=log, stderr=log
+        )
+        log.close()
+        self.starts += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                await self.server.wait_for_request("getUpdates", count=polls_before + 1, timeout=0.5)
+                return
+            except AssertionError:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"the bot exited with {self.process.returncode}: see {self.log_path}") from None
+                if loop.time() > deadline:
+                    raise TimeoutError(
+                        f"the bot did not start polling within {within} s: see {self.log_path}"
+                    ) from None
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash or an OOM kill."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+            await self.process.wait()
+        self.process = None
+
+    async def stop(self) -> None:
+        """SIGTERM and wait: the graceful path."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), timeout=30)
+        self.process = None

@@ -1,0 +1,1 @@
+"""Clinical and trial logic. Knows nothing about Telegram."""

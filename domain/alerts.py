@@ -1,0 +1,81 @@
+"""Raising an alert: one row for the alert, one delivery row per coordinator
+chat, in the caller's transaction, so an alert exists exactly when the answer
+that caused it is stored.
+
+Sending is not done here (the domain does not know Telegram): `raise_alert`
+marks the session, and after the commit the bot runs the alert sender at once
+(within seconds), and the scheduler's heartbeat retries whatever did not go
+out. Coordinators see the study id, never a name or phone number."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import audit
+from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
+
+SAE_REPORTING_WINDOW = timedelta(hours=24)
+ALERTS_RAISED = "alerts_raised"  # key in AsyncSession.info: the sender should run after commit
+
+
+async def raise_alert(
+    session: AsyncSession,
+    *,
+    participant: Participant | None,
+    kind: str,
+    level: AlertLevel,
+    summary: str,
+    reasons: Sequence[str],
+    now: datetime,
+    coordinator_chats: Sequence[int],
+    details: dict[str, Any] | None = None,
+    source: str | None = None,
+    serious: bool = False,
+) -> Alert:
+    """Record an alert and queue it for every coordinator chat (same-day alerts
+    wait for the 08:00 digest instead). `serious` starts the 24-hour SAE clock."""
+    alert = Alert(
+        participant_id=participant.id if participant else None,
+        kind=kind,
+        level=level,
+        summary=summary,
+        reasons=list(reasons),
+        details=details or {},
+        source=source,
+        aware_at=now,
+        deadline_at=now + SAE_REPORTING_WINDOW if serious else None,
+    )
+    session.add(alert)
+    await session.flush()
+    if level is not AlertLevel.SAME_DAY:
+        for chat_id in coordinator_chats:
+            queue_delivery(session, alert, chat_id, "alert", now)
+    audit.record(
+        session,
+        at=now,
+        actor=audit.SYSTEM,
+        action=f"alert.raise.{kind}"[:64],
+        participant_id=alert.participant_id,
+        after={"level": level.value, "summary": summary, "reasons": list(reasons), "source": source},
+    )
+    return alert
+
+
+def queue_delivery(session: AsyncSession, alert: Alert, chat_id: int, purpose: str, now: datetime) -> AlertDelivery:
+    """Queue `alert` (flushed, so it has an id) for one chat; the sender picks it up
+    after the commit. `purpose` is "alert" or "escalation"."""
+    delivery = AlertDelivery(
+        alert_id=alert.id,
+        chat_id=chat_id,
+        purpose=purpose,
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+    )
+    session.add(delivery)
+    session.info[ALERTS_RAISED] = True
+    return delivery

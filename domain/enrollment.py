@@ -1,0 +1,300 @@
+"""Enrollment: the study team registers a participant and hands out a one-time
+code; the participant's `/start CODE` links their Telegram chat.
+
+Codes are 12 characters from a 30-letter alphabet without look-alikes
+(about 59 bits: guessing is hopeless, more so with the per-chat attempt limit),
+stored only as SHA-256, single use, expiring."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import to_ascii_digits
+from domain import audit
+from domain.errors import DomainError
+from domain.parsing import (
+    ParseError,
+    parse_arm,
+    parse_date,
+    parse_language,
+    parse_study_id,
+    parse_weekday,
+)
+from models import AuditEntry, ChatLink, EnrollmentCode, Language, Participant, ParticipantStatus
+from scheduler.store import replan
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+CODE_LENGTH = 12
+MAX_FAILED_ATTEMPTS_PER_HOUR = 5
+
+
+def new_code() -> str:
+    """A fresh random enrollment code (deep-link safe: letters and digits only)."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalize_code(code: str) -> str:
+    """What a person may type for a code: any case, spaces or hyphens, Bengali digits."""
+    return "".join(ch for ch in to_ascii_digits(code).upper() if ch.isalnum())
+
+
+def hash_code(code: str) -> str:
+    """The stored form of a code."""
+    return hashlib.sha256(normalize_code(code).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    """A validated `/enroll` request."""
+
+    study_id: str
+    arm: str
+    baseline: date
+    language: str = "bn"
+    mtx_weekday: int | None = None
+
+
+def parse_enroll_args(args: list[str]) -> EnrollRequest:
+    """`STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]` → EnrollRequest. LANG and the
+    weekday may come in either order; arm B's weekday defaults to the baseline's."""
+    if len(args) < 3 or len(args) > 5:
+        raise ParseError(
+            "usage: /enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY], e.g. /enroll BSM-001 B 2026-10-25 bn fri"
+        )
+    study_id = parse_study_id(args[0])
+    arm = parse_arm(args[1])
+    baseline = parse_date(args[2])
+    language, weekday = "bn", None
+    for extra in args[3:]:
+        try:
+            language = parse_language(extra)
+            continue
+        except ParseError:
+            pass
+        try:
+            weekday = parse_weekday(extra)
+        except ParseError:
+            raise ParseError(f"'{extra[:20]}' is neither a language (bn/en) nor a weekday (mon…sun)") from None
+    if arm == "A" and weekday is not None:
+        raise ParseError("a methotrexate weekday only applies to arm B")
+    if arm == "B" and weekday is None:
+        weekday = baseline.weekday()
+    return EnrollRequest(study_id, arm, baseline, language, weekday)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What the admin is told after enrolling: the code exists only here."""
+
+    participant: Participant
+    code: str
+    expires_at: datetime
+    reissued: bool
+
+
+async def enroll(
+    session: AsyncSession,
+    request: EnrollRequest,
+    *,
+    actor: str,
+    now: datetime,
+    code_ttl: timedelta,
+) -> Enrolled:
+    """Register a participant and issue a one-time code. Enrolling an existing,
+    not yet linked study id with the same details issues a new code and revokes
+    the old ones (a lost code)."""
+    participant = await session.scalar(
+        select(Participant).where(Participant.study_id == request.study_id).with_for_update()
+    )
+    reissued = participant is not None
+    if participant is None:
+        participant = Participant(
+            study_id=request.study_id,
+            arm=request.arm,
+            baseline_date=request.baseline,
+            language=Language(request.language),
+            status=ParticipantStatus.INVITED,
+            mtx_weekday=request.mtx_weekday,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(participant)
+        await session.flush()
+        audit.record(
+            session,
+            at=now,
+            actor=actor,
+            action="participant.enroll",
+            participant_id=participant.id,
+            after=participant_snapshot(participant),
+        )
+    else:
+        if participant.status == ParticipantStatus.WITHDRAWN:
+            raise DomainError(f"{request.study_id} has withdrawn; a withdrawn participant cannot be re-enrolled")
+        if participant.status != ParticipantStatus.INVITED:
+            raise DomainError(f"{request.study_id} is already linked to a chat; no new code is needed")
+        if (participant.arm, participant.baseline_date) != (request.arm, request.baseline):
+            raise DomainError(
+                f"{request.study_id} is already enrolled with arm {participant.arm}, baseline "
+                f"{participant.baseline_date.isoformat()}; study id, arm and baseline cannot change"
+            )
+        await revoke_unused_codes(session, participant.id, now)
+    code = new_code()
+    expires_at = now + code_ttl
+    session.add(
+        EnrollmentCode(
+            participant_id=participant.id,
+            code_hash=hash_code(code),
+            created_at=now,
+            created_by=actor[:64],
+            expires_at=expires_at,
+        )
+    )
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="enrollment_code.issue",
+        participant_id=participant.id,
+        after={"expires_at": expires_at.isoformat(), "reissued": reissued},
+    )
+    return Enrolled(participant, code, expires_at, reissued)
+
+
+async def revoke_unused_codes(session: AsyncSession, participant_id: int, now: datetime) -> None:
+    """Make every code of this participant that was not used yet stop working
+    (a new code was issued, or the participant withdrew)."""
+    await session.execute(
+        update(EnrollmentCode)
+        .where(
+            EnrollmentCode.participant_id == participant_id,
+            EnrollmentCode.used_at.is_(None),
+            EnrollmentCode.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+
+
+class Redeem(enum.StrEnum):
+    """Every way a `/start CODE` can end."""
+
+    LINKED = "linked"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+    CHAT_ALREADY_LINKED = "chat_already_linked"
+    REVOKED = "revoked"  # replaced by a newer code
+    WITHDRAWN = "withdrawn"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+@dataclass(frozen=True)
+class RedeemResult:
+    """The outcome, and the participant when one is concerned."""
+
+    outcome: Redeem
+    participant: Participant | None = None
+
+
+async def _recent_failures(session: AsyncSession, actor: str, now: datetime) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(
+            AuditEntry.actor == actor,
+            AuditEntry.action == "enrollment_code.refuse",
+            AuditEntry.at >= now - timedelta(hours=1),
+        )
+    )
+    return int(count or 0)
+
+
+async def redeem(session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime) -> RedeemResult:
+    """Link `chat_id` to the participant the code belongs to, if the code is good,
+    unused, unexpired and the chat is not linked already. Every refusal is audited
+    and counts towards the per-chat attempt limit."""
+    actor = audit.telegram_actor(user_id)
+    existing = await session.scalar(select(ChatLink).where(ChatLink.chat_id == chat_id))
+    if existing is not None:
+        participant = await session.get(Participant, existing.participant_id)
+        return _refuse(session, Redeem.CHAT_ALREADY_LINKED, actor, now, participant)
+    if await _recent_failures(session, actor, now) >= MAX_FAILED_ATTEMPTS_PER_HOUR:
+        audit.record(session, at=now, actor=actor, action="enrollment_code.rate_limited")
+        return RedeemResult(Redeem.TOO_MANY_ATTEMPTS)
+
+    row = await session.scalar(
+        select(EnrollmentCode).where(EnrollmentCode.code_hash == hash_code(code)).with_for_update()
+    )
+    if row is None:
+        return _refuse(session, Redeem.UNKNOWN, actor, now)
+    participant = await session.get(Participant, row.participant_id, with_for_update=True)
+    assert participant is not None
+    if participant.status == ParticipantStatus.WITHDRAWN:
+        return _refuse(session, Redeem.WITHDRAWN, actor, now, participant)
+    if row.used_at is not None:
+        return _refuse(session, Redeem.USED, actor, now, participant)
+    if row.revoked_at is not None:
+        return _refuse(session, Redeem.REVOKED, actor, now, participant)
+    if row.expires_at <= now:
+        return _refuse(session, Redeem.EXPIRED, actor, now, participant)
+    if participant.status != ParticipantStatus.INVITED:
+        return _refuse(session, Redeem.USED, actor, now, participant)
+
+    row.used_at = now
+    session.add(ChatLink(participant_id=participant.id, chat_id=chat_id, user_id=user_id, linked_at=now))
+    before = participant_snapshot(participant)
+    participant.status = ParticipantStatus.ACTIVE
+    participant.updated_at = now
+    await replan(session, participant, now)
+    audit.record(
+        session,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="participant.link_chat",
+        participant_id=participant.id,
+        before=before,
+        after=participant_snapshot(participant),
+    )
+    return RedeemResult(Redeem.LINKED, participant)
+
+
+def _refuse(
+    session: AsyncSession,
+    outcome: Redeem,
+    actor: str,
+    now: datetime,
+    participant: Participant | None = None,
+) -> RedeemResult:
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="enrollment_code.refuse",
+        participant_id=participant.id if participant else None,
+        detail=outcome.value,
+    )
+    return RedeemResult(outcome, participant)
+
+
+def participant_snapshot(participant: Participant) -> dict[str, object]:
+    """The participant's fields as JSON for the audit's before/after."""
+    return {
+        "study_id": participant.study_id,
+        "arm": participant.arm,
+        "baseline_date": participant.baseline_date.isoformat(),
+        "language": participant.language.value,
+        "status": participant.status.value,
+        "reminder_time": participant.reminder_time.strftime("%H:%M") if participant.reminder_time else None,
+        "mtx_weekday": participant.mtx_weekday,
+        "folic_weekday": participant.folic_weekday,
+        "paused_until": participant.paused_until.isoformat() if participant.paused_until else None,
+        "pause_reason": participant.pause_reason,
+        "withdrawal_reason": participant.withdrawal_reason,
+    }

@@ -1,0 +1,104 @@
+"""Queries and changes on participants that more than one place needs
+(Telegram handlers, the shell admin, jobs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import audit
+from domain.enrollment import participant_snapshot, revoke_unused_codes
+from domain.errors import DomainError
+from models import ChatLink, Language, Participant, ParticipantStatus
+from scheduler.store import replan
+
+
+async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
+    """The participant linked to a Telegram chat, if any."""
+    found: Participant | None = await session.scalar(
+        select(Participant).join(ChatLink, ChatLink.participant_id == Participant.id).where(ChatLink.chat_id == chat_id)
+    )
+    return found
+
+
+async def by_study_id(session: AsyncSession, study_id: str, *, for_update: bool = False) -> Participant:
+    """The participant with this study id, or a DomainError an admin can read."""
+    query = select(Participant).where(Participant.study_id == study_id)
+    if for_update:
+        query = query.with_for_update()
+    participant = await session.scalar(query)
+    if participant is None:
+        raise DomainError(f"no participant with study id {study_id}")
+    return participant
+
+
+async def chat_of(session: AsyncSession, participant_id: int) -> int | None:
+    """The chat id a participant is reached at, if linked."""
+    chat_id: int | None = await session.scalar(
+        select(ChatLink.chat_id).where(ChatLink.participant_id == participant_id)
+    )
+    return chat_id
+
+
+@dataclass(frozen=True)
+class ParticipantLine:
+    """One participant in the `/participants` list."""
+
+    participant: Participant
+    linked: bool
+
+
+async def list_all(session: AsyncSession) -> list[ParticipantLine]:
+    """Everyone, in study-id order, with whether their chat is linked."""
+    rows = await session.execute(
+        select(Participant, ChatLink.id)
+        .outerjoin(ChatLink, ChatLink.participant_id == Participant.id)
+        .order_by(Participant.study_id)
+    )
+    return [ParticipantLine(p, link_id is not None) for p, link_id in rows.all()]
+
+
+async def set_language(session: AsyncSession, participant: Participant, language: str, *, now: datetime) -> None:
+    """Remember the participant's language choice."""
+    before = participant_snapshot(participant)
+    participant.language = Language(language)
+    participant.updated_at = now
+    audit.record(
+        session,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="participant.set_language",
+        participant_id=participant.id,
+        before={"language": before["language"]},
+        after={"language": language},
+    )
+
+
+async def withdraw(
+    session: AsyncSession, study_id: str, *, reason: str | None, actor: str, now: datetime
+) -> Participant:
+    """Stop everything for a participant. Their data is kept; unused codes are revoked."""
+    participant = await by_study_id(session, study_id, for_update=True)
+    if participant.status == ParticipantStatus.WITHDRAWN:
+        raise DomainError(f"{study_id} has already withdrawn")
+    before = participant_snapshot(participant)
+    participant.status = ParticipantStatus.WITHDRAWN
+    participant.withdrawn_at = now
+    participant.withdrawal_reason = (reason or "")[:200] or None
+    participant.updated_at = now
+    await revoke_unused_codes(session, participant.id, now)
+    await replan(session, participant, now)
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="participant.withdraw",
+        participant_id=participant.id,
+        before=before,
+        after=participant_snapshot(participant),
+        detail=reason,
+    )
+    return participant

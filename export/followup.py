@@ -1,0 +1,412 @@
+"""Exported datasets for the follow-up itself: clinic visits, doses with
+adherence, questionnaire responses (one dataset per instrument, one column per
+item, generated from the instrument files) and adverse events."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.questionnaires import Instrument
+from export.datasets import STUDY_ID, Scope, staff_role
+from export.spec import Dataset, Variable
+from models import Participant
+from models.questionnaires import AdverseEvent, QuestionnaireSession
+from models.schedule import ClinicVisit, DoseLog
+from scheduler.protocol import Protocol
+
+VISIT_STATUSES = {"planned": "Not yet recorded", "done": "Attended", "missed": "Missed"}
+DOSE_ANSWERS = {
+    "taken": "Taken",
+    "skipped": "Skipped",
+    "later": "Remind me later (no final answer yet)",
+    "no_answer": "No answer",
+}
+SESSION_STATUSES = {
+    "in_progress": "In progress",
+    "completed": "Completed",
+    "cancelled": "Cancelled (partial answers kept)",
+    "suspended": "Put aside for a problem report",
+}
+TRIAGE_LEVELS = {"ROUTINE": "Routine", "SAME_DAY": "Same-day review", "URGENT": "Urgent"}
+
+
+def _participants(query, scope: Scope, column):  # type: ignore[no-untyped-def]
+    return query if scope.participant_ids is None else query.where(column.in_(scope.participant_ids))
+
+
+async def visits(session: AsyncSession, scope: Scope) -> Dataset:
+    """One row per participant-visit (weeks 4, 12, 24)."""
+    variables = [
+        STUDY_ID,
+        Variable("week", "Visit week", "integer", "clinic_visits.week", measure="ordinal"),
+        Variable("target_date", "Target date (baseline + weeks)", "date", "clinic_visits.target_date"),
+        Variable("visit_date", "Planned date (moved to a clinic day)", "date", "clinic_visits.visit_date"),
+        Variable("window_start", "Visit window opens", "date", "clinic_visits.window_start"),
+        Variable("window_end", "Visit window closes", "date", "clinic_visits.window_end"),
+        Variable("status", "Visit status", "string", "clinic_visits.status", VISIT_STATUSES),
+        Variable("attended_on", "Date attended", "date", "clinic_visits.attended_on"),
+        Variable("missed", "Visit missed", "boolean", "clinic_visits.status"),
+        Variable(
+            "reschedule_requested",
+            "Participant asked for another date",
+            "boolean",
+            "clinic_visits.reschedule_requested_at",
+        ),
+        Variable("recorded_by_role", "Recorded by (role)", "string", "clinic_visits.recorded_by"),
+    ]
+    query = _participants(
+        select(ClinicVisit, Participant.study_id)
+        .join(Participant, Participant.id == ClinicVisit.participant_id)
+        .order_by(Participant.study_id, ClinicVisit.week),
+        scope,
+        ClinicVisit.participant_id,
+    )
+    rows = [
+        {
+            "study_id": study_id,
+            "week": v.week,
+            "target_date": v.target_date,
+            "visit_date": v.visit_date,
+            "window_start": v.window_start,
+            "window_end": v.window_end,
+            "status": v.status,
+            "attended_on": v.attended_on,
+            "missed": v.status == "missed",
+            "reschedule_requested": v.reschedule_requested_at is not None,
+            "recorded_by_role": staff_role(v.recorded_by),
+            "_recorded_at": v.recorded_at,
+            "_recorded_by": staff_role(v.recorded_by) or "system",
+        }
+        for v, study_id in (await session.execute(query)).all()
+    ]
+    return Dataset("visits", "Clinic visits", variables, rows, event_week_var="week")
+
+
+async def doses(session: AsyncSession, scope: Scope) -> Dataset:
+    """One row per dose reminder and what the participant answered."""
+    variables = [
+        Variable("dose_id", "Dose record number", "integer", "dose_log.id"),
+        STUDY_ID,
+        Variable("regimen", "Regimen", "string", "dose_log.regimen"),
+        Variable("drug", "Drug and dose", "string", "dose_log.drug"),
+        Variable("dose_date", "Planned date (local)", "date", "dose_log.dose_date"),
+        Variable("planned_time", "Planned time (local, HH:MM)", "string", "dose_log.planned_time"),
+        Variable("reminded_at", "Reminder sent", "datetime", "dose_log.reminded_at"),
+        Variable("answer", "Answer", "string", "dose_log.answer", DOSE_ANSWERS),
+        Variable("answered_at", "Answered", "datetime", "dose_log.answered_at"),
+        Variable("later_count", "Times 'remind me later' was pressed", "integer", "dose_log.later_count"),
+    ]
+    query = _participants(
+        select(DoseLog, Participant.study_id)
+        .join(Participant, Participant.id == DoseLog.participant_id)
+        .order_by(Participant.study_id, DoseLog.dose_date, DoseLog.regimen),
+        scope,
+        DoseLog.participant_id,
+    )
+    rows = [
+        {
+            "dose_id": d.id,
+            "study_id": study_id,
+            "regimen": d.regimen,
+            "drug": d.drug,
+            "dose_date": d.dose_date,
+            "planned_time": d.planned_time.strftime("%H:%M"),
+            "reminded_at": d.reminded_at,
+            "answer": d.answer,
+            "answered_at": d.answered_at,
+            "later_count": d.later_count,
+            "_recorded_at": d.answered_at or d.reminded_at,
+            "_recorded_by": "participant" if d.answered_at else "system",
+        }
+        for d, study_id in (await session.execute(query)).all()
+    ]
+    return Dataset("doses", "Dose reminders and answers", variables, rows, repeat_key_var="dose_id")
+
+
+def adherence(doses_dataset: Dataset) -> Dataset:
+    """Per participant and regimen: doses reminded, taken, skipped, unanswered,
+    and adherence % (taken / reminded), derived from the dose rows exported."""
+    variables = [
+        STUDY_ID,
+        Variable("regimen", "Regimen", "string", "dose_log.regimen"),
+        Variable("doses_reminded", "Dose reminders sent", "integer", "count of dose_log"),
+        Variable("taken", "Taken", "integer", "dose_log.answer = taken"),
+        Variable("skipped", "Skipped", "integer", "dose_log.answer = skipped"),
+        Variable("no_answer", "No answer", "integer", "dose_log.answer = no_answer or none yet"),
+        Variable("adherence_pct", "Adherence % (taken / reminded)", "decimal", "derived", unit="%"),
+    ]
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    for row in doses_dataset.rows:
+        key = (str(row["study_id"]), str(row["regimen"]))
+        answer = str(row["answer"]) if row["answer"] in ("taken", "skipped") else "no_answer"
+        counts.setdefault(key, Counter())[answer] += 1
+    rows: list[dict[str, object]] = []
+    for (study_id, regimen), c in sorted(counts.items()):
+        total = sum(c.values())
+        rows.append(
+            {
+                "study_id": study_id,
+                "regimen": regimen,
+                "doses_reminded": total,
+                "taken": c["taken"],
+                "skipped": c["skipped"],
+                "no_answer": c["no_answer"],
+                "adherence_pct": round(100 * c["taken"] / total, 1) if total else None,
+            }
+        )
+    return Dataset("adherence", "Adherence per participant and regimen", variables, rows, event="WEEK24")
+
+
+def _item_variable(instrument: Instrument, item: object) -> Variable:
+    source = f"{instrument.id}.yaml: {item.id}"  # type: ignore[attr-defined]
+    label = (item.text.en or item.id)[:200]  # type: ignore[attr-defined]
+    kind = item.type  # type: ignore[attr-defined]
+    name = item.id  # type: ignore[attr-defined]
+    if kind == "single_choice":
+        return Variable(
+            name,
+            label,
+            "string",
+            source,
+            {c.value: c.label.en or c.value for c in item.choices},  # type: ignore[attr-defined]
+            {c.value: c.label.bn or "" for c in item.choices},  # type: ignore[attr-defined]
+        )
+    if kind == "yes_no":
+        return Variable(name, label, "boolean", source, values_bn={0: "না", 1: "হ্যাঁ"})
+    if kind == "scale_0_10":
+        return Variable(name, label, "integer", source, measure="scale")
+    if kind == "number":
+        unit = item.unit.en if item.unit is not None else None  # type: ignore[attr-defined]
+        return Variable(name, label, "decimal", source, unit=unit)
+    if kind == "date":
+        return Variable(name, label, "date", source)
+    return Variable(name, label, "string", source, free_text=True)
+
+
+def _score_variables(instrument: Instrument) -> list[Variable]:
+    out: list[Variable] = []
+    for rule in instrument.scoring:
+        source = f"{instrument.id}.yaml: scoring {rule.id}"
+        if rule.kind == "value":
+            out.append(Variable(f"score_{rule.id}", f"Score: {rule.id}", "decimal", source))
+        elif rule.kind == "haq_di":
+            out.append(Variable(f"score_{rule.id}_index", "HAQ-DI index (0–3)", "decimal", source))
+            out.append(Variable(f"score_{rule.id}_categories", "HAQ-DI categories answered", "integer", source))
+            for category in rule.categories:
+                out.append(
+                    Variable(
+                        f"score_{rule.id}_{category.id}",
+                        f"HAQ-DI category: {category.label.en}",
+                        "integer",
+                        source,
+                        measure="ordinal",
+                    )
+                )
+        elif rule.kind == "symptom_grades":
+            out.append(
+                Variable(
+                    f"score_{rule.id}_max_grade",
+                    "Highest provisional symptom grade",
+                    "integer",
+                    source,
+                    measure="ordinal",
+                )
+            )
+    return out
+
+
+def _scores(instrument: Instrument, scores: dict[str, object] | None) -> dict[str, object]:
+    out: dict[str, object] = {}
+    scores = scores or {}
+    for rule in instrument.scoring:
+        value = scores.get(rule.id)
+        if rule.kind == "value":
+            out[f"score_{rule.id}"] = value
+        elif rule.kind == "haq_di" and isinstance(value, dict):
+            out[f"score_{rule.id}_index"] = value.get("index")
+            out[f"score_{rule.id}_categories"] = value.get("answered_categories")
+            for category, score in (value.get("categories") or {}).items():
+                out[f"score_{rule.id}_{category}"] = score
+        elif rule.kind == "symptom_grades" and isinstance(value, dict):
+            out[f"score_{rule.id}_max_grade"] = value.get("max_grade")
+    return out
+
+
+def _visit_week(protocol: Protocol, baseline: object, day: object) -> int | None:
+    for visit in protocol.visits:
+        target = baseline + timedelta(weeks=visit.week)  # type: ignore[operator]
+        if abs((day - target).days) <= visit.window_days:  # type: ignore[operator]
+            return int(visit.week)
+    return None
+
+
+def responses(instrument: Instrument, protocol: Protocol) -> object:
+    """A builder for one instrument's responses: one row per questionnaire
+    session, one column per item, then the scores and the triage summary."""
+
+    async def build(session: AsyncSession, scope: Scope) -> Dataset:
+        items = [_item_variable(instrument, item) for item in instrument.items]
+        variables = [
+            Variable("response_id", "Response number", "integer", "questionnaire_sessions.id"),
+            STUDY_ID,
+            Variable("instrument_version", "Instrument version", "string", "questionnaire_sessions.instrument_version"),
+            Variable("status", "Response status", "string", "questionnaire_sessions.status", SESSION_STATUSES),
+            Variable("started_at", "Started", "datetime", "questionnaire_sessions.started_at"),
+            Variable("completed_at", "Completed", "datetime", "questionnaire_sessions.completed_at"),
+            Variable("study_week", "Study week (days since baseline / 7)", "integer", "derived"),
+            Variable("visit_week", "Visit week whose window holds the answer date", "integer", "derived"),
+            *items,
+            *_score_variables(instrument),
+            Variable(
+                "triage_level",
+                "Triage level",
+                "string",
+                "questionnaire_sessions.triage",
+                TRIAGE_LEVELS,
+                measure="ordinal",
+            ),
+            Variable(
+                "triage_grade",
+                "Provisional overall grade",
+                "integer",
+                "questionnaire_sessions.triage",
+                measure="ordinal",
+            ),
+            Variable("red_flags", "Red flags hit (codes)", "string", "questionnaire_sessions.triage"),
+            Variable("seriousness", "ICH E2A criteria met (numbers)", "string", "questionnaire_sessions.triage"),
+        ]
+        query = _participants(
+            select(QuestionnaireSession, Participant.study_id, Participant.baseline_date)
+            .join(Participant, Participant.id == QuestionnaireSession.participant_id)
+            .where(QuestionnaireSession.instrument_id == instrument.id)
+            .order_by(QuestionnaireSession.id),
+            scope,
+            QuestionnaireSession.participant_id,
+        )
+        rows = []
+        for s, study_id, baseline in (await session.execute(query)).all():
+            answers = dict((s.state or {}).get("answers") or {})
+            day = s.started_at.astimezone(scope.tz).date()
+            result = ((s.triage or {}).get("result") or {}) if isinstance(s.triage, dict) else {}
+            row: dict[str, object] = {
+                "response_id": s.id,
+                "study_id": study_id,
+                "instrument_version": s.instrument_version,
+                "status": s.status,
+                "started_at": s.started_at,
+                "completed_at": s.completed_at,
+                "study_week": (day - baseline).days // 7,
+                "visit_week": _visit_week(protocol, baseline, day),
+                "triage_level": result.get("level"),
+                "triage_grade": result.get("grade"),
+                "red_flags": ", ".join(f.get("code", "") for f in result.get("red_flags", [])) or None,
+                "seriousness": ", ".join(str(c.get("criterion", "")) for c in result.get("seriousness", [])) or None,
+                "_recorded_at": s.completed_at or s.updated_at,
+                "_recorded_by": "participant",
+            }
+            for variable in items:
+                value = answers.get(variable.name)
+                if variable.kind == "date" and isinstance(value, str):
+                    from datetime import date as _date
+
+                    value = _date.fromisoformat(value)
+                row[variable.name] = value
+            row.update(_scores(instrument, s.scores))
+            rows.append(row)
+        weekly = instrument.visit_weeks is None
+        return Dataset(
+            f"responses_{instrument.id}",
+            f"Responses: {instrument.title.en or instrument.id}",
+            variables,
+            rows,
+            event_week_var=None if weekly else "visit_week",
+            repeat_key_var="response_id",
+        )
+
+    return build
+
+
+async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
+    """One row per adverse event reported with /report."""
+    criterion = "adverse_events.{}"
+    variables = [
+        Variable("ae_id", "Adverse event number", "integer", "adverse_events.id"),
+        STUDY_ID,
+        Variable("response_id", "Report (questionnaire response) number", "integer", "adverse_events.session_id"),
+        Variable("category", "What happened (list choice)", "string", "adverse_events.category"),
+        Variable("term", "What happened, as reported", "string", "adverse_events.term", free_text=True),
+        Variable("onset_date", "Onset date", "date", "adverse_events.onset_date"),
+        Variable(
+            "grade",
+            "Provisional grade (CTCAE-like; investigator confirms)",
+            "integer",
+            "adverse_events.grade",
+            measure="ordinal",
+        ),
+        Variable("serious", "Serious (any ICH E2A criterion)", "boolean", "adverse_events.serious"),
+        Variable("sae_death", "Criterion 1: results in death", "boolean", criterion.format("results_in_death")),
+        Variable(
+            "sae_life_threatening", "Criterion 2: life-threatening", "boolean", criterion.format("life_threatening")
+        ),
+        Variable(
+            "sae_hospitalisation",
+            "Criterion 3: hospital admission or longer stay",
+            "boolean",
+            criterion.format("hospitalisation"),
+        ),
+        Variable(
+            "sae_disability",
+            "Criterion 4: persistent or significant disability",
+            "boolean",
+            criterion.format("disability"),
+        ),
+        Variable(
+            "sae_congenital_anomaly",
+            "Criterion 5: congenital anomaly / birth defect",
+            "boolean",
+            criterion.format("congenital_anomaly"),
+        ),
+        Variable(
+            "sae_important_medical_event",
+            "Criterion 6: important medical event",
+            "boolean",
+            criterion.format("important_medical_event"),
+        ),
+        Variable("reported_at", "Reported (time of awareness)", "datetime", "adverse_events.reported_at"),
+        Variable("alert_id", "Alert raised (see alerts)", "integer", "adverse_events.alert_id"),
+    ]
+    query = _participants(
+        select(AdverseEvent, Participant.study_id)
+        .join(Participant, Participant.id == AdverseEvent.participant_id)
+        .order_by(AdverseEvent.id),
+        scope,
+        AdverseEvent.participant_id,
+    )
+    rows = [
+        {
+            "ae_id": ae.id,
+            "study_id": study_id,
+            "response_id": ae.session_id,
+            "category": ae.category,
+            "term": ae.term,
+            "onset_date": ae.onset_date,
+            "grade": ae.grade,
+            "serious": ae.serious,
+            "sae_death": ae.results_in_death,
+            "sae_life_threatening": ae.life_threatening,
+            "sae_hospitalisation": ae.hospitalisation,
+            "sae_disability": ae.disability,
+            "sae_congenital_anomaly": ae.congenital_anomaly,
+            "sae_important_medical_event": ae.important_medical_event,
+            "reported_at": ae.reported_at,
+            "alert_id": ae.alert_id,
+            "_recorded_at": ae.reported_at,
+            "_recorded_by": "participant",
+        }
+        for ae, study_id in (await session.execute(query)).all()
+    ]
+    return Dataset("adverse_events", "Adverse events", variables, rows, repeat_key_var="ae_id")

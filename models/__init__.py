@@ -1,0 +1,51 @@
+"""The shared database: typed SQLAlchemy 2 models, the engine and sessions."""
+
+from models.alerts import Alert, AlertDelivery, AlertLevel, DeliveryStatus
+from models.base import Base
+from models.entities import (
+    AuditChainHead,
+    AuditEntry,
+    ChatLink,
+    EnrollmentCode,
+    Language,
+    Participant,
+    ParticipantStatus,
+    ProcessedUpdate,
+)
+from models.questionnaires import AdverseEvent, QuestionnaireAnswer, QuestionnaireSession, QuestionnaireStatus
+from models.schedule import (
+    ClinicVisit,
+    DoseAnswer,
+    DoseLog,
+    MessageStatus,
+    ParticipantReach,
+    ScheduledMessage,
+    VisitStatus,
+)
+
+__all__ = [
+    "AdverseEvent",
+    "Alert",
+    "AlertDelivery",
+    "AlertLevel",
+    "AuditChainHead",
+    "AuditEntry",
+    "Base",
+    "ChatLink",
+    "ClinicVisit",
+    "DeliveryStatus",
+    "DoseAnswer",
+    "DoseLog",
+    "EnrollmentCode",
+    "Language",
+    "MessageStatus",
+    "Participant",
+    "ParticipantReach",
+    "ParticipantStatus",
+    "ProcessedUpdate",
+    "QuestionnaireAnswer",
+    "QuestionnaireSession",
+    "QuestionnaireStatus",
+    "ScheduledMessage",
+    "VisitStatus",
+]

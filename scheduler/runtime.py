@@ -1,0 +1,96 @@
+"""The heartbeat: APScheduler calls every tick on a short interval; what is due
+is decided inside each tick from the injected clock and the rows, never from
+APScheduler's own timers. So reminders survive restarts, several processes can
+share the work, and tests move the clock and call `run_all` instead of sleeping.
+
+A tick is `async def tick(app) -> None`. Ticks run in the order of `ticks()`,
+never two at once in one process, and a failing tick is logged and retried on
+the next beat (it must be idempotent)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+if TYPE_CHECKING:
+    from bot.app import TrialApplication
+
+log = logging.getLogger(__name__)
+
+Tick = Callable[["TrialApplication"], Awaitable[None]]
+HEARTBEAT_SECONDS = 30
+
+
+def ticks() -> dict[str, Tick]:
+    """Every periodic job, in the order a beat runs them."""
+    from bot.alerting import alerts_tick
+    from scheduler.dispatch import dispatch_tick  # imports the bot's texts: load lazily
+
+    return {
+        "dispatch": dispatch_tick,
+        "alerts": alerts_tick,  # after the others: it sends what they raised
+        "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
+    }
+
+
+async def audit_seal_tick(app: TrialApplication) -> None:
+    """Link new audit rows into the tamper-evident chain (domain.audit_chain)."""
+    from domain.audit_chain import seal
+
+    async with app.services.sessions() as session:
+        sealed = await seal(session)
+    if sealed:
+        log.debug("audit: %d row(s) sealed", sealed)
+
+
+_locks: dict[int, tuple[asyncio.Lock, asyncio.AbstractEventLoop]] = {}
+
+
+def _lock(app: TrialApplication) -> asyncio.Lock:
+    # Keyed by id(app) and checked against the running loop: an id can be reused by a
+    # later Application on another event loop (tests), and a Lock is bound to one loop.
+    loop = asyncio.get_running_loop()
+    entry = _locks.get(id(app))
+    if entry is None or entry[1] is not loop:
+        entry = _locks[id(app)] = (asyncio.Lock(), loop)
+    return entry[0]
+
+
+async def run_tick(app: TrialApplication, name: str) -> None:
+    """Run one tick now (also called right after a commit that raised an alert)."""
+    tick = ticks().get(name)
+    if tick is None:
+        return
+    async with _lock(app):
+        try:
+            await tick(app)
+        except Exception as exc:
+            log.error("tick %s failed: %s", name, type(exc).__name__, exc_info=exc)
+
+
+async def run_all(app: TrialApplication) -> None:
+    """One beat: every tick in order."""
+    for name in ticks():
+        await run_tick(app, name)
+
+
+def build_heartbeat(app: TrialApplication, seconds: float = HEARTBEAT_SECONDS) -> AsyncIOScheduler:
+    """The APScheduler that beats every `seconds`: one job, never overlapping,
+    a late beat still runs (misfire grace), missed beats collapse into one."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.add_job(
+        run_all,
+        "interval",
+        seconds=seconds,
+        args=[app],
+        id="heartbeat",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=int(seconds * 4),
+    )
+    return scheduler

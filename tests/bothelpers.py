@@ -1,0 +1,49 @@
+"""Small helpers the end-to-end tests share (what an admin or participant does)."""
+
+from __future__ import annotations
+
+import re
+
+from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
+from devtools.harness import ADMIN_ID
+
+CODE_RE = re.compile(r"One-time code: ([A-Z0-9]+)")
+STUDY_ID_RE = re.compile(r"[A-Z]{2,}-\d+")
+
+
+async def admin_says(server: BotAPIServer, text: str, expect: str | None = None) -> SentMessage:
+    """The admin sends `text` in their private chat; returns the bot's reply."""
+    admin = server.user(ADMIN_ID, "Admin", language_code="en", label="admin")
+    update = await admin.send(text)
+    (reply,) = await server.wait_for(ADMIN_ID, expect, since=update)
+    return reply
+
+
+async def enroll(server: BotAPIServer, args: str) -> str:
+    """/enroll through Telegram; returns the one-time code."""
+    reply = await admin_says(server, f"/enroll {args}", "One-time code")
+    match = CODE_RE.search(reply.content)
+    assert match, reply.content
+    return match.group(1)
+
+
+async def says(server: BotAPIServer, user: SimUser, text: str, expect: str | None = None) -> SentMessage:
+    """A participant sends `text`; returns the bot's (first matching) reply."""
+    update = await user.send(text)
+    found = await server.wait_for(user.id, expect, since=update)
+    return found[0]
+
+
+async def presses(
+    server: BotAPIServer, user: SimUser, message: SentMessage, button: str, expect: str | None = None
+) -> SentMessage:
+    """A participant presses a button; returns the bot's next matching message."""
+    update = await user.press(message, button)
+    found = await server.wait_for(user.id, expect, since=update)
+    return found[0]
+
+
+async def link(server: BotAPIServer, user: SimUser, code: str, language_button: str = "বাংলা") -> SentMessage:
+    """/start CODE, then choose a language; returns the welcome."""
+    prompt = await says(server, user, f"/start {code}", "Which language")
+    return await presses(server, user, prompt, language_button, STUDY_ID_RE)

@@ -1,0 +1,117 @@
+"""Fixtures: a real database per test on SQLite and on PostgreSQL, the local
+Bot API test server, and the real bot serving through it with a manual clock.
+
+Every test that takes `db_url` (directly or through `bot`) runs twice, once per
+backend. PostgreSQL tests skip when the server is down, except with CI=true,
+where they fail: CI must prove both."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from devtools import databases
+from devtools.botapi_server import BotAPIServer
+from devtools.harness import (
+    ADMIN_ID,
+    COORDINATOR_CHAT,
+    DEFAULT_START,
+    ESCALATION_CHAT,
+    TOKEN,
+    BotHarness,
+)
+from domain.clock import ManualClock
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> databases.SqliteTemplate:
+    return databases.SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[databases.PostgresTemplate]:
+    if not databases.postgres_available():
+        message = f"PostgreSQL not reachable at {databases.POSTGRES_URL}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: the PostgreSQL half must run)")
+        pytest.skip(message)
+    template = databases.PostgresTemplate()
+    yield template
+    template.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A freshly migrated database, on each backend in turn."""
+    if request.param == "sqlite":
+        template: databases.SqliteTemplate = request.getfixturevalue("sqlite_template")
+        yield template.clone(tmp_path)
+        return
+    pg: databases.PostgresTemplate = request.getfixturevalue("postgres_template")
+    url = await pg.clone()
+    try:
+        yield url
+    finally:
+        await pg.drop(url)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BotAPIServer]:
+    """The local Bot API test server, with the study team's chats registered."""
+    srv = BotAPIServer(token=TOKEN)
+    await srv.start()
+    srv.user(ADMIN_ID, first_name="Admin", language_code="en")
+    srv.group(COORDINATOR_CHAT, title="Coordinators")
+    srv.group(ESCALATION_CHAT, title="Escalation")
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(DEFAULT_START)
+
+
+@pytest.fixture
+async def bot(server: BotAPIServer, db_url: str, clock: ManualClock) -> AsyncIterator[BotHarness]:
+    """The real bot, serving through the test server, on a fresh database."""
+    harness = BotHarness(server, db_url, clock)
+    await harness.start()
+    try:
+        yield harness
+    finally:
+        await harness.stop()
+
+
+# ---------------------------------------------------------------- reliability figures
+
+_FIGURES: dict[str, int] = {}
+
+
+class Figures:
+    """What a test injected and survived (faults, kills, bad inputs, refusals),
+    summed over the run and printed at its end, for the README's table."""
+
+    def add(self, figure: str, count: int = 1) -> None:
+        _FIGURES[figure] = _FIGURES.get(figure, 0) + count
+
+
+@pytest.fixture
+def figures() -> Figures:
+    return Figures()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("reliability figures (injected and survived, nothing lost)")
+    width = max(len(name) for name in _FIGURES)
+    for name, count in sorted(_FIGURES.items()):
+        terminalreporter.write_line(f"{name:<{width}}  {count:>6}")

@@ -1,0 +1,259 @@
+"""Alerts end to end: delivery within seconds, escalation exactly once, the
+Acknowledge button and /ack, retries after Telegram errors, the 08:00 digest,
+/alerts; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
+from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, BotHarness
+from models import AdverseEvent, Alert, AlertDelivery, AlertLevel, AuditEntry, DeliveryStatus
+from tests.bothelpers import admin_says, says
+from tests.conftest import Figures
+from tests.test_questionnaire_flow import (
+    answer_all,
+    callback_text,
+    count,
+    is_question,
+    linked,
+    press_value,
+    push_press,
+    rows,
+)
+
+ESCALATE = timedelta(minutes=31)
+
+
+async def double_dose(server: BotAPIServer, user: SimUser) -> SentMessage:
+    """The arm B participant answers the first check-in question: yes, methotrexate
+    on more than one day. Returns the coordinators' alert message."""
+    first = await says(server, user, "/checkin", is_question)
+    await press_value(server, user, first, "yes")
+    (alert,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    return alert
+
+
+async def test_double_dose_escalates_once_and_the_button_stops_it(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-011", "B", 1011)
+    alert_msg = await double_dose(server, user)
+    assert any("মেথোট্রেক্সেট খাবেন না" in m.content for m in server.messages(user.id))
+    assert alert_msg.button_texts == ["✅ Acknowledge"]
+
+    bot.clock.advance(timedelta(minutes=29))
+    await bot.tick()
+    assert server.messages(ESCALATION_CHAT) == []  # not yet
+    bot.clock.advance(timedelta(minutes=2))
+    await bot.tick()
+    (escalated,) = await server.wait_for(ESCALATION_CHAT, "ESCALATED")
+    assert "BSM-011" in escalated.content and escalated.button_texts == ["✅ Acknowledge"]
+    bot.clock.advance(timedelta(minutes=10))
+    await bot.tick()
+    assert len(server.messages(ESCALATION_CHAT)) == 1  # exactly once
+    [alert] = await rows(bot, Alert)
+    assert alert.escalated_at is not None
+
+    coordinator = server.user(950, "Dr Rahman", language_code="en")
+    update = await coordinator.press(alert_msg, "✅ Acknowledge", chat=COORDINATOR_CHAT)
+    assert "acknowledged" in await callback_text(server, update)
+    await server.wait_for(COORDINATOR_CHAT, "Acknowledged by Dr Rahman", since=update)
+    await server.wait_for(ESCALATION_CHAT, "Acknowledged by Dr Rahman", since=update)
+    assert alert_msg.buttons == [] and escalated.buttons == []
+    [alert] = await rows(bot, Alert)
+    assert alert.acknowledged_at == bot.clock.now() and "coordinator:950" in (alert.acknowledged_by or "")
+    assert await count(bot, AuditEntry, AuditEntry.action == "alert.acknowledge") == 1
+
+    bot.clock.advance(timedelta(hours=2))
+    await bot.tick()
+    assert len(server.messages(ESCALATION_CHAT)) == 1 and len(server.messages(COORDINATOR_CHAT)) == 1
+
+
+async def test_serious_report_alerts_escalates_and_ack_command_stops_it(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-012", "A", 1012, "en")
+    first = await says(server, user, "/report", is_question)
+    assert "Report a problem" in first.content
+    closing = await answer_all(
+        server,
+        user,
+        {"ae_what": "fever_infection", "ae_start": "yesterday", "ae_severity": "self_care", "ser_hospital": "yes"},
+    )
+    assert "report is saved" in closing.content
+    advice = [m.content for m in server.messages(user.id) if "⚠️" in m.content]
+    assert advice and "Call the study doctor now" in advice[0] and STUDY_PHONE in advice[0]
+    (alert_msg,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    text = alert_msg.content
+    assert "BSM-012 · arm A (baricitinib)" in text.splitlines()[0]
+    assert "Problem: Fever or infection" in text and "hospital" in text
+    assert "SERIOUS: report to the sponsor by Mon 26 Oct 2026 09:" in text
+    [alert] = await rows(bot, Alert)
+    assert alert.kind == "serious_ae" and alert.deadline_at == alert.aware_at + timedelta(hours=24)
+    [event] = await rows(bot, AdverseEvent)
+    assert event.serious and event.hospitalisation and not event.life_threatening
+    assert event.grade == 3 and event.alert_id == alert.id and event.category == "fever_infection"
+
+    bot.clock.advance(ESCALATE)
+    await bot.tick()
+    await bot.tick()
+    (escalated,) = await server.wait_for(ESCALATION_CHAT, "ESCALATED")
+    reply = await admin_says(server, f"/ack {alert.id} called her, going to clinic", "acknowledged")
+    assert "escalation stopped" in reply.content
+    await server.wait_for(COORDINATOR_CHAT, "note: called her, going to clinic")
+    await server.wait_for(ESCALATION_CHAT, "Acknowledged by Admin")
+    again = await admin_says(server, f"/ack {alert.id}", "already acknowledged")
+    assert "Admin (admin:900)" in again.content
+    assert len(server.messages(ESCALATION_CHAT)) == 1 and escalated.buttons == []
+
+
+async def test_acknowledge_pressed_by_a_participant_is_refused_and_audited(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-013", "B", 1013, "en")
+    alert_msg = await double_dose(server, user)
+    [alert] = await rows(bot, Alert)
+    forged = push_press(server, user, alert_msg, f"ack:{alert.id}")
+    assert "only for the study team" in await callback_text(server, forged)
+    [alert] = await rows(bot, Alert)
+    assert alert.acknowledged_at is None
+    assert await count(bot, AuditEntry, AuditEntry.action == "alert.ack.refuse") == 1
+    stranger = await admin_says(server, "/ack nonsense", "Not done")
+    assert "usage" in stranger.content
+
+
+async def test_alert_is_delivered_once_after_telegram_errors_and_a_restart(
+    bot: BotHarness, server: BotAPIServer, figures: Figures
+) -> None:
+    user = await linked(server, "BSM-014", "B", 1014, "en")
+    server.faults.add("sendMessage", "500", chat_id=COORDINATOR_CHAT, times=1)
+    server.faults.add("sendMessage", "timeout", chat_id=COORDINATOR_CHAT, times=1, delay=0.3)
+    server.faults.add("sendMessage", "close", chat_id=COORDINATOR_CHAT, times=1)
+    first = await says(server, user, "/checkin", is_question)
+    update = await user.press(first, "Yes")
+    # the participant is never delayed by the failing alert sends
+    await server.wait_for(user.id, "Do not take any more methotrexate", since=update)
+    await server.wait_for(user.id, is_question, since=update)
+    await server.wait_for_request("sendMessage", 1)
+    for _ in range(250):  # the first try runs right after the commit; let it finish
+        [delivery] = await rows(bot, AlertDelivery)
+        if delivery.attempts:
+            break
+        await asyncio.sleep(0.02)
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 1 and delivery.last_error
+    await bot.restart()
+    for _ in range(2):
+        bot.clock.advance(timedelta(minutes=1))
+        await bot.tick()
+    assert server.messages(COORDINATOR_CHAT) == []
+    [delivery] = await rows(bot, AlertDelivery)
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 3
+    bot.clock.advance(timedelta(minutes=1))
+    await bot.tick()
+    (alert_msg,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    for _ in range(3):
+        bot.clock.advance(timedelta(minutes=5))
+        await bot.tick()
+    assert len(server.messages(COORDINATOR_CHAT)) == 1
+    [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+    assert delivery.status is DeliveryStatus.SENT and delivery.message_id == alert_msg.message_id
+    figures.add("Bot API faults injected into alert sending (500, timeout, closed) + a restart", 3)
+
+
+async def test_same_day_item_is_in_the_next_0800_digest_once(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-015", "A", 1015, "en")
+    await says(server, user, "/checkin", is_question)
+    await answer_all(server, user, {"mouth_stomach_any": "yes", "nausea": "severe"})
+    assert any("call the study doctor today" in m.content for m in server.messages(user.id))
+    [alert] = await rows(bot, Alert)
+    assert alert.level is AlertLevel.SAME_DAY
+    await bot.tick()
+    assert server.messages(COORDINATOR_CHAT) == []  # not paged: it waits for the digest
+
+    bot.clock.advance(timedelta(hours=22, minutes=59))  # Monday 07:59
+    await bot.tick()
+    assert server.messages(COORDINATOR_CHAT) == []
+    bot.clock.advance(timedelta(minutes=1))  # 08:00
+    await bot.tick()
+    (digest,) = await server.wait_for(COORDINATOR_CHAT, "Same-day review")
+    assert "BSM-015" in digest.content and "Nausea" in digest.content and f"/ack {alert.id}" in digest.content
+    bot.clock.advance(timedelta(hours=1))
+    await bot.tick()
+    bot.clock.advance(timedelta(days=1))
+    await bot.tick()
+    assert len(server.messages(COORDINATOR_CHAT)) == 1  # each item once
+
+
+async def test_alerts_command_lists_open_alerts_with_their_button(bot: BotHarness, server: BotAPIServer) -> None:
+    none = await admin_says(server, "/alerts", "No open alerts")
+    assert none.content == "No open alerts."
+    user = await linked(server, "BSM-016", "B", 1016, "en")
+    alert_msg = await double_dose(server, user)
+    admin = server.user(ADMIN_ID)
+    update = await admin.send("/alerts")
+    header, listed = await server.wait_for(
+        ADMIN_ID, lambda m: "open alert" in m.content or "URGENT" in m.content, 2, since=update
+    )
+    assert "1 open alert" in header.content and listed.button_texts == ["✅ Acknowledge"]
+    press = await admin.press(listed, "✅ Acknowledge")
+    assert "acknowledged" in await callback_text(server, press)
+    await server.wait_for(COORDINATOR_CHAT, "Acknowledged by Admin", since=press)
+    await server.wait_for(ADMIN_ID, "Acknowledged by Admin", since=press)
+    assert alert_msg.buttons == [] and listed.buttons == []
+    await admin_says(server, "/alerts", "No open alerts")
+
+
+def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from bot.alerting import backoff, render
+    from models import Language, Participant
+
+    aware = datetime(2026, 10, 25, 20, 5, tzinfo=UTC)  # 02:05 in Dhaka
+    person = Participant(study_id="BSM-020", arm="B", language=Language.BN)
+    alert = Alert(
+        id=7,
+        kind="serious_ae",
+        level=AlertLevel.URGENT,
+        summary="Report a problem\nProblem: Fever or infection",
+        reasons=["Serious (ICH E2A criterion 3): Requires hospital admission or prolongs an existing stay"],
+        details={},
+        aware_at=aware,
+        deadline_at=aware + timedelta(hours=24),
+    )
+    text = render(alert, person, ZoneInfo("Asia/Dhaka"))
+    lines = text.splitlines()
+    assert lines[0] == "🚨 URGENT · BSM-020 · arm B (methotrexate)"
+    assert lines[1] == "Report a problem" and "Why: Serious" in text
+    assert "Aware: Mon 26 Oct 2026 02:05 (Asia/Dhaka)" in text
+    assert "report to the sponsor by Tue 27 Oct 2026 02:05" in text
+    assert lines[-1] == "Alert #7 · press Acknowledge or send /ack 7"
+    escalated = render(alert, person, ZoneInfo("Asia/Dhaka"), purpose="escalation", escalate_after=30)
+    assert escalated.startswith("⏫ ESCALATED: nobody acknowledged this within 30 min")
+    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 50)] == [15, 30, 60, 120, 300, 300]
+
+
+async def test_alerts_and_ack_from_the_shell(
+    bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.admin import run
+
+    user = await linked(server, "BSM-019", "B", 1019, "bn")
+    await double_dose(server, user)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, text = await run(["alerts"], bot.clock)
+    assert code == 0 and "URGENT · BSM-019" in text and "P1019" not in text  # study id, never the name
+    [alert] = await rows(bot, Alert)
+    code, text = await run(["ack", str(alert.id), "phoned", "her"], bot.clock)
+    assert code == 0 and "acknowledged" in text
+    [alert] = await rows(bot, Alert)
+    assert alert.acknowledged_at is not None and alert.acknowledged_by and "cli:" in alert.acknowledged_by
+    assert alert.ack_note == "phoned her"
+    code, text = await run(["alerts"], bot.clock)
+    assert code == 0 and "no open alerts" in text.lower()
+    bot.clock.advance(ESCALATE)
+    await bot.tick()
+    assert not server.messages(ESCALATION_CHAT)  # acknowledged from the shell: no escalation
+    code, _ = await run(["ack", "999"], bot.clock)
+    assert code == 1

@@ -1,0 +1,112 @@
+"""The Application's wiring: menus advertise only what exists, errors never stop
+the bot, logs carry no secrets or personal data."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+from telegram.ext import CommandHandler
+
+from bot.app import build_application
+from bot.commands import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
+from bot.config import Settings
+from bot.logs import CAPPED, RedactFilter, setup_logging
+from bot.services import build_services
+from devtools.botapi_server import BotAPIServer
+from devtools.harness import TOKEN, BotHarness
+from domain.clock import SystemClock
+from tests.bothelpers import enroll, link, says
+from tests.conftest import Figures
+
+
+async def test_every_menu_command_has_a_handler() -> None:
+    settings = Settings(_env_file=None, telegram_bot_token=TOKEN, database_url="sqlite+aiosqlite://")  # type: ignore[call-arg]
+    services = build_services(settings, SystemClock())
+    app = build_application(services)
+    handled = {
+        command
+        for group in app.handlers.values()
+        for handler in group
+        if isinstance(handler, CommandHandler)
+        for command in handler.commands
+    }
+    menu = {name for name, _ in PARTICIPANT_COMMANDS + ADMIN_COMMANDS}
+    assert menu <= handled, f"menu lists commands without a handler: {sorted(menu - handled)}"
+    await services.engine.dispose()
+
+
+async def test_a_failing_handler_rolls_back_apologises_and_the_bot_keeps_serving(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = await enroll(server, "BSM-020 A 2026-10-25 en")
+    user = server.user(2001)
+    await link(server, user, code, "English")
+
+    from bot.handlers import participant as handlers
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(handlers.participants, "set_language", broken)
+    prompt = await says(server, user, "/language", "Which language")
+    update = await user.press(prompt, "বাংলা")
+    await server.wait_for(2001, "Sorry, something went wrong", since=update)
+    monkeypatch.undo()
+    # still serving, and the language did not change
+    reply = await says(server, user, "/help", "/language")
+    assert "Your medicine" in reply.content
+
+
+@pytest.fixture
+def production_logging() -> Iterator[io.StringIO]:
+    """The bot's own logging set-up (as `python -m bot` does) at DEBUG, captured."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in CAPPED})
+    stream = io.StringIO()
+    setup_logging([TOKEN], level=logging.DEBUG, stream=stream)
+    yield stream
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
+
+
+async def test_logs_carry_no_token_and_no_personal_data(
+    production_logging: io.StringIO, bot: BotHarness, server: BotAPIServer
+) -> None:
+    code = await enroll(server, "BSM-021 B 2026-10-25 bn fri")
+    user = server.user(2002, "Nasrin", last_name="Akter", language_code="bn")
+    await link(server, user, code)
+    await says(server, user, "my free text answer about my rash", "বুঝতে পারিনি")
+    text = production_logging.getvalue()
+    assert "serving with long polling" in text  # the bot did log through this handler
+    assert TOKEN.split(":", 1)[1] not in text
+    for personal in ("Nasrin", "Akter", "free text answer", code):
+        assert personal not in text
+
+
+def test_the_redaction_filter_masks_a_secret_anywhere_in_a_record() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactFilter(["s3cret"]))
+    logger = logging.getLogger("test.redact")
+    logger.addHandler(handler)
+    logger.warning("calling %s/getMe", "https://api/bots3cret")
+    logger.removeHandler(handler)
+    assert "s3cret" not in stream.getvalue() and "https://api/bot***/getMe" in stream.getvalue()
+
+
+async def test_a_reply_hit_by_bot_api_errors_is_retried_until_it_arrives(
+    bot: BotHarness, server: BotAPIServer, figures: Figures
+) -> None:
+    code = await enroll(server, "BSM-022 A 2026-10-25 en")
+    user = server.user(2003)
+    await link(server, user, code, "English")
+    for kind in ("500", "502", "close", "timeout"):
+        server.faults.add(method="sendMessage", kind=kind, times=1, chat_id=2003, delay=0.2)
+        reply = await says(server, user, "/help", "/language")
+        assert "Your medicine" in reply.content, kind
+    assert not server.faults.pending
+    figures.add("Bot API faults injected into replies (500, 502, closed, timed out)", 4)

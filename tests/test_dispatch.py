@@ -1,0 +1,220 @@
+"""The dispatcher under trouble: Telegram errors, a blocked participant, downtime, a
+crash between claim and send, and two bot processes on one PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import build_application
+from bot.services import build_services
+from devtools.botapi_server import BotAPIServer, SimUser
+from devtools.harness import BotHarness
+from models import Alert, AlertLevel, MessageStatus, ParticipantReach, QuestionnaireSession, QuestionnaireStatus
+from scheduler.dispatch import claim
+from scheduler.runtime import run_all
+from tests.bothelpers import admin_says, enroll, link
+from tests.conftest import Figures
+from tests.schedule_helpers import dhaka, reminders, rows
+
+
+async def arm_a(server: BotAPIServer, study_id: str, user_id: int) -> SimUser:
+    code = await enroll(server, f"{study_id} A 2026-10-25 en")
+    user = server.user(user_id, "P", language_code="en")
+    await link(server, user, code, "English")
+    return user
+
+
+def dose_reminders(server: BotAPIServer, chat_id: int, day: str | None = None) -> list[str]:
+    return [
+        data
+        for m in reminders(server, chat_id)
+        for row in m.buttons
+        for _, data in row
+        if data and data.startswith("dose:") and data.endswith(":taken")
+    ]
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "timeout", "close", "429"])
+async def test_telegram_errors_during_dispatch_end_in_exactly_one_message(
+    bot: BotHarness, server: BotAPIServer, fault: str, figures: Figures
+) -> None:
+    await arm_a(server, "BSM-010", 1010)
+    bot.clock.set(dhaka(2026, 10, 26, 8, 59))
+    await bot.tick()  # the enrolment day's rows are stale by now
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    before = len(dose_reminders(server, 1010))
+    server.faults.add("sendMessage", fault, chat_id=1010, delay=0.2, retry_after=1)
+    await bot.tick()
+    if fault != "429":  # AIORateLimiter waits out one RetryAfter itself and sends
+        assert len(dose_reminders(server, 1010)) == before
+        (row,) = [r for r in await rows(bot, "BSM-010") if r.key == "dose:baricitinib:2026-10-26"]
+        assert row.status is MessageStatus.PLANNED and row.attempts == 1 and row.last_error
+        assert row.next_attempt_at > bot.clock.now()  # back-off, not a hot loop
+        await bot.tick()  # not yet due again: nothing
+        assert len(dose_reminders(server, 1010)) == before
+        bot.clock.advance(timedelta(seconds=30))
+        await bot.tick()
+    assert len(dose_reminders(server, 1010)) == before + 1
+    (row,) = [r for r in await rows(bot, "BSM-010") if r.key == "dose:baricitinib:2026-10-26"]
+    assert row.status is MessageStatus.SENT and row.telegram_message_id is not None
+    bot.clock.advance(timedelta(minutes=5))
+    await bot.tick()
+    assert len(dose_reminders(server, 1010)) == before + 1  # never twice
+    figures.add("Bot API faults injected into reminder dispatch (500, 502, timeout, closed, 429)")
+
+
+async def test_a_blocked_participant_is_unreachable_and_the_coordinators_are_told_once(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await arm_a(server, "BSM-011", 1011)
+    user.block_bot(notify=False)
+    for day in (26, 27):
+        bot.clock.set(dhaka(2026, 10, day, 9))
+        await bot.tick()
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        notices = list(await session.scalars(select(Alert).where(Alert.kind == "unreachable")))
+        reach = await session.scalar(select(ParticipantReach))
+    assert len(notices) == 1 and notices[0].level is AlertLevel.INFO
+    assert "BSM-011" in notices[0].summary
+    assert reach is not None and reach.unreachable_since == dhaka(2026, 10, 26, 9)
+    failed = [r for r in await rows(bot, "BSM-011") if r.status is MessageStatus.FAILED]
+    assert {r.key for r in failed} == {"dose:baricitinib:2026-10-26", "dose:baricitinib:2026-10-27"}
+    status = await admin_says(server, "/status BSM-011", "Open alerts")
+    assert "Unreachable on Telegram since 2026-10-26 09:00" in status.content
+
+    user.unblock_bot(notify=False)
+    bot.clock.set(dhaka(2026, 10, 28, 9))
+    await bot.tick()
+    assert len(dose_reminders(server, 1011)) == 1
+    async with bot.services.sessions() as session:
+        reach = await session.scalar(select(ParticipantReach))
+    assert reach is not None and reach.unreachable_since is None
+
+
+async def test_reminders_due_during_downtime_are_sent_while_useful_and_skipped_when_stale(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await arm_a(server, "BSM-012", 1012)
+    bot.clock.set(dhaka(2026, 10, 26, 10, 30))  # the bot was down 09:00-10:30
+    await bot.tick()
+    (late,) = [r for r in await rows(bot, "BSM-012") if r.key == "dose:baricitinib:2026-10-26"]
+    assert late.status is MessageStatus.SENT and late.sent_at == dhaka(2026, 10, 26, 10, 30)
+    assert len(dose_reminders(server, 1012)) == 1
+
+    bot.clock.set(dhaka(2026, 10, 27, 12, 30))  # down again, now 3.5 h past the 09:00 reminder
+    await bot.tick()
+    (stale,) = [r for r in await rows(bot, "BSM-012") if r.key == "dose:baricitinib:2026-10-27"]
+    assert stale.status is MessageStatus.SKIPPED and stale.last_error == "stale"
+    assert len(dose_reminders(server, 1012)) == 1  # no late dose reminder
+    # ... and never a day late: the next morning brings only that day's reminder
+    bot.clock.set(dhaka(2026, 10, 28, 9))
+    await bot.tick()
+    assert len(dose_reminders(server, 1012)) == 2
+    (today,) = [r for r in await rows(bot, "BSM-012") if r.key == "dose:baricitinib:2026-10-28"]
+    assert today.status is MessageStatus.SENT and "baricitinib" in reminders(server, 1012)[-1].content
+
+
+async def test_a_crash_between_claim_and_send_loses_nothing_and_sends_once(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await arm_a(server, "BSM-013", 1013)
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    await bot.tick()
+    base = len(dose_reminders(server, 1013))
+    bot.clock.set(dhaka(2026, 10, 27, 9))
+    assert bot.app is not None
+    claimed = await claim(bot.app, bot.clock.now(), "crashed0process0")  # claimed, then the process died
+    assert claimed
+    await bot.restart()
+    await bot.tick()  # the claim's lease still holds: nobody sends it yet
+    assert len(dose_reminders(server, 1013)) == base
+    bot.clock.advance(timedelta(minutes=6))  # lease expired: picked up again, sent once
+    await bot.tick()
+    await bot.tick()
+    assert len(dose_reminders(server, 1013)) == base + 1
+    (row,) = [r for r in await rows(bot, "BSM-013") if r.key == "dose:baricitinib:2026-10-27"]
+    assert row.status is MessageStatus.SENT
+
+
+async def test_two_bot_processes_on_one_postgres_send_each_row_exactly_once(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several processes share the work on PostgreSQL (SKIP LOCKED); SQLite has one writer")
+    chats = list(range(1020, 1030))
+    for i, chat in enumerate(chats):
+        await arm_a(server, f"BSM-{20 + i:03d}", chat)
+    services = build_services(bot.settings(), bot.clock)
+    second = build_application(services)
+    await second.initialize()
+    try:
+        assert bot.app is not None
+        for day in range(26, 31):
+            for hour in (9, 11):  # the reminders, then the unanswered ones' follow-ups
+                bot.clock.set(dhaka(2026, 10, day, hour))
+                await asyncio.gather(run_all(bot.app), run_all(second), run_all(bot.app), run_all(second))
+    finally:
+        await second.shutdown()
+        await services.engine.dispose()
+    for chat in chats:
+        got = reminders(server, chat)
+        assert len(got) == 10, chat  # 5 days × (reminder + follow-up), none twice
+        assert len({m.content + str(m.buttons) for m in got}) == 10
+    stored = await rows(bot)
+    sent = [r for r in stored if r.status is MessageStatus.SENT and r.kind in ("dose_reminder", "dose_followup")]
+    assert len(sent) == 100 and len({(r.participant_id, r.telegram_message_id) for r in sent}) == 100
+
+
+async def test_a_check_in_answered_just_before_its_invitation_is_not_invited_again(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await arm_a(server, "BSM-014", 1014)
+    bot.clock.set(dhaka(2026, 10, 31, 20))
+    await bot.tick()
+    assert bot.services is not None
+    async with bot.services.sessions() as session:  # /checkin done on Saturday evening
+        pid = (await rows(bot, "BSM-014"))[0].participant_id
+        session.add(
+            QuestionnaireSession(
+                participant_id=pid,
+                instrument_id="weekly_checkin",
+                instrument_version="1",
+                status=QuestionnaireStatus.COMPLETED,
+                origin="command",
+                state={},
+                started_at=bot.clock.now(),
+                updated_at=bot.clock.now(),
+                completed_at=bot.clock.now(),
+            )
+        )
+        await session.commit()
+    bot.clock.set(dhaka(2026, 11, 1, 10))  # Sunday 10:00: the week 1 check-in invitation is due
+    await bot.tick()
+    (row,) = [r for r in await rows(bot, "BSM-014") if r.key == "checkin:1"]
+    assert row.status is MessageStatus.SKIPPED and row.last_error == "already answered"
+    assert not [m for m in reminders(server, 1014) if "qstart:" in str(m.buttons)]
+    bot.clock.set(dhaka(2026, 11, 8, 10))  # the next week's is sent as usual
+    await bot.tick()
+    assert len([m for m in reminders(server, 1014) if "qstart:weekly_checkin" in str(m.buttons)]) == 1
+
+
+async def test_a_late_bot_timed_message_waits_for_quiet_hours_to_end(bot: BotHarness, server: BotAPIServer) -> None:
+    await arm_a(server, "BSM-015", 1015)
+    bot.clock.set(dhaka(2026, 10, 31, 20))
+    await bot.tick()
+    before = len(reminders(server, 1015))
+    bot.clock.set(dhaka(2026, 11, 1, 23))  # back at 23:00: Sunday's 10:00 check-in invitation is late
+    await bot.tick()
+    assert len(reminders(server, 1015)) == before  # not at night
+    (row,) = [r for r in await rows(bot, "BSM-015") if r.key == "checkin:1"]
+    assert row.status is MessageStatus.PLANNED and row.next_attempt_at == dhaka(2026, 11, 2, 7)
+    bot.clock.set(dhaka(2026, 11, 2, 7))
+    await bot.tick()
+    (row,) = [r for r in await rows(bot, "BSM-015") if r.key == "checkin:1"]
+    assert row.status is MessageStatus.SENT and row.sent_at == dhaka(2026, 11, 2, 7)
+    assert "qstart:weekly_checkin" in str(reminders(server, 1015)[-1].buttons)

@@ -1,0 +1,319 @@
+"""Questionnaires end to end: the real bot over HTTP, on SQLite and PostgreSQL.
+
+Check-in in Bangla with a red flag, the report with a seriousness criterion,
+a routine check-in, typed answers and hints, restart in the middle, /report
+inside a check-in, /cancel, stale and foreign buttons."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from devtools.botapi_server import BotAPIServer, QueuedUpdate, SentMessage, SimUser
+from devtools.harness import COORDINATOR_CHAT, STUDY_PHONE, BotHarness
+from domain.questionnaires.parsing import bengali_digits
+from models import (
+    AdverseEvent,
+    Alert,
+    AlertLevel,
+    AuditEntry,
+    QuestionnaireAnswer,
+    QuestionnaireSession,
+    QuestionnaireStatus,
+)
+from tests.bothelpers import enroll, link, says
+
+THANKS = ("ধন্যবাদ", "Thank you")
+
+
+def q_item(message: SentMessage) -> str | None:
+    """The item id a question message asks (from its buttons' callback data)."""
+    for row in message.buttons:
+        for _text, data in row:
+            if data and data.startswith("q:"):
+                return data.split(":")[2]
+    return None
+
+
+def is_question(message: SentMessage) -> bool:
+    """A question message (has answer buttons, or asks to type)."""
+    return q_item(message) is not None
+
+
+def latest_question(server: BotAPIServer, user: SimUser) -> SentMessage:
+    """The newest question message in the participant's chat."""
+    questions = [m for m in server.messages(user.id) if is_question(m)]
+    assert questions, [m.content for m in server.messages(user.id)]
+    return questions[-1]
+
+
+def button_for(message: SentMessage, value: str) -> str:
+    """The callback data of the button with this value."""
+    for row in message.buttons:
+        for _text, data in row:
+            if data and data.startswith("q:") and data.split(":", 3)[3] == value:
+                return data
+    raise AssertionError(f"no button {value!r} in {message.buttons}")
+
+
+async def press_value(server: BotAPIServer, user: SimUser, message: SentMessage, value: str) -> SentMessage:
+    """Press the button with `value`; returns the next question or the closing message."""
+    update = await user.press(message, button_for(message, value))
+    found = await server.wait_for(
+        user.id, lambda m: is_question(m) or any(t in m.content for t in THANKS), since=update
+    )
+    return found[0]
+
+
+async def answer_all(
+    server: BotAPIServer, user: SimUser, answers: Mapping[str, str], default: str = "no", limit: int = 80
+) -> SentMessage:
+    """Answer every question (by item id, else `default`, Skip for optional typed
+    items) until the closing message; returns it."""
+    message = latest_question(server, user)
+    for _ in range(limit):
+        if not is_question(message):
+            return message
+        item = q_item(message)
+        assert item is not None
+        values = [data.split(":", 3)[3] for row in message.buttons for _t, data in row if data]
+        value = answers.get(item)
+        if value is None:
+            value = default if default in values else ("none" if "none" in values else values[0])
+            if item in ("anything_else", "ae_more", "fever_temp"):
+                value = "__skip__"
+        message = await press_value(server, user, message, value)
+    raise AssertionError("questionnaire did not end")
+
+
+async def linked(server: BotAPIServer, study_id: str, arm: str, user_id: int, lang: str = "bn") -> SimUser:
+    """Enroll and link a participant in `lang`."""
+    weekday = " fri" if arm == "B" else ""
+    code = await enroll(server, f"{study_id} {arm} 2026-10-25 {lang}{weekday}")
+    user = server.user(user_id, f"P{user_id}", language_code=lang)
+    await link(server, user, code, "বাংলা" if lang == "bn" else "English")
+    return user
+
+
+def push_press(server: BotAPIServer, user: SimUser, message: SentMessage, data: str) -> QueuedUpdate:
+    """A press with any callback data, as if from `user` (an old or forged button)."""
+    query_id = server._new_query_id(user.id, user.id)
+    query = {
+        "id": query_id,
+        "from": user.user_dict,
+        "message": {**message.raw, "chat": user.chat_dict},
+        "chat_instance": "1",
+        "data": data,
+    }
+    return server.push_update({"callback_query": query})
+
+
+async def callback_text(server: BotAPIServer, update: QueuedUpdate) -> str:
+    """The text the bot answered a press with (waits up to 5 s)."""
+    for _ in range(250):
+        answer = server.callback_answer(update)
+        if answer is not None:
+            return answer.text or ""
+        await asyncio.sleep(0.02)
+    raise AssertionError("the press was not answered")
+
+
+async def rows(bot: BotHarness, model: type, *where: object) -> list:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        return list(await session.scalars(select(model).where(*where)))
+
+
+async def count(bot: BotHarness, model: type, *where: object) -> int:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def test_bangla_checkin_with_methotrexate_double_dose_alerts_at_once(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-001", "B", 1001)
+    first = await says(server, user, "/checkin", is_question)
+    assert "সাপ্তাহিক খোঁজখবর" in first.content  # the title, in Bangla
+    assert "মেথোট্রেক্সেট" in first.content and q_item(first) == "rf_mtx_extra_dose"
+    assert bengali_digits("1") in first.content  # "প্রশ্ন ১ …" in Bengali digits
+    assert next(len(row) for row in first.buttons) <= 2  # big buttons, at most two a row
+
+    update = await user.press(first, button_for(first, "yes"))
+    advice, following = await server.wait_for(user.id, lambda m: "⚠️" in m.content or is_question(m), 2, since=update)
+    assert "মেথোট্রেক্সেট খাবেন না" in advice.content  # stop methotrexate, in Bangla
+    assert bengali_digits(STUDY_PHONE) in advice.content and STUDY_PHONE in advice.content
+    assert is_question(following) and q_item(following) == "rf_mtx_lung"
+
+    # Within seconds, before the check-in is finished: the coordinators' alert.
+    (alert_msg,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    text = alert_msg.content
+    assert text.splitlines()[0].startswith("🚨 URGENT · BSM-001 · arm B")
+    assert "methotrexate on more than one day" in text
+    assert "Aware:" in text and "Alert #" in text
+    assert "P1001" not in text and "1001" not in text.replace("BSM-001", "")  # no name, no Telegram id
+    assert alert_msg.button_texts == ["✅ Acknowledge"]
+
+    # Another red flag in the same check-in extends the same alert (no second message).
+    await press_value(server, user, following, "yes")
+    closing = await answer_all(server, user, {})
+    assert "ধন্যবাদ" in closing.content
+    assert len(server.messages(COORDINATOR_CHAT)) == 1
+    # the one message now shows both flags and the finished check-in
+    await server.wait_for(COORDINATOR_CHAT, lambda m: "pneumonitis" in m.content and "not finished" not in m.content)
+    [alert] = await rows(bot, Alert)
+    assert alert.level is AlertLevel.URGENT and alert.kind == "red_flag"
+    assert set(alert.details["keys"]) == {"flag:mtx_extra_dose", "flag:mtx_pneumonitis"}
+    [session] = await rows(bot, QuestionnaireSession)
+    assert session.status is QuestionnaireStatus.COMPLETED and session.scores is not None
+    assert session.triage is not None and session.triage["result"]["level"] == "URGENT"
+    stored = await rows(bot, QuestionnaireAnswer, QuestionnaireAnswer.item_id == "rf_mtx_extra_dose")
+    assert [a.value for a in stored] == [True] and stored[0].instrument_version == "1.0"
+
+
+async def test_routine_checkin_raises_nothing(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-002", "A", 1002, "en")
+    first = await says(server, user, "/checkin", is_question)
+    assert "Weekly check-in" in first.content
+    closing = await answer_all(server, user, {})
+    assert "Thank you" in closing.content
+    assert not any("⚠️" in m.content for m in server.messages(user.id))
+    assert await count(bot, Alert) == 0
+    bot.clock.advance(timedelta(days=1))
+    await bot.tick()  # the next 08:00 digest has nothing to list
+    assert server.messages(COORDINATOR_CHAT) == []
+
+
+async def test_typed_answers_and_hints(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-003", "B", 1003)
+    first = await says(server, user, "/checkin", is_question)
+    again = await says(server, user, "হয়তো", is_question)  # "maybe": a button was expected
+    assert q_item(again) == "rf_mtx_extra_dose" and "বোতাম" in again.content
+    assert server.messages(user.id)[-2].buttons == [] or first.buttons == []  # old keyboard taken away
+    nxt = await says(server, user, "না", is_question)  # typed "no" in Bangla
+    assert q_item(nxt) == "rf_mtx_lung"
+    back = await says(server, user, "পিছনে", is_question)  # typed "back"
+    assert q_item(back) == "rf_mtx_extra_dose"
+    photo = await user.send_photo()
+    (reply,) = await server.wait_for(user.id, is_question, since=photo)
+    assert "ছবি" in reply.content and q_item(reply) == "rf_mtx_extra_dose"
+    [session] = await rows(bot, QuestionnaireSession)
+    assert session.state["answers"] == {"rf_mtx_extra_dose": False}
+
+
+async def test_checkin_resumes_at_the_right_question_after_restart(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-004", "B", 1004)
+    first = await says(server, user, "/checkin", is_question)
+    second = await press_value(server, user, first, "no")
+    third = await press_value(server, user, second, "no")
+    assert q_item(third) == "rf_mtx_infection"
+    await bot.restart()
+    # the button of the question on screen still works after the restart …
+    fourth = await press_value(server, user, third, "no")
+    assert q_item(fourth) == "rf_mtx_bleeding"
+    # … and /checkin continues, it does not start again
+    await bot.restart()
+    resumed = await says(server, user, "/checkin", is_question)
+    assert q_item(resumed) == "rf_mtx_bleeding"
+    assert await count(bot, QuestionnaireSession) == 1
+
+
+async def test_report_inside_checkin_suspends_and_resumes_it(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-005", "A", 1005, "en")
+    first = await says(server, user, "/checkin", is_question)
+    second = await press_value(server, user, first, "no")
+    report = await says(server, user, "/report", is_question)
+    assert "Report a problem" in report.content and q_item(report) == "ae_what"
+    checkin, _report = await rows(bot, QuestionnaireSession)  # type: ignore[misc]
+    assert checkin.status is QuestionnaireStatus.SUSPENDED
+    press = await user.press(second, button_for(second, "yes"))  # the check-in's button, mid-report
+    assert "finish your problem report first" in await callback_text(server, press)
+    update = await user.send("/cancel")
+    (resumed,) = await server.wait_for(user.id, is_question, since=update)
+    assert "continue" in resumed.content and q_item(resumed) == q_item(second)
+    statuses = sorted(s.status.value for s in await rows(bot, QuestionnaireSession))
+    assert statuses == ["cancelled", "in_progress"]
+    assert await count(bot, AdverseEvent) == 0  # a cancelled report is not a report
+
+
+async def test_old_and_foreign_buttons_change_nothing(bot: BotHarness, server: BotAPIServer) -> None:
+    alice = await linked(server, "BSM-006", "B", 1006, "en")
+    first = await says(server, alice, "/checkin", is_question)
+    old_yes = button_for(first, "yes")
+    second = await press_value(server, alice, first, "no")
+    second_yes = button_for(second, "yes")
+    assert first.buttons == []  # the answered question's buttons are gone
+    [session] = await rows(bot, QuestionnaireSession)
+    before = dict(session.state)
+
+    # An old button (the first question, already answered): says so, changes nothing.
+    stale = push_press(server, alice, first, old_yes)
+    assert "Nothing was changed" in await callback_text(server, stale)
+
+    # Another participant's forged button for Alice's session: refused and audited.
+    mallory = await linked(server, "BSM-007", "B", 1007, "en")
+    forged = push_press(server, mallory, second, second_yes)
+    assert "not for you" in await callback_text(server, forged)
+    [after] = await rows(bot, QuestionnaireSession, QuestionnaireSession.id == session.id)
+    assert after.state == before and await count(bot, Alert) == 0
+    assert await count(bot, AuditEntry, AuditEntry.action == "questionnaire.foreign_button") == 1
+
+    # After the end, the buttons of the finished check-in say it is finished.
+    await answer_all(server, alice, {})
+    late = push_press(server, alice, second, second_yes)
+    assert "already finished" in await callback_text(server, late)
+    assert await count(bot, Alert) == 0
+    assert not [a for a in await rows(bot, QuestionnaireAnswer) if a.value is True]
+
+
+async def test_reminder_start_button_starts_then_continues_the_checkin(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-008", "A", 1008, "en")
+    reminder = server.messages(user.id)[-1]  # any bot message: the button's data is what counts
+    update = push_press(server, user, reminder, "qstart:weekly_checkin")
+    (first,) = await server.wait_for(user.id, is_question, since=update)
+    assert "Weekly check-in" in first.content
+    second = await press_value(server, user, first, "no")
+    second_item = q_item(second)
+    update = push_press(server, user, reminder, "qstart:weekly_checkin")
+    (again,) = await server.wait_for(user.id, is_question, since=update)
+    assert q_item(again) == second_item == "rf_bari_shingles" and "continue" in again.content
+    assert second.buttons == []  # the earlier copy of the question lost its buttons
+    assert await count(bot, QuestionnaireSession) == 1
+    update = push_press(server, user, reminder, "qstart:haq_di_unknown")
+    (refused,) = await server.wait_for(user.id, "not for you", since=update)
+    assert refused.buttons == []
+
+
+def test_every_engine_error_has_a_translated_hint() -> None:
+    from bot.handlers.questionnaire import HINTS, hint
+    from bot.i18n import use_locale
+    from domain.questionnaires import AnswerError
+    from domain.questionnaires.parsing import ERROR_CODES
+
+    assert set(HINTS) == set(ERROR_CODES)
+    data = {"min": 34, "max": 43, "unit": {"en": "°C", "bn": "°সে"}, "earliest": "2025-10-25", "max_length": 500}
+    for code in ERROR_CODES:
+        with use_locale("bn"):
+            bn = hint(AnswerError(code, "x", data))
+        with use_locale("en"):
+            en = hint(AnswerError(code, "x", data))
+        assert bn != en and "{" not in bn + en, code
+    with use_locale("bn"):
+        assert "৩৪ থেকে ৪৩ °সে" in hint(AnswerError("out_of_range", "x", data))
+
+
+def test_every_answer_button_fits_telegram_64_bytes() -> None:
+    from bot.handlers.questionnaire import callback_data
+    from bot.services import load_content
+    from domain.questionnaires import BACK_VALUE, SKIP_VALUE, options
+
+    _protocol, instruments = load_content()
+    for instrument in instruments.values():
+        for item in instrument.items:
+            for value in [o.value for o in options(item, "en")] + [SKIP_VALUE, BACK_VALUE]:
+                data = callback_data(999_999_999, item.id, value)
+                assert len(data.encode()) <= 64, data
