@@ -32,7 +32,7 @@ from aiohttp import ClientError, ClientSession, web
 from sqlalchemy import select, update
 
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
-from devtools.botapi_server import BotAPIServer
+from devtools.botapi_server import BotAPIServer, SentMessage
 from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
 from devtools.process import BotProcess
@@ -161,11 +161,7 @@ async def _seed_due(url: str, first: int, count: int) -> None:
 def _reminders(server: BotAPIServer, first: int, count: int) -> dict[int, int]:
     """Reminders received per participant chat."""
     return {
-        CHAT_BASE + i: sum(
-            1
-            for m in server.messages(CHAT_BASE + i)
-            if any(data and data.startswith(REMINDER_BUTTON) for row in m.buttons for _, data in row)
-        )
+        CHAT_BASE + i: sum(1 for m in server.messages(CHAT_BASE + i) if _is_reminder(m))
         for i in range(first, first + count)
     }
 
@@ -272,13 +268,25 @@ async def _orphans(rows: Callable[[MessageStatus], Awaitable[list[ScheduledMessa
     return sorted(previous)
 
 
+def _is_reminder(message: SentMessage) -> bool:
+    return any(data and data.startswith(REMINDER_BUTTON) for row in message.buttons for _, data in row)
+
+
+def _is_question(message: SentMessage) -> bool:
+    """A questionnaire question (its buttons carry ``q:`` callback data)."""
+    return any(data and data.startswith("q:") for row in message.buttons for _, data in row)
+
+
 async def _urgent_alert_escalated_by_survivor(
     server: BotAPIServer, url: str, bots: list[WebhookBot], forwarder: RoundRobin, sessions: SessionFactory
 ) -> None:
     participant = server.user(CHAT_BASE + REMINDERS + KILL_PHASE, "Rahima", language_code="en")
-    await _seed_due(url, REMINDERS + KILL_PHASE, 1)
+    await _seed_due(url, REMINDERS + KILL_PHASE, 1)  # linked, with a dose reminder due now
+    # Let the dose reminder arrive first: it has buttons too, and a reminder landing
+    # between /checkin and its first question must not be taken for that question.
+    await server.wait_for(participant.id, _is_reminder, timeout=15)
     opened = await participant.send("/checkin")
-    question = (await server.wait_for(participant.id, lambda m: bool(m.buttons), since=opened, timeout=15))[-1]
+    question = (await server.wait_for(participant.id, _is_question, since=opened, timeout=15))[-1]
     press = await participant.press(question, question.buttons[0][0][0])  # the first red flag: "Yes"
     await server.wait_for(COORDINATOR_CHAT, "URGENT", since=press, timeout=15)
     raised_by = forwarder.handled_by[press.update_id]
