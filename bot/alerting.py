@@ -2,8 +2,9 @@
 pending alert delivery until Telegram accepts it.
 
 Alerts and deliveries are rows (models/alerts.py), so a restart loses none.
-Each delivery is claimed with a conditional UPDATE (a short lease) before its
-send, sent with no database lock held, then marked sent with its message id;
+Each delivery is claimed with a conditional UPDATE (a short lease,
+ALERT_LEASE_SECONDS) before its send, sent with no database lock held, then
+marked sent with its message id;
 a failed send is never marked sent: it gets a back-off and the next beat
 tries again. Coordinators read English, one glance at 2 a.m.: level, study id
 and arm first, then what was reported, why, the time of awareness, the SAE
@@ -24,6 +25,7 @@ from domain import audit
 from domain.acknowledgement import DIGEST_KIND
 from domain.alerts import queue_delivery, raise_alert
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
+from models.db import retry_transient
 
 if TYPE_CHECKING:
     from bot.app import TrialApplication
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIGEST_TIME = time(8, 0)
-CLAIM_LEASE = timedelta(minutes=2)
-"""A claimed delivery is retried after this if the process died mid-send."""
 BACKOFF = (timedelta(seconds=15), timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2))
 MAX_BACKOFF = timedelta(minutes=5)
 
@@ -230,7 +230,7 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
                 AlertDelivery.status == DeliveryStatus.PENDING,
                 AlertDelivery.next_attempt_at == delivery.next_attempt_at,
             )
-            .values(next_attempt_at=now + CLAIM_LEASE)
+            .values(next_attempt_at=now + timedelta(seconds=settings.alert_lease_seconds))
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             await session.rollback()
@@ -256,15 +256,21 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
                 await session.commit()
         log.warning("alert delivery %s not sent (%s); will retry", delivery_id, type(exc).__name__)
         return
-    async with services.sessions() as session:
-        sent = await session.get(AlertDelivery, delivery_id)
-        if sent is not None:
-            sent.status = DeliveryStatus.SENT
-            sent.message_id = message.message_id
-            sent.sent_at = services.clock.now()
-            sent.attempts += 1
-            sent.last_error = None
-            await session.commit()
+
+    async def record() -> None:
+        async with services.sessions() as session:
+            sent = await session.get(AlertDelivery, delivery_id)
+            if sent is not None:
+                sent.status = DeliveryStatus.SENT
+                sent.message_id = message.message_id
+                sent.sent_at = services.clock.now()
+                sent.attempts += 1
+                sent.last_error = None
+                await session.commit()
+
+    # Telegram accepted it: record it even if the database is away for a while, else the
+    # lease runs out and the coordinators get the alert twice.
+    await retry_transient(record, what=f"recording alert delivery {delivery_id} as sent")
     log.info("alert delivery %s sent", delivery_id)
 
 

@@ -8,7 +8,7 @@ import logging
 import traceback
 from typing import Any, cast
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
@@ -30,6 +30,7 @@ from bot.services import Services
 from domain import participants
 from domain.alerts import ALERTS_RAISED
 from models import ProcessedUpdate
+from models.db import is_transient
 from scheduler.runtime import run_tick
 
 log = logging.getLogger(__name__)
@@ -117,22 +118,6 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         return False
 
 
-TRANSIENT_SQLSTATES = ("08", "57P", "40001", "40P01")  # connection, operator intervention, serialization, deadlock
-
-
-def _is_transient(error: BaseException) -> bool:
-    """A database that went away, restarted, is locked or asked us to retry: worth
-    trying the whole update again (it was rolled back)."""
-    if isinstance(error, OperationalError | InterfaceError):
-        return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
-            return True
-        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-        return isinstance(code, str) and code.startswith(TRANSIENT_SQLSTATES)
-    return False
-
-
 async def on_error(update: object, context: BotContext) -> None:
     """Log the error without personal data, and keep the bot alive. Inside an
     update: roll its changes back (or retry on a database outage) and apologise."""
@@ -145,7 +130,7 @@ async def on_error(update: object, context: BotContext) -> None:
     work = uow.maybe_current_work()
     if work is None:
         return
-    if _is_transient(error):
+    if is_transient(error):
         work.retry = True
         return
     chat = work.update.effective_chat
@@ -203,9 +188,7 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_error_handler(on_error)
 
 
-def build_application(
-    services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True
-) -> TrialApplication:
+def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True) -> TrialApplication:
     """Build the bot for these services (settings, database, clock).
     `rate_limiter`: True = AIORateLimiter at Telegram's limits with 3 retries of a
     429; False = none (the benchmark's "own capacity" figure); or a limiter."""

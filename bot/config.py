@@ -84,6 +84,11 @@ class Settings(DatabaseSettings):
     webhook_port: int = Field(default=8443, ge=1, le=65535)
     webhook_secret: SecretStr | None = None
     heartbeat_seconds: float = Field(default=30, ge=1, le=3600)
+    reminder_lease_seconds: float = Field(default=300, ge=1, le=3600)
+    """How long a claimed batch of reminders belongs to the process that claimed it; if
+    that process dies mid-send, another takes the rows over when this runs out."""
+    alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
+    """The same for one alert delivery (shorter: a safety alert must not wait long)."""
 
     @field_validator("admin_user_ids", "coordinator_chat_ids", "escalation_chat_ids", mode="before")
     @classmethod

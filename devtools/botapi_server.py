@@ -126,16 +126,10 @@ _NOT_MODIFIED = (
     "are exactly the same as a current content and reply markup of the message"
 )
 _WEBHOOK_CONFLICT = (
-    "Conflict: can't use getUpdates method while webhook is active; "
-    "use deleteWebhook to delete the webhook first"
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 )
-_POLL_CONFLICT = (
-    "Conflict: terminated by other getUpdates request; "
-    "make sure that only one bot instance is running"
-)
-_QUERY_INVALID = (
-    "Bad Request: query is too old and response timeout expired or query ID is invalid"
-)
+_POLL_CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+_QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 
 class ApiError(Exception):
@@ -384,10 +378,7 @@ def buttons(message: SentMessage | Mapping[str, Any] | Any) -> list[list[tuple[s
         raise TypeError(f"cannot read buttons from {type(message).__name__}")
     if not isinstance(markup, Mapping) or "inline_keyboard" not in markup:
         return []
-    return [
-        [(str(b.get("text", "")), b.get("callback_data")) for b in row]
-        for row in markup["inline_keyboard"]
-    ]
+    return [[(str(b.get("text", "")), b.get("callback_data")) for b in row] for row in markup["inline_keyboard"]]
 
 
 # --------------------------------------------------------------------------------------
@@ -428,9 +419,7 @@ _HTML_SPECIAL = re.compile(r"[<&]")
 _HTML_ENTITY = re.compile(r"&(?:#([0-9]{1,7})|#[xX]([0-9a-fA-F]{1,6})|(lt|gt|amp|quot));")
 _HTML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _HTML_TAG_NAME = re.compile(r"[^\s>/]*")
-_HTML_ATTR = re.compile(
-    r"([a-zA-Z0-9_-]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>\"']+)))?"
-)
+_HTML_ATTR = re.compile(r"([a-zA-Z0-9_-]+)(?:\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>\"']+)))?")
 _HTML_TAGS = {
     "b": "bold",
     "strong": "bold",
@@ -502,8 +491,7 @@ def _parse_html(src: str) -> tuple[str, list[JSONDict]]:
             tag, start, open_attrs = stack.pop()
             if name != tag:
                 raise _entity_error(
-                    f'Unmatched end tag at byte offset {_byte_offset(src, k)}, expected "</{tag}>", '
-                    f'found "</{name}>"'
+                    f'Unmatched end tag at byte offset {_byte_offset(src, k)}, expected "</{tag}>", found "</{name}>"'
                 )
             _close_html_entity(tag, start, out.length, open_attrs, stack, entities)
             i = end + 1
@@ -515,9 +503,7 @@ def _parse_html(src: str) -> tuple[str, list[JSONDict]]:
         if p >= n:
             raise _entity_error(f"Unclosed start tag at byte offset {_byte_offset(src, k)}")
         if name not in _HTML_TAGS:
-            raise _entity_error(
-                f'Unsupported start tag "{name}" at byte offset {_byte_offset(src, k)}'
-            )
+            raise _entity_error(f'Unsupported start tag "{name}" at byte offset {_byte_offset(src, k)}')
         attrs: dict[str, str] = {}
         while True:
             while p < n and src[p].isspace():
@@ -529,10 +515,7 @@ def _parse_html(src: str) -> tuple[str, list[JSONDict]]:
                 break
             am = _HTML_ATTR.match(src, p)
             if am is None:
-                raise _entity_error(
-                    f'Empty attribute name in the tag "{name}" at byte offset '
-                    f"{_byte_offset(src, p)}"
-                )
+                raise _entity_error(f'Empty attribute name in the tag "{name}" at byte offset {_byte_offset(src, p)}')
             value = next((g for g in am.groups()[1:] if g is not None), "")
             attrs[am.group(1).lower()] = _html_unescape(value)
             p = am.end()
@@ -622,10 +605,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[JSONDict]]:
         if c == "\n":
             if quote_start is not None and not src.startswith(">", i + 1):
                 if out.length > quote_start:
-                    entities.append(
-                        {"type": "blockquote", "offset": quote_start,
-                         "length": out.length - quote_start}
-                    )
+                    entities.append({"type": "blockquote", "offset": quote_start, "length": out.length - quote_start})
                 quote_start = None
             out.add(c)
             i += 1
@@ -669,9 +649,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[JSONDict]]:
                         url_parts.append(src[j])
                         j += 1
                     if j >= n:
-                        raise _entity_error(
-                            f"Can't find end of a URL at byte offset {_byte_offset(src, i)}"
-                        )
+                        raise _entity_error(f"Can't find end of a URL at byte offset {_byte_offset(src, i)}")
                     url = "".join(url_parts)
                     i = j + 1
                     if kind == "text_link":
@@ -701,9 +679,7 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[JSONDict]]:
             kind, i = "pre", i + 3
             newline = src.find("\n", i)
             language = src[i:newline] if newline >= 0 else ""
-            if newline >= 0 and language and not any(ch.isspace() for ch in language) and (
-                "`" not in language
-            ):
+            if newline >= 0 and language and not any(ch.isspace() for ch in language) and ("`" not in language):
                 extra["language"] = language
                 i = newline + 1
             elif src.startswith("\n", i):
@@ -711,20 +687,13 @@ def _parse_markdown_v2(src: str) -> tuple[str, list[JSONDict]]:
         elif c == "`":
             kind, i = "code", i + 1
         else:
-            raise _entity_error(
-                f"Character '{c}' is reserved and must be escaped with the preceding '\\'"
-            )
+            raise _entity_error(f"Character '{c}' is reserved and must be escaped with the preceding '\\'")
         stack.append((kind, out.length, start_index, extra))
     if quote_start is not None and out.length > quote_start:
-        entities.append(
-            {"type": "blockquote", "offset": quote_start, "length": out.length - quote_start}
-        )
+        entities.append({"type": "blockquote", "offset": quote_start, "length": out.length - quote_start})
     if stack:
         kind, _, index, _ = stack[-1]
-        raise _entity_error(
-            f"Can't find end of {_MD2_NAMES[kind]} entity at byte offset "
-            f"{_byte_offset(src, index)}"
-        )
+        raise _entity_error(f"Can't find end of {_MD2_NAMES[kind]} entity at byte offset {_byte_offset(src, index)}")
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
     return out.text(), entities
 
@@ -745,9 +714,7 @@ def _parse_markdown(src: str) -> tuple[str, list[JSONDict]]:
             out.add(c)
             i += 1
             continue
-        not_closed = _entity_error(
-            f"Can't find end of the entity starting at byte offset {_byte_offset(src, i)}"
-        )
+        not_closed = _entity_error(f"Can't find end of the entity starting at byte offset {_byte_offset(src, i)}")
         start = out.length
         if src.startswith("```", i):
             end = src.find("```", i + 3)
@@ -782,9 +749,7 @@ def _parse_markdown(src: str) -> tuple[str, list[JSONDict]]:
     return out.text(), entities
 
 
-def _format_text(
-    text: str, parse_mode: str | None, entities: Any
-) -> tuple[str, list[JSONDict]]:
+def _format_text(text: str, parse_mode: str | None, entities: Any) -> tuple[str, list[JSONDict]]:
     """Apply parse_mode (or explicit entities) and trim like Telegram does."""
     mode = (parse_mode or "").lower()
     if mode == "html":
@@ -932,21 +897,65 @@ class _Webhook:
 
 
 # Parameter decoding: which form fields hold JSON, integers and plain strings.
-_JSON_FIELDS = frozenset({
-    "reply_markup", "commands", "scope", "allowed_updates", "reply_parameters",
-    "link_preview_options", "entities", "caption_entities", "media", "results",
-    "menu_button", "rights", "reaction", "message_ids",
-})
-_INT_FIELDS = frozenset({
-    "chat_id", "message_id", "offset", "limit", "timeout", "reply_to_message_id",
-    "message_thread_id", "cache_time", "max_connections", "from_chat_id", "user_id",
-})
-_STRING_FIELDS = frozenset({
-    "text", "caption", "parse_mode", "url", "secret_token", "callback_query_id",
-    "language_code", "inline_message_id", "description", "short_description", "name",
-    "title", "ip_address", "file_id", "action", "business_connection_id", "message_effect_id",
-    "document", "photo", "voice", "sticker", "thumbnail",
-})
+_JSON_FIELDS = frozenset(
+    {
+        "reply_markup",
+        "commands",
+        "scope",
+        "allowed_updates",
+        "reply_parameters",
+        "link_preview_options",
+        "entities",
+        "caption_entities",
+        "media",
+        "results",
+        "menu_button",
+        "rights",
+        "reaction",
+        "message_ids",
+    }
+)
+_INT_FIELDS = frozenset(
+    {
+        "chat_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "reply_to_message_id",
+        "message_thread_id",
+        "cache_time",
+        "max_connections",
+        "from_chat_id",
+        "user_id",
+    }
+)
+_STRING_FIELDS = frozenset(
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "url",
+        "secret_token",
+        "callback_query_id",
+        "language_code",
+        "inline_message_id",
+        "description",
+        "short_description",
+        "name",
+        "title",
+        "ip_address",
+        "file_id",
+        "action",
+        "business_connection_id",
+        "message_effect_id",
+        "document",
+        "photo",
+        "voice",
+        "sticker",
+        "thumbnail",
+    }
+)
 _INT_RE = re.compile(r"-?\d{1,20}")
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -1062,9 +1071,7 @@ class SimUser(SimChat):
     def _where(self, chat: ChatRef | None) -> _Chat:
         return self.server._chat(self.id if chat is None else chat)
 
-    async def send(
-        self, text: str, *, chat: ChatRef | None = None, reply_to: Any = None
-    ) -> QueuedUpdate:
+    async def send(self, text: str, *, chat: ChatRef | None = None, reply_to: Any = None) -> QueuedUpdate:
         """Send a text message (``/command args`` gets its ``bot_command`` entity)."""
         extra: JSONDict = {"text": text}
         entities = _command_entities(text)
@@ -1073,18 +1080,33 @@ class SimUser(SimChat):
         return self._message(chat, extra, "message", text, reply_to=reply_to)
 
     async def send_photo(
-        self, caption: str | None = None, *, chat: ChatRef | None = None,
+        self,
+        caption: str | None = None,
+        *,
+        chat: ChatRef | None = None,
         content: bytes = b"\xff\xd8\xff\xe0fake-jpeg",
     ) -> QueuedUpdate:
         """Send a photo (two sizes, as Telegram does)."""
         small = self.server._store_file(content[:64], "photos", "jpg")
         large = self.server._store_file(content, "photos", "jpg")
-        extra: JSONDict = {"photo": [
-            {"file_id": small.file_id, "file_unique_id": small.file_unique_id,
-             "width": 90, "height": 67, "file_size": len(small.content)},
-            {"file_id": large.file_id, "file_unique_id": large.file_unique_id,
-             "width": 1280, "height": 960, "file_size": len(large.content)},
-        ]}
+        extra: JSONDict = {
+            "photo": [
+                {
+                    "file_id": small.file_id,
+                    "file_unique_id": small.file_unique_id,
+                    "width": 90,
+                    "height": 67,
+                    "file_size": len(small.content),
+                },
+                {
+                    "file_id": large.file_id,
+                    "file_unique_id": large.file_unique_id,
+                    "width": 1280,
+                    "height": 960,
+                    "file_size": len(large.content),
+                },
+            ]
+        }
         if caption:
             extra["caption"] = caption
         return self._message(chat, extra, "photo", f"(photo) {caption or ''}".strip())
@@ -1092,37 +1114,62 @@ class SimUser(SimChat):
     async def send_sticker(self, emoji: str = "👍", *, chat: ChatRef | None = None) -> QueuedUpdate:
         """Send a sticker."""
         stored = self.server._store_file(b"RIFF-fake-webp", "stickers", "webp")
-        extra = {"sticker": {
-            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "type": "regular", "width": 512, "height": 512, "is_animated": False,
-            "is_video": False, "emoji": emoji, "file_size": len(stored.content),
-        }}
+        extra = {
+            "sticker": {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "emoji": emoji,
+                "file_size": len(stored.content),
+            }
+        }
         return self._message(chat, extra, "sticker", f"(sticker {emoji})")
 
     async def send_voice(
-        self, duration: int = 3, *, chat: ChatRef | None = None,
+        self,
+        duration: int = 3,
+        *,
+        chat: ChatRef | None = None,
         content: bytes = b"OggS-fake-voice",
     ) -> QueuedUpdate:
         """Send a voice note."""
         stored = self.server._store_file(content, "voice", "oga")
-        extra = {"voice": {
-            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "duration": duration, "mime_type": "audio/ogg", "file_size": len(content),
-        }}
+        extra = {
+            "voice": {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "duration": duration,
+                "mime_type": "audio/ogg",
+                "file_size": len(content),
+            }
+        }
         return self._message(chat, extra, "voice", f"(voice {duration}s)")
 
     async def send_document(
-        self, filename: str = "document.pdf", content: bytes = b"%PDF-1.4 fake",
-        *, mime_type: str | None = None, caption: str | None = None,
+        self,
+        filename: str = "document.pdf",
+        content: bytes = b"%PDF-1.4 fake",
+        *,
+        mime_type: str | None = None,
+        caption: str | None = None,
         chat: ChatRef | None = None,
     ) -> QueuedUpdate:
         """Send a file; the bot can fetch it with getFile and download it."""
         stored = self.server._store_file(content, "documents", filename.rpartition(".")[2])
         mime = mime_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        extra: JSONDict = {"document": {
-            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "file_name": filename, "mime_type": mime, "file_size": len(content),
-        }}
+        extra: JSONDict = {
+            "document": {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "file_name": filename,
+                "mime_type": mime,
+                "file_size": len(content),
+            }
+        }
         if caption:
             extra["caption"] = caption
         return self._message(chat, extra, "document", f"(document {filename}) {caption or ''}".strip())
@@ -1141,8 +1188,7 @@ class SimUser(SimChat):
         state.messages[mid] = edited
         update = self.server._queue(
             {"edited_message": edited},
-            TranscriptEntry(self.server._clock(), "user", self.id, state.id, "edit",
-                            new_text, message_id=mid),
+            TranscriptEntry(self.server._clock(), "user", self.id, state.id, "edit", new_text, message_id=mid),
         )
         self.last_action = update.seq
         return update
@@ -1159,14 +1205,10 @@ class SimUser(SimChat):
             raise AssertionError(f"the bot has no message #{mid} in chat {state.id} to press")
         rows = buttons(sent)
         flat = [b for row in rows for b in row]
-        chosen = next((b for b in flat if b[0] == button), None) or next(
-            (b for b in flat if b[1] == button), None
-        )
+        chosen = next((b for b in flat if b[0] == button), None) or next((b for b in flat if b[1] == button), None)
         if chosen is None:
             listing = ", ".join(f"{t!r}→{d!r}" for t, d in flat) or "no inline keyboard"
-            raise AssertionError(
-                f"message #{mid} in chat {state.id} has no button {button!r} ({listing})"
-            )
+            raise AssertionError(f"message #{mid} in chat {state.id} has no button {button!r} ({listing})")
         if chosen[1] is None:
             raise AssertionError(f"button {chosen[0]!r} has no callback_data (a URL button?)")
         query_id = self.server._new_query_id(state.id, self.id)
@@ -1179,8 +1221,7 @@ class SimUser(SimChat):
         }
         update = self.server._queue(
             {"callback_query": query},
-            TranscriptEntry(self.server._clock(), "user", self.id, state.id, "press",
-                            chosen[0], message_id=mid),
+            TranscriptEntry(self.server._clock(), "user", self.id, state.id, "press", chosen[0], message_id=mid),
         )
         self.last_action = update.seq
         return update
@@ -1200,18 +1241,14 @@ class SimUser(SimChat):
         timeout: float = 5.0,  # noqa: ASYNC109 - part of the test-author API
     ) -> list[SentMessage]:
         """Wait for bot messages sent (or edited) here since this user's last action."""
-        return await self.server.wait_for(
-            self.id, predicate, count, timeout, since=self.last_action
-        )
+        return await self.server.wait_for(self.id, predicate, count, timeout, since=self.last_action)
 
     def _set_blocked(self, blocked: bool, notify: bool) -> QueuedUpdate | None:
         state = self.server._chat(self.id)
         if state.blocked == blocked:
             return None
         state.blocked = blocked
-        entry = TranscriptEntry(
-            self.server._clock(), "user", self.id, self.id, "block" if blocked else "unblock", ""
-        )
+        entry = TranscriptEntry(self.server._clock(), "user", self.id, self.id, "block" if blocked else "unblock", "")
         if not notify:
             self.server._record(entry)
             return None
@@ -1223,15 +1260,21 @@ class SimUser(SimChat):
             "date": self.server._now(),
             "old_chat_member": {"user": bot, "status": old},
             "new_chat_member": {"user": bot, "status": new}
-            if new == "member" else {"user": bot, "status": new, "until_date": 0},
+            if new == "member"
+            else {"user": bot, "status": new, "until_date": 0},
         }
         update = self.server._queue({"my_chat_member": member_update}, entry)
         self.last_action = update.seq
         return update
 
     def _message(
-        self, chat: ChatRef | None, extra: JSONDict, kind: str, shown: str,
-        *, reply_to: Any = None,
+        self,
+        chat: ChatRef | None,
+        extra: JSONDict,
+        kind: str,
+        shown: str,
+        *,
+        reply_to: Any = None,
     ) -> QueuedUpdate:
         state = self._where(chat)
         mid = state.take_id()
@@ -1246,14 +1289,11 @@ class SimUser(SimChat):
             _, reply_id = self.server._locate(reply_to, state.id)
             replied = state.messages.get(reply_id)
             if replied is not None:
-                message["reply_to_message"] = {
-                    k: v for k, v in replied.items() if k != "reply_to_message"
-                }
+                message["reply_to_message"] = {k: v for k, v in replied.items() if k != "reply_to_message"}
         state.messages[mid] = message
         update = self.server._queue(
             {"message": message},
-            TranscriptEntry(self.server._clock(), "user", self.id, state.id, kind, shown,
-                            message_id=mid),
+            TranscriptEntry(self.server._clock(), "user", self.id, state.id, kind, shown, message_id=mid),
         )
         self.last_action = update.seq
         return update
@@ -1355,9 +1395,7 @@ class BotAPIServer:
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_route("GET", "/file/bot{token}/{path:.+}", self._handle_file)
         app.router.add_route("*", "/_sim/{action}", self._handle_sim)
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
-        )
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
@@ -1435,9 +1473,7 @@ class BotAPIServer:
         from telegram.ext import Application
 
         builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] = Application.builder()
-        return builder.token(self.token).base_url(self.base_url).base_file_url(
-            self.base_file_url
-        )
+        return builder.token(self.token).base_url(self.base_url).base_file_url(self.base_file_url)
 
     # ---- simulated people -------------------------------------------------------------
 
@@ -1461,8 +1497,7 @@ class BotAPIServer:
             return existing
         if user_id <= 0:
             raise ValueError("user ids are positive")
-        sim = SimUser(self, user_id, first_name or f"User{user_id}", last_name, username,
-                      language_code)
+        sim = SimUser(self, user_id, first_name or f"User{user_id}", last_name, username, language_code)
         self._users[user_id] = sim
         state = self._chats.get(user_id)
         if state is None:
@@ -1506,7 +1541,11 @@ class BotAPIServer:
         data = dict(update)
         chat_id = self._register_from_update(data)
         entry = TranscriptEntry(
-            self._clock(), "server", None, chat_id, "raw",
+            self._clock(),
+            "server",
+            None,
+            chat_id,
+            "raw",
             f"(raw update: {', '.join(k for k in data if k != 'update_id')})",
         )
         return self._queue(data, entry)
@@ -1521,8 +1560,11 @@ class BotAPIServer:
         queued.seq = self._seq
         self._pending.append(_Pending(queued, forced=True))
         self._has_forced = True
-        self._record(TranscriptEntry(self._clock(), "server", None, chat_id, "redeliver",
-                                     f"(update {queued.update_id} delivered again)"))
+        self._record(
+            TranscriptEntry(
+                self._clock(), "server", None, chat_id, "redeliver", f"(update {queued.update_id} delivered again)"
+            )
+        )
         self._updates_signal.fire()
         return queued
 
@@ -1648,8 +1690,7 @@ class BotAPIServer:
             remaining = deadline - loop.time()
             if remaining <= 0 or not await self._activity_signal.wait(remaining):
                 raise AssertionError(
-                    f"timed out after {timeout} s waiting for {count} {method} request(s); "
-                    f"got {len(found)}"
+                    f"timed out after {timeout} s waiting for {count} {method} request(s); got {len(found)}"
                 )
 
     async def wait_for_poll(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
@@ -1664,11 +1705,7 @@ class BotAPIServer:
     def format_transcript(self, chat: ChatRef | None = None, *, times: bool = False) -> str:
         """The conversation as readable text (one chat, or all chats interleaved)."""
         chat_id = None if chat is None else (chat if isinstance(chat, int) else chat.id)
-        lines = [
-            self.format_entry(e, times=times)
-            for e in self.transcript
-            if chat_id is None or e.chat_id == chat_id
-        ]
+        lines = [self.format_entry(e, times=times) for e in self.transcript if chat_id is None or e.chat_id == chat_id]
         return "\n".join(lines)
 
     def format_entry(self, entry: TranscriptEntry, *, times: bool = False) -> str:
@@ -1688,8 +1725,7 @@ class BotAPIServer:
             "edit": f"✎ #{entry.message_id} {entry.text}",
             "block": "⟨blocks the bot⟩",
             "unblock": "⟨unblocks the bot⟩",
-            "callback_answer": f"⟨answers the button: {entry.text}⟩"
-            if entry.text else "⟨answers the button⟩",
+            "callback_answer": f"⟨answers the button: {entry.text}⟩" if entry.text else "⟨answers the button⟩",
             "delete": f"⟨deletes #{entry.message_id}⟩",
         }.get(entry.kind, entry.text)
         prefix = f"{entry.time - self._started_at:8.3f}s " if times else ""
@@ -1829,9 +1865,7 @@ class BotAPIServer:
             while pending and pending[0].update_id < offset:
                 pending.popleft()
             return
-        self._pending = deque(
-            p for p in pending if not (p.update_id < offset and (not p.forced or p.delivered))
-        )
+        self._pending = deque(p for p in pending if not (p.update_id < offset and (not p.forced or p.delivered)))
         self._has_forced = any(p.forced and not p.delivered for p in self._pending)
 
     def _collect(self, limit: int) -> list[QueuedUpdate]:
@@ -1846,7 +1880,12 @@ class BotAPIServer:
         return result
 
     def _wait_failure(
-        self, state: _Chat, predicate: Predicate, count: int, timeout: float, mark: int,
+        self,
+        state: _Chat,
+        predicate: Predicate,
+        count: int,
+        timeout: float,
+        mark: int,
         found: list[SentMessage],
     ) -> str:
         wanted = "message(s)" if predicate is None else f"message(s) matching {_describe(predicate)}"
@@ -1920,9 +1959,7 @@ class BotAPIServer:
 
     @classmethod
     def _error(cls, error: ApiError) -> web.Response:
-        payload: JSONDict = {
-            "ok": False, "error_code": error.code, "description": error.description
-        }
+        payload: JSONDict = {"ok": False, "error_code": error.code, "description": error.description}
         if error.parameters:
             payload["parameters"] = error.parameters
         return cls._answer(payload, error.code)
@@ -1937,15 +1974,14 @@ class BotAPIServer:
         try:
             params, files = await self._read_params(request)
         except ApiError as error:
-            self.requests.append(
-                RequestRecord(name, {}, self._clock(), request.method, error.code)
-            )
+            self.requests.append(RequestRecord(name, {}, self._clock(), request.method, error.code))
             return self._error(error)
         record = RequestRecord(name, params, self._clock(), request.method)
         if files:
-            record.params = {**params, **{
-                k: {"filename": f.filename, "size": len(f.content)} for k, f in files.items()
-            }}
+            record.params = {
+                **params,
+                **{k: {"filename": f.filename, "size": len(f.content)} for k, f in files.items()},
+            }
         self.requests.append(record)
         self._activity_signal.fire()
         if self.faults._faults:
@@ -1966,22 +2002,24 @@ class BotAPIServer:
             return self._error(error)
         return self._answer({"ok": True, "result": result})
 
-    async def _apply_fault(
-        self, request: web.Request, fault: Fault, record: RequestRecord
-    ) -> web.StreamResponse:
+    async def _apply_fault(self, request: web.Request, fault: Fault, record: RequestRecord) -> web.StreamResponse:
         if fault.kind == "429":
             record.status = 429
-            return self._error(ApiError(
-                429, f"Too Many Requests: retry after {fault.retry_after}",
-                {"retry_after": fault.retry_after},
-            ))
+            return self._error(
+                ApiError(
+                    429,
+                    f"Too Many Requests: retry after {fault.retry_after}",
+                    {"retry_after": fault.retry_after},
+                )
+            )
         if fault.kind == "500":
             record.status = 500
             return self._error(ApiError(500, "Internal Server Error"))
         if fault.kind == "502":
             record.status = 502
             return web.Response(
-                status=502, content_type="text/html",
+                status=502,
+                content_type="text/html",
                 text="<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                 "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0"
                 "</center>\r\n</body>\r\n</html>\r\n",
@@ -2060,8 +2098,9 @@ class BotAPIServer:
             if action == "messages":
                 chat_id = int(params["chat_id"])
                 return self._answer({"ok": True, "result": [m.raw for m in self.messages(chat_id)]})
-            user = self.user(int(params["user_id"]), params.get("first_name"),
-                             language_code=params.get("language_code", "en"))
+            user = self.user(
+                int(params["user_id"]), params.get("first_name"), language_code=params.get("language_code", "en")
+            )
             if action == "send":
                 update = await user.send(str(params["text"]))
             elif action == "press":
@@ -2094,9 +2133,7 @@ class BotAPIServer:
             state = self._chats.get(chat_id)
         elif isinstance(chat_id, str) and chat_id.startswith("@"):
             name = chat_id[1:].lower()
-            state = next(
-                (c for c in self._chats.values() if (c.username or "").lower() == name), None
-            )
+            state = next((c for c in self._chats.values() if (c.username or "").lower() == name), None)
         if state is None:
             raise _bad("chat not found")
         if state.blocked:
@@ -2114,7 +2151,7 @@ class BotAPIServer:
         if "inline_keyboard" in markup:
             rows = markup["inline_keyboard"]
             if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-                raise _bad("field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array")
+                raise _bad('field "inline_keyboard" of the InlineKeyboardMarkup must be an Array')
             for row in rows:
                 for button in row:
                     if not isinstance(button, dict) or not button.get("text"):
@@ -2124,8 +2161,7 @@ class BotAPIServer:
                         raise _bad("BUTTON_DATA_INVALID")
                     if len(button) == 1:
                         raise _bad(
-                            "can't parse inline keyboard button: "
-                            "Text buttons are unallowed in the inline keyboard"
+                            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
                         )
         elif not {"keyboard", "remove_keyboard", "force_reply"} & markup.keys():
             raise _bad("can't parse reply keyboard markup JSON object")
@@ -2163,8 +2199,13 @@ class BotAPIServer:
         return {k: v for k, v in replied.items() if k != "reply_to_message"}
 
     def _new_sent(
-        self, state: _Chat, p: JSONDict, text: str | None, entities: list[JSONDict],
-        markup: JSONDict | None, reply: JSONDict | None,
+        self,
+        state: _Chat,
+        p: JSONDict,
+        text: str | None,
+        entities: list[JSONDict],
+        markup: JSONDict | None,
+        reply: JSONDict | None,
     ) -> SentMessage:
         sent = SentMessage(
             chat_id=state.id,
@@ -2198,8 +2239,10 @@ class BotAPIServer:
             doc = sent.document
             stored = self._files[doc.file_id]
             message["document"] = {
-                "file_id": doc.file_id, "file_unique_id": stored.file_unique_id,
-                "file_name": doc.filename, "mime_type": doc.mime_type,
+                "file_id": doc.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "file_name": doc.filename,
+                "mime_type": doc.mime_type,
                 "file_size": len(doc.content),
             }
             if sent.caption:
@@ -2217,8 +2260,13 @@ class BotAPIServer:
     def _publish(self, sent: SentMessage, state: _Chat, kind: str) -> JSONDict:
         sent.raw = self._render(sent, state)
         entry = TranscriptEntry(
-            self._clock(), "bot", None, state.id, kind,
-            sent.content if sent.document is None
+            self._clock(),
+            "bot",
+            None,
+            state.id,
+            kind,
+            sent.content
+            if sent.document is None
             else f"📎 {sent.document.filename} ({_size(len(sent.document.content))})"
             + (f" {sent.caption}" if sent.caption else ""),
             tuple(tuple(t for t, _ in row) for row in buttons(sent)),
@@ -2279,9 +2327,7 @@ class BotAPIServer:
             raise _bad("there is no caption in the message to edit")
         caption, entities = self._text(p, "caption")
         markup = self._markup(p)
-        if (caption or None) == sent.caption and entities == sent.entities and (
-            markup == sent.reply_markup
-        ):
+        if (caption or None) == sent.caption and entities == sent.entities and (markup == sent.reply_markup):
             raise _bad(_NOT_MODIFIED[len("Bad Request: ") :])
         sent.caption, sent.entities, sent.reply_markup = caption or None, entities, markup
         sent.document.caption = sent.caption
@@ -2306,8 +2352,7 @@ class BotAPIServer:
         else:
             raise _bad("message to delete not found")
         state.messages.pop(mid, None)
-        self._record(TranscriptEntry(self._clock(), "bot", None, state.id, "delete", "",
-                                     message_id=mid))
+        self._record(TranscriptEntry(self._clock(), "bot", None, state.id, "delete", "", message_id=mid))
         return True
 
     def _answer_callback_query(self, p: JSONDict, f: dict[str, _Upload]) -> bool:
@@ -2317,14 +2362,18 @@ class BotAPIServer:
             raise _bad(_QUERY_INVALID[len("Bad Request: ") :])
         chat_id, user_id = opened
         answer = CallbackAnswer(
-            callback_query_id=query_id, chat_id=chat_id, user_id=user_id,
-            text=p.get("text"), show_alert=bool(p.get("show_alert", False)),
-            url=p.get("url"), cache_time=int(p.get("cache_time") or 0), time=self._clock(),
+            callback_query_id=query_id,
+            chat_id=chat_id,
+            user_id=user_id,
+            text=p.get("text"),
+            show_alert=bool(p.get("show_alert", False)),
+            url=p.get("url"),
+            cache_time=int(p.get("cache_time") or 0),
+            time=self._clock(),
         )
         self.callback_answers.append(answer)
         shown = (answer.text or "") + (" (alert)" if answer.show_alert and answer.text else "")
-        self._record(TranscriptEntry(self._clock(), "bot", None, chat_id, "callback_answer",
-                                     shown))
+        self._record(TranscriptEntry(self._clock(), "bot", None, chat_id, "callback_answer", shown))
         return True
 
     def _send_document(self, p: JSONDict, f: dict[str, _Upload]) -> JSONDict:
@@ -2367,8 +2416,13 @@ class BotAPIServer:
         sent.source_text = None
         sent.caption = caption or None
         document = SentDocument(
-            chat_id=state.id, message_id=sent.message_id, filename=filename, content=content,
-            mime_type=mime, caption=sent.caption, file_id=stored.file_id,
+            chat_id=state.id,
+            message_id=sent.message_id,
+            filename=filename,
+            content=content,
+            mime_type=mime,
+            caption=sent.caption,
+            file_id=stored.file_id,
         )
         sent.document = document
         raw = self._publish(sent, state, "document")
@@ -2391,8 +2445,10 @@ class BotAPIServer:
             "accent_color_id": 0,
             "max_reaction_count": 11,
             "accepted_gift_types": {
-                "unlimited_gifts": False, "limited_gifts": False,
-                "unique_gifts": False, "premium_subscription": False,
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
             },
         }
 
@@ -2401,8 +2457,10 @@ class BotAPIServer:
         if stored is None:
             raise _bad("invalid file_id")
         return {
-            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "file_size": len(stored.content), "file_path": stored.file_path,
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(stored.content),
+            "file_path": stored.file_path,
         }
 
     def _set_my_commands(self, p: JSONDict, f: dict[str, _Upload]) -> bool:
@@ -2420,8 +2478,7 @@ class BotAPIServer:
             if not _COMMAND_RE.fullmatch(command):
                 raise _bad("BOT_COMMAND_INVALID")
             if not 1 <= len(description) <= 256:
-                raise _bad("command description is empty" if not description
-                           else "BOT_COMMAND_DESCRIPTION_INVALID")
+                raise _bad("command description is empty" if not description else "BOT_COMMAND_DESCRIPTION_INVALID")
             cleaned.append({"command": command, "description": description})
         key = (_scope_key(p.get("scope")), str(p.get("language_code") or ""))
         if cleaned:
@@ -2576,7 +2633,9 @@ class BotAPIServer:
             error: str | None = None
             try:
                 async with self._http.post(
-                    hook.url, data=body, headers=headers,
+                    hook.url,
+                    data=body,
+                    headers=headers,
                     timeout=ClientTimeout(total=self.webhook_timeout),
                 ) as response:
                     status = response.status
@@ -2592,9 +2651,7 @@ class BotAPIServer:
                 error = f"Connection failed: {type(exc).__name__}: {exc}"
             hook.last_error_date = self._now()
             hook.last_error_message = error
-            self.webhook_deliveries.append(
-                WebhookDelivery(entry.update_id, attempt, status, error, self._clock())
-            )
+            self.webhook_deliveries.append(WebhookDelivery(entry.update_id, attempt, status, error, self._clock()))
             self._activity_signal.fire()
 
 
@@ -2619,9 +2676,7 @@ def _matcher(predicate: Predicate) -> Callable[[SentMessage], bool]:
         return lambda m: True
     if isinstance(predicate, str):
         needle = predicate
-        return lambda m: needle in m.content or (
-            m.document is not None and needle in m.document.filename
-        )
+        return lambda m: needle in m.content or (m.document is not None and needle in m.document.filename)
     if isinstance(predicate, re.Pattern):
         pattern = predicate
         return lambda m: pattern.search(m.content) is not None
@@ -2640,8 +2695,12 @@ async def _bench(server: BotAPIServer, total: int, concurrency: int) -> float:
 
     chat_ids = [server.user(10_000 + i).id for i in range(concurrency)]
     keyboard = InlineKeyboardMarkup(
-        [[InlineKeyboardButton("Taken", callback_data="dose:taken"),
-          InlineKeyboardButton("Later", callback_data="dose:later")]]
+        [
+            [
+                InlineKeyboardButton("Taken", callback_data="dose:taken"),
+                InlineKeyboardButton("Later", callback_data="dose:later"),
+            ]
+        ]
     )
     bot = server.make_bot(request=HTTPXRequest(connection_pool_size=concurrency))
     per_worker = total // concurrency
@@ -2650,8 +2709,10 @@ async def _bench(server: BotAPIServer, total: int, concurrency: int) -> float:
         async def worker(chat_id: int) -> None:
             for i in range(per_worker):
                 await bot.send_message(
-                    chat_id, f"<b>Dose reminder</b> {i}: please take your tablet",
-                    parse_mode="HTML", reply_markup=keyboard,
+                    chat_id,
+                    f"<b>Dose reminder</b> {i}: please take your tablet",
+                    parse_mode="HTML",
+                    reply_markup=keyboard,
                 )
 
         started = time.perf_counter()
@@ -2667,18 +2728,28 @@ async def _bench_raw(server: BotAPIServer, total: int, concurrency: int) -> floa
     from aiohttp import TCPConnector
 
     chat_ids = [server.user(20_000 + i).id for i in range(concurrency)]
-    keyboard = json.dumps({"inline_keyboard": [[
-        {"text": "Taken", "callback_data": "dose:taken"},
-        {"text": "Later", "callback_data": "dose:later"},
-    ]]})
+    keyboard = json.dumps(
+        {
+            "inline_keyboard": [
+                [
+                    {"text": "Taken", "callback_data": "dose:taken"},
+                    {"text": "Later", "callback_data": "dose:later"},
+                ]
+            ]
+        }
+    )
     url = f"{server.base_url}{server.token}/sendMessage"
     per_worker = total // concurrency
     async with ClientSession(connector=TCPConnector(limit=concurrency)) as http:
 
         async def worker(chat_id: int) -> None:
             for i in range(per_worker):
-                form = {"chat_id": str(chat_id), "parse_mode": "HTML", "reply_markup": keyboard,
-                        "text": f"<b>Dose reminder</b> {i}: please take your tablet"}
+                form = {
+                    "chat_id": str(chat_id),
+                    "parse_mode": "HTML",
+                    "reply_markup": keyboard,
+                    "text": f"<b>Dose reminder</b> {i}: please take your tablet",
+                }
                 async with http.post(url, data=form) as response:
                     assert response.status == 200, await response.text()
                     await response.read()
@@ -2702,8 +2773,7 @@ async def _main(args: argparse.Namespace) -> None:
             bench = _bench if args.client == "ptb" else _bench_raw
             rate = await bench(server, args.bench, args.concurrency)
             client = "PTB Bot" if args.client == "ptb" else "a bare aiohttp client"
-            print(f"{args.bench} sendMessage via {client}, concurrency {args.concurrency}: "
-                  f"{rate:,.0f} messages/s")
+            print(f"{args.bench} sendMessage via {client}, concurrency {args.concurrency}: {rate:,.0f} messages/s")
             return
         for chat_id, label in _iter_chat_args(args.chat):
             if chat_id > 0:
@@ -2727,14 +2797,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--token", default=DEFAULT_TOKEN)
-    parser.add_argument("--chat", action="append", default=[], metavar="ID[=LABEL]",
-                        help="register a chat the bot may write to (repeatable)")
+    parser.add_argument(
+        "--chat",
+        action="append",
+        default=[],
+        metavar="ID[=LABEL]",
+        help="register a chat the bot may write to (repeatable)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the transcript")
-    parser.add_argument("--bench", type=int, default=0, metavar="N",
-                        help="send N messages through PTB's Bot and print the rate")
+    parser.add_argument(
+        "--bench", type=int, default=0, metavar="N", help="send N messages through PTB's Bot and print the rate"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--client", choices=("ptb", "aiohttp"), default="ptb",
-                        help="who sends in --bench: PTB's Bot (default) or a bare aiohttp client")
+    parser.add_argument(
+        "--client",
+        choices=("ptb", "aiohttp"),
+        default="ptb",
+        help="who sends in --bench: PTB's Bot (default) or a bare aiohttp client",
+    )
     args = parser.parse_args(argv)
     if args.bench:
         args.port = 0

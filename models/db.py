@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +20,44 @@ from sqlalchemy.ext.asyncio import (
 
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+TRANSIENT_SQLSTATES = ("08", "57P", "40001", "40P01")  # connection, operator intervention, serialization, deadlock
+RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+"""Waits between tries of `retry_transient`: about a minute in all, time for PostgreSQL
+to restart or another SQLite writer to finish."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database that went away, restarted, is locked or asked us to retry: the
+    transaction was rolled back and is worth trying again."""
+    if isinstance(error, OperationalError | InterfaceError | ConnectionError):
+        return True  # ConnectionError: asyncpg's "connection refused" while PostgreSQL restarts
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    # The driver's error, wrapped by SQLAlchemy or raw (asyncpg raises "cannot connect
+    # now", 57P03, unwrapped while a new connection is made to a restarting server).
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return isinstance(code, str) and code.startswith(TRANSIENT_SQLSTATES)
+
+
+async def retry_transient(
+    operation: Callable[[], Awaitable[T]], *, what: str, pauses: Sequence[float] = RECORD_PAUSES
+) -> T:
+    """Run ``operation`` (one whole transaction), again after a pause each time the
+    database fails transiently; the last failure is raised. For recording what already
+    happened outside the database (a message Telegram accepted): giving up at the first
+    failure would leave the row claimed, and its lease would send the message twice."""
+    for pause in pauses:
+        try:
+            return await operation()
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            log.warning("%s: database unavailable (%s); trying again in %.1f s", what, type(error).__name__, pause)
+        await asyncio.sleep(pause)
+    return await operation()
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -1,8 +1,8 @@
 """The "dispatch" tick: claim due rows, re-check them, send them, record the result.
 
 1. Pauses whose end date has come are lifted (audited as the system).
-2. Claim: due PLANNED rows (and SENDING rows whose claim lease ran out: a process died
-   mid-send) are marked SENDING with this tick's token in one short transaction. On
+2. Claim: due PLANNED rows (and SENDING rows whose claim lease, REMINDER_LEASE_SECONDS,
+   ran out: a process died mid-send) are marked SENDING with this tick's token in one short transaction. On
    PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so several processes
    never claim the same row; the UPDATE is conditional on the status on both databases,
    so a row is claimed by exactly one token.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ from models import (
     ScheduledMessage,
     VisitStatus,
 )
+from models.db import retry_transient
 from scheduler import store
 from scheduler.calendar import to_local
 from scheduler.planner import MessageKind, make_dose_followup
@@ -64,7 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=5)
 BATCH = 100
 MAX_BATCHES = 50
 BACKOFF_FIRST = timedelta(seconds=30)
@@ -139,6 +140,7 @@ async def claim(app: TrialApplication, now: datetime, token: str) -> list[int]:
     tick at 100,000 participants, see the README's benchmark). The condition is repeated
     in the UPDATE, so a row is claimed by one token only.
     """
+    lease = timedelta(seconds=app.services.settings.reminder_lease_seconds)
     async with app.services.sessions() as session:
         postgres = session.bind.dialect.name == "postgresql"
         claimed: list[tuple[int, datetime]] = []
@@ -160,7 +162,7 @@ async def claim(app: TrialApplication, now: datetime, token: str) -> list[int]:
             result = await session.execute(
                 update(ScheduledMessage)
                 .where(ScheduledMessage.id.in_(candidates.scalar_subquery()), due)
-                .values(status=MessageStatus.SENDING, claim_token=token, claimed_until=now + CLAIM_LEASE)
+                .values(status=MessageStatus.SENDING, claim_token=token, claimed_until=now + lease)
                 .returning(ScheduledMessage.id, ScheduledMessage.next_attempt_at)
                 .execution_options(synchronize_session=False)
             )
@@ -194,76 +196,133 @@ def _retry_later(row: ScheduledMessage, now: datetime, error: str, at_least: tim
 
 
 async def deliver(app: TrialApplication, row_id: int, token: str, now: datetime) -> None:
-    """Re-check one claimed row, then send it (or carry it out) and record the result."""
+    """Re-check one claimed row, then send it (or carry it out) and record the result.
+
+    Three steps, none holding a transaction across another: prepare (read, re-check,
+    render; rows that send nothing are finished there), send, record. The outcome of a
+    send is recorded in a fresh transaction, tried again while the database is away
+    (``retry_transient``): a message Telegram accepted must be marked sent, or the lease
+    would send it twice."""
+    prepared = await _prepare(app, row_id, token, now)
+    if prepared is None:
+        return
+    chat_id, text, markup = prepared
+    outcome: Callable[[AsyncSession, ScheduledMessage, Participant], Awaitable[None]]
+    message_id: int | None = None  # set once Telegram accepted the message
+    try:
+        message_id = (await app.bot.send_message(chat_id, text, reply_markup=markup)).message_id
+    except Forbidden:
+
+        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _finish(row, MessageStatus.FAILED, now, "Forbidden: the participant blocked the bot")
+            await _mark_unreachable(session, participant, now, app)
+
+    except RetryAfter as error:
+        wait = error.retry_after
+        retry = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
+
+        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _retry_later(row, now, "RetryAfter", retry)
+
+    except BadRequest as error:
+        # Permanent for this message (chat not found, bad markup): do not loop on it.
+        log.warning("row %s refused by Telegram: %s", row_id, type(error).__name__)
+        why = f"BadRequest: {str(error)[:150]}"
+
+        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _finish(row, MessageStatus.FAILED, now, why)
+
+    except (NetworkError, TelegramError) as error:
+        name = type(error).__name__
+
+        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _retry_later(row, now, name)
+
+    else:
+
+        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _finish(row, MessageStatus.SENT, now)
+            row.sent_at = now
+            row.telegram_message_id = message_id
+            await _after_send(session, row, participant, now, app)
+            await _mark_reachable(session, participant.id)
+
+    try:
+        await retry_transient(
+            lambda: _record(app, row_id, token, outcome), what=f"recording the outcome of reminder {row_id}"
+        )
+    except Exception as exc:
+        if message_id is None:
+            raise  # not sent: dispatch_tick releases the row for a later try
+        # Sent, but what follows a send failed (a bug, or the database away for minutes).
+        # Still mark it sent, alone, so it is not sent again and again.
+        failure = type(exc).__name__
+        log.error("reminder %s sent but not fully recorded: %s", row_id, failure, exc_info=exc)
+
+        async def sent_only(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+            _finish(row, MessageStatus.SENT, now, f"sent; recording what follows failed: {failure}")
+            row.sent_at = now
+            row.telegram_message_id = message_id
+
+        await retry_transient(lambda: _record(app, row_id, token, sent_only), what=f"marking reminder {row_id} sent")
+
+
+async def _prepare(
+    app: TrialApplication, row_id: int, token: str, now: datetime
+) -> tuple[int, str, InlineKeyboardMarkup | None] | None:
+    """The re-check at send time: (chat, text, buttons) to send, or None when the row
+    was finished here (cancelled, skipped, deferred, carried out) or is not ours."""
     services = app.services
     protocol = services.protocol
     async with services.sessions() as session:
         row = await session.get(ScheduledMessage, row_id)
         if row is None or row.claim_token != token or row.status is not MessageStatus.SENDING:
-            return
+            return None
         participant = await session.get(Participant, row.participant_id)
         assert participant is not None
         today = to_local(now, protocol.tz).date()
         if not store.is_messaged(participant, today):
             _finish(row, MessageStatus.CANCELLED, now, f"participant {participant.status.value}")
-            await session.commit()
-            return
-        if now >= row.stale_after:
+        elif now >= row.stale_after:
             _finish(row, MessageStatus.SKIPPED, now, "stale")
-            await session.commit()
-            return
-        if row.respects_quiet_hours and protocol.quiet.is_quiet(now, protocol.tz):
+        elif row.respects_quiet_hours and protocol.quiet.is_quiet(now, protocol.tz):
             later = protocol.quiet.defer(now, protocol.tz)
             if later >= row.stale_after:
                 _finish(row, MessageStatus.SKIPPED, now, "stale after quiet hours")
             else:
                 row.next_attempt_at = later
                 _finish(row, MessageStatus.PLANNED, now, "quiet hours")
-            await session.commit()
-            return
-        if not await _still_wanted(session, row, participant, now, app):
-            await session.commit()
-            return
-        if row.kind not in _MESSAGE_KINDS:
+        elif not await _still_wanted(session, row, participant, now, app):
+            pass  # finished there
+        elif row.kind not in _MESSAGE_KINDS:
             _finish(row, MessageStatus.SKIPPED, now, "unknown kind")
-            await session.commit()
-            return
-        chat_id = await chat_of(session, participant.id)
-        if chat_id is None:
+        elif (chat_id := await chat_of(session, participant.id)) is None:
             _finish(row, MessageStatus.CANCELLED, now, "no chat linked")
-            await session.commit()
+        else:
+            with use_locale(participant.language.value):
+                text, markup = await _render(session, row, participant, app)
+            return chat_id, text, markup
+        await session.commit()
+        return None
+
+
+async def _record(
+    app: TrialApplication,
+    row_id: int,
+    token: str,
+    outcome: Callable[[AsyncSession, ScheduledMessage, Participant], Awaitable[None]],
+) -> None:
+    """Apply a send's outcome to its row in one transaction; nothing if the row is no
+    longer this claim's (cannot happen while the lease is longer than a batch takes)."""
+    async with app.services.sessions() as session:
+        row = await session.get(ScheduledMessage, row_id)
+        if row is None or row.claim_token != token or row.status is not MessageStatus.SENDING:
+            log.warning("reminder %s: its claim passed to another process before the outcome was stored", row_id)
             return
-        with use_locale(participant.language.value):
-            text, markup = await _render(session, row, participant, app)
+        participant = await session.get(Participant, row.participant_id)
+        assert participant is not None
         row.attempts += 1
-        try:
-            sent = await app.bot.send_message(chat_id, text, reply_markup=markup)
-        except Forbidden:
-            _finish(row, MessageStatus.FAILED, now, "Forbidden: the participant blocked the bot")
-            await _mark_unreachable(session, participant, now, app)
-            await session.commit()
-            return
-        except RetryAfter as error:
-            wait = error.retry_after
-            retry = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
-            _retry_later(row, now, "RetryAfter", retry)
-            await session.commit()
-            return
-        except BadRequest as error:
-            # Permanent for this message (chat not found, bad markup): do not loop on it.
-            log.warning("row %s refused by Telegram: %s", row.id, type(error).__name__)
-            _finish(row, MessageStatus.FAILED, now, f"BadRequest: {str(error)[:150]}")
-            await session.commit()
-            return
-        except (NetworkError, TelegramError) as error:
-            _retry_later(row, now, type(error).__name__)
-            await session.commit()
-            return
-        _finish(row, MessageStatus.SENT, now)
-        row.sent_at = now
-        row.telegram_message_id = sent.message_id
-        await _after_send(session, row, participant, now, app)
-        await _mark_reachable(session, participant.id)
+        await outcome(session, row, participant)
         await session.commit()
 
 

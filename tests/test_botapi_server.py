@@ -42,8 +42,7 @@ from telegram.ext import (
 from devtools.botapi_server import BotAPIServer, buttons
 
 LANGUAGES = InlineKeyboardMarkup(
-    [[InlineKeyboardButton("বাংলা", callback_data="lang:bn"),
-      InlineKeyboardButton("English", callback_data="lang:en")]]
+    [[InlineKeyboardButton("বাংলা", callback_data="lang:bn"), InlineKeyboardButton("English", callback_data="lang:en")]]
 )
 
 
@@ -69,13 +68,10 @@ async def test_get_me_describes_the_bot_from_the_token(server: BotAPIServer, bot
     assert me.can_join_groups is True
 
 
-async def test_send_message_returns_a_full_message_and_is_recorded(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_send_message_returns_a_full_message_and_is_recorded(server: BotAPIServer, bot: Bot) -> None:
     server.user(1001)
     group = server.group(-1001234567890, title="Coordinators")
-    first = await bot.send_message(1001, "<b>Hello</b> & welcome", parse_mode="HTML",
-                                   reply_markup=LANGUAGES)
+    first = await bot.send_message(1001, "<b>Hello</b> & welcome", parse_mode="HTML", reply_markup=LANGUAGES)
     second = await bot.send_message(1001, "again")
     in_group = await bot.send_message(group.id, "alert")
 
@@ -86,15 +82,12 @@ async def test_send_message_returns_a_full_message_and_is_recorded(
     assert first.chat.type == "private" and in_group.chat.type == "supergroup"
     assert first.reply_markup == LANGUAGES
     stored = server.last_message(1001)
-    assert stored.text == "again" and server.messages(1001)[0].button_texts == [
-        "বাংলা", "English"]
+    assert stored.text == "again" and server.messages(1001)[0].button_texts == ["বাংলা", "English"]
     assert buttons(server.messages(1001)[0]) == [[("বাংলা", "lang:bn"), ("English", "lang:en")]]
     assert server.messages(1001)[0].source_text == "<b>Hello</b> & welcome"
 
 
-async def test_edit_message_text_applies_the_edit_and_drops_the_keyboard(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_edit_message_text_applies_the_edit_and_drops_the_keyboard(server: BotAPIServer, bot: Bot) -> None:
     server.user(1001)
     sent = await bot.send_message(1001, "Choose", reply_markup=LANGUAGES)
     edited = await bot.edit_message_text("Chosen: English", 1001, sent.message_id)
@@ -125,12 +118,9 @@ async def test_editing_an_unknown_message_is_not_found(server: BotAPIServer, bot
 
 @pytest.mark.parametrize(
     ("text", "error"),
-    [("", "Message text is empty"), ("   \n ", "Message text is empty"),
-     ("x" * 4097, "Message is too long")],
+    [("", "Message text is empty"), ("   \n ", "Message text is empty"), ("x" * 4097, "Message is too long")],
 )
-async def test_empty_and_too_long_text_are_rejected(
-    server: BotAPIServer, bot: Bot, text: str, error: str
-) -> None:
+async def test_empty_and_too_long_text_are_rejected(server: BotAPIServer, bot: Bot, text: str, error: str) -> None:
     server.user(1001)
     with pytest.raises(BadRequest, match=error):
         await bot.send_message(1001, text)
@@ -139,9 +129,7 @@ async def test_empty_and_too_long_text_are_rejected(
     assert len(server.last_message(1001).content) == 4096
 
 
-async def test_malformed_markup_and_oversized_callback_data_are_rejected(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_malformed_markup_and_oversized_callback_data_are_rejected(server: BotAPIServer, bot: Bot) -> None:
     server.user(1001)
     with pytest.raises(BadRequest, match="Can't parse entities: unsupported start tag"):
         await bot.send_message(1001, "dose < 5 mg <x>", parse_mode="HTML")
@@ -163,9 +151,7 @@ async def test_unknown_chat_is_not_found(server: BotAPIServer, bot: Bot) -> None
     assert (await bot.send_message(4242, "hello!")).chat.id == 4242
 
 
-async def test_blocked_user_raises_forbidden_and_nothing_is_recorded(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_blocked_user_raises_forbidden_and_nothing_is_recorded(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001)
     notice = user.block_bot()
     assert notice is not None and notice["my_chat_member"]["new_chat_member"]["status"] == "kicked"
@@ -183,8 +169,7 @@ async def test_unknown_method_is_a_clean_404(server: BotAPIServer, bot: Bot) -> 
     assert server.requests[-1].method == "fooBar" and server.requests[-1].status == 404
     async with aiohttp.ClientSession() as http, http.get(f"{server.base_url}{server.token}/fooBar") as response:
         assert response.status == 404
-        assert await response.json() == {
-            "ok": False, "error_code": 404, "description": "Not Found: method not found"}
+        assert await response.json() == {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
     assert (await bot.get_me()).id == server.bot_id  # still serving
 
 
@@ -213,9 +198,7 @@ async def test_parameters_arrive_as_query_json_or_form(server: BotAPIServer) -> 
 # ---- updates ----------------------------------------------------------------------------
 
 
-async def test_long_poll_returns_promptly_when_an_update_arrives(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_long_poll_returns_promptly_when_an_update_arrives(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -238,18 +221,14 @@ async def test_long_poll_returns_nothing_after_its_timeout(bot: Bot) -> None:
 async def test_offset_confirms_and_forgets_earlier_updates(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001)
     first, second, third = [await user.send(t) for t in ("a", "b", "c")]
-    assert [u.update_id for u in await bot.get_updates()] == [
-        first.update_id, second.update_id, third.update_id]
+    assert [u.update_id for u in await bot.get_updates()] == [first.update_id, second.update_id, third.update_id]
     assert [u.update_id for u in await bot.get_updates(limit=1)] == [first.update_id]
-    assert [u.update_id for u in await bot.get_updates(offset=third.update_id)] == [
-        third.update_id]
+    assert [u.update_id for u in await bot.get_updates(offset=third.update_id)] == [third.update_id]
     assert await bot.get_updates(offset=third.update_id + 1) == ()
     assert server.pending_updates == []
 
 
-async def test_duplicate_delivery_serves_the_same_update_again(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_duplicate_delivery_serves_the_same_update_again(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001)
     queued = await user.send("/checkin")
     [update] = await bot.get_updates()
@@ -268,17 +247,14 @@ async def test_two_concurrent_long_polls_conflict(server: BotAPIServer, bot: Bot
         await older
 
 
-async def test_webhook_receives_updates_with_the_secret_header_and_retries(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_webhook_receives_updates_with_the_secret_header_and_retries(server: BotAPIServer, bot: Bot) -> None:
     server.webhook_retry_delays = (0.01, 0.01)
     received: list[tuple[str | None, dict[str, Any]]] = []
     arrived = asyncio.Event()
     statuses = iter([500, 200, 200])
 
     async def hook(request: web.Request) -> web.Response:
-        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"),
-                         await request.json()))
+        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"), await request.json()))
         arrived.set()
         return web.Response(status=next(statuses))
 
@@ -315,13 +291,11 @@ async def test_webhook_receives_updates_with_the_secret_header_and_retries(
 async def test_send_document_round_trip(server: BotAPIServer, bot: Bot) -> None:
     server.group(-1001, title="Data manager")
     content = b"study_id,week\nBSM-001,4\n"
-    message = await bot.send_document(-1001, content, filename="export.csv",
-                                      caption="<b>Export</b>", parse_mode="HTML")
+    message = await bot.send_document(-1001, content, filename="export.csv", caption="<b>Export</b>", parse_mode="HTML")
     assert message.document is not None and message.document.file_name == "export.csv"
     assert message.caption == "Export"
     [document] = server.documents(-1001)
-    assert (document.filename, document.content, document.caption) == (
-        "export.csv", content, "Export")
+    assert (document.filename, document.content, document.caption) == ("export.csv", content, "Export")
     assert document.mime_type == "text/csv"
     file = await bot.get_file(message.document.file_id)
     assert bytes(await file.download_as_bytearray()) == content
@@ -337,15 +311,14 @@ async def test_commands_are_stored_per_scope_and_language(server: BotAPIServer, 
     participant = [BotCommand("checkin", "Symptom check-in"), BotCommand("help", "Help")]
     admin = [BotCommand("status", "Participant status")]
     await bot.set_my_commands(participant, scope=BotCommandScopeAllPrivateChats())
-    await bot.set_my_commands([BotCommand("help", "সাহায্য")],
-                              scope=BotCommandScopeAllPrivateChats(), language_code="bn")
+    await bot.set_my_commands([BotCommand("help", "সাহায্য")], scope=BotCommandScopeAllPrivateChats(), language_code="bn")
     await bot.set_my_commands(admin, scope=BotCommandScopeChat(42))
 
     assert [c["command"] for c in server.commands("all_private_chats")] == ["checkin", "help"]
-    assert server.commands("all_private_chats", "bn") == [
-        {"command": "help", "description": "সাহায্য"}]
+    assert server.commands("all_private_chats", "bn") == [{"command": "help", "description": "সাহায্য"}]
     assert server.commands({"type": "chat", "chat_id": 42}) == [
-        {"command": "status", "description": "Participant status"}]
+        {"command": "status", "description": "Participant status"}
+    ]
     assert server.commands() == []
     assert await bot.get_my_commands(scope=BotCommandScopeChat(42)) == tuple(admin)
     await bot.delete_my_commands(scope=BotCommandScopeChat(42))
@@ -359,8 +332,7 @@ async def test_commands_are_stored_per_scope_and_language(server: BotAPIServer, 
 
 @pytest.mark.parametrize(
     ("kind", "expected"),
-    [("500", NetworkError), ("502", NetworkError), ("close", NetworkError),
-     ("timeout", TimedOut)],
+    [("500", NetworkError), ("502", NetworkError), ("close", NetworkError), ("timeout", TimedOut)],
 )
 async def test_faults_surface_as_ptb_errors_and_record_nothing(
     server: BotAPIServer, bot: Bot, kind: Any, expected: type[Exception]
@@ -375,9 +347,7 @@ async def test_faults_surface_as_ptb_errors_and_record_nothing(
     assert [m.text for m in server.messages(1001)] == ["dose reminder"]
 
 
-async def test_flood_fault_raises_retry_after_with_the_given_delay(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_flood_fault_raises_retry_after_with_the_given_delay(server: BotAPIServer, bot: Bot) -> None:
     server.user(1001)
     server.user(1002)
     server.faults.add("sendMessage", "429", retry_after=7, chat_id=1002, times=2)
@@ -398,9 +368,7 @@ async def test_flood_fault_raises_retry_after_with_the_given_delay(
 # ---- test-author helpers -------------------------------------------------------------------
 
 
-async def test_wait_for_timeout_lists_what_the_chat_received(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_wait_for_timeout_lists_what_the_chat_received(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001)
     server.label(1001, "participant BSM-001")
     await user.send("/start")
@@ -445,23 +413,27 @@ async def test_transcript_reads_like_a_conversation(server: BotAPIServer, bot: B
     assert server.format_transcript(-100777) == "[bot → coordinator chat] New participant linked"
 
 
-async def test_user_actions_become_the_updates_telegram_would_send(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_user_actions_become_the_updates_telegram_would_send(server: BotAPIServer, bot: Bot) -> None:
     user = server.user(1001, "Rahima", language_code="bn")
     group = server.group(-1001234567890, title="Coordinators")
     command = await user.send("/start@ssc_trial_test_bot CODE42")
     edited = await user.edit(command, "/start CODE43")
     photo = await user.send_photo("my hands")
     in_group = await group.send(user, "hello group")
-    raw = server.push_update({"message": {
-        "message_id": 7, "date": 0, "text": "from a stranger",
-        "chat": {"id": 5005, "type": "private", "first_name": "S"},
-        "from": {"id": 5005, "is_bot": False, "first_name": "S"}}})
+    raw = server.push_update(
+        {
+            "message": {
+                "message_id": 7,
+                "date": 0,
+                "text": "from a stranger",
+                "chat": {"id": 5005, "type": "private", "first_name": "S"},
+                "from": {"id": 5005, "is_bot": False, "first_name": "S"},
+            }
+        }
+    )
 
     updates = await bot.get_updates()
-    assert [u.update_id for u in updates] == [
-        q.update_id for q in (command, edited, photo, in_group, raw)]
+    assert [u.update_id for u in updates] == [q.update_id for q in (command, edited, photo, in_group, raw)]
     first = updates[0].message
     assert first is not None and first.entities[0].type == "bot_command"
     assert first.entities[0].length == len("/start@ssc_trial_test_bot")
@@ -482,15 +454,11 @@ async def test_user_actions_become_the_updates_telegram_would_send(
         await user.press(sent, "Deutsch")
 
 
-async def test_parse_modes_give_plain_text_and_utf16_entities(
-    server: BotAPIServer, bot: Bot
-) -> None:
+async def test_parse_modes_give_plain_text_and_utf16_entities(server: BotAPIServer, bot: Bot) -> None:
     server.user(1001)
-    html = await bot.send_message(
-        1001, '🎉 <b>ডোজ</b> <a href="https://example.org">link</a>', parse_mode="HTML")
+    html = await bot.send_message(1001, '🎉 <b>ডোজ</b> <a href="https://example.org">link</a>', parse_mode="HTML")
     assert html.text == "🎉 ডোজ link"
-    assert [(e.type, e.offset, e.length) for e in html.entities] == [
-        ("bold", 3, 3), ("text_link", 7, 4)]
+    assert [(e.type, e.offset, e.length) for e in html.entities] == [("bold", 3, 3), ("text_link", 7, 4)]
     md = await bot.send_message(1001, r"_Dose_ at 08:00\. \(weekly\)", parse_mode="MarkdownV2")
     assert md.text == "Dose at 08:00. (weekly)" and md.entities[0].type == "italic"
     assert server.last_message(1001).source_text == r"_Dose_ at 08:00\. \(weekly\)"
@@ -502,8 +470,7 @@ async def test_parse_modes_give_plain_text_and_utf16_entities(
 async def test_application_echoes_and_handles_a_button_press(server: BotAPIServer) -> None:
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            f"code={','.join(context.args or [])}", reply_markup=LANGUAGES)
+        await update.effective_message.reply_text(f"code={','.join(context.args or [])}", reply_markup=LANGUAGES)
 
     async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None and update.effective_message.text

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from devtools.botapi_server import BotAPIServer
-from devtools.harness import ADMIN_ID
+from devtools.botapi_server import BotAPIServer, SentMessage
+from devtools.harness import ADMIN_ID, ESCALATION_CHAT
 from devtools.process import BotProcess
 from models import AuditEntry, Participant, ProcessedUpdate
 from models.db import create_engine, create_session_factory
@@ -127,3 +129,175 @@ async def test_random_kills_during_a_checkin_lose_and_duplicate_no_answer(
         await engine.dispose()
     assert kills >= 3
     figures.add("SIGKILLs of the bot process survived (during a check-in)", kills)
+
+
+# --- Kills during a dispatch and during an escalation -------------------------------
+#
+# Here the bot runs on the real clock with a 1-second heartbeat and 2-second leases
+# (REMINDER_LEASE_SECONDS, ALERT_LEASE_SECONDS), so the rows a killed process had
+# claimed are taken over by the restarted one within seconds instead of minutes. The
+# rate limiter is on (30 messages/s), so a batch takes seconds to send and the kills
+# land in the middle of it. Each kill may cost one duplicate: the message Telegram
+# had accepted when the process died, before its "sent" was stored.
+
+DISPATCH_PARTICIPANTS = 200
+ESCALATIONS = 40
+LEASE_ENV = {"HEARTBEAT_SECONDS": "1", "REMINDER_LEASE_SECONDS": "2", "ALERT_LEASE_SECONDS": "2"}
+
+
+async def _kill_while(bot: BotProcess, chaos: random.Random, done: Callable[[], Awaitable[bool]], most: int) -> int:
+    """SIGKILL and restart ``bot`` at random points until ``done()`` or ``most`` kills;
+    returns how many kills landed."""
+    kills = 0
+    while kills < most and not await done():
+        await asyncio.sleep(chaos.uniform(0.3, 1.5))  # some sends go out between kills
+        await bot.kill()
+        kills += 1
+        await bot.start()
+    return kills
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+async def test_random_kills_during_a_dispatch_lose_no_reminder(
+    server: BotAPIServer, db_url: str, tmp_path: Path, figures: Figures
+) -> None:
+    """200 dose reminders due now; the bot is SIGKILLed again and again while it sends
+    them. Every participant gets their reminder; no more duplicates than kills; every
+    row ends SENT; each reminder opened exactly one dose-log row and one follow-up."""
+    from bench.seed import CHAT_BASE, same_minute_profiles, seed
+    from models import DoseLog, MessageStatus, ScheduledMessage
+    from scheduler.calendar import to_local
+    from scheduler.planner import MessageKind
+    from scheduler.store import default_protocol
+
+    protocol = default_protocol()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    local = to_local(now, protocol.tz)
+    await seed(
+        db_url, DISPATCH_PARTICIPANTS, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due"
+    )
+    chats = [CHAT_BASE + i for i in range(DISPATCH_PARTICIPANTS)]
+    for chat in chats:
+        server.user(chat, "P", language_code="en")
+
+    def received() -> dict[int, int]:
+        return {chat: sum(1 for m in server.messages(chat) if _has_button(m, "dose:")) for chat in chats}
+
+    engine = create_engine(db_url)
+    sessions = create_session_factory(engine)
+
+    async def rows(kind: str) -> list[ScheduledMessage]:
+        async with sessions() as session:
+            return list(await session.scalars(select(ScheduledMessage).where(ScheduledMessage.kind == kind)))
+
+    async def all_sent() -> bool:
+        reminders = await rows(MessageKind.DOSE_REMINDER.value)
+        return all(received().values()) and all(r.status is MessageStatus.SENT for r in reminders)
+
+    chaos = random.Random(20261122)
+    bot = BotProcess(server, db_url, tmp_path / "bot.log", extra_env=LEASE_ENV)
+    await bot.start()
+    try:
+        await _until(lambda: _some(received, 10), 30, "the first reminders")
+        kills = await _kill_while(bot, chaos, all_sent, most=8)
+        await _until(all_sent, 60, "every reminder sent after the last restart")
+        counts = received()
+        assert min(counts.values()) == 1, "a reminder was lost"
+        duplicates = sum(counts.values()) - len(chats)
+        assert duplicates <= kills, f"{duplicates} duplicates for {kills} kills"
+        reminders = await rows(MessageKind.DOSE_REMINDER.value)
+        assert len(reminders) == DISPATCH_PARTICIPANTS
+        assert all(r.telegram_message_id is not None and r.claim_token is None for r in reminders)
+        async with sessions() as session:
+            logs = list(await session.scalars(select(DoseLog)))
+        assert sorted(log.participant_id for log in logs) == sorted(r.participant_id for r in reminders)
+        followups = await rows(MessageKind.DOSE_FOLLOWUP.value)
+        assert sorted(f.participant_id for f in followups) == sorted(r.participant_id for r in reminders)
+        assert kills >= 3, "the sends finished before the kills: raise DISPATCH_PARTICIPANTS"
+        figures.add("SIGKILLs of the bot process survived (during a dispatch)", kills)
+        figures.add("reminders sent twice after those kills (the one in flight)", duplicates)
+    finally:
+        await bot.kill()
+        await engine.dispose()
+
+
+async def test_random_kills_during_escalations_escalate_each_alert_once(
+    server: BotAPIServer, db_url: str, tmp_path: Path, figures: Figures
+) -> None:
+    """40 URGENT alerts nobody acknowledged for 31 minutes; the bot is SIGKILLed again
+    and again while it escalates them. Each alert is escalated once (one mark, one audit
+    row, one delivery row) and reaches the escalation chat; no more duplicates than kills."""
+    from domain.alerts import raise_alert
+    from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus
+
+    engine = create_engine(db_url)
+    sessions = create_session_factory(engine)
+    aware = datetime.now(UTC) - timedelta(minutes=31)
+    async with sessions() as session:
+        for i in range(ESCALATIONS):
+            await raise_alert(
+                session,
+                participant=None,
+                kind="test_escalation",
+                level=AlertLevel.URGENT,
+                summary=f"test alert {i:03d}",
+                reasons=["raised by the kill-loop test"],
+                now=aware,
+                coordinator_chats=[],  # only the escalations are sent in this test
+            )
+        await session.commit()
+
+    def escalated() -> dict[str, int]:
+        texts = [m.content for m in server.messages(ESCALATION_CHAT)]
+        return {f"test alert {i:03d}": sum(1 for t in texts if f"test alert {i:03d}" in t) for i in range(ESCALATIONS)}
+
+    async def all_escalated() -> bool:
+        async with sessions() as session:
+            pending = await session.scalar(
+                select(func.count()).select_from(AlertDelivery).where(AlertDelivery.status != DeliveryStatus.SENT)
+            )
+        return all(escalated().values()) and pending == 0
+
+    chaos = random.Random(31)
+    bot = BotProcess(server, db_url, tmp_path / "bot.log", extra_env=LEASE_ENV)
+    await bot.start()
+    try:
+        await _until(lambda: _some(escalated, 3), 30, "the first escalations")
+        kills = await _kill_while(bot, chaos, all_escalated, most=6)
+        await _until(all_escalated, 60, "every escalation sent after the last restart")
+        counts = escalated()
+        assert min(counts.values()) == 1, "an escalation was lost"
+        duplicates = sum(counts.values()) - ESCALATIONS
+        assert duplicates <= kills, f"{duplicates} duplicates for {kills} kills"
+        async with sessions() as session:
+            alerts = list(await session.scalars(select(Alert)))
+            assert len(alerts) == ESCALATIONS and all(a.escalated_at is not None for a in alerts)
+            deliveries = list(await session.scalars(select(AlertDelivery)))
+            assert sorted(d.alert_id for d in deliveries) == sorted(a.id for a in alerts)  # one each
+            assert {d.purpose for d in deliveries} == {"escalation"}
+            audited = await session.scalar(
+                select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "alert.escalate")
+            )
+            assert audited == ESCALATIONS  # the audit matches the data
+        assert kills >= 2, "the escalations finished before the kills: raise ESCALATIONS"
+        figures.add("SIGKILLs of the bot process survived (during an escalation)", kills)
+        figures.add("escalations sent twice after those kills (the one in flight)", duplicates)
+    finally:
+        await bot.kill()
+        await engine.dispose()
+
+
+def _has_button(message: SentMessage, prefix: str) -> bool:
+    return any(data and data.startswith(prefix) for row in message.buttons for _, data in row)
+
+
+async def _some(counts: Callable[[], dict[Any, int]], at_least: int) -> bool:
+    return sum(1 for n in counts().values() if n) >= at_least

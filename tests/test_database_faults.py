@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +15,7 @@ from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
 from models import AuditEntry, Participant
 from tests.bothelpers import admin_says
-from tests.conftest import Figures
+from tests.conftest import IN_CI, Figures
 
 ROUNDS = 8
 
@@ -85,4 +86,123 @@ async def test_a_locked_sqlite_database_delays_but_loses_nothing(
     other.close()
     await server.wait_for(ADMIN_ID, "One-time code", since=update, timeout=30)
     assert await count(bot, Participant) == 1
+    figures.add("SQLite write locks held by another writer", 1)
+
+
+# --- During a dispatcher tick --------------------------------------------------------
+
+TICK_REMINDERS = 150
+
+
+async def _seed_due_reminders(bot: BotHarness, server: BotAPIServer, db_url: str, count: int) -> list[int]:
+    """``count`` linked participants whose dose reminder is due at the harness clock's
+    now; returns their chat ids."""
+    from bench.seed import CHAT_BASE, same_minute_profiles, seed
+    from scheduler.calendar import to_local
+
+    assert bot.services is not None
+    protocol = bot.services.protocol
+    now = bot.clock.now()
+    local = to_local(now, protocol.tz)
+    await seed(db_url, count, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due")
+    chats = [CHAT_BASE + i for i in range(count)]
+    for chat in chats:
+        server.user(chat, "P", language_code="en")
+    return chats
+
+
+def _reminders(server: BotAPIServer, chats: list[int]) -> dict[int, int]:
+    """Dose reminders (messages with a "Taken" button) received per chat."""
+
+    def taken(data: str | None) -> bool:
+        return bool(data and data.startswith("dose:") and data.endswith(":taken"))
+
+    return {
+        chat: sum(1 for message in server.messages(chat) for row in message.buttons for _, d in row if taken(d))
+        for chat in chats
+    }
+
+
+async def _statuses(bot: BotHarness) -> dict[str, int]:
+    from models import MessageStatus, ScheduledMessage
+    from scheduler.planner import MessageKind
+
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        rows = await session.execute(
+            select(ScheduledMessage.status, func.count())
+            .where(ScheduledMessage.kind == MessageKind.DOSE_REMINDER.value)
+            .group_by(ScheduledMessage.status)
+        )
+        return {MessageStatus(status).value: int(n) for status, n in rows.all()}
+
+
+def _restart_command() -> list[str] | None:
+    """How to restart this machine's PostgreSQL (the Debian cluster tools, as root)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    clusters = sorted(Path("/etc/postgresql").glob("*/main")) if Path("/etc/postgresql").exists() else []
+    if shutil.which("pg_ctlcluster") is None or not clusters or os.geteuid() != 0:
+        return None
+    version = clusters[-1].parent.name
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"]
+
+
+async def test_postgres_restarted_during_a_dispatch_tick_loses_and_duplicates_nothing(
+    bot: BotHarness, server: BotAPIServer, db_url: str, figures: Figures
+) -> None:
+    """PostgreSQL itself is restarted (fast shutdown: every connection cut) while a tick
+    sends 150 reminders. The message in flight is recorded once the server is back
+    (models.db.retry_transient); if the tick fails (logged), the rows it had claimed are
+    taken over after their lease (the clock is moved past it, as the heartbeat would find
+    them 5 minutes later). Each participant gets exactly one reminder."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: restarting the server")
+    restart = _restart_command()
+    if restart is None:
+        if IN_CI:
+            pytest.fail("CI=true: this test restarts PostgreSQL and needs pg_ctlcluster as root")
+        pytest.skip("needs pg_ctlcluster as root to restart PostgreSQL")
+    chats = await _seed_due_reminders(bot, server, db_url, TICK_REMINDERS)
+    tick = asyncio.create_task(bot.tick())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while sum(_reminders(server, chats).values()) < 20:  # the tick is sending (30 a second)
+        assert loop.time() < deadline and not tick.done(), "the tick did not start sending"
+        await asyncio.sleep(0.05)
+    assert not tick.done() and sum(_reminders(server, chats).values()) < TICK_REMINDERS  # mid-tick
+    process = await asyncio.create_subprocess_exec(*restart)
+    assert await process.wait() == 0, "PostgreSQL did not restart"
+    await tick  # the tick either failed on the lost connection (logged) or rode it out
+    for _ in range(5):  # later beats, each past the lease of the rows the failed tick held
+        if (await _statuses(bot)).get("sent") == TICK_REMINDERS:
+            break
+        bot.clock.advance(timedelta(minutes=6))
+        await bot.tick()
+    assert await _statuses(bot) == {"sent": TICK_REMINDERS}
+    counts = _reminders(server, chats)
+    assert set(counts.values()) == {1}, "a reminder was lost or sent twice"
+    figures.add("PostgreSQL restarts during a dispatcher tick", 1)
+
+
+async def test_a_sqlite_lock_during_a_dispatch_tick_delays_but_loses_and_duplicates_nothing(
+    bot: BotHarness, server: BotAPIServer, db_url: str, figures: Figures
+) -> None:
+    """Another writer holds SQLite's write lock when the tick starts: the tick waits for
+    it (busy timeout), sends nothing meanwhile, then sends every reminder once."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite only: another writer holding the lock")
+    chats = await _seed_due_reminders(bot, server, db_url, 30)
+    other = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    tick = asyncio.create_task(bot.tick())
+    await asyncio.sleep(1.5)
+    assert not tick.done() and sum(_reminders(server, chats).values()) == 0  # waiting for the lock
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(tick, timeout=60)
+    assert set(_reminders(server, chats).values()) == {1}
+    assert await _statuses(bot) == {"sent": 30}
     figures.add("SQLite write locks held by another writer", 1)
