@@ -4,8 +4,10 @@ handler in a deliberate order, and wraps each update in a unit of work."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +38,8 @@ from scheduler.runtime import run_tick
 log = logging.getLogger(__name__)
 
 DB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+CONCURRENT_UPDATES = 64
+"""Updates handled at once in webhook mode (long polling: a fetched batch, at most 100)."""
 
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
@@ -43,13 +47,41 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     (see `bot.work`) and the process's services attached."""
 
     services: Services
+    _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, update: Update) -> AsyncIterator[None]:
+        """Updates of one chat are handled one at a time, in the order they arrive (an
+        asyncio.Lock wakes its waiters first come, first served); updates of different
+        chats run concurrently. The lock is dropped when nobody waits for it."""
+        chat, user = update.effective_chat, update.effective_user
+        key = chat.id if chat is not None else user.id if user is not None else None
+        if self._turns is None:
+            self._turns = {}
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._turns[key]
 
     async def process_update(self, update: object) -> None:
-        """Handle one update exactly once, in one transaction, replies after commit.
-        Never raises: PTB's update loop stops for good if this does."""
+        """Handle one update exactly once, in one transaction, replies after commit,
+        after the earlier updates of its chat. Never raises: PTB's update loop stops
+        for good if this does."""
         if not isinstance(update, Update):
             await super().process_update(update)
             return
+        async with self._in_turn(update):
+            await self._process(update)
+
+    async def _process(self, update: Update) -> None:
         for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
             try:
                 retry = await self._process_once(update)
@@ -212,8 +244,9 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
     )
     if limiter is not None:
         builder = builder.rate_limiter(cast(Any, limiter))  # PTB types the builder for one limiter kind
-    if not settings.webhook_url:
-        builder = builder.updater(None)  # long polling is bot.runner.poll: confirms after processing
+    # Webhooks: PTB hands updates to process_update concurrently (each chat's stay in
+    # order there). Long polling is bot.runner.poll, which confirms after processing.
+    builder = builder.concurrent_updates(CONCURRENT_UPDATES) if settings.webhook_url else builder.updater(None)
     app = builder.build()
     assert isinstance(app, TrialApplication)
     app.services = services

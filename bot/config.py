@@ -87,6 +87,8 @@ class Settings(DatabaseSettings):
     reminder_lease_seconds: float = Field(default=300, ge=1, le=3600)
     """How long a claimed batch of reminders belongs to the process that claimed it; if
     that process dies mid-send, another takes the rows over when this runs out."""
+    dispatch_concurrency: int = Field(default=1, ge=1, le=64)
+    """Reminders sent at once; a crash may repeat up to this many (see scheduler.dispatch)."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
 

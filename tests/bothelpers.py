@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
-from devtools.harness import ADMIN_ID
+from devtools.harness import ADMIN_ID, BotHarness
 
 CODE_RE = re.compile(r"One-time code: ([A-Z0-9]+)")
 STUDY_ID_RE = re.compile(r"[A-Z]{2,}-\d+")
@@ -47,3 +47,32 @@ async def link(server: BotAPIServer, user: SimUser, code: str, language_button: 
     """/start CODE, then choose a language; returns the welcome."""
     prompt = await says(server, user, f"/start {code}", "Which language")
     return await presses(server, user, prompt, language_button, STUDY_ID_RE)
+
+
+async def seed_due_reminders(bot: BotHarness, server: BotAPIServer, db_url: str, count: int) -> list[int]:
+    """``count`` linked participants whose dose reminder is due at the harness clock's
+    now; returns their chat ids."""
+    from bench.seed import CHAT_BASE, same_minute_profiles, seed
+    from scheduler.calendar import to_local
+
+    assert bot.services is not None
+    protocol = bot.services.protocol
+    now = bot.clock.now()
+    local = to_local(now, protocol.tz)
+    await seed(db_url, count, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due")
+    chats = [CHAT_BASE + i for i in range(count)]
+    for chat in chats:
+        server.user(chat, "P", language_code="en")
+    return chats
+
+
+def dose_reminders_per_chat(server: BotAPIServer, chats: list[int]) -> dict[int, int]:
+    """Dose reminders (messages with a "Taken" button) received per chat."""
+
+    def taken(data: str | None) -> bool:
+        return bool(data and data.startswith("dose:") and data.endswith(":taken"))
+
+    return {
+        chat: sum(1 for message in server.messages(chat) for row in message.buttons for _, d in row if taken(d))
+        for chat in chats
+    }

@@ -110,3 +110,39 @@ async def test_a_reply_hit_by_bot_api_errors_is_retried_until_it_arrives(
         assert "Your medicine" in reply.content, kind
     assert not server.faults.pending
     figures.add("Bot API faults injected into replies (500, 502, closed, timed out)", 4)
+
+
+# --- Updates of different chats are handled concurrently, each chat's in order --------
+
+
+async def test_a_participant_on_a_slow_connection_does_not_hold_up_the_others(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """Two people write at the same moment (one batch of getUpdates); the reply to the
+    first hangs for 3 s (then the connection drops and it is sent again). The second is
+    answered meanwhile: updates of different chats do not wait for each other."""
+    slow = server.user(5101, "Slow", language_code="en")
+    quick = server.user(5102, "Quick", language_code="en")
+    server.faults.add("sendMessage", "timeout", chat_id=slow.id, delay=3.0)
+    first = await slow.send("/help")
+    second = await quick.send("/help")  # no await in between that yields: one batch
+    await server.wait_for(quick.id, lambda m: True, since=second, timeout=2.0)
+    assert not server.messages(slow.id), "the slow reply should still be hanging"
+    await server.wait_for(slow.id, lambda m: True, since=first, timeout=15)  # sent again after the drop
+
+
+async def test_one_chats_updates_are_handled_in_the_order_they_were_sent(bot: BotHarness, server: BotAPIServer) -> None:
+    """Five /enroll commands sent at once by the admin, with another chat's update in
+    the same batch: the admin's are applied and answered in order."""
+    from devtools.harness import ADMIN_ID
+
+    admin = server.user(ADMIN_ID, "Admin", language_code="en", label="admin")
+    other = server.user(5103, "Other", language_code="en")
+    sent = []
+    for i in range(5):
+        sent.append(await admin.send(f"/enroll BSM-{410 + i} A 2026-10-25 en"))
+        if i == 2:
+            await other.send("/help")
+    replies = await server.wait_for(ADMIN_ID, "One-time code", since=sent[0], count=5, timeout=30)
+    order = [next(f"BSM-{410 + i}" for i in range(5) if f"BSM-{410 + i}" in r.content) for r in replies]
+    assert order == [f"BSM-{410 + i}" for i in range(5)]

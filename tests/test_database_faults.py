@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
 from models import AuditEntry, Participant
-from tests.bothelpers import admin_says
+from tests.bothelpers import admin_says, dose_reminders_per_chat, seed_due_reminders
 from tests.conftest import IN_CI, Figures
 
 ROUNDS = 8
@@ -94,35 +94,6 @@ async def test_a_locked_sqlite_database_delays_but_loses_nothing(
 TICK_REMINDERS = 150
 
 
-async def _seed_due_reminders(bot: BotHarness, server: BotAPIServer, db_url: str, count: int) -> list[int]:
-    """``count`` linked participants whose dose reminder is due at the harness clock's
-    now; returns their chat ids."""
-    from bench.seed import CHAT_BASE, same_minute_profiles, seed
-    from scheduler.calendar import to_local
-
-    assert bot.services is not None
-    protocol = bot.services.protocol
-    now = bot.clock.now()
-    local = to_local(now, protocol.tz)
-    await seed(db_url, count, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due")
-    chats = [CHAT_BASE + i for i in range(count)]
-    for chat in chats:
-        server.user(chat, "P", language_code="en")
-    return chats
-
-
-def _reminders(server: BotAPIServer, chats: list[int]) -> dict[int, int]:
-    """Dose reminders (messages with a "Taken" button) received per chat."""
-
-    def taken(data: str | None) -> bool:
-        return bool(data and data.startswith("dose:") and data.endswith(":taken"))
-
-    return {
-        chat: sum(1 for message in server.messages(chat) for row in message.buttons for _, d in row if taken(d))
-        for chat in chats
-    }
-
-
 async def _statuses(bot: BotHarness) -> dict[str, int]:
     from models import MessageStatus, ScheduledMessage
     from scheduler.planner import MessageKind
@@ -165,14 +136,14 @@ async def test_postgres_restarted_during_a_dispatch_tick_loses_and_duplicates_no
         if IN_CI:
             pytest.fail("CI=true: this test restarts PostgreSQL and needs pg_ctlcluster as root")
         pytest.skip("needs pg_ctlcluster as root to restart PostgreSQL")
-    chats = await _seed_due_reminders(bot, server, db_url, TICK_REMINDERS)
+    chats = await seed_due_reminders(bot, server, db_url, TICK_REMINDERS)
     tick = asyncio.create_task(bot.tick())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while sum(_reminders(server, chats).values()) < 20:  # the tick is sending (30 a second)
+    while sum(dose_reminders_per_chat(server, chats).values()) < 20:  # the tick is sending (30 a second)
         assert loop.time() < deadline and not tick.done(), "the tick did not start sending"
         await asyncio.sleep(0.05)
-    assert not tick.done() and sum(_reminders(server, chats).values()) < TICK_REMINDERS  # mid-tick
+    assert not tick.done() and sum(dose_reminders_per_chat(server, chats).values()) < TICK_REMINDERS  # mid-tick
     process = await asyncio.create_subprocess_exec(*restart)
     assert await process.wait() == 0, "PostgreSQL did not restart"
     await tick  # the tick either failed on the lost connection (logged) or rode it out
@@ -182,7 +153,7 @@ async def test_postgres_restarted_during_a_dispatch_tick_loses_and_duplicates_no
         bot.clock.advance(timedelta(minutes=6))
         await bot.tick()
     assert await _statuses(bot) == {"sent": TICK_REMINDERS}
-    counts = _reminders(server, chats)
+    counts = dose_reminders_per_chat(server, chats)
     assert set(counts.values()) == {1}, "a reminder was lost or sent twice"
     figures.add("PostgreSQL restarts during a dispatcher tick", 1)
 
@@ -194,15 +165,15 @@ async def test_a_sqlite_lock_during_a_dispatch_tick_delays_but_loses_and_duplica
     it (busy timeout), sends nothing meanwhile, then sends every reminder once."""
     if not db_url.startswith("sqlite"):
         pytest.skip("SQLite only: another writer holding the lock")
-    chats = await _seed_due_reminders(bot, server, db_url, 30)
+    chats = await seed_due_reminders(bot, server, db_url, 30)
     other = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     tick = asyncio.create_task(bot.tick())
     await asyncio.sleep(1.5)
-    assert not tick.done() and sum(_reminders(server, chats).values()) == 0  # waiting for the lock
+    assert not tick.done() and sum(dose_reminders_per_chat(server, chats).values()) == 0  # waiting for the lock
     other.execute("COMMIT")
     other.close()
     await asyncio.wait_for(tick, timeout=60)
-    assert set(_reminders(server, chats).values()) == {1}
+    assert set(dose_reminders_per_chat(server, chats).values()) == {1}
     assert await _statuses(bot) == {"sent": 30}
     figures.add("SQLite write locks held by another writer", 1)

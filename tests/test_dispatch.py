@@ -13,10 +13,11 @@ from bot.app import build_application
 from bot.services import build_services
 from devtools.botapi_server import BotAPIServer, SimUser
 from devtools.harness import BotHarness
+from domain.clock import ManualClock
 from models import Alert, AlertLevel, MessageStatus, ParticipantReach, QuestionnaireSession, QuestionnaireStatus
 from scheduler.dispatch import claim
 from scheduler.runtime import run_all
-from tests.bothelpers import admin_says, enroll, link
+from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, link, seed_due_reminders
 from tests.conftest import Figures
 from tests.schedule_helpers import dhaka, reminders, rows
 
@@ -218,3 +219,30 @@ async def test_a_late_bot_timed_message_waits_for_quiet_hours_to_end(bot: BotHar
     (row,) = [r for r in await rows(bot, "BSM-015") if r.key == "checkin:1"]
     assert row.status is MessageStatus.SENT and row.sent_at == dhaka(2026, 11, 2, 7)
     assert "qstart:weekly_checkin" in str(reminders(server, 1015)[-1].buttons)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_every_due_reminder_goes_once_at_any_dispatch_concurrency(
+    server: BotAPIServer, db_url: str, clock: ManualClock, concurrency: int
+) -> None:
+    """DISPATCH_CONCURRENCY only changes how many go at once: 120 reminders due, each
+    sent once, each row SENT with its message id, each opening one dose-log row."""
+    from sqlalchemy import func
+
+    from models import DoseLog, ScheduledMessage
+
+    async with BotHarness(server, db_url, clock, overrides={"dispatch_concurrency": concurrency}) as bot:
+        chats = await seed_due_reminders(bot, server, db_url, 120)
+        await bot.tick()
+        assert set(dose_reminders_per_chat(server, chats).values()) == {1}
+        assert bot.services is not None
+        reminder = ScheduledMessage.kind == "dose_reminder"
+        async with bot.services.sessions() as session:
+            statuses = set(await session.scalars(select(ScheduledMessage.status).where(reminder)))
+            unsent = await session.scalar(
+                select(func.count())
+                .select_from(ScheduledMessage)
+                .where(reminder, ScheduledMessage.telegram_message_id.is_(None))
+            )
+            logs = await session.scalar(select(func.count()).select_from(DoseLog))
+        assert statuses == {MessageStatus.SENT} and unsent == 0 and logs == 120
