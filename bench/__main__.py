@@ -44,17 +44,27 @@ QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100)
 FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbound=500)
 
 
+CONCURRENT_DISPATCH = 16
+"""The fan-out is measured at DISPATCH_CONCURRENCY 1 (the default) and at this."""
+
+
 def _command(full: bool, scenario: str) -> str:
     return f"python -m bench{' --full' if full else ''} --only {scenario}"
 
 
 async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -> dict[str, Any]:
-    raw: dict[str, Any] = {"fanout": {}, "limited": {}, "ticks": {}, "inbound": {}}
+    raw: dict[str, Any] = {"fanout": {}, "fanout_concurrent": {}, "limited": {}, "ticks": {}, "inbound": {}}
     for kind in kinds:
         if "fanout" in only:
             async with dbs.fresh(kind) as url:
                 raw["fanout"][kind] = await run_fanout(url, sizes.fanout, limiter=False)
             _progress("fan-out, limiter off", kind, raw["fanout"][kind]["messages_per_s"], "msg/s")
+            async with dbs.fresh(kind) as url:
+                raw["fanout_concurrent"][kind] = await run_fanout(
+                    url, sizes.fanout, limiter=False, concurrency=CONCURRENT_DISPATCH
+                )
+            rate = raw["fanout_concurrent"][kind]["messages_per_s"]
+            _progress(f"fan-out, limiter off, x{CONCURRENT_DISPATCH}", kind, rate, "msg/s")
         if "limited" in only:
             async with dbs.fresh(kind) as url:
                 raw["limited"][kind] = await run_fanout(url, sizes.limited, limiter=True, inject_429=3)
@@ -89,9 +99,11 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
             {"figure": figure, "value": value, "target": target, "met": met, "command": _command(full, scenario)}
         )
 
-    for kind, r in raw["fanout"].items():
+    fanouts = [(kind, r) for key in ("fanout", "fanout_concurrent") for kind, r in raw.get(key, {}).items()]
+    for kind, r in fanouts:
         add(
-            f"fan-out {r['n']:,} due in one minute, limiter off, {kind} (msg/s)",
+            f"fan-out {r['n']:,} due in one minute, limiter off, DISPATCH_CONCURRENCY {r.get('concurrency', 1)}, "
+            f"{kind} (msg/s)",
             r["messages_per_s"],
             ">= 1000",
             r["messages_per_s"] >= 1000,
@@ -199,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
     parser.add_argument("--db", action="append", choices=("sqlite", "postgresql"), help="only these databases")
     parser.add_argument("--out", type=Path, default=HERE, help="where results.json and throughput.png go")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other scenarios' results already in results.json (rerun one scenario, redraw all)",
+    )
     args = parser.parse_args(argv)
     sizes = FULL if args.full else QUICK
     only = set(args.only or SCENARIOS)
@@ -212,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             print("PostgreSQL is not reachable: SQLite only", file=sys.stderr)
             kinds = ["sqlite"]
         raw = asyncio.run(_run(dbs, kinds, sizes, only))
+    previous = args.out / "results.json"
+    if args.merge and previous.exists():
+        kept = json.loads(previous.read_text(encoding="utf-8"))["raw"]
+        for key, value in raw.items():
+            if value:
+                kept[key] = {**kept.get(key, {}), **value} if isinstance(value, dict) else value
+        raw = kept
     rows = figures(raw, sizes, args.full)
     elapsed = time.perf_counter() - started
     result = {

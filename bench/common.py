@@ -80,12 +80,12 @@ def settings_for(server: BotAPIServer, url: str, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_app(
-    server: BotAPIServer, url: str, now: datetime, *, rate_limiter: Any = False
+    server: BotAPIServer, url: str, now: datetime, *, rate_limiter: Any = False, **overrides: Any
 ) -> AsyncIterator[tuple[TrialApplication, ManualClock]]:
     """The real Application, initialised (its Bot can send), not serving updates:
-    the scenarios call the ticks themselves."""
+    the scenarios call the ticks themselves. ``overrides``: settings."""
     clock = ManualClock(now)
-    services = build_services(settings_for(server, url), clock)
+    services = build_services(settings_for(server, url, **overrides), clock)
     app = build_application(services, rate_limiter=rate_limiter)
     try:
         async with app:

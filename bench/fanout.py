@@ -22,8 +22,9 @@ from scheduler.store import default_protocol
 LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is late
 
 
-async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0) -> dict[str, Any]:
-    """Seed ``n`` reminders due now, dispatch until none is left, and measure."""
+async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 1) -> dict[str, Any]:
+    """Seed ``n`` reminders due now, dispatch until none is left (``concurrency``:
+    DISPATCH_CONCURRENCY), and measure."""
     protocol = default_protocol()
     now = DEFAULT_START  # Sunday 09:00 in Dhaka
     local = to_local(now, protocol.tz)
@@ -35,7 +36,7 @@ async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0) ->
             server.user(CHAT_BASE + i, f"P{i}", language_code="en")
         if inject_429:
             server.faults.add("sendMessage", "429", times=inject_429, retry_after=1)
-        async with running_app(server, url, now, rate_limiter=limiter) as (app, _clock):
+        async with running_app(server, url, now, rate_limiter=limiter, dispatch_concurrency=concurrency) as (app, _):
             server.clear_history()
             started = time.time()
             ticks = 0
@@ -59,6 +60,7 @@ async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0) ->
     return {
         "n": n,
         "limiter": limiter,
+        "concurrency": concurrency,
         "sent": len(ok),
         "messages_per_s": round(rate, 1),
         "steady_messages_per_s": round((len(ok) - 1) / (last - first), 1) if last > first else 0.0,

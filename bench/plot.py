@@ -18,9 +18,10 @@ def plot(raw: dict[str, Any], path: Path, *, mode: str) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     labels: list[str] = []
     values: list[float] = []
-    for kind, r in raw.get("fanout", {}).items():
-        labels.append(f"fan-out\nlimiter off\n{kind}")
-        values.append(r["messages_per_s"])
+    for key in ("fanout", "fanout_concurrent"):
+        for kind, r in raw.get(key, {}).items():
+            labels.append(f"fan-out\nlimiter off\nx{r.get('concurrency', 1)} {kind}")
+            values.append(r["messages_per_s"])
     for kind, r in raw.get("limited", {}).items():
         labels.append(f"fan-out\nlimiter on\n{kind}")
         values.append(r["messages_per_s"])
