@@ -38,8 +38,10 @@ from scheduler.runtime import run_tick
 log = logging.getLogger(__name__)
 
 DB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
-CONCURRENT_UPDATES = 64
-"""Updates handled at once in webhook mode (long polling: a fetched batch, at most 100)."""
+CONCURRENT_UPDATES = 16
+"""Updates in progress at once, across chats. Against the local test server (no network
+latency) 2 to 16 handle a burst at about the same rate (the work is CPU: see the README's
+benchmark); against Telegram each request takes 50-200 ms, and these overlap."""
 
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
@@ -48,6 +50,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
 
     services: Services
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
+    _slots: tuple[asyncio.Semaphore, asyncio.AbstractEventLoop] | None = None
 
     @contextlib.asynccontextmanager
     async def _in_turn(self, update: Update) -> AsyncIterator[None]:
@@ -78,8 +81,18 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         if not isinstance(update, Update):
             await super().process_update(update)
             return
-        async with self._in_turn(update):
+        async with self._in_turn(update), self._slot():
             await self._process(update)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """At most CONCURRENT_UPDATES updates in progress: more only adds contention
+        (the HTTP client's pool and the event loop get slower per request)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[1] is not loop:  # a Semaphore belongs to one loop
+            self._slots = (asyncio.Semaphore(CONCURRENT_UPDATES), loop)
+        async with self._slots[0]:
+            yield
 
     async def _process(self, update: Update) -> None:
         for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
@@ -105,7 +118,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     async def _process_once(self, update: Update) -> bool:
         """One attempt. Returns True when it should be retried (database unavailable)."""
         services = self.services
-        async with services.sessions() as session:
+        async with services.one_writer(), services.sessions() as session:
             if await session.get(ProcessedUpdate, update.update_id) is not None:
                 log.info("update %s was already processed; re-delivery ignored", update.update_id)
                 return False

@@ -3,7 +3,10 @@ and jobs through the application (`context.services`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +30,24 @@ class Services:
     clock: Clock
     protocol: Protocol
     instruments: dict[str, Instrument]
+    _writer: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = field(default=None, repr=False)
+
+    @contextlib.asynccontextmanager
+    async def one_writer(self) -> AsyncIterator[None]:
+        """Around a transaction that writes. SQLite has one writer at a time: here the
+        process's writers queue in order on an asyncio.Lock, instead of meeting inside
+        SQLite, whose busy handler makes a waiting writer sleep and poll (and the
+        updates of different chats run concurrently, see TrialApplication). Another
+        process still meets us inside SQLite (busy timeout). PostgreSQL: no gate.
+        Never nest: a holder that asks again waits for itself."""
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer[1] is not loop:  # a Lock belongs to one loop
+            self._writer = (asyncio.Lock(), loop)
+        async with self._writer[0]:
+            yield
 
 
 def load_content(content_dir: Path = CONTENT_DIR) -> tuple[Protocol, dict[str, Instrument]]:

@@ -120,13 +120,13 @@ def send_question(context: BotContext, current: checkins.Progress, lead: str | N
     chat = context.work.update.effective_chat
     assert chat is not None
     bot = context.bot
-    sessions = context.services.sessions
+    services = context.services
     session_id = current.session.id
     chat_id = chat.id
 
     async def send() -> None:
         message = await bot.send_message(chat_id, text, reply_markup=markup)
-        async with sessions() as db:
+        async with services.one_writer(), services.sessions() as db:
             await checkins.set_message_id(db, session_id, message.message_id)
             await db.commit()
 
