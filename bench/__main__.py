@@ -27,7 +27,7 @@ from bench.plot import plot
 from bench.ticks import run_ticks
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("fanout", "limited", "ticks", "inbound")
+SCENARIOS = ("fanout", "limited", "ticks", "inbound", "network")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbou
 
 CONCURRENT_DISPATCH = 16
 """The fan-out is measured at DISPATCH_CONCURRENCY 1 (the default) and at this."""
+NETWORK_MS = 80.0
+"""The "network" scenario: every Bot API call takes this long, as from a server in
+South Asia to Telegram's; the local server otherwise answers in well under 1 ms."""
+NETWORK_CONCURRENCY = (1, 4)
 
 
 def _command(full: bool, scenario: str) -> str:
@@ -53,7 +57,14 @@ def _command(full: bool, scenario: str) -> str:
 
 
 async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -> dict[str, Any]:
-    raw: dict[str, Any] = {"fanout": {}, "fanout_concurrent": {}, "limited": {}, "ticks": {}, "inbound": {}}
+    raw: dict[str, Any] = {
+        "fanout": {},
+        "fanout_concurrent": {},
+        "limited": {},
+        "ticks": {},
+        "inbound": {},
+        "network": {},
+    }
     for kind in kinds:
         if "fanout" in only:
             async with dbs.fresh(kind) as url:
@@ -80,6 +91,18 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
             async with dbs.fresh(kind) as url:
                 raw["inbound"][kind] = await run_inbound(url, sizes.inbound)
             _progress("inbound", kind, raw["inbound"][kind]["updates_per_s"], "updates/s")
+        if "network" in only:
+            for concurrency in NETWORK_CONCURRENCY:
+                async with dbs.fresh(kind) as url:
+                    result = await run_fanout(
+                        url, sizes.limited, limiter=True, concurrency=concurrency, latency_ms=NETWORK_MS
+                    )
+                raw["network"].setdefault("fanout", {}).setdefault(kind, {})[str(concurrency)] = result
+                _progress(f"fan-out, {NETWORK_MS:.0f} ms, x{concurrency}", kind, result["messages_per_s"], "msg/s")
+            async with dbs.fresh(kind) as url:
+                result = await run_inbound(url, sizes.inbound, latency_ms=NETWORK_MS)
+            raw["network"].setdefault("inbound", {})[kind] = result
+            _progress(f"inbound, {NETWORK_MS:.0f} ms", kind, result["updates_per_s"], "updates/s")
     if "inbound" in only:
         raw["inbound"]["floor"] = await run_floor(sizes.inbound)
         _progress("inbound floor", "PTB", raw["inbound"]["floor"]["updates_per_s"], "updates/s")
@@ -182,6 +205,25 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
             "p99 < 50",
             r["p99_ms"] < 50,
             "inbound",
+        )
+    network = raw.get("network", {})
+    for kind, by_concurrency in network.get("fanout", {}).items():
+        for concurrency, r in sorted(by_concurrency.items(), key=lambda item: int(item[0])):
+            add(
+                f"fan-out {r['n']:,}, limiter on, {r['latency_ms']:.0f} ms round trip, DISPATCH_CONCURRENCY "
+                f"{concurrency}, {kind} (msg/s; lost / twice)",
+                f"{r['messages_per_s']} ({r['lost']} / {r['sent_twice']})",
+                ">= 28.5 (95 % of 30)",
+                r["messages_per_s"] >= 28.5 and r["lost"] == 0 and r["sent_twice"] == 0,
+                "network",
+            )
+    for kind, r in network.get("inbound", {}).items():
+        add(
+            f"inbound, {r['k']} at once, {r['latency_ms']:.0f} ms round trip, {kind} (updates/s; p50 / p99 ms)",
+            f"{r['updates_per_s']} ({r['p50_ms']:.0f} / {r['p99_ms']:.0f})",
+            "-",
+            None,
+            "network",
         )
     if floor is not None:
         add(f"inbound floor: bare PTB, {floor['k']} at once (updates/s)", floor["updates_per_s"], "-", None, "inbound")

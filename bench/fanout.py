@@ -22,9 +22,11 @@ from scheduler.store import default_protocol
 LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is late
 
 
-async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 1) -> dict[str, Any]:
+async def run_fanout(
+    url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 1, latency_ms: float = 0.0
+) -> dict[str, Any]:
     """Seed ``n`` reminders due now, dispatch until none is left (``concurrency``:
-    DISPATCH_CONCURRENCY), and measure."""
+    DISPATCH_CONCURRENCY; ``latency_ms``: the server's round trip), and measure."""
     protocol = default_protocol()
     now = DEFAULT_START  # Sunday 09:00 in Dhaka
     local = to_local(now, protocol.tz)
@@ -32,6 +34,7 @@ async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0, co
     assert seeded.rows == n, f"expected one due reminder per participant, planned {seeded.rows}"
     async with BotAPIServer(token=_token()) as server:
         register_team_chats(server)
+        server.latency = latency_ms / 1000
         for i in range(n):
             server.user(CHAT_BASE + i, f"P{i}", language_code="en")
         if inject_429:
@@ -61,6 +64,7 @@ async def run_fanout(url: str, n: int, *, limiter: bool, inject_429: int = 0, co
         "n": n,
         "limiter": limiter,
         "concurrency": concurrency,
+        "latency_ms": latency_ms,
         "sent": len(ok),
         "messages_per_s": round(rate, 1),
         "steady_messages_per_s": round((len(ok) - 1) / (last - first), 1) if last > first else 0.0,

@@ -53,8 +53,9 @@ class _Latency:
         }
 
 
-async def run_inbound(url: str, k: int) -> dict[str, Any]:
-    """The trial bot: K linked participants open /checkin, then all answer at once."""
+async def run_inbound(url: str, k: int, *, latency_ms: float = 0.0) -> dict[str, Any]:
+    """The trial bot: K linked participants open /checkin, then all answer at once
+    (``latency_ms``: the server's round trip for each of the bot's calls)."""
     protocol = default_protocol()
     local = to_local(DEFAULT_START, protocol.tz)
     await seed(url, k, same_minute_profiles(local.date(), local.time()), protocol, DEFAULT_START, keep="none")
@@ -76,6 +77,7 @@ async def run_inbound(url: str, k: int) -> dict[str, Any]:
                 questions.append(found[-1])
             latency = _Latency()
             server.subscribe(latency)
+            server.latency = latency_ms / 1000
             for user, question in zip(users, questions, strict=True):
                 await user.press(question, _all_is_well(question))
             await _all_answered(latency, k)
@@ -84,7 +86,11 @@ async def run_inbound(url: str, k: int) -> dict[str, Any]:
             stop.set()
             await task
             await services.engine.dispose()
-    return {**figures, "handler": "check-in answer button (unit of work, questionnaire engine, triage)"}
+    return {
+        **figures,
+        "latency_ms": latency_ms,
+        "handler": "check-in answer button (unit of work, questionnaire engine, triage)",
+    }
 
 
 async def run_floor(k: int) -> dict[str, Any]:

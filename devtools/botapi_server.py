@@ -1348,6 +1348,9 @@ class BotAPIServer:
         self.user_label = user_label
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.webhook_timeout = webhook_timeout
+        self.latency = 0.0
+        """Seconds every Bot API call but getUpdates waits before it is carried out: a
+        network round trip (the real Bot API is 50-200 ms away). 0: answer at once."""
         self._clock = clock
         self.faults = FaultInjector()
         self.requests: deque[RequestRecord] = deque(maxlen=max_requests_kept)
@@ -1992,6 +1995,8 @@ class BotAPIServer:
         if spec is None:
             record.status = 404
             return self._error(ApiError(404, "Not Found: method not found"))
+        if self.latency and key != "getupdates":
+            await asyncio.sleep(self.latency)
         try:
             if key in self._async_handlers:
                 result = await spec[1](params, files)
