@@ -165,13 +165,17 @@ async def seed(
     *,
     keep: str = "all",
     first: int = 0,
+    kinds: frozenset[str] | None = None,
 ) -> Seeded:
     """Insert ``n`` ACTIVE participants with linked chats and their planned rows.
     ``keep``: "all" (the plan as made at ``now``), "due" (only rows already due: the
     fan-out), "future" (only rows due after ``now``: a steady state where everything
     earlier was already sent). ``first``: participants already in the database (the new
-    ones are numbered after them)."""
+    ones are numbered after them). ``kinds``: only rows of these kinds (what is due
+    "now" otherwise depends on the time of day: after 10:00 a baseline day has more)."""
     plans = plans_for(profiles, protocol, now)
+    if kinds is not None:
+        plans = [[m for m in messages if m.kind.value in kinds] for messages in plans]
     if url.startswith("sqlite"):
         return _seed_sqlite(url.partition(":///")[2], n, profiles, plans, now, keep, first)
     return await _seed_postgres(url, n, profiles, plans, now, keep, first)

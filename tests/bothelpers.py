@@ -59,7 +59,8 @@ async def seed_due_reminders(bot: BotHarness, server: BotAPIServer, db_url: str,
     protocol = bot.services.protocol
     now = bot.clock.now()
     local = to_local(now, protocol.tz)
-    await seed(db_url, count, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due")
+    profiles = same_minute_profiles(local.date(), local.time())
+    await seed(db_url, count, profiles, protocol, now, keep="due", kinds=frozenset({"dose_reminder"}))
     chats = [CHAT_BASE + i for i in range(count)]
     for chat in chats:
         server.user(chat, "P", language_code="en")
