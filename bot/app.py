@@ -75,14 +75,19 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                 del self._turns[key]
 
     async def process_update(self, update: object) -> None:
-        """Handle one update exactly once, in one transaction, replies after commit,
-        after the earlier updates of its chat. Never raises: PTB's update loop stops
-        for good if this does."""
+        """PTB's entry point: see `handle`."""
         if not isinstance(update, Update):
             await super().process_update(update)
             return
+        await self.handle(update)
+
+    async def handle(self, update: Update) -> bool:
+        """Handle one update exactly once, in one transaction, replies after commit,
+        after the earlier updates of its chat. Never raises. Returns False only when
+        the update could not be stored (the database stayed away through every retry):
+        the caller must then not confirm it to Telegram, which will deliver it again."""
         async with self._in_turn(update), self._slot():
-            await self._process(update)
+            return await self._process(update)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -94,7 +99,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         async with self._slots[0]:
             yield
 
-    async def _process(self, update: Update) -> None:
+    async def _process(self, update: Update) -> bool:
         for attempt, delay in enumerate((*DB_RETRY_DELAYS, None)):
             try:
                 retry = await self._process_once(update)
@@ -109,11 +114,12 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                     attempt + 1,
                 )
             if not retry:
-                return
+                return True
             if delay is None:
-                log.error("update %s dropped: the database stayed unavailable", update.update_id)
-                return
+                log.error("update %s not handled: the database stayed unavailable; left to Telegram", update.update_id)
+                return False
             await asyncio.sleep(delay)
+        return False  # not reached: the last delay is None
 
     async def _process_once(self, update: Update) -> bool:
         """One attempt. Returns True when it should be retried (database unavailable)."""
@@ -257,9 +263,9 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
     )
     if limiter is not None:
         builder = builder.rate_limiter(cast(Any, limiter))  # PTB types the builder for one limiter kind
-    # Webhooks: PTB hands updates to process_update concurrently (each chat's stay in
-    # order there). Long polling is bot.runner.poll, which confirms after processing.
-    builder = builder.concurrent_updates(CONCURRENT_UPDATES) if settings.webhook_url else builder.updater(None)
+    # No PTB Updater: long polling and the webhook endpoint are bot.runner's, and both
+    # confirm an update to Telegram only after it was handled and committed.
+    builder = builder.updater(None)
     app = builder.build()
     assert isinstance(app, TrialApplication)
     app.services = services

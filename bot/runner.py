@@ -1,20 +1,25 @@
 """Running the bot: the same code path for `python -m bot`, the tests, the demo
 and the benchmark. Long polling by default; webhook mode when WEBHOOK_URL is set.
 
-Long polling is our own loop, not PTB's Updater: the Updater confirms a
-fetched batch to Telegram (by asking for the next offset) while the batch is
-still waiting to be processed, so a crash at that moment loses those updates.
-Here an update is confirmed only after it was processed and committed; a crash
-before that makes Telegram deliver it again, and the processed-update table
-makes sure it is applied once."""
+Both are ours, not PTB's Updater, for one reason: an update must be confirmed to
+Telegram only after it was handled and committed. PTB's long polling confirms a
+fetched batch (by asking for the next offset) while the batch is still waiting to be
+processed, and its webhook server answers 200 before processing: a crash at that
+moment loses those updates. Here long polling asks for the next offset only once the
+batch is committed, and the webhook answers 200 only after the commit (503 if the
+database stayed away, so that Telegram delivers it again); a crash before that means
+re-delivery, and the processed-update table makes sure it is applied once."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import hmac
+import json
 import logging
 
+from aiohttp import web
 from telegram import Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
@@ -40,17 +45,17 @@ async def serve(
         await set_menus(app)
         await app.start()
         heartbeat = build_heartbeat(app, heartbeat_seconds) if heartbeat_seconds else None
-        webhook = bool(app.services.settings.webhook_url)
+        endpoint: web.AppRunner | None = None
         try:
-            if webhook:
-                await _start_webhook(app)
+            if app.services.settings.webhook_url:
+                endpoint = await start_webhook(app)
             else:
                 await app.bot.delete_webhook(drop_pending_updates=False)
             if heartbeat is not None:
                 heartbeat.start()
             if ready is not None:
                 ready.set()
-            if webhook:
+            if endpoint is not None:
                 await stop.wait()
             else:
                 log.info("serving with long polling")
@@ -58,26 +63,45 @@ async def serve(
         finally:
             if heartbeat is not None:
                 heartbeat.shutdown(wait=True)
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()
+            if endpoint is not None:
+                await endpoint.cleanup()  # stops taking requests, lets those in progress finish
             await app.stop()
     log.info("stopped")
 
 
-async def _start_webhook(app: TrialApplication) -> None:
-    """Webhook mode (served at /telegram, the secret header checked by PTB)."""
+WEBHOOK_PATH = "/telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+async def start_webhook(app: TrialApplication) -> web.AppRunner:
+    """Webhook mode: an HTTP endpoint at WEBHOOK_PATH that checks the secret header,
+    handles the update, and answers only then; then the webhook is registered with
+    Telegram. Several processes can serve one URL behind a load balancer."""
     settings = app.services.settings
-    assert app.updater is not None, "webhook mode needs PTB's Updater (see build_application)"
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    await app.updater.start_webhook(
-        listen=settings.webhook_listen,
-        port=settings.webhook_port,
-        url_path="telegram",
-        webhook_url=settings.webhook_url,
-        secret_token=secret,
-        allowed_updates=Update.ALL_TYPES,
-    )
+
+    async def receive(request: web.Request) -> web.Response:
+        if secret is not None and not hmac.compare_digest(
+            request.headers.get(SECRET_HEADER, "").encode(), secret.encode()
+        ):
+            log.warning("webhook request refused: missing or wrong secret token")
+            return web.Response(status=403)
+        try:
+            update = Update.de_json(json.loads(await request.read()), app.bot)
+        except Exception as exc:  # not an update: nothing to retry
+            log.warning("webhook request refused: not an update (%s)", type(exc).__name__)
+            return web.Response(status=400)
+        handled = await app.handle(update)
+        return web.Response(status=200 if handled else 503)
+
+    server = web.Application(client_max_size=1024 * 1024)
+    server.router.add_post(WEBHOOK_PATH, receive)
+    runner = web.AppRunner(server, access_log=None)  # a line per update, with nothing in it worth keeping
+    await runner.setup()
+    await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
+    await app.bot.set_webhook(url=str(settings.webhook_url), secret_token=secret, allowed_updates=Update.ALL_TYPES)
     log.info("serving in webhook mode on port %s", settings.webhook_port)
+    return runner
 
 
 async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) -> None:
@@ -118,10 +142,17 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
                 continue
             backoff = 0.5
             # The batch at once: chats concurrently, each chat's updates in order (see
-            # TrialApplication.process_update, which never raises); confirmed when all are done.
-            await asyncio.gather(*(app.process_update(update) for update in updates))
-            if updates:
-                offset = updates[-1].update_id + 1
+            # TrialApplication.handle, which never raises); confirmed when all are done.
+            handled = await asyncio.gather(*(app.handle(update) for update in updates))
+            if all(handled):
+                if updates:
+                    offset = updates[-1].update_id + 1
+                continue
+            # The database stayed away: confirm only what comes before the first update not
+            # stored, and fetch it again later (what was stored after it is skipped then).
+            first = next(u for u, ok in zip(updates, handled, strict=True) if not ok)
+            offset = first.update_id
+            await _pause(stop, 5.0)
     finally:
         stopping.cancel()
         if offset is not None:

@@ -181,9 +181,9 @@ async def test_random_kills_during_a_dispatch_lose_no_reminder(
     protocol = default_protocol()
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)
-    await seed(
-        db_url, DISPATCH_PARTICIPANTS, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due"
-    )
+    profiles = same_minute_profiles(local.date(), local.time())
+    only = frozenset({MessageKind.DOSE_REMINDER.value})  # what else is due now depends on the time of day
+    await seed(db_url, DISPATCH_PARTICIPANTS, profiles, protocol, now, keep="due", kinds=only)
     chats = [CHAT_BASE + i for i in range(DISPATCH_PARTICIPANTS)]
     for chat in chats:
         server.user(chat, "P", language_code="en")
@@ -301,3 +301,43 @@ def _has_button(message: SentMessage, prefix: str) -> bool:
 
 async def _some(counts: Callable[[], dict[Any, int]], at_least: int) -> bool:
     return sum(1 for n in counts().values() if n) >= at_least
+
+
+async def test_random_kills_in_webhook_mode_lose_and_duplicate_nothing(
+    server: BotAPIServer, db_url: str, tmp_path: Path, figures: Figures
+) -> None:
+    """Webhook mode answers Telegram only after the commit (bot.runner.start_webhook),
+    so an update whose process is killed mid-way is delivered again, as Telegram does
+    (the test server retries over about 20 s here), and applied once."""
+    from tests.test_scale_out import WebhookBot, free_port
+
+    server.webhook_retry_delays = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+    port = free_port()
+    bot = WebhookBot(
+        server,
+        db_url,
+        tmp_path / "bot.log",
+        extra_env={
+            "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram",
+            "WEBHOOK_LISTEN": "127.0.0.1",
+            "WEBHOOK_PORT": str(port),
+            "WEBHOOK_SECRET": "kill-test-secret",
+            "HEARTBEAT_SECONDS": "3600",
+        },
+    )
+    chaos = random.Random(11)
+    admin = server.user(ADMIN_ID, "Admin", language_code="en", label="admin")
+    await bot.start()
+    try:
+        for i in range(KILLS):
+            await admin.send(f"/enroll BSM-{500 + i} A 2026-10-25 en")
+            await asyncio.sleep(chaos.uniform(0.0, 0.25))
+            await bot.kill()
+            await bot.start()
+        last = await admin.send("/participants")
+        (listing,) = await server.wait_for(ADMIN_ID, "participant(s)", since=last, timeout=60)
+        assert f"{KILLS} participant(s)" in listing.content
+        assert await counts(db_url) == {"participants": KILLS, "enroll": KILLS, "codes": KILLS, "updates": KILLS + 1}
+        figures.add("SIGKILLs of the bot process survived (webhook mode, admin commands)", KILLS)
+    finally:
+        await bot.kill()
