@@ -33,6 +33,8 @@ class Participant(Base):
     """A trial participant, known to the bot by study id only (no name, no phone)."""
 
     __tablename__ = "participants"
+    # The dispatcher looks for ended pauses every beat: without this, a whole-table read.
+    __table_args__ = (Index("ix_participants_status_paused_until", "status", "paused_until"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[str] = mapped_column(String(32), unique=True)
