@@ -29,8 +29,8 @@ test: install  ## the whole suite, on SQLite and PostgreSQL
 demo: install  ## the whole journey against the local Bot API test server, as a transcript
 	$(BIN)/python -m devtools.demo
 
-bench: install  ## the benchmark (quick, < 3 min); FULL=1 for 100,000 participants; writes bench/results.json and bench/throughput.png
-	$(BIN)/python -m bench $(if $(FULL),--full,)
+bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
+	$(BIN)/python -m bench $(if $(FULL),--full,--out bench/quick)
 
 i18n: install  ## re-extract strings and merge them into the bn and en catalogs
 	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --omit-header -o locales/messages.pot .

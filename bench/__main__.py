@@ -38,10 +38,11 @@ class Sizes:
     limited: int
     ticks: tuple[int, ...]
     inbound: int
+    network: int  # the fan-out behind an 80 ms round trip
 
 
-QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100)
-FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbound=500)
+QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100, network=120)
+FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbound=500, network=1_800)
 
 
 CONCURRENT_DISPATCH = 16
@@ -95,7 +96,7 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
             for concurrency in NETWORK_CONCURRENCY:
                 async with dbs.fresh(kind) as url:
                     result = await run_fanout(
-                        url, sizes.limited, limiter=True, concurrency=concurrency, latency_ms=NETWORK_MS
+                        url, sizes.network, limiter=True, concurrency=concurrency, latency_ms=NETWORK_MS
                     )
                 raw["network"].setdefault("fanout", {}).setdefault(kind, {})[str(concurrency)] = result
                 _progress(f"fan-out, {NETWORK_MS:.0f} ms, x{concurrency}", kind, result["messages_per_s"], "msg/s")

@@ -15,18 +15,23 @@ import matplotlib.pyplot as plt
 
 def plot(raw: dict[str, Any], path: Path, *, mode: str) -> None:
     """Write the two-panel PNG from the raw results."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [1.4, 1]})
     labels: list[str] = []
     values: list[float] = []
+    short = {"sqlite": "SQLite", "postgresql": "PG"}
     for key in ("fanout", "fanout_concurrent"):
         for kind, r in raw.get(key, {}).items():
-            labels.append(f"fan-out\nlimiter off\nx{r.get('concurrency', 1)} {kind}")
+            labels.append(f"fan-out\nno limiter\nx{r.get('concurrency', 1)}\n{short.get(kind, kind)}")
             values.append(r["messages_per_s"])
     for kind, r in raw.get("limited", {}).items():
-        labels.append(f"fan-out\nlimiter on\n{kind}")
+        labels.append(f"fan-out\nlimiter\n\n{short.get(kind, kind)}")
         values.append(r["messages_per_s"])
+    for kind, by_concurrency in raw.get("network", {}).get("fanout", {}).items():
+        for concurrency, r in sorted(by_concurrency.items(), key=lambda item: int(item[0])):
+            labels.append(f"fan-out\n80 ms\nx{concurrency}\n{short.get(kind, kind)}")
+            values.append(r["messages_per_s"])
     for kind, r in raw.get("inbound", {}).items():
-        labels.append(f"inbound\n{'PTB floor' if kind == 'floor' else kind}")
+        labels.append(f"inbound\n\n\n{'PTB floor' if kind == 'floor' else short.get(kind, kind)}")
         values.append(r["updates_per_s"])
     if values:
         bars = left.bar(range(len(values)), values, color="#4c72b0")
