@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, BotHarness
@@ -77,3 +79,15 @@ def dose_reminders_per_chat(server: BotAPIServer, chats: list[int]) -> dict[int,
         chat: sum(1 for message in server.messages(chat) for row in message.buttons for _, d in row if taken(d))
         for chat in chats
     }
+
+
+async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:  # noqa: ASYNC109
+    """Poll ``predicate`` (a few times a second) until it holds; fail naming ``what``
+    after ``timeout`` seconds. For state outside the bot's clock: other processes, the
+    real clock."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.2)

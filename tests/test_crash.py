@@ -19,6 +19,7 @@ from devtools.harness import ADMIN_ID, ESCALATION_CHAT
 from devtools.process import BotProcess
 from models import AuditEntry, Participant, ProcessedUpdate
 from models.db import create_engine, create_session_factory
+from tests.bothelpers import eventually
 from tests.conftest import Figures
 
 KILLS = 10
@@ -145,25 +146,32 @@ ESCALATIONS = 40
 LEASE_ENV = {"HEARTBEAT_SECONDS": "1", "REMINDER_LEASE_SECONDS": "2", "ALERT_LEASE_SECONDS": "2"}
 
 
-async def _kill_while(bot: BotProcess, chaos: random.Random, done: Callable[[], Awaitable[bool]], most: int) -> int:
-    """SIGKILL and restart ``bot`` at random points until ``done()`` or ``most`` kills;
-    returns how many kills landed."""
+async def _kill_loop(
+    bot: BotProcess,
+    chaos: random.Random,
+    received: Callable[[], dict[Any, int]],
+    done: Callable[[], Awaitable[bool]],
+    most: int,
+    what: str,
+) -> tuple[int, int]:
+    """Start ``bot``, SIGKILL and restart it at random points while it sends, until
+    ``done()`` or ``most`` kills, then wait for ``done()``. ``received`` counts what each
+    recipient got. Asserts that nothing was lost and that no more was sent twice than
+    there were kills (the one in flight each); returns (kills, duplicates)."""
+    await bot.start()
+    await eventually(lambda: _some(received, 3), 30, f"the first {what}")
     kills = 0
     while kills < most and not await done():
         await asyncio.sleep(chaos.uniform(0.3, 1.5))  # some sends go out between kills
         await bot.kill()
         kills += 1
         await bot.start()
-    return kills
-
-
-async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:  # noqa: ASYNC109
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.25)
+    await eventually(done, 60, f"every {what} sent after the last restart")
+    counts = received()
+    assert min(counts.values()) == 1, f"a {what} was lost"
+    duplicates = sum(counts.values()) - len(counts)
+    assert duplicates <= kills, f"{duplicates} duplicates for {kills} kills"
+    return kills, duplicates
 
 
 async def test_random_kills_during_a_dispatch_lose_no_reminder(
@@ -202,17 +210,9 @@ async def test_random_kills_during_a_dispatch_lose_no_reminder(
         reminders = await rows(MessageKind.DOSE_REMINDER.value)
         return all(received().values()) and all(r.status is MessageStatus.SENT for r in reminders)
 
-    chaos = random.Random(20261122)
     bot = BotProcess(server, db_url, tmp_path / "bot.log", extra_env=LEASE_ENV)
-    await bot.start()
     try:
-        await _until(lambda: _some(received, 10), 30, "the first reminders")
-        kills = await _kill_while(bot, chaos, all_sent, most=8)
-        await _until(all_sent, 60, "every reminder sent after the last restart")
-        counts = received()
-        assert min(counts.values()) == 1, "a reminder was lost"
-        duplicates = sum(counts.values()) - len(chats)
-        assert duplicates <= kills, f"{duplicates} duplicates for {kills} kills"
+        kills, duplicates = await _kill_loop(bot, random.Random(20261122), received, all_sent, 8, "reminder")
         reminders = await rows(MessageKind.DOSE_REMINDER.value)
         assert len(reminders) == DISPATCH_PARTICIPANTS
         assert all(r.telegram_message_id is not None and r.claim_token is None for r in reminders)
@@ -266,17 +266,9 @@ async def test_random_kills_during_escalations_escalate_each_alert_once(
             )
         return all(escalated().values()) and pending == 0
 
-    chaos = random.Random(31)
     bot = BotProcess(server, db_url, tmp_path / "bot.log", extra_env=LEASE_ENV)
-    await bot.start()
     try:
-        await _until(lambda: _some(escalated, 3), 30, "the first escalations")
-        kills = await _kill_while(bot, chaos, all_escalated, most=6)
-        await _until(all_escalated, 60, "every escalation sent after the last restart")
-        counts = escalated()
-        assert min(counts.values()) == 1, "an escalation was lost"
-        duplicates = sum(counts.values()) - ESCALATIONS
-        assert duplicates <= kills, f"{duplicates} duplicates for {kills} kills"
+        kills, duplicates = await _kill_loop(bot, random.Random(31), escalated, all_escalated, 6, "escalation")
         async with sessions() as session:
             alerts = list(await session.scalars(select(Alert)))
             assert len(alerts) == ESCALATIONS and all(a.escalated_at is not None for a in alerts)

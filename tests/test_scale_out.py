@@ -40,6 +40,7 @@ from models import Alert, AlertLevel, MessageStatus, ScheduledMessage
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.calendar import to_local
 from scheduler.store import default_protocol
+from tests.bothelpers import eventually
 from tests.conftest import Figures
 
 pytestmark = pytest.mark.postgres
@@ -168,15 +169,6 @@ def _reminders(server: BotAPIServer, first: int, count: int) -> dict[int, int]:
     }
 
 
-async def _wait(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:  # noqa: ASYNC109
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate(
     server: BotAPIServer, pg_url: str, tmp_path: Path, figures: Figures
 ) -> None:
@@ -207,7 +199,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
             concurrent_claims = max(concurrent_claims, len({r.claim_token for r in sending}))
             return sum(_reminders(server, 0, REMINDERS).values()) >= REMINDERS and not sending
 
-        await _wait(all_sent, 45, "1,000 reminders")
+        await eventually(all_sent, 45, "1,000 reminders")
         received = _reminders(server, 0, REMINDERS)
         assert sorted(set(received.values())) == [1], "a reminder was lost or sent twice"
         assert len(await rows(MessageStatus.SENT)) == REMINDERS
@@ -219,7 +211,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
         async def some_sent() -> bool:
             return sum(_reminders(server, REMINDERS, KILL_PHASE).values()) >= KILL_PHASE // 4
 
-        await _wait(some_sent, 20, "the second wave to start")
+        await eventually(some_sent, 20, "the second wave to start")
         await bots[0].kill()
         orphans = await _orphans(rows)
         assert orphans, "the killed process held no claimed rows: it was not killed mid-dispatch"
@@ -235,7 +227,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
             counts = _reminders(server, REMINDERS, KILL_PHASE)
             return all(counts.values()) and not await rows(MessageStatus.SENDING)
 
-        await _wait(second_wave_done, 30, "the survivor to finish the killed process's rows")
+        await eventually(second_wave_done, 30, "the survivor to finish the killed process's rows")
         counts = _reminders(server, REMINDERS, KILL_PHASE)
         assert min(counts.values()) == 1, "a reminder was lost"
         assert sum(counts.values()) - KILL_PHASE <= 1, "more than the one in-flight reminder was sent twice"
@@ -295,7 +287,7 @@ async def _urgent_alert_escalated_by_survivor(
     async def answered() -> bool:  # the webhook answers after the commit and the alert's send
         return press.update_id in forwarder.handled_by
 
-    await _wait(answered, 15, "the webhook's answer to the press")
+    await eventually(answered, 15, "the webhook's answer to the press")
     raised_by = forwarder.handled_by[press.update_id]
     await bots[raised_by].kill()
     async with sessions() as session:
