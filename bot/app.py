@@ -25,6 +25,7 @@ from telegram.ext import (
 )
 
 from bot import work as uow
+from bot.aio import PerLoop
 from bot.context import BotContext
 from bot.handlers import admin, common, coordinator, export, participant, questionnaire, schedule, schedule_admin
 from bot.i18n import _, language_from_telegram, use_locale
@@ -50,7 +51,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
 
     services: Services
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
-    _slots: tuple[asyncio.Semaphore, asyncio.AbstractEventLoop] | None = None
+    _slots: PerLoop[asyncio.Semaphore] | None = None
 
     @contextlib.asynccontextmanager
     async def _in_turn(self, update: Update) -> AsyncIterator[None]:
@@ -93,10 +94,9 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     async def _slot(self) -> AsyncIterator[None]:
         """At most CONCURRENT_UPDATES updates in progress: more only adds contention
         (the HTTP client's pool and the event loop get slower per request)."""
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[1] is not loop:  # a Semaphore belongs to one loop
-            self._slots = (asyncio.Semaphore(CONCURRENT_UPDATES), loop)
-        async with self._slots[0]:
+        if self._slots is None:
+            self._slots = PerLoop(lambda: asyncio.Semaphore(CONCURRENT_UPDATES))
+        async with self._slots.get():
             yield
 
     async def _process(self, update: Update) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.aio import PerLoop
 from bot.config import Settings
 from domain.clock import Clock
 from domain.questionnaires import Instrument, load_instruments
@@ -30,7 +31,7 @@ class Services:
     clock: Clock
     protocol: Protocol
     instruments: dict[str, Instrument]
-    _writer: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = field(default=None, repr=False)
+    _writer: PerLoop[asyncio.Lock] = field(default_factory=lambda: PerLoop(asyncio.Lock), repr=False)
 
     @contextlib.asynccontextmanager
     async def one_writer(self) -> AsyncIterator[None]:
@@ -43,10 +44,7 @@ class Services:
         if self.engine.dialect.name != "sqlite":
             yield
             return
-        loop = asyncio.get_running_loop()
-        if self._writer is None or self._writer[1] is not loop:  # a Lock belongs to one loop
-            self._writer = (asyncio.Lock(), loop)
-        async with self._writer[0]:
+        async with self._writer.get():
             yield
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.aio import PerLoop
+
 if TYPE_CHECKING:
     from bot.app import TrialApplication
 
@@ -48,17 +50,13 @@ async def audit_seal_tick(app: TrialApplication) -> None:
         log.debug("audit: %d row(s) sealed", sealed)
 
 
-_locks: dict[int, tuple[asyncio.Lock, asyncio.AbstractEventLoop]] = {}
+_locks: dict[int, PerLoop[asyncio.Lock]] = {}
 
 
 def _lock(app: TrialApplication) -> asyncio.Lock:
-    # Keyed by id(app) and checked against the running loop: an id can be reused by a
-    # later Application on another event loop (tests), and a Lock is bound to one loop.
-    loop = asyncio.get_running_loop()
-    entry = _locks.get(id(app))
-    if entry is None or entry[1] is not loop:
-        entry = _locks[id(app)] = (asyncio.Lock(), loop)
-    return entry[0]
+    # Keyed by id(app), per event loop: an id can be reused by a later Application on
+    # another event loop (tests), and a Lock is bound to one loop.
+    return _locks.setdefault(id(app), PerLoop(asyncio.Lock)).get()
 
 
 async def run_tick(app: TrialApplication, name: str) -> None:
