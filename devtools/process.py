@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN
@@ -45,9 +47,13 @@ class BotProcess:
             **self.extra_env,
         }
 
+    serving_method: ClassVar[str] = "getUpdates"
+    """The Bot API call that shows the bot is serving (long polling: its first poll)."""
+
     async def start(self, within: float = 30.0) -> None:
-        """Start the bot and wait until it is long-polling the server."""
-        polls_before = sum(1 for r in self.server.requests if r.method.lower() == "getupdates")
+        """Start the bot and wait until it is serving (``serving_method`` reached the server)."""
+        method = self.serving_method.lower()
+        before = sum(1 for r in self.server.requests if r.method.lower() == method)
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", cwd=str(self.log_path.parent), env=self.env(), stdout=log, stderr=log
@@ -58,14 +64,14 @@ class BotProcess:
         deadline = loop.time() + within
         while True:
             try:
-                await self.server.wait_for_request("getUpdates", count=polls_before + 1, timeout=0.5)
+                await self.server.wait_for_request(self.serving_method, count=before + 1, timeout=0.5)
                 return
             except AssertionError:
                 if self.process.returncode is not None:
                     raise RuntimeError(f"the bot exited with {self.process.returncode}: see {self.log_path}") from None
                 if loop.time() > deadline:
                     raise TimeoutError(
-                        f"the bot did not start polling within {within} s: see {self.log_path}"
+                        f"the bot did not start serving within {within} s: see {self.log_path}"
                     ) from None
 
     async def kill(self) -> None:
@@ -81,3 +87,28 @@ class BotProcess:
             self.process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(self.process.wait(), timeout=30)
         self.process = None
+
+
+class WebhookProcess(BotProcess):
+    """A `python -m bot` process in webhook mode (see `webhook_env`): serving once it has
+    registered its webhook."""
+
+    serving_method: ClassVar[str] = "setWebhook"
+
+
+def webhook_env(port: int, *, url: str | None = None, secret: str = "test-webhook-secret") -> dict[str, str]:
+    """The settings of webhook mode on ``port`` of 127.0.0.1; ``url``: what Telegram posts
+    to (default: that port itself; a load balancer's address for several processes)."""
+    return {
+        "WEBHOOK_URL": url or f"http://127.0.0.1:{port}/telegram",
+        "WEBHOOK_LISTEN": "127.0.0.1",
+        "WEBHOOK_PORT": str(port),
+        "WEBHOOK_SECRET": secret,
+    }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

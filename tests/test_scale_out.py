@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from devtools.botapi_server import BotAPIServer, SentMessage
 from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
-from devtools.process import BotProcess
+from devtools.process import WebhookProcess, free_port, webhook_env
 from models import Alert, AlertLevel, MessageStatus, ScheduledMessage
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.calendar import to_local
@@ -49,13 +47,6 @@ REMINDERS = 1_000
 KILL_PHASE = 400
 REMINDER_BUTTON = "dose:"
 DOSE_REMINDERS_ONLY = frozenset({"dose_reminder"})  # what else is due "now" depends on the time of day
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -109,24 +100,6 @@ class RoundRobin:
             await self._http.close()
 
 
-class WebhookBot(BotProcess):
-    """A `python -m bot` process in webhook mode, behind the forwarder."""
-
-    async def start(self, within: float = 30.0) -> None:
-        """Start the process and wait until it has registered the webhook."""
-        before = sum(1 for r in self.server.requests if r.method == "setWebhook")
-        log = self.log_path.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=str(self.log_path.parent), env=self.env(), stdout=log, stderr=log
-        )
-        log.close()
-        self.starts += 1
-        try:
-            await self.server.wait_for_request("setWebhook", count=before + 1, timeout=within)
-        except AssertionError:
-            raise RuntimeError(f"the bot did not start: see {self.log_path}") from None
-
-
 @pytest.fixture
 async def pg_url(postgres_template: PostgresTemplate) -> AsyncIterator[str]:
     url = await postgres_template.clone()
@@ -136,19 +109,9 @@ async def pg_url(postgres_template: PostgresTemplate) -> AsyncIterator[str]:
         await postgres_template.drop(url)
 
 
-def _bot(server: BotAPIServer, url: str, tmp_path: Path, name: str, port: int, forwarder: RoundRobin) -> WebhookBot:
-    return WebhookBot(
-        server,
-        url,
-        tmp_path / f"{name}.log",
-        extra_env={
-            "WEBHOOK_URL": forwarder.url,
-            "WEBHOOK_LISTEN": "127.0.0.1",
-            "WEBHOOK_PORT": str(port),
-            "WEBHOOK_SECRET": "scale-out-secret",
-            "HEARTBEAT_SECONDS": "1",
-        },
-    )
+def _bot(server: BotAPIServer, url: str, tmp_path: Path, name: str, port: int, forwarder: RoundRobin) -> WebhookProcess:
+    env = {**webhook_env(port, url=forwarder.url, secret="scale-out-secret"), "HEARTBEAT_SECONDS": "1"}
+    return WebhookProcess(server, url, tmp_path / f"{name}.log", extra_env=env)
 
 
 async def _seed_due(url: str, first: int, count: int) -> None:
@@ -272,7 +235,7 @@ def _is_question(message: SentMessage) -> bool:
 
 
 async def _urgent_alert_escalated_by_survivor(
-    server: BotAPIServer, url: str, bots: list[WebhookBot], forwarder: RoundRobin, sessions: SessionFactory
+    server: BotAPIServer, url: str, bots: list[WebhookProcess], forwarder: RoundRobin, sessions: SessionFactory
 ) -> None:
     participant = server.user(CHAT_BASE + REMINDERS + KILL_PHASE, "Rahima", language_code="en")
     await _seed_due(url, REMINDERS + KILL_PHASE, 1)  # linked, with a dose reminder due now

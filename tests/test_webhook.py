@@ -3,20 +3,13 @@ and only requests that carry the secret header are accepted."""
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import BotHarness
+from devtools.process import free_port
 from domain.clock import ManualClock
 from tests.bothelpers import enroll, link, says
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_webhook_mode_serves_enrollment_and_checks_the_secret(
