@@ -304,3 +304,75 @@ async def test_two_processes_expire_a_session_exactly_once(bot: BotHarness, serv
     assert sorted(results) == [False, True]
     assert await count(bot, AuditEntry, AuditEntry.action == "questionnaire.expired") == 1
     assert await count(bot, AdverseEvent) == 1
+
+
+async def test_two_taken_presses_at_once_in_two_processes_still_raise_the_double_dose_alert(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    """PostgreSQL: two processes, two reminders, both "Taken" at the same moment."""
+    import pytest
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time; the race is PostgreSQL's")
+    from datetime import time
+
+    from domain.schedule_ops import answer_dose
+    from models import DoseAnswer, DoseLog, ScheduledMessage
+    from models.db import create_engine, create_session_factory
+    from tests.test_reminders import mtx_participant
+
+    await mtx_participant(bot, server)
+    assert bot.services is not None
+    async with bot.services.sessions() as db:
+        log = (await db.scalars(select(DoseLog).where(DoseLog.regimen == "methotrexate"))).first()
+        assert log is not None
+        reminder = await db.scalar(select(ScheduledMessage).where(ScheduledMessage.key == log.reminder_key))
+        assert reminder is not None
+        pid = reminder.participant_id
+        other = ScheduledMessage(
+            participant_id=pid,
+            key="dose:methotrexate:2026-10-23",
+            kind="dose_reminder",
+            due_at=reminder.due_at - timedelta(days=7),
+            stale_after=reminder.stale_after,
+            respects_quiet_hours=False,
+            payload=dict(reminder.payload),
+            status=reminder.status,
+            next_attempt_at=reminder.next_attempt_at,
+            created_at=reminder.created_at,
+            updated_at=reminder.updated_at,
+        )
+        db.add(other)
+        db.add(
+            DoseLog(
+                participant_id=pid,
+                reminder_key=other.key,
+                regimen="methotrexate",
+                drug="methotrexate",
+                dose_date=dhaka(2026, 10, 23).date(),
+                planned_time=time(9),
+                reminded_at=dhaka(2026, 10, 23, 9),
+                later_count=0,
+            )
+        )
+        await db.commit()
+        ids = [reminder.id, other.id]
+    now = bot.clock.now()
+    protocol = bot.services.protocol
+
+    async def one_process(reminder_id: int) -> None:
+        engine = create_engine(db_url)  # its own engine and connections: another process
+        try:
+            async with create_session_factory(engine)() as db:
+                participant = await db.get(Participant, pid)
+                assert participant is not None
+                await answer_dose(
+                    db, participant, reminder_id, DoseAnswer.TAKEN, now=now, protocol=protocol, coordinator_chats=[]
+                )
+                await db.commit()
+        finally:
+            await engine.dispose()
+
+    await asyncio.gather(*(one_process(i) for i in ids))
+    alerts = [a for a in await rows(bot, Alert) if a.kind == "mtx_double_dose"]
+    assert len(alerts) == 1 and alerts[0].level is AlertLevel.URGENT
