@@ -30,6 +30,7 @@ SESSION_STATUSES = {
     "completed": "Completed",
     "cancelled": "Cancelled (partial answers kept)",
     "suspended": "Put aside for a problem report",
+    "expired": "Expired (left unfinished; partial answers kept)",
 }
 TRIAGE_LEVELS = {"ROUTINE": "Routine", "SAME_DAY": "Same-day review", "URGENT": "Urgent"}
 

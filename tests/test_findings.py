@@ -259,6 +259,17 @@ async def test_a_late_yes_is_a_correction_and_a_later_no_withdraws_nothing(
     assert session.status is QuestionnaireStatus.IN_PROGRESS
 
 
+async def test_a_red_flag_answered_by_typing_keeps_its_buttons_too(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-110", "B", 1110, "en")
+    first = await says(server, user, "/checkin", is_question)
+    await says(server, user, "no", is_question)
+    marked = await server.wait_for(user.id, lambda m: m.message_id == first.message_id and "✓ No" in m.button_texts)
+    assert marked[0].button_texts == ["Yes", "✓ No"]
+    update = await user.press(first, button_for(first, "yes"))
+    await server.wait_for(user.id, "changed to Yes", since=update)
+    await server.wait_for(COORDINATOR_CHAT, "URGENT")
+
+
 async def test_a_late_yes_counts_for_24_hours_after_the_session_closed(bot: BotHarness, server: BotAPIServer) -> None:
     user = await linked(server, "BSM-108", "B", 1108, "en")
     first = await says(server, user, "/checkin", is_question)

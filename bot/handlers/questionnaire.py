@@ -355,6 +355,19 @@ async def answer_button(update: Update, context: BotContext) -> None:
     show(context, outcome)
 
 
+def _mark_typed_safety_answer(context: BotContext, current: checkins.Progress, asked: Item) -> None:
+    """A red-flag or seriousness question answered by typing keeps its buttons too, the
+    answer marked ✓ (the edit is queued after the removal, so it wins)."""
+    chat = context.work.update.effective_chat
+    message_id = current.session.current_message_id
+    value = current.session.state.get("answers", {}).get(asked.id)
+    if chat is None or message_id is None or not checkins.is_safety_item(asked) or not isinstance(value, bool):
+        return
+    markup = marked_keyboard(question(current)[1], "yes" if value else "no")
+    bot, chat_id = context.bot, chat.id
+    context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup))
+
+
 def _answered_item(context: BotContext, session_id: int, item_id: str) -> Item | None:
     """The item a pressed answer button belongs to (None when unknown)."""
     for instrument in context.services.instruments.values():
@@ -394,7 +407,10 @@ async def typed_answer(update: Update, context: BotContext) -> None:
         lead = _("I cannot open photos, stickers, voice or other files. Please tap a button or type your answer.")
         send_question(context, current, lead)
         return
+    asked = current.item
     outcome = await checkins.answer(context.db, participant, message.text, now=context.now, env=env(context))
+    if outcome.error is None:
+        _mark_typed_safety_answer(context, current, asked)
     if outcome.error is not None:
         if outcome.current is not None and outcome.current.item is not None:
             send_question(context, outcome.current, hint(outcome.error))
