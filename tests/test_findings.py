@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -28,6 +29,7 @@ from models import (
 )
 from tests.bothelpers import admin_says, says
 from tests.test_questionnaire_flow import (
+    answer_all,
     button_for,
     callback_text,
     count,
@@ -226,6 +228,51 @@ async def test_a_red_flag_after_an_acknowledged_alert_is_a_new_alert_with_its_ow
     assert "Acknowledged" not in escalated.content and alert_msg.buttons == []
 
 
+async def test_grade_3_and_own_words_after_an_acknowledged_urgent_alert_raise_a_new_alert(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-111", "B", 1111, "en")
+    first = await says(server, user, "/checkin", is_question)
+    await press_value(server, user, first, "yes")
+    await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    [urgent] = await rows(bot, Alert)
+    await admin_says(server, f"/ack {urgent.id} phoned", "acknowledged")
+    entry = (await rows(bot, AuditEntry, AuditEntry.action == "alert.acknowledge"))[0]
+    assert entry.after["covered"] == ["flag:mtx_extra_dose"]  # what the coordinator was shown
+    await answer_until(server, user, {"mouth_stomach_any": "yes", "nausea": "severe"}, "anything_else")
+    update = await user.send("my feet are swollen")
+    await server.wait_for(user.id, lambda m: "Thank you" in m.content, since=update)
+    (later,) = await server.wait_for(COORDINATOR_CHAT, f"after alert #{urgent.id}")
+    assert "Nausea" in later.content and "my feet are swollen" in later.content
+    alerts = await rows(bot, Alert)
+    assert len(alerts) == 2 and alerts[1].level is AlertLevel.URGENT and alerts[1].acknowledged_at is None
+    new_keys = alerts[1].details["new_keys"]
+    assert "grade:nausea" in new_keys and any(k.startswith("text:anything_else:") for k in new_keys)
+
+
+async def test_a_late_yes_on_a_finished_report_adds_the_criterion_to_its_adverse_event(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-112", "A", 1112, "en")
+    await says(server, user, "/report", is_question)
+    hospital = await answer_until(
+        server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "mild"}, "ser_hospital"
+    )
+    await press_value(server, user, hospital, "no")
+    closing = await answer_all(server, user, {})
+    assert "report is saved" in closing.content
+    [event] = await rows(bot, AdverseEvent)
+    assert not event.serious and event.complete and await count(bot, Alert) == 0
+    bot.clock.advance(timedelta(hours=5))
+    update = await user.press(hospital, button_for(hospital, "yes"))  # "I was admitted, I tapped No"
+    await server.wait_for(user.id, "changed to Yes", since=update)
+    (paged,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    assert "SERIOUS" in paged.content
+    [event] = await rows(bot, AdverseEvent)
+    assert event.serious and event.hospitalisation and event.complete
+    assert await count(bot, AuditEntry, AuditEntry.action == "adverse_event.criteria_added") == 1
+
+
 async def test_a_late_yes_is_a_correction_and_a_later_no_withdraws_nothing(
     bot: BotHarness, server: BotAPIServer
 ) -> None:
@@ -387,3 +434,63 @@ async def test_two_taken_presses_at_once_in_two_processes_still_raise_the_double
     await asyncio.gather(*(one_process(i) for i in ids))
     alerts = [a for a in await rows(bot, Alert) if a.kind == "mtx_double_dose"]
     assert len(alerts) == 1 and alerts[0].level is AlertLevel.URGENT
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_same_day_window_follows_clinic_days_hours_and_holidays() -> None:
+    from datetime import date, time
+    from zoneinfo import ZoneInfo
+
+    from scheduler.calendar import ClinicCalendar, same_day_window
+
+    tz = ZoneInfo("Asia/Dhaka")
+    clinic = ClinicCalendar(frozenset({6, 0, 1, 2, 3}), frozenset({date(2026, 12, 16)}))  # Sun-Thu; Victory Day
+
+    def window(at: datetime) -> tuple[datetime, datetime]:
+        return same_day_window(at, tz, clinic, time(8), time(20))
+
+    monday_0801 = dhaka(2026, 10, 26, 8, 1)
+    assert window(monday_0801) == (monday_0801, dhaka(2026, 10, 26, 20))
+    assert window(dhaka(2026, 10, 26, 8)) == (dhaka(2026, 10, 26, 8), dhaka(2026, 10, 26, 20))  # opening: in
+    assert window(dhaka(2026, 10, 26, 7, 59)) == (dhaka(2026, 10, 26, 8), dhaka(2026, 10, 26, 20))
+    assert window(dhaka(2026, 10, 26, 20)) == (dhaka(2026, 10, 27, 8), dhaka(2026, 10, 27, 20))  # closing: out
+    assert window(dhaka(2026, 10, 26, 21)) == (dhaka(2026, 10, 27, 8), dhaka(2026, 10, 27, 20))
+    assert window(dhaka(2026, 10, 29, 21)) == (dhaka(2026, 11, 1, 8), dhaka(2026, 11, 1, 20))  # Thu night -> Sun
+    assert window(dhaka(2026, 10, 31, 12)) == (dhaka(2026, 11, 1, 8), dhaka(2026, 11, 1, 20))  # Saturday noon
+    assert window(dhaka(2026, 12, 16, 10)) == (dhaka(2026, 12, 17, 8), dhaka(2026, 12, 17, 20))  # a holiday
+
+
+def test_clinic_hours_and_report_idle_close_are_checked_and_default() -> None:
+    import pytest
+
+    from scheduler.protocol import ProtocolError, protocol_from_mapping
+    from tests.test_protocol import base
+
+    data = base()
+    data.pop("clinic_hours", None)
+    data.pop("report_idle_close", None)
+    default = protocol_from_mapping(data, "inline")
+    assert (default.clinic_hours.start.hour, default.clinic_hours.end.hour) == (8, 20)
+    assert default.report_idle_close == timedelta(hours=2)
+    bad = base()
+    bad["clinic_hours"] = {"start": "20:00", "end": "08:00"}
+    with pytest.raises(ProtocolError, match="clinic_hours"):
+        protocol_from_mapping(bad, "inline")
+
+
+def test_finding_keys_add_grades_worsening_and_own_words_only_when_final() -> None:
+    from domain.checkins import finding_keys
+    from domain.questionnaires.loader import load_instruments
+    from domain.triage import triage
+
+    instruments = load_instruments(Path(__file__).resolve().parent.parent / "content" / "instruments")
+    checkin = instruments["weekly_checkin"]
+    answers = {"rf_mtx_extra_dose": True, "mouth_stomach_any": True, "nausea": "severe", "anything_else": "dizzy"}
+    result = triage(checkin, answers, "B")
+    partial = finding_keys(checkin, answers, result, final=False)
+    assert partial == {"flag:mtx_extra_dose"}
+    final = finding_keys(checkin, answers, result, final=True)
+    assert {"flag:mtx_extra_dose", "grade:nausea"} <= final
+    assert any(key.startswith("text:anything_else:") for key in final) and "dizzy" not in str(final)
