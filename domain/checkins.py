@@ -4,9 +4,13 @@ The pure engine (`domain.questionnaires`) decides what to ask; this module
 keeps its state in `questionnaire_sessions` (so any bot process, and the same
 process after a restart, continues where the participant stopped), stores
 every answer with its time and instrument version, runs the triage after EVERY
-answer, and raises or extends the alerts for what the triage found: one alert
-per session and level, newly hit flags added to it rather than a new message
-each time. No Telegram here: the handler shows what `Outcome` describes.
+answer, and raises alerts for what the triage found that the coordinators have
+not been shown: a new message about the session's open alert, or a new alert
+once that one was acknowledged or escalated (never a silent edit). Sessions
+whose time is over (a check-in's study week, a report's idle limit) are closed
+as expired and their findings raised; an answered red-flag or seriousness
+question can be corrected for 24 hours after its session closed. No Telegram
+here: the handler shows what `Outcome` describes.
 
 `/report` in the middle of another questionnaire suspends it; when the report
 is completed or cancelled, the most recently suspended questionnaire is taken
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
@@ -115,7 +119,6 @@ class Outcome:
     started: bool = False  # `current` was just started
     resumed: bool = False  # `current` continues an earlier (suspended or open) questionnaire
     finish_report_first: bool = False  # asked for another questionnaire during a report
-    refresh_alerts: list[int] = field(default_factory=list)  # alerts whose sent messages must be redrawn
     not_available: bool = False  # the instrument is not for this participant (arm, switch)
     corrected: Item | None = None  # a red-flag or seriousness answer given again (a correction)
     corrected_to: Answer = None  # its new value
@@ -378,7 +381,7 @@ async def answer(
     outcome = Outcome(current=Progress(session, instrument, result, context))
     triaged = await _triage(db, participant, session, instrument, result.answers, env, final=is_complete(result))
     outcome.advice = _advise(session, triaged)
-    outcome.refresh_alerts = await _sync_alerts(
+    await _sync_alerts(
         db, participant, session, instrument, result.answers, triaged, now, env, final=is_complete(result)
     )
     if is_complete(result):
@@ -747,16 +750,16 @@ async def _sync_alerts(
     env: Env,
     *,
     final: bool,
-) -> list[int]:
+) -> None:
     """Raise an alert for findings the coordinators have not been shown.
 
     Why: nothing new is hidden. New findings while the session's alert is open
     (sent, not acknowledged, not escalated) go out as a new message about it;
     after an acknowledgement or an escalation they are a new alert with its own
-    clock. Old messages are never edited in silence. Returns no ids to redraw.
+    clock. Old messages are never edited in silence.
     """
     if result.level is Level.ROUTINE:
-        return []
+        return
     level = AlertLevel.URGENT if result.level is Level.URGENT else AlertLevel.SAME_DAY
     keys = finding_keys(instrument, answers, result, final=final)
     source = f"questionnaire_session:{session.id}"
@@ -764,7 +767,7 @@ async def _sync_alerts(
     known = {key for alert in alerts for key in alert.details.get("keys", [])}
     new = keys - known
     if not new:
-        return []
+        return
     finished = is_complete_dict(session.state)
     title = instrument.title.get("en") + ("" if finished else " (not finished)")
     summary = "\n".join([title, *reported_lines(instrument, answers, result)])
@@ -804,9 +807,8 @@ async def _sync_alerts(
             serious=result.serious,
             same_day_window=env.same_day_window(now) if env.same_day_window else None,
         )
-        return []
+        return
     await _new_findings_message(db, participant, live, summary, reasons, details, _kind(result), result, now, env)
-    return []
 
 
 async def _new_findings_message(
@@ -874,12 +876,16 @@ async def _record_adverse_event(
     existing = await db.scalar(select(AdverseEvent).where(AdverseEvent.session_id == session.id))
     if existing is not None:
         return _add_criteria(db, participant, existing, criteria, now)
-    alert_id = await db.scalar(
-        select(Alert.id)
-        .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
-        .order_by(Alert.id.desc())
-        .limit(1)
+    urgent = list(
+        await db.scalars(
+            select(Alert)
+            .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
+            .order_by(Alert.id)
+        )
     )
+    serious_alerts = [a.id for a in urgent if any(k.startswith("criterion:") for k in a.details.get("keys", []))]
+    candidates = serious_alerts or [a.id for a in urgent]
+    alert_id = candidates[0] if candidates else None
     event = AdverseEvent(
         participant_id=participant.id,
         session_id=session.id,

@@ -8,12 +8,10 @@ progress itself lives in the database (domain.checkins)."""
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import alerting
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import N_, _, current_language, format_number, localize_digits
@@ -222,9 +220,6 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
         context.reply(advice_message(outcome.advice, phone))
-    app = context.application
-    for alert_id in outcome.refresh_alerts:  # new findings on an alert already sent: redraw its messages
-        context.work.after_commit(functools.partial(alerting.redraw, app, alert_id))  # type: ignore[arg-type]
     lead: str | None = None
     if outcome.completed is not None:
         if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
