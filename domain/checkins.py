@@ -642,6 +642,9 @@ async def _resume_suspended(db: AsyncSession, participant: Participant, now: dat
         )
     ).all()
     for session in suspended:
+        if is_past(session, participant, now, env):  # its week ended while the report was open
+            await expire(db, participant, session, now=now, env=env)
+            continue
         _close(db, participant, session, QuestionnaireStatus.IN_PROGRESS, now, "resumed")
         progress = _progress(db, participant, session, now, env)
         if progress is not None:

@@ -120,6 +120,23 @@ async def test_a_checkin_of_last_week_is_expired_when_the_participant_comes_back
     assert statuses == ["expired", "in_progress"]
 
 
+async def test_a_checkin_put_aside_by_a_report_is_not_resumed_after_its_week_ended(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-113", "A", 1113, "en")
+    bot.clock.set(dhaka(2026, 10, 31, 23, 0))  # Saturday 23:00: the last hour of study week 0
+    first = await says(server, user, "/checkin", is_question)
+    await press_value(server, user, first, "no")
+    await says(server, user, "/report", is_question)  # the check-in is put aside
+    bot.clock.set(dhaka(2026, 11, 1, 0, 30))  # week 1 began; the tick has not run yet
+    update = await user.send("/cancel")
+    await server.wait_for(user.id, "Stopped", since=update)
+    statuses = sorted(s.status.value for s in await rows(bot, QuestionnaireSession))
+    assert statuses == ["cancelled", "expired"]  # not resumed where it stopped
+    again = await says(server, user, "/checkin", is_question)
+    assert q_item(again) == q_item(first) and "continue" not in again.content
+
+
 async def test_an_idle_report_with_hospitalisation_is_closed_and_gives_an_incomplete_adverse_event(
     bot: BotHarness, server: BotAPIServer
 ) -> None:
