@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -62,9 +62,15 @@ def render(
     who = participant.study_id if participant else "no participant"
     arm = f" · arm {participant.arm} ({ARM_DRUG.get(participant.arm, '?')})" if participant else ""
     lines = []
-    if purpose == "escalation":
+    if purpose == "escalation" and alert.level is AlertLevel.SAME_DAY:
+        lines.append("⏫ ESCALATED: nobody acknowledged this same-day item by the end of clinic hours")
+    elif purpose == "escalation":
         lines.append(f"⏫ ESCALATED: nobody acknowledged this within {escalate_after} min")
+    if purpose.startswith("update-"):
+        lines.append(f"➕ NEW FINDINGS for alert #{alert.id}: {', '.join(alert.details.get('new_keys', []))}")
     lines.append(f"{HEADERS[alert.level]} · {who}{arm}")
+    if alert.details.get("follows"):
+        lines.append(f"New findings after alert #{alert.details['follows']} (acknowledged or escalated)")
     lines.append(alert.summary)
     if alert.reasons:
         lines.append("Why: " if len(alert.reasons) == 1 else "Why:")
@@ -102,8 +108,9 @@ async def alerts_tick(app: TrialApplication) -> None:
 
 
 async def escalate_due(app: TrialApplication) -> None:
-    """URGENT alerts unacknowledged after ESCALATE_AFTER_MINUTES go to the
-    escalation chats, exactly once (marked escalated in the same transaction)."""
+    """URGENT alerts unacknowledged after ESCALATE_AFTER_MINUTES, and same-day
+    alerts unacknowledged at the end of their clinic hours, go to the escalation
+    chats, exactly once (marked escalated in the same transaction)."""
     services = app.services
     settings = services.settings
     now = services.clock.now()
@@ -112,10 +119,12 @@ async def escalate_due(app: TrialApplication) -> None:
         due = list(
             await session.scalars(
                 select(Alert).where(
-                    Alert.level == AlertLevel.URGENT,
+                    or_(
+                        and_(Alert.level == AlertLevel.URGENT, Alert.aware_at <= cutoff),
+                        and_(Alert.level == AlertLevel.SAME_DAY, Alert.escalate_at <= now),
+                    ),
                     Alert.acknowledged_at.is_(None),
                     Alert.escalated_at.is_(None),
-                    Alert.aware_at <= cutoff,
                 )
             )
         )

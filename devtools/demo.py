@@ -93,6 +93,19 @@ async def red_flag_checkin(demo: Demo) -> None:
     await demo.participant_says("/cancel", "বন্ধ")
 
 
+async def late_yes(demo: Demo) -> None:
+    """Issue 10: BSM-001 taps "No" on the first red flag by mistake; the answered question keeps
+    its buttons (✓ on the choice), and a later "Yes" is a correction: advice at once, and an alert."""
+    server = demo.server
+    first = await demo.participant_says("/checkin", "মেথোট্রেক্সেট")
+    update = await demo.participant.press(first, "না")
+    await server.wait_for(PARTICIPANT_ID, "প্রশ্ন", since=update)
+    update = await demo.participant.press(first, "হ্যাঁ")
+    await server.wait_for(PARTICIPANT_ID, "হ্যাঁ", since=update)
+    await server.wait_for(COORDINATOR_CHAT, lambda m: "URGENT" in m.content and "BSM-001" in m.content, 2)
+    await demo.participant_says("/cancel", "বন্ধ")
+
+
 async def dose_reminder(demo: Demo) -> None:
     """Issue 4: the clock moves to Friday 30 October 09:00 (BSM-001's methotrexate day); one
     scheduler tick sends the dose reminder, and the participant answers with the Taken button."""
@@ -128,6 +141,7 @@ SCENES: list[Scene] = [
     bad_input,
     admin_overview,
     red_flag_checkin,
+    late_yes,
     dose_reminder,
     trial_record_export,
 ]

@@ -40,7 +40,8 @@ async def acknowledge(
     """Record that `actor` has seen alert `alert_id` (first acknowledgement wins).
 
     Why: an acknowledged alert stops escalating and its messages show who took
-    it; a second press must not overwrite who took it first.
+    it; a second press must not overwrite who took it first. It records the
+    findings it covered: anything found after it is a new alert.
     """
     alert = await db.scalar(select(Alert).where(Alert.id == alert_id))
     if alert is None or alert.kind == DIGEST_KIND:
@@ -50,6 +51,8 @@ async def acknowledge(
     alert.acknowledged_at = now
     alert.acknowledged_by = f"{display_name} ({actor})"[:64]
     alert.ack_note = note or None
+    covered = list(alert.details.get("keys", []))
+    alert.details = {**alert.details, "acknowledged_keys": covered}  # what the coordinator was shown
     audit.record(
         db,
         at=now,
@@ -57,7 +60,7 @@ async def acknowledge(
         action="alert.acknowledge",
         participant_id=alert.participant_id,
         before={"alert": alert.id, "acknowledged_at": None},
-        after={"alert": alert.id, "acknowledged_at": now.isoformat(), "note": note or None},
+        after={"alert": alert.id, "acknowledged_at": now.isoformat(), "note": note or None, "covered": covered},
     )
     return Acknowledged(alert, already=False)
 

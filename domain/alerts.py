@@ -35,9 +35,12 @@ async def raise_alert(
     details: dict[str, Any] | None = None,
     source: str | None = None,
     serious: bool = False,
+    same_day_window: tuple[datetime, datetime] | None = None,
 ) -> Alert:
-    """Record an alert and queue it for every coordinator chat (same-day alerts
-    wait for the 08:00 digest instead). `serious` starts the 24-hour SAE clock."""
+    """Record an alert and queue it for every coordinator chat. A same-day alert
+    goes out at `same_day_window`'s start (now, in clinic hours; else their next
+    start) and escalates at its end; without a window it waits for the 08:00
+    digest. `serious` starts the 24-hour SAE clock."""
     alert = Alert(
         participant_id=participant.id if participant else None,
         kind=kind,
@@ -49,25 +52,36 @@ async def raise_alert(
         aware_at=now,
         deadline_at=now + SAE_REPORTING_WINDOW if serious else None,
     )
+    deliver_at: datetime | None = now
+    if level is AlertLevel.SAME_DAY:
+        deliver_at, alert.escalate_at = same_day_window or (None, None)
     session.add(alert)
     await session.flush()
-    if level is not AlertLevel.SAME_DAY:
+    if deliver_at is not None:
         for chat_id in coordinator_chats:
-            queue_delivery(session, alert, chat_id, "alert", now)
+            queue_delivery(session, alert, chat_id, "alert", deliver_at)
     audit.record(
         session,
         at=now,
         actor=audit.SYSTEM,
         action=f"alert.raise.{kind}"[:64],
         participant_id=alert.participant_id,
-        after={"level": level.value, "summary": summary, "reasons": list(reasons), "source": source},
+        after={
+            "alert": alert.id,
+            "level": level.value,
+            "summary": summary,
+            "reasons": list(reasons),
+            "source": source,
+            "deliver_at": deliver_at.isoformat() if deliver_at else None,
+        },
     )
     return alert
 
 
 def queue_delivery(session: AsyncSession, alert: Alert, chat_id: int, purpose: str, now: datetime) -> AlertDelivery:
     """Queue `alert` (flushed, so it has an id) for one chat; the sender picks it up
-    after the commit. `purpose` is "alert" or "escalation"."""
+    after the commit (or at `now`, when that is later). `purpose` is "alert",
+    "escalation" or "update-N" (the N-th message about new findings)."""
     delivery = AlertDelivery(
         alert_id=alert.id,
         chat_id=chat_id,

@@ -4,9 +4,13 @@ The pure engine (`domain.questionnaires`) decides what to ask; this module
 keeps its state in `questionnaire_sessions` (so any bot process, and the same
 process after a restart, continues where the participant stopped), stores
 every answer with its time and instrument version, runs the triage after EVERY
-answer, and raises or extends the alerts for what the triage found: one alert
-per session and level, newly hit flags added to it rather than a new message
-each time. No Telegram here: the handler shows what `Outcome` describes.
+answer, and raises alerts for what the triage found that the coordinators have
+not been shown: a new message about the session's open alert, or a new alert
+once that one was acknowledged or escalated (never a silent edit). Sessions
+whose time is over (a check-in's study week, a report's idle limit) are closed
+as expired and their findings raised; an answered red-flag or seriousness
+question can be corrected for 24 hours after its session closed. No Telegram
+here: the handler shows what `Outcome` describes.
 
 `/report` in the middle of another questionnaire suspends it; when the report
 is completed or cancelled, the most recently suspended questionnaire is taken
@@ -15,17 +19,18 @@ up again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
-from domain.alerts import SAE_REPORTING_WINDOW, raise_alert
+from domain.alerts import SAE_REPORTING_WINDOW, queue_delivery, raise_alert
 from domain.questionnaires import (
     AnswerError,
     Context,
@@ -49,7 +54,9 @@ from domain.triage import Level, TriageResult, triage
 from models import (
     AdverseEvent,
     Alert,
+    AlertDelivery,
     AlertLevel,
+    DeliveryStatus,
     Participant,
     QuestionnaireAnswer,
     QuestionnaireSession,
@@ -67,6 +74,9 @@ SUSPENDED = "suspended"
 ORIGIN_COMMAND = "command"
 ORIGIN_PROMPT = "prompt"
 ORIGIN_REPORT = "report"
+OPEN = (QuestionnaireStatus.IN_PROGRESS, QuestionnaireStatus.SUSPENDED)
+CORRECTION_WINDOW = timedelta(hours=24)
+"""How long after its session closed a red-flag or seriousness answer can still be corrected to Yes."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class Env:
     tz: ZoneInfo
     switches: frozenset[str]
     coordinator_chats: Sequence[int]
+    same_day_window: Callable[[datetime], tuple[datetime, datetime]] | None = None  # clinic hours
+    report_idle_close: timedelta = timedelta(hours=2)
 
 
 @dataclass
@@ -107,8 +119,9 @@ class Outcome:
     started: bool = False  # `current` was just started
     resumed: bool = False  # `current` continues an earlier (suspended or open) questionnaire
     finish_report_first: bool = False  # asked for another questionnaire during a report
-    refresh_alerts: list[int] = field(default_factory=list)  # alerts whose sent messages must be redrawn
     not_available: bool = False  # the instrument is not for this participant (arm, switch)
+    corrected: Item | None = None  # a red-flag or seriousness answer given again (a correction)
+    corrected_to: Answer = None  # its new value
 
 
 class NotYours(Exception):
@@ -138,11 +151,51 @@ async def open_session(db: AsyncSession, participant: Participant) -> Questionna
 
 async def current_progress(db: AsyncSession, participant: Participant, now: datetime, env: Env) -> Progress | None:
     """The open questionnaire with its current question (None when there is none,
-    or when its instrument changed version, which closes it)."""
-    session = await open_session(db, participant)
+    when its instrument changed version, which closes it, or when its time is over,
+    which expires it)."""
+    session = await _live_session(db, participant, now, env)
     if session is None:
         return None
     return _progress(db, participant, session, now, env)
+
+
+async def _live_session(
+    db: AsyncSession, participant: Participant, now: datetime, env: Env
+) -> QuestionnaireSession | None:
+    """The open session, unless its time is over (then it is expired here, at once)."""
+    session = await open_session(db, participant)
+    if session is not None and is_past(session, participant, now, env):
+        await expire(db, participant, session, now=now, env=env)
+        return None
+    return session
+
+
+def study_week(participant: Participant, day: date) -> int:
+    """Study week of a local date: week k covers baseline + 7k .. 7k + 6 (the protocol's weeks)."""
+    return (day - participant.baseline_date).days // 7
+
+
+def expires_at(participant: Participant, instrument_id: str, now: datetime, env: Env) -> datetime | None:
+    """When a session of `instrument_id` left alone from `now` on is closed as expired:
+    a check-in at the end of its study week, a report after the idle limit, others never."""
+    if instrument_id == REPORT_INSTRUMENT:
+        return now + env.report_idle_close
+    if instrument_id != CHECKIN_INSTRUMENT:
+        return None
+    week = study_week(participant, now.astimezone(env.tz).date())
+    end = participant.baseline_date + timedelta(days=7 * (week + 1))
+    return datetime.combine(end, time(0), env.tz)
+
+
+def is_past(session: QuestionnaireSession, participant: Participant, now: datetime, env: Env) -> bool:
+    """Whether an open session's time is over (rows from before expiry times were stored:
+    a check-in of an earlier study week)."""
+    if session.expires_at is not None:
+        return session.expires_at <= now
+    if session.instrument_id != CHECKIN_INSTRUMENT:
+        return False
+    started = study_week(participant, session.started_at.astimezone(env.tz).date())
+    return started < study_week(participant, now.astimezone(env.tz).date())
 
 
 def _progress(
@@ -174,6 +227,8 @@ def _close(
         session.cancelled_at = now
     if status is QuestionnaireStatus.COMPLETED:
         session.completed_at = now
+    if status in (QuestionnaireStatus.COMPLETED, QuestionnaireStatus.CANCELLED):
+        session.closed_at = now
     audit.record(
         db,
         at=now,
@@ -220,6 +275,9 @@ async def begin(
             .limit(1)
         )
     ).first()
+    if suspended is not None and is_past(suspended, participant, now, env):
+        await expire(db, participant, suspended, now=now, env=env)
+        suspended = None
     if suspended is not None:
         _close(db, participant, suspended, QuestionnaireStatus.IN_PROGRESS, now, "resumed")
         progress = _progress(db, participant, suspended, now, env)
@@ -235,6 +293,7 @@ async def begin(
         state=state.to_dict(),
         started_at=now,
         updated_at=now,
+        expires_at=expires_at(participant, instrument.id, now, env),
     )
     db.add(session)
     await db.flush()
@@ -268,7 +327,7 @@ async def answer(
     else's session raises NotYours.
     """
     if session_id is None:
-        session = await open_session(db, participant)
+        session = await _live_session(db, participant, now, env)
         if session is None:
             return Outcome(error=AnswerError("already_complete"))
     else:
@@ -277,6 +336,11 @@ async def answer(
             return Outcome(error=AnswerError("already_complete"))
         if session.participant_id != participant.id:
             raise NotYours(session_id)
+        if session.status in OPEN and is_past(session, participant, now, env):
+            await expire(db, participant, session, now=now, env=env)
+        corrected = await _correct(db, participant, session, raw, item_id, now=now, env=env)
+        if corrected is not None:
+            return corrected
         if session.status is QuestionnaireStatus.SUSPENDED:
             return Outcome(error=AnswerError(SUSPENDED))
         if session.status is not QuestionnaireStatus.IN_PROGRESS:
@@ -291,6 +355,8 @@ async def answer(
         return Outcome(current=progress, error=result)
     session.state = result.to_dict()
     session.updated_at = now
+    if session.instrument_id == REPORT_INSTRUMENT:
+        session.expires_at = expires_at(participant, session.instrument_id, now, env)  # idle from the last answer
     if asked is not None and not is_back(raw) and asked.id in result.answers:
         value = result.answers[asked.id]
         db.add(
@@ -315,12 +381,16 @@ async def answer(
     outcome = Outcome(current=Progress(session, instrument, result, context))
     triaged = await _triage(db, participant, session, instrument, result.answers, env, final=is_complete(result))
     outcome.advice = _advise(session, triaged)
-    outcome.refresh_alerts = await _sync_alerts(db, participant, session, instrument, result.answers, triaged, now, env)
+    await _sync_alerts(
+        db, participant, session, instrument, result.answers, triaged, now, env, final=is_complete(result)
+    )
     if is_complete(result):
         session.scores = compute_scores(instrument, result.answers, participant.arm, env.switches)
         _close(db, participant, session, QuestionnaireStatus.COMPLETED, now, "all questions answered")
         if instrument.id == REPORT_INSTRUMENT:
-            await _record_adverse_event(db, participant, session, instrument, result.answers, triaged, now)
+            await _record_adverse_event(
+                db, participant, session, instrument, result.answers, triaged, now, complete=True
+            )
         outcome.completed = session
         outcome.current = await _resume_suspended(db, participant, now, env)
         outcome.resumed = outcome.current is not None
@@ -335,18 +405,193 @@ async def cancel(db: AsyncSession, participant: Participant, *, now: datetime, e
         return Outcome()
     progress = _progress(db, participant, session, now, env)
     outcome = Outcome(cancelled=session)
-    if progress is not None:  # what was answered still counts for safety (same-day items too)
-        answers = progress.state.answers
-        triaged = await _triage(db, participant, session, progress.instrument, answers, env, final=True)
-        outcome.advice = _advise(session, triaged)
-        outcome.refresh_alerts = await _sync_alerts(
-            db, participant, session, progress.instrument, answers, triaged, now, env
-        )
     if session.status is QuestionnaireStatus.IN_PROGRESS:
         _close(db, participant, session, QuestionnaireStatus.CANCELLED, now, "/cancel")
+    if progress is not None:  # what was answered still counts for safety (same-day items too)
+        outcome.advice = await _final_findings(db, participant, session, progress.instrument, now, env)
     outcome.current = await _resume_suspended(db, participant, now, env)
     outcome.resumed = outcome.current is not None
     return outcome
+
+
+def is_safety_item(item: Item) -> bool:
+    """Red-flag and seriousness questions: their answers can be corrected after the fact."""
+    return bool(item.red_flags) or item.seriousness is not None
+
+
+def correction_open(session: QuestionnaireSession, now: datetime) -> bool:
+    """While the session is open and for 24 hours after it closed."""
+    if session.status in OPEN:
+        return True
+    closed = session.closed_at or session.completed_at or session.cancelled_at or session.updated_at
+    return now - closed <= CORRECTION_WINDOW
+
+
+async def _correct(
+    db: AsyncSession,
+    participant: Participant,
+    session: QuestionnaireSession,
+    raw: str,
+    item_id: str | None,
+    *,
+    now: datetime,
+    env: Env,
+) -> Outcome | None:
+    """A press on an answered red-flag or seriousness question (not the one asked now):
+    a correction, stored with its time, audited, triaged and alerted. None: not one.
+
+    Why: a stiff finger hits "No"; the participant must be able to say "Yes" later
+    without going Back through the questions. A later "No" is recorded, never
+    withdraws an alert, and the coordinators are shown both answers.
+    """
+    instrument = env.instruments.get(session.instrument_id)
+    if item_id is None or instrument is None or raw not in ("yes", "no") or not correction_open(session, now):
+        return None
+    try:
+        item = instrument.item(item_id)
+        state = State.from_dict(session.state)
+    except (KeyError, StateError):
+        return None
+    if not is_safety_item(item) or item_id not in state.answers or state.current == item_id:
+        return None
+    value = raw == "yes"
+    outcome = Outcome(corrected=item, corrected_to=value)
+    if state.answers[item_id] == value:
+        return outcome  # the same answer again: nothing to change
+    previous = state.answers[item_id]
+    answers = {**state.answers, item_id: value}
+    session.state = replace(state, answers=answers).to_dict()
+    db.add(
+        QuestionnaireAnswer(
+            session_id=session.id, item_id=item_id, value=value, answered_at=now, instrument_version=instrument.version
+        )
+    )
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="questionnaire.correction",
+        participant_id=participant.id,
+        before={"session": session.id, "item": item_id, "value": previous},
+        after={"session": session.id, "item": item_id, "value": value, "session_status": session.status.value},
+    )
+    if not value:
+        await _later_no(db, participant, session, instrument, item, now, env)
+        return outcome
+    final = session.status not in OPEN or is_complete_dict(session.state)
+    triaged = await _triage(db, participant, session, instrument, answers, env, final=final)
+    outcome.advice = _advise(session, triaged)
+    await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=final)
+    if instrument.id == REPORT_INSTRUMENT and triaged.serious and session.status not in OPEN:
+        complete = session.status is QuestionnaireStatus.COMPLETED
+        await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=complete)
+    return outcome
+
+
+async def _later_no(
+    db: AsyncSession,
+    participant: Participant,
+    session: QuestionnaireSession,
+    instrument: Instrument,
+    item: Item,
+    now: datetime,
+    env: Env,
+) -> None:
+    """A "No" after a "Yes" that raised an alert: the alert stands; the coordinators
+    are told the participant changed the answer (both answers are in the record)."""
+    alerted = [
+        alert.id
+        for alert in await db.scalars(select(Alert).where(Alert.source == f"questionnaire_session:{session.id}"))
+        if alert.level is not AlertLevel.INFO
+    ]
+    if not alerted:
+        return
+    question = item.text.get("en")
+    await raise_alert(
+        db,
+        participant=participant,
+        kind="answer_changed",
+        level=AlertLevel.INFO,
+        summary=(
+            f"{instrument.title.get('en')}\nChanged their answer from YES to NO: {question}\n"
+            f"The alert(s) #{', #'.join(map(str, alerted))} stand: nothing was withdrawn."
+        ),
+        reasons=[],
+        now=now,
+        coordinator_chats=env.coordinator_chats,
+        details={"session_id": session.id, "item": item.id, "alerts": alerted},
+        source=f"questionnaire_session:{session.id}:no"[:64],
+    )
+
+
+async def expire(
+    db: AsyncSession, participant: Participant, session: QuestionnaireSession, *, now: datetime, env: Env
+) -> bool:
+    """Close an unfinished session whose time is over (status expired, answers kept)
+    and raise what it found as if it had been finished; False when another process
+    (or an earlier call) closed it first.
+
+    Why: a finding is final when answered. The conditional UPDATE is the claim, so
+    with several processes exactly one expires the session and raises its alerts.
+    """
+    before = session.status.value
+    claimed = await db.execute(
+        update(QuestionnaireSession)
+        .where(QuestionnaireSession.id == session.id, QuestionnaireSession.status.in_(OPEN))
+        .values(status=QuestionnaireStatus.EXPIRED, updated_at=now, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.status, session.updated_at, session.closed_at = QuestionnaireStatus.EXPIRED, now, now
+    audit.record(
+        db,
+        at=now,
+        actor=audit.SYSTEM,
+        action="questionnaire.expired",
+        participant_id=participant.id,
+        before={"session": session.id, "status": before},
+        after={"session": session.id, "status": "expired", "instrument": session.instrument_id},
+        detail="week over" if session.instrument_id == CHECKIN_INSTRUMENT else "no answer in time",
+    )
+    instrument = env.instruments.get(session.instrument_id)
+    if instrument is not None:
+        await _final_findings(db, participant, session, instrument, now, env)
+    return True
+
+
+async def expire_due(db: AsyncSession, now: datetime, env: Env, limit: int = 200) -> list[int]:
+    """Ids of open sessions whose time is over, oldest first (the tick expires each
+    in its own transaction)."""
+    found = await db.scalars(
+        select(QuestionnaireSession.id)
+        .where(QuestionnaireSession.status.in_(OPEN), QuestionnaireSession.expires_at <= now)
+        .order_by(QuestionnaireSession.expires_at, QuestionnaireSession.id)
+        .limit(limit)
+    )
+    return list(found)
+
+
+async def _final_findings(
+    db: AsyncSession,
+    participant: Participant,
+    session: QuestionnaireSession,
+    instrument: Instrument,
+    now: datetime,
+    env: Env,
+) -> tuple[str, ...]:
+    """Triage a closed session's answers as final: raise its same-day findings, and an
+    unfinished report's serious event as an incomplete adverse-event row. Returns new advice keys."""
+    try:
+        answers = State.from_dict(session.state).answers
+    except StateError:
+        return ()
+    triaged = await _triage(db, participant, session, instrument, answers, env, final=True)
+    advice = _advise(session, triaged)
+    await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=True)
+    if instrument.id == REPORT_INSTRUMENT and triaged.serious:
+        await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=False)
+    return advice
 
 
 async def _triage(
@@ -397,6 +642,9 @@ async def _resume_suspended(db: AsyncSession, participant: Participant, now: dat
         )
     ).all()
     for session in suspended:
+        if is_past(session, participant, now, env):  # its week ended while the report was open
+            await expire(db, participant, session, now=now, env=env)
+            continue
         _close(db, participant, session, QuestionnaireStatus.IN_PROGRESS, now, "resumed")
         progress = _progress(db, participant, session, now, env)
         if progress is not None:
@@ -429,16 +677,24 @@ async def _previous_grades(
     return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None
 
 
-def _alert_keys(result: TriageResult, level: Level) -> set[str]:
-    """What an alert of `level` is about, to tell new findings from known ones."""
-    if level is Level.URGENT:
-        keys = {f"flag:{hit.code}" for hit in result.red_flags}
-        keys |= {f"criterion:{hit.criterion}" for hit in result.seriousness}
-        if result.grade >= 4:
-            keys.add("grade4")
+def finding_keys(
+    instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult, *, final: bool
+) -> set[str]:
+    """What a session has found, one key per finding, to tell new findings from those
+    already shown: red flags, criteria and grade 4 at once; grades 3+, worsening and
+    the participant's own words once the answers are final."""
+    keys = {f"flag:{hit.code}" for hit in result.red_flags}
+    keys |= {f"criterion:{hit.criterion}" for hit in result.seriousness}
+    if result.grade >= 4:
+        keys.add("grade4")
+    if not final:
         return keys
-    keys = {f"grade:{code}" for code, grade in result.grades.items() if grade >= 3}
+    keys |= {f"grade:{code}" for code, grade in result.grades.items() if grade >= 3}
     keys |= {f"worse:{w.symptom}" for w in result.worsened if w.current - w.previous >= 2}
+    for item in instrument.items:
+        value = answers.get(item.id)
+        if isinstance(item, FreeTextItem) and isinstance(value, str) and value:
+            keys.add(f"text:{item.id}:{hashlib.sha256(value.encode()).hexdigest()[:10]}")
     return keys
 
 
@@ -483,6 +739,9 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
     return lines
 
 
+LEVEL_RANK = {AlertLevel.INFO: 0, AlertLevel.SAME_DAY: 1, AlertLevel.URGENT: 2}
+
+
 async def _sync_alerts(
     db: AsyncSession,
     participant: Participant,
@@ -492,37 +751,51 @@ async def _sync_alerts(
     result: TriageResult,
     now: datetime,
     env: Env,
-) -> list[int]:
-    """Raise the session's alert for the triage level, or add new findings to the
-    open one. Returns ids of alerts whose already-sent messages must be redrawn."""
+    *,
+    final: bool,
+) -> None:
+    """Raise an alert for findings the coordinators have not been shown.
+
+    Why: nothing new is hidden. New findings while the session's alert is open
+    (sent, not acknowledged, not escalated) go out as a new message about it;
+    after an acknowledgement or an escalation they are a new alert with its own
+    clock. Old messages are never edited in silence.
+    """
     if result.level is Level.ROUTINE:
-        return []
+        return
     level = AlertLevel.URGENT if result.level is Level.URGENT else AlertLevel.SAME_DAY
-    keys = _alert_keys(result, result.level)
+    keys = finding_keys(instrument, answers, result, final=final)
     source = f"questionnaire_session:{session.id}"
-    alerts = list(
-        await db.scalars(select(Alert).where(Alert.source == source, Alert.level == level).order_by(Alert.id.desc()))
-    )
+    alerts = list(await db.scalars(select(Alert).where(Alert.source == source).order_by(Alert.id)))
     known = {key for alert in alerts for key in alert.details.get("keys", [])}
-    open_alert = next((alert for alert in alerts if alert.acknowledged_at is None), None)
+    new = keys - known
+    if not new:
+        return
     finished = is_complete_dict(session.state)
-    title = instrument.title.get("en") + ("" if finished else " (not finished yet)")
+    title = instrument.title.get("en") + ("" if finished else " (not finished)")
     summary = "\n".join([title, *reported_lines(instrument, answers, result)])
     reasons = [reason.get("en") for reason in result.reasons]
-    if keys <= known:
-        if open_alert is None or not finished or open_alert.summary == summary:
-            return []
-        open_alert.summary = summary  # the final picture, once the questionnaire is complete
-        open_alert.reasons = reasons
-        return [open_alert.id]
     details: dict[str, Any] = {
         "keys": sorted(keys | known),
+        "new_keys": sorted(new),
         "instrument": instrument.id,
         "instrument_version": instrument.version,
         "session_id": session.id,
         "triage": result.to_dict(),
     }
-    if open_alert is None:
+    live = next(
+        (
+            alert
+            for alert in reversed(alerts)
+            if alert.acknowledged_at is None
+            and alert.escalated_at is None
+            and LEVEL_RANK[alert.level] >= LEVEL_RANK[level]
+        ),
+        None,
+    )
+    if live is None:
+        if alerts:
+            details["follows"] = alerts[-1].id
         await raise_alert(
             db,
             participant=participant,
@@ -535,25 +808,47 @@ async def _sync_alerts(
             details=details,
             source=source,
             serious=result.serious,
+            same_day_window=env.same_day_window(now) if env.same_day_window else None,
         )
-        return []
-    before = {"kind": open_alert.kind, "keys": open_alert.details.get("keys", [])}
-    open_alert.summary = summary
-    open_alert.reasons = reasons
-    open_alert.details = details
-    open_alert.kind = _kind(result)
-    if result.serious and open_alert.deadline_at is None:
-        open_alert.deadline_at = now + SAE_REPORTING_WINDOW
+        return
+    await _new_findings_message(db, participant, live, summary, reasons, details, _kind(result), result, now, env)
+
+
+async def _new_findings_message(
+    db: AsyncSession,
+    participant: Participant,
+    alert: Alert,
+    summary: str,
+    reasons: list[str],
+    details: dict[str, Any],
+    kind: str,
+    result: TriageResult,
+    now: datetime,
+    env: Env,
+) -> None:
+    """Add new findings to an open alert and tell the coordinators in a new message
+    (none is needed while its first message has not gone out yet)."""
+    shown = await db.scalar(
+        select(AlertDelivery.id).where(AlertDelivery.alert_id == alert.id, AlertDelivery.status == DeliveryStatus.SENT)
+    )
+    updates = int(alert.details.get("updates", 0)) + (1 if shown is not None else 0)
+    before = {"kind": alert.kind, "keys": alert.details.get("keys", [])}
+    alert.summary, alert.reasons, alert.kind = summary, reasons, kind
+    alert.details = {**details, "updates": updates}
+    if result.serious and alert.deadline_at is None:
+        alert.deadline_at = now + SAE_REPORTING_WINDOW
+    if shown is not None:
+        for chat_id in env.coordinator_chats:
+            queue_delivery(db, alert, chat_id, f"update-{updates}", now)
     audit.record(
         db,
         at=now,
         actor=audit.SYSTEM,
-        action="alert.update",
+        action="alert.new_findings",
         participant_id=participant.id,
         before=before,
-        after={"alert": open_alert.id, "kind": open_alert.kind, "keys": details["keys"]},
+        after={"alert": alert.id, "kind": alert.kind, "new_keys": details["new_keys"], "message": updates or None},
     )
-    return [open_alert.id]
 
 
 def is_complete_dict(state: Mapping[str, Any]) -> bool:
@@ -569,20 +864,31 @@ async def _record_adverse_event(
     answers: Mapping[str, Answer],
     result: TriageResult,
     now: datetime,
+    *,
+    complete: bool,
 ) -> AdverseEvent:
-    """The completed /report as an adverse-event row for the trial record."""
+    """The /report as an adverse-event row for the trial record (`complete` False:
+    the report was left unfinished with a seriousness criterion met). One row per
+    report: a later call adds criteria to it, never removes one."""
     category = str(answers.get("ae_what") or "other")
     other = answers.get("ae_what_other")
     term = str(other) if other else answer_label(instrument.item("ae_what"), category).get("en")
     onset_raw = answers.get("ae_start")
     onset = date.fromisoformat(onset_raw) if isinstance(onset_raw, str) else None
     criteria = {hit.criterion for hit in result.seriousness}
-    alert_id = await db.scalar(
-        select(Alert.id)
-        .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
-        .order_by(Alert.id.desc())
-        .limit(1)
+    existing = await db.scalar(select(AdverseEvent).where(AdverseEvent.session_id == session.id))
+    if existing is not None:
+        return _add_criteria(db, participant, existing, criteria, now)
+    urgent = list(
+        await db.scalars(
+            select(Alert)
+            .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
+            .order_by(Alert.id)
+        )
     )
+    serious_alerts = [a.id for a in urgent if any(k.startswith("criterion:") for k in a.details.get("keys", []))]
+    candidates = serious_alerts or [a.id for a in urgent]
+    alert_id = candidates[0] if candidates else None
     event = AdverseEvent(
         participant_id=participant.id,
         session_id=session.id,
@@ -599,6 +905,7 @@ async def _record_adverse_event(
         important_medical_event=6 in criteria,
         alert_id=alert_id,
         reported_at=now,
+        complete=complete,
     )
     db.add(event)
     await db.flush()
@@ -608,6 +915,43 @@ async def _record_adverse_event(
         actor=audit.participant_actor(participant.study_id),
         action="adverse_event.report",
         participant_id=participant.id,
-        after={"adverse_event": event.id, "category": event.category, "grade": event.grade, "serious": event.serious},
+        after={
+            "adverse_event": event.id,
+            "category": event.category,
+            "grade": event.grade,
+            "serious": event.serious,
+            "complete": complete,
+        },
+    )
+    return event
+
+
+CRITERION_FIELDS = {
+    1: "results_in_death",
+    2: "life_threatening",
+    3: "hospitalisation",
+    4: "disability",
+    5: "congenital_anomaly",
+    6: "important_medical_event",
+}
+
+
+def _add_criteria(
+    db: AsyncSession, participant: Participant, event: AdverseEvent, criteria: set[int], now: datetime
+) -> AdverseEvent:
+    """A criterion found later (a corrected answer) is added to the report's row, audited."""
+    added = sorted(c for c in criteria if not getattr(event, CRITERION_FIELDS[c]))
+    if not added:
+        return event
+    for criterion in added:
+        setattr(event, CRITERION_FIELDS[criterion], True)
+    event.serious = True
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="adverse_event.criteria_added",
+        participant_id=participant.id,
+        after={"adverse_event": event.id, "criteria": added},
     )
     return event

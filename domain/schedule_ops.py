@@ -415,6 +415,10 @@ async def answer_dose(
         return DoseResult(DoseOutcome.LATER, log, later.due_at)
     previous = None
     if log.regimen == "methotrexate" and answer is DoseAnswer.TAKEN:
+        # Lock the participant's dose log: two "Taken" presses at once in two processes
+        # must see each other, or neither raises the double-dose alert (PostgreSQL; SQLite
+        # has one writer at a time).
+        await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
         previous = await session.scalar(
             select(func.max(DoseLog.answered_at)).where(
                 DoseLog.participant_id == participant.id,

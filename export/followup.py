@@ -30,6 +30,7 @@ SESSION_STATUSES = {
     "completed": "Completed",
     "cancelled": "Cancelled (partial answers kept)",
     "suspended": "Put aside for a problem report",
+    "expired": "Expired (left unfinished; partial answers kept)",
 }
 TRIAGE_LEVELS = {"ROUTINE": "Routine", "SAME_DAY": "Same-day review", "URGENT": "Urgent"}
 
@@ -348,6 +349,12 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
             measure="ordinal",
         ),
         Variable("serious", "Serious (any ICH E2A criterion)", "boolean", "adverse_events.serious"),
+        Variable(
+            "complete",
+            "Report finished (false: left unfinished, what was answered)",
+            "boolean",
+            "adverse_events.complete",
+        ),
         Variable("sae_death", "Criterion 1: results in death", "boolean", criterion.format("results_in_death")),
         Variable(
             "sae_life_threatening", "Criterion 2: life-threatening", "boolean", criterion.format("life_threatening")
@@ -396,6 +403,7 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
             "onset_date": ae.onset_date,
             "grade": ae.grade,
             "serious": ae.serious,
+            "complete": ae.complete,
             "sae_death": ae.results_in_death,
             "sae_life_threatening": ae.life_threatening,
             "sae_hospitalisation": ae.hospitalisation,

@@ -17,7 +17,7 @@ class AlertLevel(enum.StrEnum):
     """How fast a coordinator must look (same words as domain.triage.Level)."""
 
     URGENT = "urgent"  # at once, with escalation
-    SAME_DAY = "same_day"  # in the 08:00 digest
+    SAME_DAY = "same_day"  # at once in clinic hours, else at their next start; escalated at their end
     INFO = "info"  # for the record and the coordinators' chat (e.g. a participant's /stop)
 
 
@@ -49,6 +49,7 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     ack_note: Mapped[str | None] = mapped_column(Text)
     escalated_at: Mapped[datetime | None]
+    escalate_at: Mapped[datetime | None]  # same-day: the end of the clinic hours it was delivered in
     digest_sent_at: Mapped[datetime | None]
 
 

@@ -8,7 +8,7 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, string_enum
@@ -21,6 +21,7 @@ class QuestionnaireStatus(enum.StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"  # /cancel: answers kept, never counted as complete
     SUSPENDED = "suspended"  # put aside by /report; resumed when the report ends
+    EXPIRED = "expired"  # left unfinished past its end (week over, report idle): answers kept, findings final
 
 
 class QuestionnaireSession(Base):
@@ -42,6 +43,8 @@ class QuestionnaireSession(Base):
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # closed as expired by the tick from then on (None: never)
+    closed_at: Mapped[datetime | None]  # completed, cancelled or expired (late safety corrections count from it)
     scores: Mapped[dict[str, Any] | None]
     triage: Mapped[dict[str, Any] | None]  # latest triage result (final at completion) and advice given
 
@@ -63,13 +66,15 @@ class QuestionnaireAnswer(Base):
 
 class AdverseEvent(Base):
     """An adverse event reported with /report: what, since when, how bad, and
-    each ICH E2A seriousness criterion, linked to the alert it raised."""
+    each ICH E2A seriousness criterion, linked to the alert it raised. A report
+    left unfinished with a seriousness criterion is still a row (complete False)."""
 
     __tablename__ = "adverse_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_sessions.id"), unique=True)
+    complete: Mapped[bool] = mapped_column(default=True, server_default=true())  # False: from an unfinished /report
     category: Mapped[str] = mapped_column(String(32))  # the chosen list value (or "other")
     term: Mapped[str] = mapped_column(Text)  # the list label (English) or the participant's words
     onset_date: Mapped[date | None]

@@ -30,6 +30,7 @@ __all__ = [
     "next_weekday_on_or_after",
     "parse_weekday",
     "require_aware",
+    "same_day_window",
     "schedule_visit",
     "start_of_local_day",
     "time_offset",
@@ -229,6 +230,30 @@ class ClinicCalendar:
     def is_clinic_day(self, day: date) -> bool:
         """True when a participant can be seen on ``day``."""
         return day.weekday() in self.clinic_weekdays and day not in self.holidays
+
+
+def same_day_window(
+    now: datetime, tz: tzinfo, clinic: ClinicCalendar, opens: time, closes: time, search_days: int = 60
+) -> tuple[datetime, datetime]:
+    """When a same-day alert raised at ``now`` reaches the coordinators, and when it
+    escalates if nobody acknowledged it: (now, today's closing) inside clinic hours on a
+    clinic day, else (the next opening, that day's closing). Aware datetimes in ``tz``.
+
+    Why: "same day" means the same clinic day to the people on call (CLINICAL.md).
+    """
+    local = now.astimezone(tz)
+    day = local.date()
+    for offset in range(search_days + 1):
+        current = day + timedelta(days=offset)
+        if not clinic.is_clinic_day(current):
+            continue
+        start = datetime.combine(current, opens, tz)
+        end = datetime.combine(current, closes, tz)
+        if local < start:
+            return start, end
+        if local < end:
+            return now, end
+    raise ValueError(f"no clinic day within {search_days} days of {day}")
 
 
 def visit_target(baseline: date, weeks: int) -> date:

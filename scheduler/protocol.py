@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +39,7 @@ from scheduler.calendar import (
     QuietHours,
     VisitDate,
     parse_weekday,
+    same_day_window,
     schedule_visit,
     weekday_name,
 )
@@ -46,6 +47,7 @@ from scheduler.calendar import (
 __all__ = [
     "Arm",
     "Checkin",
+    "ClinicHours",
     "Derived",
     "DoseRules",
     "Holiday",
@@ -279,6 +281,13 @@ class QuietHoursSpec(_Model):
     end: LocalTime
 
 
+class ClinicHours(_Model):
+    """When the study team is at work on a clinic day (same-day alerts go out then)."""
+
+    start: LocalTime = time(8, 0)
+    end: LocalTime = time(20, 0)
+
+
 class Holiday(_Model):
     """A public holiday (no clinic). ``tentative``: moon-dependent, to be confirmed."""
 
@@ -349,6 +358,8 @@ class Protocol(_Model):
     checkin: Checkin
     quiet_hours: QuietHoursSpec
     clinic_days: tuple[WeekdayNumber, ...]
+    clinic_hours: ClinicHours = ClinicHours()
+    report_idle_close: Duration = timedelta(hours=2)
     holidays: tuple[Holiday, ...] = ()
     staleness: Staleness
     doses: DoseRules
@@ -413,6 +424,11 @@ class Protocol(_Model):
     def is_clinic_day(self, day: date) -> bool:
         """True when the clinic is open on ``day``."""
         return self._derived.clinic.is_clinic_day(day)
+
+    def same_day_window(self, now: datetime) -> tuple[datetime, datetime]:
+        """(deliver at, escalate at) of a same-day alert raised at ``now`` (clinic days and hours)."""
+        hours = self.clinic_hours
+        return same_day_window(now, self._derived.tz, self._derived.clinic, hours.start, hours.end)
 
     def instrument_ids(self) -> frozenset[str]:
         """Every instrument the protocol asks for (to check against the instrument files)."""
@@ -577,6 +593,10 @@ def _semantic_problems(
             add(("questionnaires", i, "visit_weeks"), empty)
     if not proto.clinic_days:
         add(("clinic_days",), empty)
+    if proto.clinic_hours.start >= proto.clinic_hours.end:
+        add(("clinic_hours", "end"), "must be after clinic_hours.start (on the same day)")
+    if proto.report_idle_close <= timedelta(0):
+        add(("report_idle_close",), "must be longer than zero")
 
     quiet_ok = proto.quiet_hours.start != proto.quiet_hours.end
     if not quiet_ok:

@@ -31,10 +31,12 @@ HEARTBEAT_SECONDS = 30
 def ticks() -> dict[str, Tick]:
     """Every periodic job, in the order a beat runs them."""
     from bot.alerting import alerts_tick
+    from bot.handlers.questionnaire import expiry_tick
     from scheduler.dispatch import dispatch_tick  # imports the bot's texts: load lazily
 
     return {
         "dispatch": dispatch_tick,
+        "questionnaires": expiry_tick,  # closes check-ins whose week ended and idle reports
         "alerts": alerts_tick,  # after the others: it sends what they raised
         "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
     }

@@ -160,20 +160,29 @@ async def test_alert_is_delivered_once_after_telegram_errors_and_a_restart(
     figures.add("Bot API faults injected into alert sending (500, timeout, closed) + a restart", 3)
 
 
-async def test_same_day_item_is_in_the_next_0800_digest_once(bot: BotHarness, server: BotAPIServer) -> None:
-    user = await linked(server, "BSM-015", "A", 1015, "en")
+async def test_same_day_item_in_clinic_hours_goes_out_at_once_escalates_at_their_end_and_is_in_the_digest(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-015", "A", 1015, "en")  # Sunday 09:00: a clinic day, in clinic hours
     await says(server, user, "/checkin", is_question)
     await answer_all(server, user, {"mouth_stomach_any": "yes", "nausea": "severe"})
     assert any("call the study doctor today" in m.content for m in server.messages(user.id))
     [alert] = await rows(bot, Alert)
     assert alert.level is AlertLevel.SAME_DAY
-    await bot.tick()
-    assert server.messages(COORDINATOR_CHAT) == []  # not paged: it waits for the digest
+    (paged,) = await server.wait_for(COORDINATOR_CHAT, "SAME-DAY REVIEW")  # at once, not the next morning
+    assert "BSM-015" in paged.content and paged.button_texts == ["✅ Acknowledge"]
 
-    bot.clock.advance(timedelta(hours=22, minutes=59))  # Monday 07:59
+    bot.clock.advance(timedelta(hours=10, minutes=59))  # 19:59
     await bot.tick()
-    assert server.messages(COORDINATOR_CHAT) == []
-    bot.clock.advance(timedelta(minutes=1))  # 08:00
+    assert server.messages(ESCALATION_CHAT) == []
+    bot.clock.advance(timedelta(minutes=1))  # 20:00: the end of clinic hours, nobody acknowledged
+    await bot.tick()
+    (escalated,) = await server.wait_for(ESCALATION_CHAT, "ESCALATED")
+    assert "end of clinic hours" in escalated.content and "BSM-015" in escalated.content
+    bot.clock.advance(timedelta(hours=11, minutes=59))  # Monday 07:59
+    await bot.tick()
+    assert len(server.messages(COORDINATOR_CHAT)) == 1 and len(server.messages(ESCALATION_CHAT)) == 1
+    bot.clock.advance(timedelta(minutes=1))  # 08:00: the digest is a summary on top
     await bot.tick()
     (digest,) = await server.wait_for(COORDINATOR_CHAT, "Same-day review")
     assert "BSM-015" in digest.content and "Nausea" in digest.content and f"/ack {alert.id}" in digest.content
@@ -181,7 +190,7 @@ async def test_same_day_item_is_in_the_next_0800_digest_once(bot: BotHarness, se
     await bot.tick()
     bot.clock.advance(timedelta(days=1))
     await bot.tick()
-    assert len(server.messages(COORDINATOR_CHAT)) == 1  # each item once
+    assert len(server.messages(COORDINATOR_CHAT)) == 2 and len(server.messages(ESCALATION_CHAT)) == 1
 
 
 async def test_alerts_command_lists_open_alerts_with_their_button(bot: BotHarness, server: BotAPIServer) -> None:

@@ -38,9 +38,14 @@ def q_item(message: SentMessage) -> str | None:
     return None
 
 
+def is_answered(message: SentMessage) -> bool:
+    """An answered red-flag or seriousness question: it keeps its buttons, one marked ✓."""
+    return any(text.startswith("✓ ") for row in message.buttons for text, _data in row)
+
+
 def is_question(message: SentMessage) -> bool:
-    """A question message (has answer buttons, or asks to type)."""
-    return q_item(message) is not None
+    """A question message waiting for its answer (has answer buttons, none marked ✓)."""
+    return q_item(message) is not None and not is_answered(message)
 
 
 def latest_question(server: BotAPIServer, user: SimUser) -> SentMessage:
@@ -158,13 +163,14 @@ async def test_bangla_checkin_with_methotrexate_double_dose_alerts_at_once(
     assert "P1001" not in text and "1001" not in text.replace("BSM-001", "")  # no name, no Telegram id
     assert alert_msg.button_texts == ["✅ Acknowledge"]
 
-    # Another red flag in the same check-in extends the same alert (no second message).
+    # Another red flag in the same check-in, before the acknowledgement: the same alert,
+    # told in a NEW message (the first one is never edited in silence).
     await press_value(server, user, following, "yes")
     closing = await answer_all(server, user, {})
     assert "ধন্যবাদ" in closing.content
-    assert len(server.messages(COORDINATOR_CHAT)) == 1
-    # the one message now shows both flags and the finished check-in
-    await server.wait_for(COORDINATOR_CHAT, lambda m: "pneumonitis" in m.content and "not finished" not in m.content)
+    (update_msg,) = await server.wait_for(COORDINATOR_CHAT, "NEW FINDINGS")
+    assert "flag:mtx_pneumonitis" in update_msg.content and "pneumonitis" in update_msg.content
+    assert len(server.messages(COORDINATOR_CHAT)) == 2 and "pneumonitis" not in alert_msg.content
     [alert] = await rows(bot, Alert)
     assert alert.level is AlertLevel.URGENT and alert.kind == "red_flag"
     assert set(alert.details["keys"]) == {"flag:mtx_extra_dose", "flag:mtx_pneumonitis"}
@@ -246,12 +252,13 @@ async def test_old_and_foreign_buttons_change_nothing(bot: BotHarness, server: B
     old_yes = button_for(first, "yes")
     second = await press_value(server, alice, first, "no")
     second_yes = button_for(second, "yes")
-    assert first.buttons == []  # the answered question's buttons are gone
+    # an answered red-flag question keeps its buttons, the answer marked (see test_findings)
+    assert first.button_texts == ["Yes", "✓ No"] and old_yes in str(first.buttons)
     [session] = await rows(bot, QuestionnaireSession)
     before = dict(session.state)
 
-    # An old button (the first question, already answered): says so, changes nothing.
-    stale = push_press(server, alice, first, old_yes)
+    # An old button of a question that is not a red flag: says so, changes nothing.
+    stale = push_press(server, alice, first, f"q:{session.id}:nausea:severe")
     assert "Nothing was changed" in await callback_text(server, stale)
 
     # Another participant's forged button for Alice's session: refused and audited.
@@ -262,9 +269,9 @@ async def test_old_and_foreign_buttons_change_nothing(bot: BotHarness, server: B
     assert after.state == before and await count(bot, Alert) == 0
     assert await count(bot, AuditEntry, AuditEntry.action == "questionnaire.foreign_button") == 1
 
-    # After the end, the buttons of the finished check-in say it is finished.
+    # After the end, the (non red-flag) buttons of the finished check-in say it is finished.
     await answer_all(server, alice, {})
-    late = push_press(server, alice, second, second_yes)
+    late = push_press(server, alice, second, f"q:{session.id}:anything_else:__skip__")
     assert "already finished" in await callback_text(server, late)
     assert await count(bot, Alert) == 0
     assert not [a for a in await rows(bot, QuestionnaireAnswer) if a.value is True]

@@ -8,14 +8,14 @@ progress itself lives in the database (domain.checkins)."""
 
 from __future__ import annotations
 
-import functools
+from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import alerting
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import N_, _, current_language, format_number, localize_digits
+from bot.services import Services
 from bot.texts import not_enrolled, with_contact
 from domain import audit, checkins
 from domain.questionnaires import (
@@ -27,11 +27,15 @@ from domain.questionnaires import (
     progress,
     prompt,
 )
-from domain.questionnaires.model import FreeTextItem, NumberItem, Text
+from domain.questionnaires.model import FreeTextItem, Item, NumberItem, Text
 from domain.triage import advice_text
-from models import Participant, ParticipantStatus
+from models import Participant, ParticipantStatus, QuestionnaireSession
+
+if TYPE_CHECKING:
+    from bot.app import TrialApplication
 
 CALLBACK_PREFIX = "q"
+CHOSEN = "✓ "
 SHORT_LABEL = 14
 """Buttons with labels up to this length go two to a row; longer ones get a row each."""
 
@@ -55,14 +59,61 @@ HINTS = {
 
 def env(context: BotContext) -> checkins.Env:
     """The questionnaire environment of this process."""
-    services = context.services
-    switches = frozenset(name for name, on in services.protocol.switches().items() if on)
+    return env_of(context.services)
+
+
+def env_of(services: Services) -> checkins.Env:
+    """The questionnaire environment from the process's services (handlers and ticks)."""
+    protocol = services.protocol
+    switches = frozenset(name for name, on in protocol.switches().items() if on)
     return checkins.Env(
         instruments=services.instruments,
         tz=services.settings.tz,
         switches=switches,
         coordinator_chats=services.settings.coordinator_chat_ids,
+        same_day_window=protocol.same_day_window,
+        report_idle_close=protocol.report_idle_close,
     )
+
+
+async def expiry_tick(app: TrialApplication) -> None:
+    """Close the questionnaires whose time is over (a check-in whose week ended, a report
+    idle too long) and raise what they found; each in its own transaction, exactly once."""
+    services = app.services
+    now = services.clock.now()
+    environment = env_of(services)
+    async with services.sessions() as db:
+        due = await checkins.expire_due(db, now, environment)
+    for session_id in due:
+        async with services.one_writer(), services.sessions() as db:
+            session = await db.get(QuestionnaireSession, session_id)
+            participant = await db.get(Participant, session.participant_id) if session else None
+            if session is None or participant is None:
+                continue
+            if await checkins.expire(db, participant, session, now=now, env=environment):
+                await db.commit()
+            else:
+                await db.rollback()
+
+
+def marked_keyboard(markup: InlineKeyboardMarkup | None, chosen: str) -> InlineKeyboardMarkup | None:
+    """An answered red-flag or seriousness question keeps its answer buttons, the
+    chosen one marked ✓ (so "Yes" can still be pressed); Back and Skip go."""
+    if markup is None:
+        return None
+    rows = []
+    for row in markup.inline_keyboard:
+        kept = []
+        for button in row:
+            data = str(button.callback_data or "")
+            value = data.split(":", 3)[3] if data.count(":") >= 3 else ""
+            if value in (BACK_VALUE, SKIP_VALUE) or not value:
+                continue
+            label = button.text.removeprefix(CHOSEN)
+            kept.append(InlineKeyboardButton((CHOSEN if value == chosen else "") + label, callback_data=data))
+        if kept:
+            rows.append(kept)
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 def hint(error: AnswerError) -> str:
@@ -169,9 +220,6 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
         context.reply(advice_message(outcome.advice, phone))
-    app = context.application
-    for alert_id in outcome.refresh_alerts:  # new findings on an alert already sent: redraw its messages
-        context.work.after_commit(functools.partial(alerting.redraw, app, alert_id))  # type: ignore[arg-type]
     lead: str | None = None
     if outcome.completed is not None:
         if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
@@ -288,9 +336,52 @@ async def answer_button(update: Update, context: BotContext) -> None:
         if outcome.error.code in ("already_complete", "stale_button", "instrument_changed"):
             context.edit_markup(None)
         return
+    message = query.message
+    markup = message.reply_markup if message is not None and hasattr(message, "reply_markup") else None
+    if outcome.corrected is not None:
+        context.answer()
+        context.edit_markup(marked_keyboard(markup, value))
+        _show_correction(context, outcome)
+        return
     context.answer()
-    context.edit_markup(None)
+    answered = _answered_item(context, session_id, item_id)
+    keep = answered is not None and checkins.is_safety_item(answered) and value not in (BACK_VALUE, SKIP_VALUE)
+    context.edit_markup(marked_keyboard(markup, value) if keep else None)
     show(context, outcome)
+
+
+def _mark_typed_safety_answer(context: BotContext, current: checkins.Progress, asked: Item) -> None:
+    """A red-flag or seriousness question answered by typing keeps its buttons too, the
+    answer marked ✓ (the edit is queued after the removal, so it wins)."""
+    chat = context.work.update.effective_chat
+    message_id = current.session.current_message_id
+    value = current.session.state.get("answers", {}).get(asked.id)
+    if chat is None or message_id is None or not checkins.is_safety_item(asked) or not isinstance(value, bool):
+        return
+    markup = marked_keyboard(question(current)[1], "yes" if value else "no")
+    bot, chat_id = context.bot, chat.id
+    context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup))
+
+
+def _answered_item(context: BotContext, session_id: int, item_id: str) -> Item | None:
+    """The item a pressed answer button belongs to (None when unknown)."""
+    for instrument in context.services.instruments.values():
+        try:
+            return instrument.item(item_id)
+        except KeyError:
+            continue
+    return None
+
+
+def _show_correction(context: BotContext, outcome: checkins.Outcome) -> None:
+    """Confirm a corrected red-flag or seriousness answer, with advice for a Yes."""
+    phone = context.services.settings.study_contact_phone
+    if outcome.advice:
+        context.reply(advice_message(outcome.advice, phone))
+    if outcome.corrected_to is True:
+        context.reply(_("Your answer is changed to Yes. The study team has been told."))
+    else:
+        context.reply(_("Your answer is changed to No. The study team sees both answers."))
 
 
 async def typed_answer(update: Update, context: BotContext) -> None:
@@ -311,7 +402,10 @@ async def typed_answer(update: Update, context: BotContext) -> None:
         lead = _("I cannot open photos, stickers, voice or other files. Please tap a button or type your answer.")
         send_question(context, current, lead)
         return
+    asked = current.item
     outcome = await checkins.answer(context.db, participant, message.text, now=context.now, env=env(context))
+    if outcome.error is None:
+        _mark_typed_safety_answer(context, current, asked)
     if outcome.error is not None:
         if outcome.current is not None and outcome.current.item is not None:
             send_question(context, outcome.current, hint(outcome.error))
