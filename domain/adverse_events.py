@@ -172,9 +172,7 @@ async def record_staff_sae(
     db.add(event)
     await db.flush()
     template = table.reasons.seriousness.get("en")
-    reasons = [
-        template.format(number=n, name=table.seriousness_criteria[n].name.get("en")) for n in request.criteria
-    ]
+    reasons = [template.format(number=n, name=table.seriousness_criteria[n].name.get("en")) for n in request.criteria]
     alert = await raise_alert(
         db,
         participant=participant,

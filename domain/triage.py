@@ -162,7 +162,6 @@ class TriageTable(_Frozen):
                     raise ValueError(f"reasons.{name}.{lang}: placeholders must be among {sorted(allowed)}")
         return self
 
-
     def _urgent_advice(self) -> list[tuple[str, AdviceKey]]:
         """(where, advice key) of every URGENT finding this table itself defines."""
         out: list[tuple[str, AdviceKey]] = []

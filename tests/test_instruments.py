@@ -252,7 +252,10 @@ def test_the_pregnancy_report_names_wife_or_husband_not_partner(instruments: dic
 def test_criterion_6_is_asked_as_urgent_treatment_even_without_admission(instruments: dict[str, Instrument]) -> None:
     item = instruments["ae_report"].item("ser_emergency")
     assert item.seriousness is not None and item.seriousness.criterion == 6
-    assert item.text.en == "Did a doctor have to treat it urgently to stop it becoming dangerous, even without admission to hospital?"
+    assert (
+        item.text.en
+        == "Did a doctor have to treat it urgently to stop it becoming dangerous, even without admission to hospital?"
+    )
     assert "বিপজ্জনক" in (item.text.bn or "") and "জরুরি চিকিৎসা" in (item.text.bn or "")
     assert "ভর্তি না হলেও" in (item.text.bn or "")
     assert item.help is not None and "emergency department" in (item.help.en or "")  # an example, not the question

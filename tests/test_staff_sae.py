@@ -23,6 +23,7 @@ from tests.bothelpers import admin_says, enroll, link
 from tests.schedule_helpers import dhaka, reminders, walk
 
 TODAY = date(2026, 10, 25)
+TESTS_DIR = Path(__file__).resolve().parent
 
 
 # --- the arguments --------------------------------------------------------------------------
@@ -251,7 +252,9 @@ async def test_cli_sae_death_stops_reminders(bot: BotHarness, server: BotAPIServ
     await walk(bot, dhaka(2026, 11, 20))
     assert len(server.messages(1007)) == before
     (participant,) = await rows(bot, Participant)
-    assert participant.status == ParticipantStatus.WITHDRAWN and (participant.withdrawal_reason or "").startswith("died")
+    assert participant.status == ParticipantStatus.WITHDRAWN and (participant.withdrawal_reason or "").startswith(
+        "died"
+    )
 
 
 async def test_cli_sae_without_coordinator_chats_is_refused(
@@ -260,7 +263,7 @@ async def test_cli_sae_without_coordinator_chats_is_refused(
     await linked(server, "BSM-008", "B", 1008)
     monkeypatch.setenv("DATABASE_URL", bot.database_url)
     monkeypatch.delenv("COORDINATOR_CHAT_IDS", raising=False)
-    monkeypatch.chdir(Path(__file__).resolve().parent)  # no .env here
+    monkeypatch.chdir(TESTS_DIR)  # no .env here
     code, text = await run(["sae", "BSM-008", "death"], bot.clock)
     assert code == 1 and "COORDINATOR_CHAT_IDS is not set" in text
     assert await rows(bot, AdverseEvent) == []

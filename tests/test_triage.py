@@ -329,7 +329,12 @@ def test_a_red_flag_said_twice_is_one_flag(instruments: dict[str, Instrument], a
 
 def test_every_cross_check_reads_items_of_its_instruments(instruments: dict[str, Instrument]) -> None:
     table = load_triage_table()
-    assert {c.code for c in table.cross_checks} == {"mtx_skin", "bari_gi_perforation", "mtx_infection", "bari_infection"}
+    assert {c.code for c in table.cross_checks} == {
+        "mtx_skin",
+        "bari_gi_perforation",
+        "mtx_infection",
+        "bari_infection",
+    }
     for rule in table.cross_checks:
         for instrument_id in rule.instruments:
             ids = {item.id for item in instruments[instrument_id].items}
@@ -386,7 +391,8 @@ SERIOUSNESS = [
     (
         "ser_emergency",
         6,
-        "Important medical event (a doctor had to treat it urgently to stop it becoming dangerous, even without admission)",
+        "Important medical event (a doctor had to treat it urgently to stop it becoming dangerous, "
+        "even without admission)",
         "call_now",
     ),
 ]

@@ -43,9 +43,7 @@ def upgrade() -> None:
     op.execute("DROP VIEW IF EXISTS trial_adverse_events")
     with op.batch_alter_table("adverse_events", schema=None) as batch_op:
         batch_op.alter_column("session_id", existing_type=sa.Integer(), nullable=True)
-        batch_op.add_column(
-            sa.Column("source", sa.String(length=16), server_default="participant", nullable=False)
-        )
+        batch_op.add_column(sa.Column("source", sa.String(length=16), server_default="participant", nullable=False))
         batch_op.add_column(sa.Column("recorded_by", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))
     op.execute(_view(f", e.source, {_ROLE} AS recorded_by"))
