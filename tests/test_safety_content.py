@@ -186,7 +186,7 @@ async def test_a_report_about_a_pregnancy_in_arm_a_is_urgent(bot: BotHarness, se
 
 CRITERION_6 = {
     "en": "Did a doctor have to treat it urgently to stop it becoming dangerous, even without admission to hospital?",
-    "bn": "এটা যেন বিপজ্জনক না হয়ে ওঠে, সেজন্য কি কোনো ডাক্তারকে জরুরি চিকিৎসা দিতে হয়েছে?",
+    "bn": "এটা যেন বিপজ্জনক না হয়ে ওঠে, সেজন্য কি কোনো ডাক্তারকে জরুরি চিকিৎসা দিতে হয়েছে (হাসপাতালে ভর্তি না হলেও)?",
 }
 
 
