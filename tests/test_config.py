@@ -165,6 +165,46 @@ def test_starting_without_people_to_reach_exits_with_one_line_naming_it(tmp_path
     assert not (tmp_path / "x.db").exists()  # stopped before touching anything
 
 
+@pytest.mark.parametrize("name", [n.upper() for n in REQUIRED_PEOPLE])
+async def test_the_real_bot_on_each_database_refuses_to_start_without_people_to_reach(
+    db_url: str, tmp_path: Path, name: str
+) -> None:
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from models import AuditEntry
+    from models.db import create_engine, create_session_factory
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "TELEGRAM_API_URL": "http://127.0.0.1:9/bot",
+        "DATABASE_URL": db_url,
+    } | {k.upper(): v for k, v in PEOPLE.items() if k.upper() != name}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    line = stderr.decode().strip()
+    assert process.returncode == 2
+    assert "\n" not in line and line.startswith(f"Configuration error: {name} is not set; ")
+    engine = create_engine(db_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            assert await session.scalar(select(func.count()).select_from(AuditEntry)) == 0  # nothing happened
+    finally:
+        await engine.dispose()
+
+
 def _run_bot_with_content(tmp_path: Path, break_it: tuple[str, str, str]) -> subprocess.CompletedProcess[str]:
     import shutil
 
