@@ -188,6 +188,25 @@ def load_triage_table(path: str | Path = DEFAULT_TABLE_PATH) -> TriageTable:
         raise TriageTableError(str(exc)) from None
 
 
+def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]) -> None:
+    """Refuse a cross-check that reads an item its instruments do not have.
+
+    Why: a typo in content/triage.yaml must stop the start, not crash the
+    triage of a participant's answer (or, worse, never fire).
+    """
+    for check in table.cross_checks:
+        for instrument_id in check.instruments:
+            instrument = instruments.get(instrument_id)
+            if instrument is None:
+                raise TriageTableError(f"triage.yaml: cross_checks.{check.code}: no instrument '{instrument_id}'")
+            known = {item.id for item in instrument.items}
+            needed = {check.item, *check.when.referenced_items(check.item), *check.wait_for}
+            for item_id in sorted(needed - known):
+                raise TriageTableError(
+                    f"triage.yaml: cross_checks.{check.code}: no item '{item_id}' in {instrument_id}"
+                )
+
+
 @lru_cache(maxsize=1)
 def default_triage_table() -> TriageTable:
     """The shipped content/triage.yaml, loaded once."""

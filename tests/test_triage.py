@@ -32,6 +32,7 @@ from domain.triage import (
     TriageResult,
     TriageTableError,
     advice_text,
+    check_cross_checks,
     load_triage_table,
     mtx_double_dose,
     triage,
@@ -339,6 +340,26 @@ def test_every_cross_check_reads_items_of_its_instruments(instruments: dict[str,
         for instrument_id in rule.instruments:
             ids = {item.id for item in instruments[instrument_id].items}
             assert {rule.item, *rule.when.referenced_items(rule.item), *rule.wait_for} <= ids, rule.code
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(item="rashes"), "no item 'rashes' in weekly_checkin"),
+        (lambda c: c.update(wait_for=["fever_measured", "fever_tmp"]), "no item 'fever_tmp' in weekly_checkin"),
+        (lambda c: c.update(instruments=["weekly"]), "no instrument 'weekly'"),
+    ],
+)
+def test_a_cross_check_on_a_missing_item_is_refused_at_start(
+    instruments: dict[str, Instrument], tmp_path: Path, change: Any, message: str
+) -> None:
+    data = yaml.safe_load((ROOT / "content" / "triage.yaml").read_text(encoding="utf-8"))
+    change(data["cross_checks"][2])
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(TriageTableError, match=message):
+        check_cross_checks(load_triage_table(path), instruments)
+    check_cross_checks(load_triage_table(), instruments)  # the shipped table is fine
 
 
 # --- advice matches urgency --------------------------------------------------------------------
