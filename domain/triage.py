@@ -201,9 +201,10 @@ def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]
                 raise TriageTableError(f"triage.yaml: cross_checks.{check.code}: no instrument '{instrument_id}'")
             known = {item.id for item in instrument.items}
             needed = {check.item, *check.when.referenced_items(check.item), *check.wait_for}
-            for item_id in sorted(needed - known):
+            missing = sorted(needed - known)
+            if missing:
                 raise TriageTableError(
-                    f"triage.yaml: cross_checks.{check.code}: no item '{item_id}' in {instrument_id}"
+                    f"triage.yaml: cross_checks.{check.code}: no item '{missing[0]}' in {instrument_id}"
                 )
 
 
