@@ -15,6 +15,7 @@ from bot.runner import serve
 from bot.services import build_services
 from domain.clock import SystemClock
 from domain.questionnaires import InstrumentError
+from domain.triage import TriageTableError
 from scheduler.protocol import ProtocolError
 
 
@@ -41,7 +42,7 @@ def main() -> int:
     setup_logging([settings.telegram_bot_token.get_secret_value()])
     try:
         asyncio.run(_main(settings))
-    except (InstrumentError, ProtocolError) as error:
+    except (InstrumentError, ProtocolError, TriageTableError) as error:
         print(f"Content error: {error}", file=sys.stderr)
         return 2
     return 0

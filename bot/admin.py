@@ -9,6 +9,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m bot.admin resume BSM-001
     python -m bot.admin status BSM-001
     python -m bot.admin visit BSM-001 4 done 2026-11-22
+    python -m bot.admin sae BSM-001 hospitalisation 2026-11-20 daughter phoned
 """
 
 from __future__ import annotations
@@ -188,6 +189,28 @@ async def _ack(session: AsyncSession, args: argparse.Namespace, settings: Databa
     return text
 
 
+async def _sae(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    """Needs COORDINATOR_CHAT_IDS: the alert is queued here and sent by the running bot."""
+    from bot.config import CoordinatorSettings
+    from domain import adverse_events
+
+    try:
+        chats = CoordinatorSettings().coordinator_chat_ids
+    except ValidationError as error:
+        raise DomainError(describe_error(error)) from None
+    now = clock.now()
+    actor = _actor()
+    try:
+        request = adverse_events.parse_sae_args(args.args, now.astimezone(settings.tz).date())
+        recorded = await adverse_events.record_staff_sae(
+            session, request, actor=actor, display_name=actor.removeprefix("cli:"), now=now, coordinator_chats=chats
+        )
+    except adverse_events.SaeUsageError as error:
+        raise DomainError(str(error).replace("usage: /sae", "usage: python -m bot.admin sae")) from None
+    text = admin_text.sae_recorded(recorded, settings.tz)
+    return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per admin action."""
     parser = argparse.ArgumentParser(prog="python -m bot.admin", description="Admin actions from the shell.")
@@ -219,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("alert_id")
     p.add_argument("note", nargs="*")
     p.set_defaults(action=_ack)
+    p = sub.add_parser(
+        "sae",
+        help="record a serious event the team learned of: STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…] "
+        "(death, life_threatening, hospitalisation, disability, congenital_anomaly, important_medical_event)",
+    )
+    p.add_argument("args", nargs="*", metavar="STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]")
+    p.set_defaults(action=_sae)
     p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
     p.add_argument("--out", required=True, help="directory to write into")
     p.add_argument("--since", help="only participants changed since this date (YYYY-MM-DD)")

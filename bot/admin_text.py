@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
+from domain.adverse_events import CRITERIA, StaffSaeRecorded
 from domain.enrollment import Enrolled
 from domain.parsing import WEEKDAY_CODES
 from domain.participants import ParticipantLine
@@ -68,6 +69,23 @@ def participant_list(lines: list[ParticipantLine]) -> str:
 def withdrawn(participant: Participant) -> str:
     """The reply to /withdraw."""
     return f"{participant.study_id} is withdrawn. No more messages will be sent; all data recorded so far is kept."
+
+
+def sae_recorded(recorded: StaffSaeRecorded, tz: tzinfo) -> str:
+    """The reply to /sae: what was recorded, the alert, the sponsor deadline."""
+    event, alert = recorded.event, recorded.alert
+    assert alert.deadline_at is not None
+    deadline = alert.deadline_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    criteria = ", ".join(k for k, n in CRITERIA.items() if n in recorded.criteria)
+    lines = [
+        f"Serious adverse event #{event.id} recorded for {recorded.participant.study_id} ({criteria}).",
+        f"Urgent alert #{alert.id} sent to the coordinators; report to the sponsor by {deadline} (24 h).",
+    ]
+    if recorded.messages_stopped:
+        lines.append(
+            f"{recorded.participant.study_id} is withdrawn (died): no more messages will be sent; all data is kept."
+        )
+    return "\n".join(lines)
 
 
 def alert_acknowledged(alert: Alert, already: bool, tz: tzinfo) -> str:

@@ -35,6 +35,7 @@ ADMIN_COMMANDS: list[tuple[str, str]] = [
     ("withdraw", "STUDY_ID [REASON]: stop everything; data kept"),
     ("alerts", "open alerts, each with its Acknowledge button"),
     ("ack", "ALERT_ID [NOTE]: acknowledge an alert"),
+    ("sae", "STUDY_ID CRITERIA [ONSET_DATE] [NOTE]: record a serious event (death, admission…)"),
     ("pause", "STUDY_ID [UNTIL_DATE] [REASON]: pause reminders"),
     ("resume", "STUDY_ID: restart reminders"),
     ("status", "STUDY_ID: arm, next visit, adherence, alerts"),

@@ -11,6 +11,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
@@ -69,16 +70,52 @@ class DatabaseSettings(BaseSettings):
         return ZoneInfo(self.timezone)
 
 
-class Settings(DatabaseSettings):
+REQUIRED_HINTS = {
+    "TELEGRAM_BOT_TOKEN": "get a token from @BotFather and put TELEGRAM_BOT_TOKEN=<token>",
+    "COORDINATOR_CHAT_IDS": "alerts must reach someone: put at least one chat id in COORDINATOR_CHAT_IDS=",
+    "ESCALATION_CHAT_IDS": "unacknowledged urgent alerts must reach someone: put at least one chat id in "
+    "ESCALATION_CHAT_IDS=",
+    "STUDY_CONTACT_PHONE": "urgent advice tells participants to call it: put STUDY_CONTACT_PHONE=+8801…",
+}
+"""Variables without which the bot must not start, and what to do about each."""
+
+
+def _required_ids(value: list[int]) -> list[int]:
+    if not value:
+        raise PydanticCustomError("missing", "is required")
+    return value
+
+
+class CoordinatorSettings(DatabaseSettings):
+    """What a process that raises alerts needs: somewhere to send them (the bot,
+    and `python -m bot.admin sae`, which queues the alert for the bot to send)."""
+
+    coordinator_chat_ids: IdList
+
+    @field_validator("coordinator_chat_ids", mode="before")
+    @classmethod
+    def _coordinator_ids(cls, value: object) -> object:
+        try:
+            return _split_ids(value)
+        except ValueError as exc:
+            raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+
+    @field_validator("coordinator_chat_ids")
+    @classmethod
+    def _some_coordinator(cls, value: list[int]) -> list[int]:
+        return _required_ids(value)
+
+
+class Settings(CoordinatorSettings):
     """Everything the running bot needs. The token is a secret: it never appears in
-    a repr, a log line or an error message."""
+    a repr, a log line or an error message. The bot does not start without
+    people to reach: coordinator and escalation chats and the study phone."""
 
     telegram_bot_token: SecretStr
     telegram_api_url: str = "https://api.telegram.org/bot"
     admin_user_ids: IdList = Field(default_factory=list)
-    coordinator_chat_ids: IdList = Field(default_factory=list)
-    escalation_chat_ids: IdList = Field(default_factory=list)
-    study_contact_phone: str = ""
+    escalation_chat_ids: IdList
+    study_contact_phone: str
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
@@ -92,13 +129,28 @@ class Settings(DatabaseSettings):
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
 
-    @field_validator("admin_user_ids", "coordinator_chat_ids", "escalation_chat_ids", mode="before")
+    @field_validator("admin_user_ids", "escalation_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         try:
             return _split_ids(value)
         except ValueError as exc:
             raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+
+    @field_validator("escalation_chat_ids")
+    @classmethod
+    def _some_escalation(cls, value: list[int]) -> list[int]:
+        return _required_ids(value)
+
+    @field_validator("study_contact_phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise PydanticCustomError("missing", "is required")
+        if sum(ch.isdigit() for ch in value) < 6 or not re.fullmatch(r"\+?[0-9 ()-]+", value):
+            raise ValueError("does not look like a phone number (digits, spaces, - and a leading +)")
+        return value
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -145,15 +197,13 @@ class Settings(DatabaseSettings):
 def describe_error(error: ValidationError) -> str:
     """One clear line naming the first bad variable, without echoing its value
     (it might be the token)."""
-    first = error.errors()[0]
+    errors = sorted(error.errors(), key=lambda e: 0 if e["loc"] and e["loc"][0] == "telegram_bot_token" else 1)
+    first = errors[0]
     name = str(first["loc"][0]).upper() if first["loc"] else "settings"
     if first["type"] == "missing":
-        if name == "TELEGRAM_BOT_TOKEN":
-            return (
-                "Configuration error: TELEGRAM_BOT_TOKEN is not set. Get a token from "
-                "@BotFather and put TELEGRAM_BOT_TOKEN=<token> in the environment or in .env "
-                "(see .env.example)."
-            )
-        return f"Configuration error: {name} is required."
+        hint = REQUIRED_HINTS.get(name)
+        if hint is None:
+            return f"Configuration error: {name} is required."
+        return f"Configuration error: {name} is not set; {hint} in the environment or in .env (see .env.example)."
     message = str(first["msg"]).removeprefix("Value error, ")
     return f"Configuration error: {name} {message}."

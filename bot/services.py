@@ -15,6 +15,7 @@ from bot.aio import PerLoop
 from bot.config import Settings
 from domain.clock import Clock
 from domain.questionnaires import Instrument, load_instruments
+from domain.triage import check_cross_checks, default_triage_table
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.protocol import Protocol, load_protocol
 
@@ -54,6 +55,7 @@ def load_content(content_dir: Path = CONTENT_DIR) -> tuple[Protocol, dict[str, I
     so a broken file stops the start instead of a questionnaire at 2 a.m."""
     instruments = load_instruments(content_dir / "instruments")
     protocol = load_protocol(content_dir / "protocol.yaml", known_instruments=set(instruments))
+    check_cross_checks(default_triage_table(), instruments)
     return protocol, instruments
 
 

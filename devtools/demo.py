@@ -118,6 +118,24 @@ async def dose_reminder(demo: Demo) -> None:
     await demo.participant_says("/schedule", "রিমাইন্ডার")
 
 
+async def staff_recorded_admission(demo: Demo) -> None:
+    """Issue 10: BSM-001's daughter phones the clinic: her mother was admitted. The
+    admin records it with /sae; the coordinators get the urgent serious-event alert
+    with the 24-hour sponsor deadline, and one of them acknowledges it."""
+    server = demo.server
+    await demo.admin_says(
+        "/sae BSM-001 hospitalisation 2026-10-29 daughter phoned: admitted with pneumonia", "recorded"
+    )
+    (alert,) = await server.wait_for(COORDINATOR_CHAT, "recorded by the study team")
+    coordinator = server.user(5100, "Dr Nasreen", language_code="en", label="coordinator")
+    press = await coordinator.press(alert, "✅ Acknowledge", chat=COORDINATOR_CHAT)
+    await server.wait_for(
+        COORDINATOR_CHAT,
+        lambda m: "recorded by the study team" in m.content and "Acknowledged" in m.content,
+        since=press,
+    )
+
+
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
     same files are written to demo-output/ for a look."""
@@ -143,6 +161,7 @@ SCENES: list[Scene] = [
     red_flag_checkin,
     late_yes,
     dose_reminder,
+    staff_recorded_admission,
     trial_record_export,
 ]
 

@@ -608,7 +608,7 @@ async def _triage(
     alerts at once); same-day findings wait for the end (or /cancel), when the
     whole picture decides between URGENT and SAME_DAY."""
     previous = await _previous_grades(db, participant, session)
-    result = triage(instrument, answers, participant.arm, previous, switches=env.switches)
+    result = triage(instrument, answers, participant.arm, previous, switches=env.switches, final=final)
     if not final and result.level is Level.SAME_DAY:
         result = replace(result, level=Level.ROUTINE, advice=())
     return result

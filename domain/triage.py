@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from domain.questionnaires.conditions import Answer
+from domain.questionnaires.conditions import Answer, Condition
 from domain.questionnaires.grading import SymptomGrade, symptom_grades
 from domain.questionnaires.loader import read_yaml
-from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Instrument, Text, YesNoItem
+from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Arm, Instrument, Text, YesNoItem
 from domain.questionnaires.parsing import bengali_digits
 from domain.questionnaires.visibility import effective_answers, item_visible
 
@@ -82,10 +82,32 @@ class Criterion(_Frozen):
 
 
 class Advice(_Frozen):
-    """What the participant is told to do."""
+    """What the participant is told to do, and how soon ("now" or "today")."""
 
+    urgency: Literal["now", "today"]
     priority: int
     text: Text
+
+
+class CrossCheck(_Frozen):
+    """A routine answer that says what a red flag says, and so is that red flag.
+
+    Why: "severe rash" in the symptom list is the methotrexate skin red flag
+    even when the participant said No to the red-flag question (CLINICAL.md).
+    `wait_for` items still to be asked hold the rule back until they are
+    answered or the session ends, so that a fever with a measured 37.5 °C does
+    not page anyone in the seconds before the temperature is typed.
+    """
+
+    code: str
+    arms: list[Arm] = Field(min_length=1)
+    instruments: list[str] = Field(min_length=1)
+    item: str
+    """The answer the finding is about (`when` leaves without `item` read it)."""
+    when: Condition
+    wait_for: list[str] = Field(default_factory=list)
+    advice: AdviceKey
+    reason: Text
 
 
 class Reasons(_Frozen):
@@ -114,6 +136,7 @@ class TriageTable(_Frozen):
     seriousness_criteria: dict[int, Criterion]
     advice: dict[AdviceKey, Advice]
     reasons: Reasons
+    cross_checks: list[CrossCheck] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> TriageTable:
@@ -129,12 +152,25 @@ class TriageTable(_Frozen):
             for lang in ("en", "bn"):
                 if _fields(advice.text.get(lang)) - {"phone"}:
                     raise ValueError(f"advice '{key}'.{lang}: only {{phone}} may be used")
+        for where, key in self._urgent_advice():
+            if self.advice[key].urgency != "now":
+                raise ValueError(f"{where}: urgent finding with advice '{key}' that does not say 'now'")
         for name, allowed in _PLACEHOLDERS.items():
             text: Text = getattr(self.reasons, name)
             for lang in ("en", "bn"):
                 if not text.get(lang) or _fields(text.get(lang)) - allowed:
                     raise ValueError(f"reasons.{name}.{lang}: placeholders must be among {sorted(allowed)}")
         return self
+
+    def _urgent_advice(self) -> list[tuple[str, AdviceKey]]:
+        """(where, advice key) of every URGENT finding this table itself defines."""
+        out: list[tuple[str, AdviceKey]] = []
+        for rule in self.levels:
+            if rule.level is Level.URGENT:
+                out += [(f"levels.URGENT.{t.kind}", t.advice) for t in rule.triggers if t.advice]
+        out += [(f"seriousness_criteria.{n}", c.advice) for n, c in self.seriousness_criteria.items()]
+        out += [(f"cross_checks.{c.code}", c.advice) for c in self.cross_checks]
+        return out
 
 
 def _fields(template: str) -> set[str]:
@@ -150,6 +186,26 @@ def load_triage_table(path: str | Path = DEFAULT_TABLE_PATH) -> TriageTable:
         raise TriageTableError(f"{file.name}: {exc}") from None
     except ValueError as exc:
         raise TriageTableError(str(exc)) from None
+
+
+def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]) -> None:
+    """Refuse a cross-check that reads an item its instruments do not have.
+
+    Why: a typo in content/triage.yaml must stop the start, not crash the
+    triage of a participant's answer (or, worse, never fire).
+    """
+    for check in table.cross_checks:
+        for instrument_id in check.instruments:
+            instrument = instruments.get(instrument_id)
+            if instrument is None:
+                raise TriageTableError(f"triage.yaml: cross_checks.{check.code}: no instrument '{instrument_id}'")
+            known = {item.id for item in instrument.items}
+            needed = {check.item, *check.when.referenced_items(check.item), *check.wait_for}
+            missing = sorted(needed - known)
+            if missing:
+                raise TriageTableError(
+                    f"triage.yaml: cross_checks.{check.code}: no item '{missing[0]}' in {instrument_id}"
+                )
 
 
 @lru_cache(maxsize=1)
@@ -256,18 +312,22 @@ def triage(
     *,
     switches: Iterable[str] = (),
     table: TriageTable | None = None,
+    final: bool = True,
 ) -> TriageResult:
     """Triage one (possibly partial) set of answers for a participant in `arm`.
 
     Why: every answer that meets a CLINICAL.md rule must become an alert with a
     level, reasons and the participant's advice, the same way every time.
     `previous_grades` is last check-in's `TriageResult.grades` (None: no
-    previous check-in, so no worsening rule).
+    previous check-in, so no worsening rule). `final` is False while the
+    questionnaire is still being answered (cross-checks then wait for their
+    `wait_for` items).
     """
     table = table or default_triage_table()
     switch_set = set(switches)
     effective = effective_answers(instrument, answers, arm, switch_set)
     flags = _red_flags(instrument, effective, arm, switch_set)
+    flags += _cross_checks(table, instrument, effective, arm, switch_set, final, {f.code for f in flags})
     serious = _seriousness(instrument, effective, arm, switch_set, table)
     details = symptom_grades(instrument, effective)
     grades = {code: g.grade for code, g in details.items()}
@@ -359,6 +419,35 @@ def _red_flags(instrument: Instrument, answers: Mapping[str, Answer], arm: str, 
             if _triggered(item, flag.when, answers):
                 hits.append(RedFlagHit(flag.code, item.id, flag.reason, flag.advice))
     return hits
+
+
+def _cross_checks(
+    table: TriageTable,
+    instrument: Instrument,
+    answers: Mapping[str, Answer],
+    arm: str,
+    switches: set[str],
+    final: bool,
+    already: set[str],
+) -> list[RedFlagHit]:
+    """Red flags said in other words (content/triage.yaml `cross_checks`)."""
+    hits: list[RedFlagHit] = []
+    for check in table.cross_checks:
+        if instrument.id not in check.instruments or arm not in check.arms:
+            continue
+        if check.code in already:  # the red-flag question itself said it: one flag, not two
+            continue
+        if not final and any(_pending(instrument, item_id, answers, arm, switches) for item_id in check.wait_for):
+            continue
+        if check.when.evaluate(answers, check.item):
+            hits.append(RedFlagHit(check.code, check.item, check.reason, check.advice))
+    return hits
+
+
+def _pending(instrument: Instrument, item_id: str, answers: Mapping[str, Answer], arm: str, switches: set[str]) -> bool:
+    """An item that will still be asked (shown, not yet answered or skipped)."""
+    item = instrument.item(item_id)
+    return item_id not in answers and item_visible(item, answers, arm, switches)
 
 
 def _seriousness(

@@ -332,7 +332,7 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
 
 
 async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
-    """One row per adverse event reported with /report."""
+    """One row per adverse event: reported with /report, or recorded by staff (/sae)."""
     criterion = "adverse_events.{}"
     variables = [
         Variable("ae_id", "Adverse event number", "integer", "adverse_events.id"),
@@ -385,6 +385,14 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
         ),
         Variable("reported_at", "Reported (time of awareness)", "datetime", "adverse_events.reported_at"),
         Variable("alert_id", "Alert raised (see alerts)", "integer", "adverse_events.alert_id"),
+        Variable(
+            "source",
+            "Who reported it",
+            "string",
+            "adverse_events.source",
+            values={"participant": "Participant (/report)", "staff": "Study team (/sae)"},
+        ),
+        Variable("recorded_by", "Recorded by (staff role)", "string", "adverse_events.recorded_by"),
     ]
     query = _participants(
         select(AdverseEvent, Participant.study_id)
@@ -412,8 +420,10 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
             "sae_important_medical_event": ae.important_medical_event,
             "reported_at": ae.reported_at,
             "alert_id": ae.alert_id,
+            "source": ae.source,
+            "recorded_by": staff_role(ae.recorded_by),
             "_recorded_at": ae.reported_at,
-            "_recorded_by": "participant",
+            "_recorded_by": staff_role(ae.recorded_by) or "participant",
         }
         for ae, study_id in (await session.execute(query)).all()
     ]

@@ -65,15 +65,24 @@ class QuestionnaireAnswer(Base):
 
 
 class AdverseEvent(Base):
-    """An adverse event reported with /report: what, since when, how bad, and
-    each ICH E2A seriousness criterion, linked to the alert it raised. A report
-    left unfinished with a seriousness criterion is still a row (complete False)."""
+    """An adverse event reported with /report, or recorded by the study team
+    (`/sae`, `python -m bot.admin sae`: a death, an admission they heard of by
+    phone): what, since when, how bad, and each ICH E2A seriousness criterion,
+    linked to the alert it raised. A report left unfinished with a seriousness
+    criterion is still a row (complete False)."""
 
     __tablename__ = "adverse_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
-    session_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_sessions.id"), unique=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("questionnaire_sessions.id"), unique=True)
+    """The /report it came from (None: recorded by staff)."""
+    source: Mapped[str] = mapped_column(String(16), default="participant", server_default="participant")
+    """"participant" (/report) or "staff"."""
+    recorded_by: Mapped[str | None] = mapped_column(String(64))
+    """The staff actor who recorded it (admin:<id>, cli:<user>); None for a participant's report."""
+    note: Mapped[str | None] = mapped_column(Text)
+    """Staff's free-text note (who told them, what happened)."""
     complete: Mapped[bool] = mapped_column(default=True, server_default=true())  # False: from an unfinished /report
     category: Mapped[str] = mapped_column(String(32))  # the chosen list value (or "other")
     term: Mapped[str] = mapped_column(Text)  # the list label (English) or the participant's words

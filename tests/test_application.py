@@ -23,7 +23,14 @@ from tests.conftest import Figures
 
 
 async def test_every_menu_command_has_a_handler() -> None:
-    settings = Settings(_env_file=None, telegram_bot_token=TOKEN, database_url="sqlite+aiosqlite://")  # type: ignore[call-arg]
+    settings = Settings(
+        _env_file=None,
+        telegram_bot_token=TOKEN,
+        database_url="sqlite+aiosqlite://",
+        coordinator_chat_ids=[-1001],
+        escalation_chat_ids=[-1002],
+        study_contact_phone="+8801711000000",
+    )
     services = build_services(settings, SystemClock())
     app = build_application(services)
     handled = {

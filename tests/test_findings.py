@@ -146,7 +146,7 @@ async def test_an_idle_report_with_hospitalisation_is_closed_and_gives_an_incomp
         server,
         user,
         {"ae_what": "fever_infection", "ae_start": "yesterday", "ae_severity": "self_care", "ser_hospital": "yes"},
-        "ser_life",
+        "ae_more",  # red flags and seriousness come first in /report, then the onset and how bad
     )
     assert asked is not None
     (urgent,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
@@ -184,7 +184,7 @@ async def test_same_day_at_0801_on_a_clinic_day_is_paged_at_once_and_escalates_a
     bot.clock.set(dhaka(2026, 10, 26, 8, 1))  # Monday 08:01
     await says(server, user, "/report", is_question)
     await answer_until(
-        server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "self_care"}, "ser_hospital"
+        server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "self_care"}, "ae_more"
     )
     await user.send("/cancel")  # grade 3, no red flag: a same-day finding
     (paged,) = await server.wait_for(COORDINATOR_CHAT, "SAME-DAY REVIEW")
@@ -205,7 +205,7 @@ async def test_same_day_at_2100_on_thursday_arrives_at_0800_on_sunday(bot: BotHa
     bot.clock.set(dhaka(2026, 10, 29, 21))  # Thursday 21:00; Friday and Saturday are no clinic days
     await says(server, user, "/report", is_question)
     await answer_until(
-        server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "self_care"}, "ser_hospital"
+        server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "self_care"}, "ae_more"
     )
     await user.send("/cancel")
     for moment in (dhaka(2026, 10, 29, 21, 1), dhaka(2026, 10, 30, 8), dhaka(2026, 11, 1, 7, 59)):
@@ -276,7 +276,7 @@ async def test_a_late_yes_on_a_finished_report_adds_the_criterion_to_its_adverse
         server, user, {"ae_what": "fever_infection", "ae_start": "today", "ae_severity": "mild"}, "ser_hospital"
     )
     await press_value(server, user, hospital, "no")
-    closing = await answer_all(server, user, {})
+    closing = await answer_all(server, user, {"ae_start": "today", "ae_severity": "mild"})
     assert "report is saved" in closing.content
     [event] = await rows(bot, AdverseEvent)
     assert not event.serious and event.complete and await count(bot, Alert) == 0

@@ -74,6 +74,7 @@ BARI_FLAGS = {
     "rf_bari_clot",
     "rf_bari_heart_stroke",
     "rf_bari_belly",
+    "rf_bari_pregnancy",
 }
 SSC_FLAGS = {
     "rf_ssc_headache_vision",
@@ -218,6 +219,46 @@ def test_ae_report_asks_every_self_reportable_seriousness_criterion(
     criteria = {item.seriousness.criterion for item in ae.items if item.seriousness is not None}
     assert criteria == {2, 3, 4, 5, 6}  # 1 (death) is not self-reported
     assert ae.item("ser_birth_defect").show_if is not None  # only where relevant
+
+
+def test_ae_report_asks_red_flags_and_seriousness_right_after_what_the_problem_is(
+    instruments: dict[str, Instrument],
+) -> None:
+    ids = [item.id for item in instruments["ae_report"].items]
+    safety = [i for i, item_id in enumerate(ids) if item_id.startswith(("ser_", "rf_")) or item_id == "ae_pregnancy"]
+    descriptive = [ids.index(item_id) for item_id in ("ae_what_other", "ae_start", "ae_severity", "ae_more")]
+    assert ids[0] == "ae_what"
+    assert safety == list(range(1, len(safety) + 1))  # one block straight after "what is the problem"
+    assert max(safety) < min(descriptive)
+
+
+@pytest.mark.parametrize("item_id", ["rf_mtx_pregnancy", "rf_bari_pregnancy"])
+@pytest.mark.parametrize("instrument_id", ["weekly_checkin", "ae_report"])
+def test_the_pregnancy_red_flag_asks_about_now_in_both_languages(
+    instruments: dict[str, Instrument], instrument_id: str, item_id: str
+) -> None:
+    item = instruments[instrument_id].item(item_id)
+    assert item.text.en == "Are you pregnant now, or could you be?"
+    assert item.text.bn == "আপনি কি এখন গর্ভবতী, বা গর্ভবতী হয়ে থাকতে পারেন?"  # CLINICAL.md, word for word
+    assert "গর্ভবতী হতে পারেন" not in (item.text.bn or "")  # "can you become pregnant?"
+
+
+def test_the_pregnancy_report_names_wife_or_husband_not_partner(instruments: dict[str, Instrument]) -> None:
+    item = instruments["ae_report"].item("ae_pregnancy")
+    assert "আপনার স্ত্রী / স্বামী" in (item.text.bn or "") and "সঙ্গী" not in (item.text.bn or "")
+    assert [(f.code, f.arms, f.advice) for f in item.red_flags] == [("bari_pregnancy", ["A"], "hold_baricitinib_call")]
+
+
+def test_criterion_6_is_asked_as_urgent_treatment_even_without_admission(instruments: dict[str, Instrument]) -> None:
+    item = instruments["ae_report"].item("ser_emergency")
+    assert item.seriousness is not None and item.seriousness.criterion == 6
+    assert (
+        item.text.en
+        == "Did a doctor have to treat it urgently to stop it becoming dangerous, even without admission to hospital?"
+    )
+    assert "বিপজ্জনক" in (item.text.bn or "") and "জরুরি চিকিৎসা" in (item.text.bn or "")
+    assert "ভর্তি না হলেও" in (item.text.bn or "")
+    assert item.help is not None and "emergency department" in (item.help.en or "")  # an example, not the question
 
 
 def test_ae_report_how_bad_uses_plain_words(instruments: dict[str, Instrument]) -> None:

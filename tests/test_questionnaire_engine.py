@@ -143,7 +143,7 @@ def test_all_well_check_in_is_short_and_records_every_symptom_as_none(weekly: In
     state, asked = walk(weekly, ARM_A)
     assert is_complete(state)
     assert "nausea" not in asked and "fever_measured" not in asked
-    assert len(asked) == 5 + 5 + 6 + 1 + 1  # red flags A + SSc, 6 area gates, fever, anything else
+    assert len(asked) == 6 + 5 + 6 + 1 + 1  # red flags A (with pregnancy) + SSc, 6 area gates, fever, anything else
     effective = effective_answers(weekly, state.answers, "A")
     assert effective["nausea"] == "none" and effective["finger_ulcers"] == "none"
 
@@ -275,9 +275,9 @@ def test_a_state_from_another_instrument_version_is_refused(weekly: Instrument) 
 
 def test_progress_counts_answered_and_shown_items(weekly: Instrument) -> None:
     state = start(weekly, ARM_A)
-    assert progress(weekly, state, ARM_A) == (0, 18)
+    assert progress(weekly, state, ARM_A) == (0, 19)
     state = ok(answer(weekly, state, "no", ARM_A))
-    assert progress(weekly, state, ARM_A) == (1, 18)
+    assert progress(weekly, state, ARM_A) == (1, 19)
 
 
 # --- resume after a restart ---------------------------------------------------------
@@ -587,7 +587,7 @@ def test_prompt_shows_section_question_help_and_scale_ends(
 ) -> None:
     assert prompt(haq.item("haq_dress"), "en").startswith("DRESSING & GROOMING. Are you able to:\n\nDress yourself")
     pregnancy = prompt(weekly.item("rf_mtx_pregnancy"), "bn")
-    assert pregnancy == "আপনি কি গর্ভবতী হতে পারেন?\n\nআপনি পুরুষ হলে ‘না’ চাপুন।"
+    assert pregnancy == "আপনি কি এখন গর্ভবতী, বা গর্ভবতী হয়ে থাকতে পারেন?\n\nআপনি পুরুষ হলে ‘না’ চাপুন।"
     pga = instruments["patient_global"]
     assert prompt(pga.item("pga"), "bn").endswith("০ = খুব ভালো\n১০ = খুব খারাপ")
 

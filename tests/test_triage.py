@@ -32,6 +32,7 @@ from domain.triage import (
     TriageResult,
     TriageTableError,
     advice_text,
+    check_cross_checks,
     load_triage_table,
     mtx_double_dose,
     triage,
@@ -111,6 +112,7 @@ BARI_FLAGS = {
     "rf_bari_clot": ("bari_blood_clot", "emergency"),
     "rf_bari_heart_stroke": ("bari_heart_stroke", "emergency"),
     "rf_bari_belly": ("bari_gi_perforation", "emergency"),
+    "rf_bari_pregnancy": ("bari_pregnancy", "hold_baricitinib_call"),
 }
 SSC_FLAGS = {
     "rf_ssc_headache_vision": ("ssc_renal_headache_vision", "call_now"),
@@ -207,6 +209,199 @@ def test_a_red_flag_raises_the_alert_before_the_check_in_is_finished(
     assert result.grades == {}  # unreached symptoms are not claimed as "none"
 
 
+# --- red flags in other words (content/triage.yaml cross_checks) ------------------------------
+
+# Each language's ways of answering "severe" / "very severe": the button value,
+# the English words, the Bangla scale words (GLOSSARY-bn: বেশি / খুব বেশি) and digits.
+SEVERE_FORMS = [
+    ("severe", ENGLISH),
+    ("very severe", ENGLISH),
+    ("4", ENGLISH),
+    ("5", ENGLISH),
+    ("বেশি", BANGLA),
+    ("খুব বেশি", BANGLA),
+    ("৪", BANGLA),
+    ("৫", BANGLA),
+]
+SEVERE = pytest.mark.parametrize(("typed", "words"), SEVERE_FORMS, ids=[f[0] for f in SEVERE_FORMS])
+
+
+@SEVERE
+def test_severe_rash_in_arm_b_is_the_methotrexate_skin_red_flag(
+    instruments: dict[str, Instrument], typed: str, words: tuple[str, str, str]
+) -> None:
+    result = check(instruments["weekly_checkin"], "B", words, {"skin_any": words[0], "rash": typed})
+    assert result.level is Level.URGENT
+    assert [(h.code, h.item_id, h.advice) for h in result.red_flags] == [("mtx_skin", "rash", "emergency")]
+    assert result.advice == ("emergency",)
+    assert (result.reasons[0].en or "").startswith("Red flag (mtx_skin): Rash answered")
+
+
+@SEVERE
+def test_severe_rash_in_arm_a_is_same_day_not_a_red_flag(
+    instruments: dict[str, Instrument], typed: str, words: tuple[str, str, str]
+) -> None:
+    result = check(instruments["weekly_checkin"], "A", words, {"skin_any": words[0], "rash": typed})
+    assert result.red_flags == () and result.level is Level.SAME_DAY
+
+
+@SEVERE
+def test_severe_belly_pain_in_arm_a_is_the_perforation_red_flag(
+    instruments: dict[str, Instrument], typed: str, words: tuple[str, str, str]
+) -> None:
+    result = check(instruments["weekly_checkin"], "A", words, {"bowel_any": words[0], "belly_pain": typed})
+    assert result.level is Level.URGENT
+    assert [(h.code, h.item_id, h.advice) for h in result.red_flags] == [
+        ("bari_gi_perforation", "belly_pain", "emergency")
+    ]
+    assert result.advice == ("emergency",)
+
+
+@SEVERE
+def test_severe_belly_pain_in_arm_b_is_same_day_not_a_red_flag(
+    instruments: dict[str, Instrument], typed: str, words: tuple[str, str, str]
+) -> None:
+    result = check(instruments["weekly_checkin"], "B", words, {"bowel_any": words[0], "belly_pain": typed})
+    assert result.red_flags == () and result.level is Level.SAME_DAY
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+@pytest.mark.parametrize("typed", ["moderate", "মাঝারি", "3", "mild"])
+def test_moderate_rash_or_belly_pain_is_no_red_flag(instruments: dict[str, Instrument], arm: str, typed: str) -> None:
+    words = BANGLA if any("\u0980" <= ch <= "\u09ff" for ch in typed) else ENGLISH
+    typed_answers = {"skin_any": words[0], "rash": typed, "bowel_any": words[0], "belly_pain": typed}
+    assert check(instruments["weekly_checkin"], arm, words, typed_answers).red_flags == ()
+
+
+FEVER_FLAG = {"A": ("bari_infection", "hold_baricitinib_call"), "B": ("mtx_infection", "stop_mtx_call")}
+
+
+@LANGUAGES
+@pytest.mark.parametrize("arm", ["A", "B"])
+@pytest.mark.parametrize("how", ["not measured", "temperature skipped"])
+def test_fever_yes_without_a_temperature_below_38_is_the_infection_red_flag(
+    instruments: dict[str, Instrument], words: tuple[str, str, str], arm: str, how: str
+) -> None:
+    yes, no, _ = words
+    fever = {"fever": yes, "fever_measured": no}
+    if how == "temperature skipped":
+        fever = {"fever": yes, "fever_measured": yes, "fever_temp": SKIP_VALUE}
+    result = check(instruments["weekly_checkin"], arm, words, fever)
+    code, advice = FEVER_FLAG[arm]
+    assert result.level is Level.URGENT
+    assert [(h.code, h.item_id, h.advice) for h in result.red_flags] == [(code, "fever", advice)]
+    assert result.advice == (advice,)
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+@pytest.mark.parametrize(("typed", "words"), [("37.9", ENGLISH), ("99 F", ENGLISH), ("৩৭.৫", BANGLA), ("৯৯ ফা", BANGLA)])
+def test_fever_yes_with_a_measured_temperature_below_38_is_no_red_flag(
+    instruments: dict[str, Instrument], arm: str, typed: str, words: tuple[str, str, str]
+) -> None:
+    fever = {"fever": words[0], "fever_measured": words[0], "fever_temp": typed}
+    result = check(instruments["weekly_checkin"], arm, words, fever)
+    assert result.red_flags == () and result.level is Level.ROUTINE
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+def test_a_fever_waits_for_the_thermometer_questions_until_the_session_ends(
+    instruments: dict[str, Instrument], arm: str
+) -> None:
+    weekly = instruments["weekly_checkin"]
+    answers = {**run(weekly, arm, ENGLISH).answers}
+    for later in ("fever", "fever_measured", "fever_temp", "anything_else"):
+        answers.pop(later, None)
+    answers["fever"] = True  # just answered; "did you measure it?" comes next
+    assert triage(weekly, answers, arm, final=False).red_flags == ()
+    code, _ = FEVER_FLAG[arm]
+    assert [h.code for h in triage(weekly, answers, arm, final=True).red_flags] == [code]  # abandoned here: raised
+    answers["fever_measured"] = True
+    assert triage(weekly, answers, arm, final=False).red_flags == ()
+    answers["fever_temp"] = 37.2
+    assert triage(weekly, answers, arm, final=True).red_flags == ()
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+def test_a_red_flag_said_twice_is_one_flag(instruments: dict[str, Instrument], arm: str) -> None:
+    fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": "39"}
+    result = check(instruments["weekly_checkin"], arm, ENGLISH, fever)
+    assert [(h.code, h.item_id) for h in result.red_flags] == [(FEVER_FLAG[arm][0], "fever_temp")]
+
+
+def test_every_cross_check_reads_items_of_its_instruments(instruments: dict[str, Instrument]) -> None:
+    table = load_triage_table()
+    assert {c.code for c in table.cross_checks} == {
+        "mtx_skin",
+        "bari_gi_perforation",
+        "mtx_infection",
+        "bari_infection",
+    }
+    for rule in table.cross_checks:
+        for instrument_id in rule.instruments:
+            ids = {item.id for item in instruments[instrument_id].items}
+            assert {rule.item, *rule.when.referenced_items(rule.item), *rule.wait_for} <= ids, rule.code
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.update(item="rashes"), "no item 'rashes' in weekly_checkin"),
+        (lambda c: c.update(wait_for=["fever_measured", "fever_tmp"]), "no item 'fever_tmp' in weekly_checkin"),
+        (lambda c: c.update(instruments=["weekly"]), "no instrument 'weekly'"),
+    ],
+)
+def test_a_cross_check_on_a_missing_item_is_refused_at_start(
+    instruments: dict[str, Instrument], tmp_path: Path, change: Any, message: str
+) -> None:
+    data = yaml.safe_load((ROOT / "content" / "triage.yaml").read_text(encoding="utf-8"))
+    change(data["cross_checks"][2])
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(TriageTableError, match=message):
+        check_cross_checks(load_triage_table(path), instruments)
+    check_cross_checks(load_triage_table(), instruments)  # the shipped table is fine
+
+
+# --- advice matches urgency --------------------------------------------------------------------
+
+
+def _urgent_rules(instruments: dict[str, Instrument]) -> list[tuple[str, str]]:
+    """(where, advice key) of every finding that is URGENT: red flags on every
+    instrument item, cross-checks, seriousness criteria and URGENT-level triggers."""
+    table = load_triage_table()
+    out = [
+        (f"{instrument.id}.{item.id}.{flag.code}", flag.advice)
+        for instrument in instruments.values()
+        for item in instrument.items
+        for flag in item.red_flags
+    ]
+    out += [(f"cross_checks.{c.code}", c.advice) for c in table.cross_checks]
+    out += [(f"criterion {n}", c.advice) for n, c in table.seriousness_criteria.items()]
+    out += [
+        (f"URGENT {t.kind}", t.advice)
+        for rule in table.levels
+        if rule.level is Level.URGENT
+        for t in rule.triggers
+        if t.advice
+    ]
+    return out
+
+
+def test_every_urgent_finding_is_told_to_act_now_never_today(instruments: dict[str, Instrument]) -> None:
+    rules = _urgent_rules(instruments)
+    assert len(rules) > 30 and ("cross_checks.bari_infection", "hold_baricitinib_call") in rules
+    for where, key in rules:
+        en, bn = advice_text(key, "en", "+8801711000000"), advice_text(key, "bn", "+8801711000000")
+        assert "now" in en.lower() and "today" not in en.lower(), (where, en)
+        assert "এখনই" in bn and "আজই" not in bn, (where, bn)
+
+
+def test_the_baricitinib_infection_advice_says_call_now() -> None:
+    text = advice_text("hold_baricitinib_call", "en", "+8801711000000")
+    assert text.startswith("Call the study doctor now: +8801711000000.")
+    assert "emergency department" in text
+
+
 # --- seriousness (ICH E2A) ------------------------------------------------------------------
 
 SERIOUSNESS = [
@@ -214,7 +409,13 @@ SERIOUSNESS = [
     ("ser_hospital", 3, "Requires hospital admission or prolongs an existing stay", "call_now"),
     ("ser_disability", 4, "Persistent or significant disability or incapacity", "call_now"),
     ("ser_birth_defect", 5, "Congenital anomaly or birth defect", "call_now"),
-    ("ser_emergency", 6, "Important medical event (e.g. emergency treatment without admission)", "call_now"),
+    (
+        "ser_emergency",
+        6,
+        "Important medical event (a doctor had to treat it urgently to stop it becoming dangerous, "
+        "even without admission)",
+        "call_now",
+    ),
 ]
 
 
@@ -470,6 +671,9 @@ def test_the_shipped_triage_table_loads() -> None:
         (lambda t: t["reasons"]["grade"].update(en="{symptom} {oops}"), "reasons.grade.en"),
         (lambda t: t["advice"]["call_today"]["text"].update(bn="{phone} {name}"), "only {phone}"),
         (lambda t: t["levels"][0]["triggers"].append({"kind": "grade_at_least"}), "needs value"),
+        (lambda t: t["cross_checks"][0].update(advice="call_today"), "does not say 'now'"),
+        (lambda t: t["seriousness_criteria"][3].update(advice="call_today"), "does not say 'now'"),
+        (lambda t: t["advice"]["call_now"].pop("urgency"), "urgency"),
     ],
 )
 def test_a_broken_triage_table_is_refused(tmp_path: Path, change: Any, message: str) -> None:

@@ -13,7 +13,7 @@ from telegram import Update
 from bot import admin_text
 from bot.context import BotContext
 from bot.i18n import _
-from domain import audit, enrollment, participants
+from domain import adverse_events, audit, enrollment, participants
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
 
@@ -85,3 +85,22 @@ async def withdraw(update: Update, context: BotContext) -> None:
         context.db, study_id, reason=" ".join(args[1:]) or None, actor=_actor(update), now=context.now
     )
     context.reply(admin_text.withdrawn(participant))
+
+
+@admin_only
+async def sae(update: Update, context: BotContext) -> None:
+    """/sae STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]: record a serious event
+    the team learned of (a death, an admission), alert the coordinators."""
+    settings = context.services.settings
+    request = adverse_events.parse_sae_args(list(context.args or []), context.now.astimezone(settings.tz).date())
+    user = update.effective_user
+    assert user is not None
+    recorded = await adverse_events.record_staff_sae(
+        context.db,
+        request,
+        actor=_actor(update),
+        display_name=user.first_name,
+        now=context.now,
+        coordinator_chats=settings.coordinator_chat_ids,
+    )
+    context.reply(admin_text.sae_recorded(recorded, settings.tz))

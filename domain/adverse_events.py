@@ -1,0 +1,215 @@
+"""Serious adverse events the study team records themselves.
+
+A participant cannot report their own death, and many admissions reach the team
+by a phone call from the family (CLINICAL.md). `/sae` in Telegram and
+`python -m bot.admin sae` record such an event: the same `adverse_events` row
+as a participant's /report (source "staff", who recorded it, when, their note),
+an URGENT alert with the 24-hour sponsor deadline (escalated like any urgent
+alert), an audit row, and the same export rows. A death also stops every
+message to the participant: they are withdrawn (status "withdrawn", reason
+"died", data kept), so that no reminder or check-in reaches the family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.i18n import to_ascii_digits
+from domain import audit, participants
+from domain.alerts import raise_alert
+from domain.errors import DomainError
+from domain.parsing import ParseError, parse_date, parse_study_id
+from domain.triage import TriageTable, default_triage_table
+from models import AdverseEvent, Alert, AlertLevel, Participant, ParticipantStatus
+
+CRITERIA: dict[str, int] = {
+    "death": 1,
+    "life_threatening": 2,
+    "hospitalisation": 3,
+    "disability": 4,
+    "congenital_anomaly": 5,
+    "important_medical_event": 6,
+}
+"""The words staff type for each ICH E2A criterion (content/triage.yaml names them)."""
+_ALIASES = {"died": "death", "hospitalization": "hospitalisation", "admission": "hospitalisation"}
+USAGE = (
+    "usage: /sae STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]; criteria: "
+    + ", ".join(CRITERIA)
+    + " (e.g. /sae BSM-001 hospitalisation 2026-11-20 daughter phoned, admitted to BSMMU)"
+)
+STAFF_CATEGORY = "staff_report"
+DEATH_REASON = "died"
+NOTE_MAX = 500
+
+
+class SaeUsageError(DomainError):
+    """Arguments that do not say what /sae needs; the message ends with the usage line."""
+
+
+@dataclass(frozen=True)
+class StaffSae:
+    """A staff-reported serious event, as typed."""
+
+    study_id: str
+    criteria: tuple[int, ...]
+    onset: date | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class StaffSaeRecorded:
+    """What recording it did (for the admin's reply)."""
+
+    event: AdverseEvent
+    alert: Alert
+    participant: Participant
+    messages_stopped: bool
+    criteria: tuple[int, ...]
+
+
+def _usage(problem: str) -> SaeUsageError:
+    return SaeUsageError(f"{problem}\n{USAGE}")
+
+
+def parse_sae_args(args: Sequence[str], today: date) -> StaffSae:
+    """`STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]` → StaffSae.
+
+    Why: a mistyped criterion or date on a serious event must be refused with the
+    usage line, never recorded as something else. `today` is the trial's local
+    date (an onset after it is refused). A third word starting with a digit is
+    the onset date; anything after is the note.
+    """
+    if len(args) < 2:
+        raise _usage("a study id and at least one criterion are needed")
+    try:
+        study_id = parse_study_id(args[0])
+    except ParseError as error:
+        raise _usage(str(error)) from None
+    criteria: list[int] = []
+    for word in args[1].split(","):
+        key = word.strip().casefold().replace("-", "_")
+        key = _ALIASES.get(key, key)
+        if key not in CRITERIA:
+            raise _usage(f"unknown criterion '{word.strip()[:40]}'")
+        if CRITERIA[key] not in criteria:
+            criteria.append(CRITERIA[key])
+    rest = list(args[2:])
+    onset: date | None = None
+    if rest and to_ascii_digits(rest[0])[:1].isdigit():
+        try:
+            onset = parse_date(rest.pop(0))
+        except ParseError as error:
+            raise _usage(str(error)) from None
+        if onset > today:
+            raise _usage(f"the onset date {onset.isoformat()} is in the future")
+    note = " ".join(rest).strip()[:NOTE_MAX] or None
+    return StaffSae(study_id, tuple(sorted(criteria)), onset, note)
+
+
+def _implied_grade(criteria: Sequence[int], table: TriageTable) -> int | None:
+    grades = [g for c in criteria if (g := table.seriousness_criteria[c].implies_grade) is not None]
+    return max(grades, default=None)
+
+
+def _summary(request: StaffSae, recorded_by: str, event_id: int) -> str:
+    lines = [f"Serious adverse event recorded by the study team: {recorded_by}"]
+    lines.append(f"Criteria: {', '.join(k for k, n in CRITERIA.items() if n in request.criteria)}")
+    lines.append(f"Onset: {request.onset.isoformat() if request.onset else 'not given'}")
+    if request.note:
+        lines.append(f"Note: {request.note}")
+    if 1 in request.criteria:
+        lines.append("Death: all messages to the participant are stopped.")
+    lines.append(f"Adverse event #{event_id}")
+    return "\n".join(lines)
+
+
+async def record_staff_sae(
+    db: AsyncSession,
+    request: StaffSae,
+    *,
+    actor: str,
+    display_name: str,
+    now: datetime,
+    coordinator_chats: Sequence[int],
+    table: TriageTable | None = None,
+) -> StaffSaeRecorded:
+    """Record a staff-reported serious event: the AE row, the URGENT alert with the
+    24-hour deadline, the audit row, and for a death the end of all messages.
+
+    Why: the same record and the same alert as a participant's serious /report,
+    so that exports and the people on call cannot tell them apart except by
+    `source`. An unknown study id is refused with the usage line.
+    """
+    table = table or default_triage_table()
+    try:
+        participant = await participants.by_study_id(db, request.study_id, for_update=True)
+    except DomainError as error:
+        raise _usage(str(error)) from None
+    keywords = [k for k, n in CRITERIA.items() if n in request.criteria]
+    event = AdverseEvent(
+        participant_id=participant.id,
+        session_id=None,
+        source="staff",
+        recorded_by=actor[:64],
+        note=request.note,
+        category=STAFF_CATEGORY,
+        term=request.note or f"Recorded by the study team: {', '.join(keywords)}",
+        onset_date=request.onset,
+        grade=_implied_grade(request.criteria, table),
+        serious=True,
+        results_in_death=1 in request.criteria,
+        life_threatening=2 in request.criteria,
+        hospitalisation=3 in request.criteria,
+        disability=4 in request.criteria,
+        congenital_anomaly=5 in request.criteria,
+        important_medical_event=6 in request.criteria,
+        reported_at=now,
+    )
+    db.add(event)
+    await db.flush()
+    template = table.reasons.seriousness.get("en")
+    reasons = [template.format(number=n, name=table.seriousness_criteria[n].name.get("en")) for n in request.criteria]
+    alert = await raise_alert(
+        db,
+        participant=participant,
+        kind="serious_ae",
+        level=AlertLevel.URGENT,
+        summary=_summary(request, f"{display_name} ({actor})", event.id),
+        reasons=reasons,
+        now=now,
+        coordinator_chats=coordinator_chats,
+        details={
+            "source": "staff",
+            "adverse_event": event.id,
+            "criteria": list(request.criteria),
+            "keys": [f"seriousness:{n}" for n in request.criteria],
+        },
+        source=f"adverse_event:{event.id}",
+        serious=True,
+    )
+    event.alert_id = alert.id
+    audit.record(
+        db,
+        at=now,
+        actor=actor,
+        action="adverse_event.staff_report",
+        participant_id=participant.id,
+        after={
+            "adverse_event": event.id,
+            "alert": alert.id,
+            "criteria": keywords,
+            "onset_date": request.onset.isoformat() if request.onset else None,
+            "note": "[free text]" if request.note else None,
+        },
+    )
+    stopped = False
+    if 1 in request.criteria and participant.status != ParticipantStatus.WITHDRAWN:
+        await participants.withdraw(
+            db, participant.study_id, reason=f"{DEATH_REASON} (adverse event #{event.id})", actor=actor, now=now
+        )
+        stopped = True
+    return StaffSaeRecorded(event, alert, participant, stopped, request.criteria)
