@@ -178,7 +178,7 @@ async def test_bangla_checkin_with_methotrexate_double_dose_alerts_at_once(
     assert session.status is QuestionnaireStatus.COMPLETED and session.scores is not None
     assert session.triage is not None and session.triage["result"]["level"] == "URGENT"
     stored = await rows(bot, QuestionnaireAnswer, QuestionnaireAnswer.item_id == "rf_mtx_extra_dose")
-    assert [a.value for a in stored] == [True] and stored[0].instrument_version == "1.0"
+    assert [a.value for a in stored] == [True] and stored[0].instrument_version == "1.1"
 
 
 async def test_routine_checkin_raises_nothing(bot: BotHarness, server: BotAPIServer) -> None:
