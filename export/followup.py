@@ -87,7 +87,7 @@ def _visit_recorded(row: dict[str, object]) -> bool:
 
 
 async def visits(session: AsyncSession, scope: Scope) -> Dataset:
-    """One row per participant-visit (weeks 4, 12, 24)."""
+    """One row per participant-visit (the protocol's visit weeks)."""
     query = selected(
         select(ClinicVisit, Participant.study_id)
         .join(Participant, Participant.id == ClinicVisit.participant_id)
@@ -108,7 +108,7 @@ async def visits(session: AsyncSession, scope: Scope) -> Dataset:
         [c.variable for c in VISIT_COLUMNS],
         rows,
         event_week_var="week",
-        weeks=tuple(w for w in scope.visit_weeks if w > 0),
+        weeks=scope.visit_weeks,
         prefix="visit",
         complete=_visit_recorded,
     )
