@@ -1,7 +1,8 @@
 """CDISC ODM 1.3.2 XML: study metadata (events for weeks 0/4/12/24 and an
 unscheduled repeating event, one form and item group per dataset, items with
 data types, code lists in English and Bangla) and clinical data keyed by study
-id, each value with an audit record (who by role, where, when).
+id, each row's item group with an audit record (who by role, where, when, which
+database record); each item's database column is its ItemDef's `source` Alias.
 
 Generated from the same `Dataset` definitions as the CSV and SPSS files."""
 
@@ -161,6 +162,7 @@ def _metadata(study: ET.Element, datasets: list[Dataset], visits: list[tuple[int
                 _el(item, "MeasurementUnitRef", MeasurementUnitOID=unit_oid(variable.unit))
             if variable.values:
                 _el(item, "CodeListRef", CodeListOID=codelist_oid(dataset, variable))
+            _el(item, "Alias", Context="source", Name=variable.source)
     for dataset in datasets:
         for variable in _items(dataset):
             if not variable.values:
@@ -188,8 +190,19 @@ def _admin(root: ET.Element, study_oid: str, created: datetime) -> None:
     )
 
 
+def record_source(dataset: Dataset, row: dict[str, object]) -> str:
+    """Where a row comes from, as the audit record's SourceID: `dose_log.id=12`,
+    `participants.study_id=BSM-001`."""
+    if dataset.repeat_key_var is not None:
+        key = next(v for v in dataset.variables if v.name == dataset.repeat_key_var)
+        return f"{key.source}={row.get(key.name)}"
+    week = f"; week={row.get(dataset.event_week_var)}" if dataset.event_week_var else ""
+    return f"{dataset.name}: study_id={row.get('study_id')}{week}"
+
+
 def _audit(parent: ET.Element, row: dict[str, object], source: str, tz: tzinfo, created: datetime) -> None:
-    """An AuditRecord (UserRef, LocationRef, DateTimeStamp, SourceID, in the schema's order)."""
+    """The AuditRecord of one row's item group (who by role, where, when, which
+    record), in the schema's order; every item of the row shares it."""
     recorded_at = row.get("_recorded_at")
     recorded_by = str(row.get("_recorded_by") or "system")
     audit = _el(parent, "AuditRecord")
@@ -228,14 +241,12 @@ def _clinical(
                     form_attrs["FormRepeatKey"] = repeat_key
                 form_el = _el(event_el, "FormData", **form_attrs)
                 group = _el(form_el, "ItemGroupData", ItemGroupOID=_oid("IG", dataset.name))
+                _audit(group, row, record_source(dataset, row), tz, created)
                 for variable in _items(dataset):
                     value = row.get(variable.name)
                     if value is None or value == "":
                         continue
-                    data = _el(
-                        group, "ItemData", ItemOID=item_oid(dataset, variable), Value=_value(variable, value, tz)
-                    )
-                    _audit(data, row, variable.source, tz, created)
+                    _el(group, "ItemData", ItemOID=item_oid(dataset, variable), Value=_value(variable, value, tz))
 
 
 def build_odm(

@@ -187,6 +187,9 @@ def test_odm_parses_refers_to_its_definitions_and_matches_the_data(exported: Pat
             assert langs == {"en", "bn"}
     values: dict[tuple[str, str], str] = {}
     count = 0
+    for group in root.iter(f"{ODM}ItemGroupData"):  # one audit record per row, for all its items
+        audit = group.find(f"{ODM}AuditRecord")
+        assert audit is not None and audit.find(f"{ODM}DateTimeStamp") is not None
     for subject in root.iter(f"{ODM}SubjectData"):
         for data in subject.iter(f"{ODM}ItemData"):
             count += 1
@@ -195,8 +198,6 @@ def test_odm_parses_refers_to_its_definitions_and_matches_the_data(exported: Pat
             ref = item_defs[oid].find(f"{ODM}CodeListRef")
             if ref is not None:
                 assert data.get("Value") in codelists[ref.get("CodeListOID")], (oid, data.get("Value"))
-            audit = data.find(f"{ODM}AuditRecord")
-            assert audit is not None and audit.find(f"{ODM}DateTimeStamp") is not None
             values[(subject.get("SubjectKey") or "", oid or "")] = data.get("Value") or ""
     assert count > 20
     for row in read_csv(exported / "participants.csv"):

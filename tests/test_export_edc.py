@@ -98,12 +98,20 @@ def test_the_odm_of_a_realistic_trial_is_valid_against_the_official_schema(trial
     keys = [e.get("StudyEventRepeatKey") for e in subjects["BSM-002"].iter(f"{ODM}StudyEventData")]
     unscheduled = [k for k in keys if k is not None]
     assert len(unscheduled) == len(set(unscheduled)) >= 4  # doses and the check-in: one occurrence each
-    ack = next(
-        d for d in subjects["BSM-001"].iter(f"{ODM}ItemData") if d.get("ItemOID") == "I.ALERTS.ACKNOWLEDGED_BY_ROLE"
+    alert = next(
+        g
+        for g in subjects["BSM-001"].iter(f"{ODM}ItemGroupData")
+        if g.get("ItemGroupOID") == "IG.ALERTS"
+        and any(d.get("Value") == "serious_ae" for d in g.iter(f"{ODM}ItemData"))
     )
-    audit = ack.find(f"{ODM}AuditRecord")
-    assert ack.get("Value") == "admin" and audit is not None
+    values = {d.get("ItemOID"): d.get("Value") for d in alert.iter(f"{ODM}ItemData")}
+    assert values["I.ALERTS.ACKNOWLEDGED_BY_ROLE"] == "admin" and values["I.ALERTS.ACKNOWLEDGED"] == "1"
+    audit = alert.find(f"{ODM}AuditRecord")
+    assert audit is not None
     assert [c.tag.removeprefix(ODM) for c in audit] == ["UserRef", "LocationRef", "DateTimeStamp", "SourceID"]
+    assert audit.findtext(f"{ODM}SourceID") == f"alerts.id={values['I.ALERTS.ALERT_ID']}"
+    sources = {a.get("Name") for a in mdv.iter(f"{ODM}Alias") if a.get("Context") == "source"}
+    assert "adverse_events.hospitalisation" in sources
 
 
 def _break(source: Path, target: Path, edit: object) -> Path:
