@@ -235,6 +235,12 @@ async def build_all(session: AsyncSession, scope: Scope) -> list[Dataset]:
         every_dose = await followup.doses(session, replace(scope, since=None, participant_ids=changed))
     final_week = max(scope.visit_weeks, default=24)
     datasets.insert(datasets.index(doses) + 1, followup.adherence(every_dose, final_week))
+    return datasets
+
+
+def plain_values(datasets: list[Dataset]) -> list[Dataset]:
+    """Enum members → their values, in every row (after the snapshot is released:
+    nothing here needs the database)."""
     for dataset in datasets:
         dataset.rows = [{k: _plain(v) for k, v in row.items()} for row in dataset.rows]
     return datasets

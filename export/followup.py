@@ -133,7 +133,7 @@ async def doses(session: AsyncSession, scope: Scope) -> Dataset:
         Variable("later_count", "Times 'remind me later' was pressed", "integer", "dose_log.later_count"),
     ]
     query = selected(
-        select(DoseLog, Participant.study_id)
+        select(DoseLog.__table__, Participant.study_id)  # plain rows: no ORM objects for the largest table
         .join(Participant, Participant.id == DoseLog.participant_id)
         .order_by(Participant.study_id, DoseLog.dose_date, DoseLog.regimen),
         scope,
@@ -144,7 +144,7 @@ async def doses(session: AsyncSession, scope: Scope) -> Dataset:
     rows = [
         {
             "dose_id": d.id,
-            "study_id": study_id,
+            "study_id": d.study_id,
             "regimen": d.regimen,
             "drug": d.drug,
             "dose_date": d.dose_date,
@@ -157,7 +157,7 @@ async def doses(session: AsyncSession, scope: Scope) -> Dataset:
             "_recorded_by": "participant" if d.answered_at else "system",
             "_participant_id": d.participant_id,
         }
-        for d, study_id in (await session.execute(query)).all()
+        for d in (await session.execute(query)).all()
     ]
     return Dataset(
         "doses",
@@ -348,7 +348,7 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             Variable("seriousness", "ICH E2A criteria met (numbers)", "string", "questionnaire_sessions.triage"),
         ]
         query = selected(
-            select(QuestionnaireSession, Participant.study_id, Participant.baseline_date)
+            select(QuestionnaireSession.__table__, Participant.study_id, Participant.baseline_date)  # plain rows
             .join(Participant, Participant.id == QuestionnaireSession.participant_id)
             .where(QuestionnaireSession.instrument_id == instrument.id)
             .order_by(QuestionnaireSession.id),
@@ -360,7 +360,8 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             QuestionnaireSession.cancelled_at,
         )
         rows = []
-        for s, study_id, baseline in (await session.execute(query)).all():
+        for s in (await session.execute(query)).all():
+            study_id, baseline = s.study_id, s.baseline_date
             answers = dict((s.state or {}).get("answers") or {})
             day = s.started_at.astimezone(scope.tz).date()
             result = ((s.triage or {}).get("result") or {}) if isinstance(s.triage, dict) else {}

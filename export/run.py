@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from domain.questionnaires import Instrument
-from export.datasets import Scope, build_all
+from export.datasets import Scope, build_all, plain_values
 from export.odm import write_odm
 from export.odm_schema import Validation, validate_odm
 from export.redcap import write_redcap
@@ -54,6 +54,17 @@ async def read_snapshot(
     instruments: dict[str, Instrument],
 ) -> list[Dataset]:
     """Every dataset, read at one point in time (records changed since `since`, or all)."""
+    return plain_values(await _read(engine, tz, since, protocol, instruments))
+
+
+async def _read(
+    engine: AsyncEngine,
+    tz: ZoneInfo,
+    since: date | None,
+    protocol: Protocol,
+    instruments: dict[str, Instrument],
+) -> list[Dataset]:
+    """The snapshot itself: held only while the datasets are read."""
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -83,8 +94,9 @@ async def export_trial_record(
     the REDCap folder into `out_dir`, for every record or for the records
     created or changed since `since`; with `validate`, check the ODM file."""
     started = timer.perf_counter()
-    datasets = await read_snapshot(engine, tz, since, protocol, instruments)
+    read = await _read(engine, tz, since, protocol, instruments)
     held = timer.perf_counter() - started
+    datasets = plain_values(read)
     # File writing is blocking work: off the event loop, so the bot keeps serving.
     files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol, now)
     validation = await asyncio.to_thread(validate_odm, out_dir / ODM_FILE) if validate else None
