@@ -460,6 +460,13 @@ AE_COLUMNS: list[Column[AeRecord]] = [
         Variable("alert_id", "Alert raised (see alerts)", "integer", "adverse_events.alert_id"), lambda r: r[0].alert_id
     ),
 ]
+
+
+def _ae_complete(row: dict[str, object]) -> bool:
+    """Complete unless the row says otherwise (a `complete` column, when there is one)."""
+    return row.get("complete", True) not in (False, 0)
+
+
 # An adverse event's own times, for `since`.
 AE_TIMES = (AdverseEvent.reported_at,)
 
@@ -478,7 +485,7 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
     for ae, study_id in (await session.execute(query)).all():
         row = row_of(AE_COLUMNS, (ae, study_id))
         row["_recorded_at"] = ae.reported_at
-        row["_recorded_by"] = "participant"
+        row["_recorded_by"] = staff_role(getattr(ae, "recorded_by", None)) or "participant"
         rows.append(row)
     return Dataset(
         "adverse_events",
@@ -487,4 +494,5 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
         rows,
         repeat_key_var="ae_id",
         prefix="ae",
+        complete=_ae_complete,
     )

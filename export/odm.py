@@ -93,7 +93,7 @@ def _event_of(dataset: Dataset, row: dict[str, object], weeks: tuple[int, ...]) 
         return _oid("SE", dataset.event), None
     week = row.get(dataset.event_week_var) if dataset.event_week_var else None
     if week in weeks:
-        return event_oid(int(week)), None  # type: ignore[arg-type]
+        return event_oid(int(str(week))), None
     key = row.get(dataset.repeat_key_var) if dataset.repeat_key_var else None
     return UNSCHEDULED, f"{dataset.name}-{key}"
 

@@ -111,7 +111,9 @@ def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, protocol: 
         files.append(write_csv(dataset, out_dir, tz))
         files.append(write_sav(dataset, out_dir, tz))
     files.append(write_dictionary(datasets, out_dir))
-    visits = [(v.week, v.name.en or f"Week {v.week}", v.name.bn) for v in protocol.visits]
+    visits: list[tuple[int, str, str | None]] = [
+        (v.week, v.name.en or f"Week {v.week}", v.name.bn) for v in protocol.visits
+    ]
     files.append(
         write_odm(
             datasets, out_dir, study_oid=protocol.trial_id, tz=tz, created=now, visits=visits, study_name=protocol.title
