@@ -76,8 +76,10 @@ async def exported(bot: BotHarness, server: BotAPIServer, tmp_path: Path) -> Pat
         protocol=services.protocol,
         instruments=services.instruments,
         now=bot.clock.now(),
+        validate=True,
     )
     assert result.row_counts["participants"] == 3
+    assert result.validation is not None and result.validation.errors == []  # the official CDISC schema
     return result.directory
 
 
