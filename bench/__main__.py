@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Databases, databases
+from bench.export import run_export
 from bench.fanout import run_fanout
 from bench.inbound import run_floor, run_inbound
 from bench.plot import plot
 from bench.ticks import run_ticks
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("fanout", "limited", "ticks", "inbound", "network")
+SCENARIOS = ("fanout", "limited", "ticks", "inbound", "network", "export")
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,19 @@ class Sizes:
     ticks: tuple[int, ...]
     inbound: int
     network: int  # the fan-out behind an 80 ms round trip
+    export: tuple[int, ...]  # participants (with their history) exported while the bot serves
 
 
-QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100, network=120)
-FULL = Sizes(fanout=10_000, limited=1_800, ticks=(1_000, 10_000, 100_000), inbound=500, network=1_800)
+TRIAL_SIZE = 24  # participants in the trial (SPEC.md)
+QUICK = Sizes(fanout=300, limited=300, ticks=(1_000, 10_000), inbound=100, network=120, export=(TRIAL_SIZE, 1_000))
+FULL = Sizes(
+    fanout=10_000,
+    limited=1_800,
+    ticks=(1_000, 10_000, 100_000),
+    inbound=500,
+    network=1_800,
+    export=(TRIAL_SIZE, 10_000),
+)
 
 
 CONCURRENT_DISPATCH = 16
@@ -65,6 +75,7 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
         "ticks": {},
         "inbound": {},
         "network": {},
+        "export": {},
     }
     for kind in kinds:
         if "fanout" in only:
@@ -104,6 +115,13 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
                 result = await run_inbound(url, sizes.inbound, latency_ms=NETWORK_MS)
             raw["network"].setdefault("inbound", {})[kind] = result
             _progress(f"inbound, {NETWORK_MS:.0f} ms", kind, result["updates_per_s"], "updates/s")
+        if "export" in only:
+            raw["export"][kind] = []
+            for n in sizes.export:
+                async with dbs.fresh(kind) as url:
+                    result = await run_export(url, n)
+                raw["export"][kind].append(result)
+                _progress(f"export snapshot at {n:,}", kind, result["snapshot_s"], "s")
     if "inbound" in only:
         raw["inbound"]["floor"] = await run_floor(sizes.inbound)
         _progress("inbound floor", "PTB", raw["inbound"]["floor"]["updates_per_s"], "updates/s")
@@ -226,6 +244,32 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
             None,
             "network",
         )
+    for kind, results in raw.get("export", {}).items():
+        for r in results:
+            n = r["participants"]
+            work = r["bot_work_during_export"]
+            add(
+                f"export: read snapshot held, {n:,} participants ({r['exported_rows']:,} rows), {kind} (s)",
+                r["snapshot_s"],
+                "-" + (" (10,000 in FULL)" if n == sizes.export[-1] and n < 10_000 else ""),
+                None,
+                "export",
+            )
+            add(
+                f"  whole export (files, REDCap, ODM check: {r['odm_schema_errors']} errors), "
+                f"{r['files_mb']} MB, {n:,}, {kind} (s)",
+                r["export_s"],
+                "-",
+                None,
+                "export",
+            )
+            add(
+                f"  bot's tick + update write meanwhile ({work['count']}), p50 / p99 / max, {n:,}, {kind} (ms)",
+                f"{work['p50_ms']:.0f} / {work['p99_ms']:.0f} / {work['max_ms']:.0f}",
+                "-",
+                None,
+                "export",
+            )
     if floor is not None:
         add(f"inbound floor: bare PTB, {floor['k']} at once (updates/s)", floor["updates_per_s"], "-", None, "inbound")
         add(

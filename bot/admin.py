@@ -128,17 +128,27 @@ async def _export(session: AsyncSession, args: argparse.Namespace, settings: Dat
     since = parse_date(args.since) if args.since else None
     now = clock.now()
     result = await export_trial_record(
-        engine, Path(args.out), settings.tz, protocol=protocol, instruments=instruments, now=now, since=since
+        engine,
+        Path(args.out),
+        settings.tz,
+        protocol=protocol,
+        instruments=instruments,
+        now=now,
+        since=since,
+        validate=args.validate,
     )
-    audit.record(
-        session,
-        at=now,
-        actor=_actor(),
-        action="export.run",
-        after={"since": since.isoformat() if since else None, "rows": result.row_counts},
-    )
+    after: dict[str, object] = {"since": since.isoformat() if since else None, "rows": result.row_counts}
+    if result.validation is not None:
+        after["odm_schema_errors"] = len(result.validation.errors)
+    audit.record(session, at=now, actor=_actor(), action="export.run", after=after)
     rows = "\n".join(f"  {name}: {count} row(s)" for name, count in result.row_counts.items())
-    return f"Exported {len(result.files)} files to {result.directory.resolve()}\n{rows}"
+    text = f"Exported {len(result.files)} files to {result.directory.resolve()}\n{rows}"
+    if result.validation is None:
+        return text
+    if not result.validation.valid:
+        args.exit_code = 1  # the files are written and the export audited, but an EDC would refuse the ODM
+        return "\n".join([text, result.validation.summary(), *result.validation.errors])
+    return f"{text}\n{result.validation.summary()}"
 
 
 async def _audit_verify(
@@ -251,7 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(action=_sae)
     p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
     p.add_argument("--out", required=True, help="directory to write into")
-    p.add_argument("--since", help="only participants changed since this date (YYYY-MM-DD)")
+    p.add_argument(
+        "--since",
+        help="only the records created or changed on or after this date (YYYY-MM-DD), by each record's own times",
+    )
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the ODM file against the official CDISC ODM 1.3.2 schema (exit 1 if it is refused)",
+    )
     p.set_defaults(action=_export)
     p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
     p.set_defaults(action=_audit_verify)
@@ -275,7 +293,7 @@ async def run(argv: list[str], clock: Clock | None = None) -> tuple[int, str]:
                 await session.rollback()
                 return 1, f"Not done: {error}"
             await session.commit()
-            return 0, text
+            return getattr(args, "exit_code", 0), text
     finally:
         await engine.dispose()
 

@@ -34,6 +34,7 @@ class Demo:
     participant: SimUser
     code: str = ""
     export_dir: Path | None = None
+    export_notes: list[str] | None = None
 
     async def admin_says(self, text: str, expect: Predicate = None) -> SentMessage:
         update = await self.admin.send(text)
@@ -138,7 +139,8 @@ async def staff_recorded_admission(demo: Demo) -> None:
 
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
-    same files are written to demo-output/ for a look."""
+    same files, with the REDCap folder, are written to demo-output/ for a look,
+    and the ODM file is checked against the official CDISC ODM 1.3.2 schema."""
     await demo.admin_says("/export", lambda m: m.document is not None)
     services = demo.bot.services
     assert services is not None
@@ -150,8 +152,17 @@ async def trial_record_export(demo: Demo) -> None:
         protocol=services.protocol,
         instruments=services.instruments,
         now=demo.bot.clock.now(),
+        validate=True,
     )
     demo.export_dir = result.directory.resolve()
+    assert result.validation is not None
+    redcap = sorted(p.name for p in (result.directory / "redcap").iterdir())
+    demo.export_notes = [
+        f"  {result.validation.summary()}",
+        *(f"    {error}" for error in result.validation.errors[:10]),
+        f"  REDCap folder {demo.export_dir / 'redcap'}: {', '.join(redcap)}",
+        "  (load order in its README.md)",
+    ]
 
 
 SCENES: list[Scene] = [
@@ -183,8 +194,10 @@ async def main() -> int:
             print(server.format_transcript())
             if demo.export_dir is not None:
                 print(
-                    f"\nTrial-record export (CSV, SPSS .sav, data dictionary, CDISC ODM) written to {demo.export_dir}"
+                    "\nTrial-record export (CSV, SPSS .sav, data dictionary, CDISC ODM, REDCap) "
+                    f"written to {demo.export_dir}"
                 )
+                print("\n".join(demo.export_notes or []))
     return 0
 
 

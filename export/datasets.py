@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import time
+from dataclasses import dataclass, replace
+from datetime import datetime, time
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.questionnaires import Instrument
@@ -26,13 +27,33 @@ STATUSES = {"invited": "Invited (not linked)", "active": "Active", "paused": "Pa
 
 @dataclass(frozen=True)
 class Scope:
-    """What to export (everyone, or the participants changed since a date) and
-    the definitions the datasets are generated from."""
+    """What to export (every record, or the records created or changed since a
+    time, by each record's own times) and the definitions the datasets are
+    generated from."""
 
     tz: ZoneInfo
     participant_ids: frozenset[int] | None  # None = all
     protocol: Protocol
     instruments: dict[str, Instrument]
+    since: datetime | None = None  # None = every record
+
+    @property
+    def visit_weeks(self) -> tuple[int, ...]:
+        """The protocol's visit weeks (the scheduled study events)."""
+        return tuple(v.week for v in self.protocol.visits)
+
+
+Q = TypeVar("Q", bound=Select[Any])
+
+
+def selected(query: Q, scope: Scope, participant_column: Any, *record_times: Any) -> Q:
+    """`query` narrowed to the scope: the participants asked for, and with
+    `since`, the records one of whose own times (`record_times`) is at or after it."""
+    if scope.participant_ids is not None:
+        query = query.where(participant_column.in_(scope.participant_ids))
+    if scope.since is not None:
+        query = query.where(or_(*(column >= scope.since for column in record_times)))
+    return query
 
 
 _ROLE_RE = re.compile(r"\b(admin|coordinator|cli|participant|system)(?::|$)")
@@ -62,7 +83,7 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
         Variable(
             "reminder_time",
             "Dose reminder time (local; empty = protocol default)",
-            "string",
+            "time",
             "participants.reminder_time",
         ),
         Variable(
@@ -82,13 +103,17 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
             "withdrawal_reason", "Reason for withdrawal", "string", "participants.withdrawal_reason", free_text=True
         ),
     ]
-    query = (
+    query = selected(
         select(Participant, ChatLink.linked_at)
         .outerjoin(ChatLink, ChatLink.participant_id == Participant.id)
-        .order_by(Participant.study_id)
+        .order_by(Participant.study_id),
+        scope,
+        Participant.id,
+        Participant.created_at,
+        Participant.updated_at,
+        Participant.withdrawn_at,
+        ChatLink.linked_at,
     )
-    if scope.participant_ids is not None:
-        query = query.where(Participant.id.in_(scope.participant_ids))
     rows = []
     for p, linked_at in (await session.execute(query)).all():
         reminder: time | None = p.reminder_time
@@ -114,6 +139,10 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
     return Dataset("participants", "Participants", variables, rows, event="WEEK0")
 
 
+def _acknowledged(row: dict[str, object]) -> bool:
+    return bool(row.get("acknowledged"))
+
+
 ALERT_LEVELS = {"urgent": "Urgent", "same_day": "Same-day review", "info": "For information"}
 
 
@@ -135,13 +164,16 @@ async def alerts(session: AsyncSession, scope: Scope) -> Dataset:
         Variable("escalated", "Escalated (nobody acknowledged in time)", "boolean", "alerts.escalated_at"),
         Variable("escalated_at", "Escalated at", "datetime", "alerts.escalated_at"),
     ]
-    query = (
+    query = selected(
         select(Alert, Participant.study_id)
         .outerjoin(Participant, Participant.id == Alert.participant_id)
-        .order_by(Alert.id)
+        .order_by(Alert.id),
+        scope,
+        Alert.participant_id,
+        Alert.aware_at,
+        Alert.acknowledged_at,
+        Alert.escalated_at,
     )
-    if scope.participant_ids is not None:
-        query = query.where(Alert.participant_id.in_(scope.participant_ids))
     rows = [
         {
             "alert_id": a.id,
@@ -163,7 +195,15 @@ async def alerts(session: AsyncSession, scope: Scope) -> Dataset:
         }
         for a, study_id in (await session.execute(query)).all()
     ]
-    return Dataset("alerts", "Alerts to coordinators", variables, rows, repeat_key_var="alert_id")
+    return Dataset(
+        "alerts",
+        "Alerts to coordinators",
+        variables,
+        rows,
+        repeat_key_var="alert_id",
+        prefix="alert",
+        complete=_acknowledged,
+    )
 
 
 Builder = Callable[[AsyncSession, Scope], Awaitable[Dataset]]
@@ -183,12 +223,24 @@ def builders(scope: Scope) -> list[Builder]:
 
 
 async def build_all(session: AsyncSession, scope: Scope) -> list[Dataset]:
-    """Every dataset, from the same snapshot (adherence is derived from the doses)."""
-    from export.followup import adherence
+    """Every dataset, from the same snapshot (adherence is derived from the doses:
+    with `since`, from every dose of the participants with a dose changed since)."""
+    from export import followup
 
     datasets = [await builder(session, scope) for builder in builders(scope)]
     doses = next(d for d in datasets if d.name == "doses")
-    datasets.insert(datasets.index(doses) + 1, adherence(doses))
+    every_dose = doses
+    if scope.since is not None:
+        changed = frozenset(int(str(row["_participant_id"])) for row in doses.rows)
+        every_dose = await followup.doses(session, replace(scope, since=None, participant_ids=changed))
+    final_week = max(scope.visit_weeks, default=24)
+    datasets.insert(datasets.index(doses) + 1, followup.adherence(every_dose, final_week))
+    return datasets
+
+
+def plain_values(datasets: list[Dataset]) -> list[Dataset]:
+    """Enum members → their values, in every row (after the snapshot is released:
+    nothing here needs the database)."""
     for dataset in datasets:
         dataset.rows = [{k: _plain(v) for k, v in row.items()} for row in dataset.rows]
     return datasets

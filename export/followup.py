@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.questionnaires import Instrument
-from export.datasets import STUDY_ID, Scope, staff_role
-from export.spec import Dataset, Variable
+from export.datasets import STUDY_ID, Scope, selected, staff_role
+from export.spec import Column, Dataset, Variable, row_of
 from models import Participant
 from models.questionnaires import AdverseEvent, QuestionnaireSession
 from models.schedule import ClinicVisit, DoseLog
@@ -35,56 +35,88 @@ SESSION_STATUSES = {
 TRIAGE_LEVELS = {"ROUTINE": "Routine", "SAME_DAY": "Same-day review", "URGENT": "Urgent"}
 
 
-def _participants(query, scope: Scope, column):  # type: ignore[no-untyped-def]
-    return query if scope.participant_ids is None else query.where(column.in_(scope.participant_ids))
+VisitRecord = tuple[ClinicVisit, str]
 
-
-async def visits(session: AsyncSession, scope: Scope) -> Dataset:
-    """One row per participant-visit (weeks 4, 12, 24)."""
-    variables = [
-        STUDY_ID,
-        Variable("week", "Visit week", "integer", "clinic_visits.week", measure="ordinal"),
+# The clinic-visit columns: one `Column` per exported variable (adding a visit
+# column, e.g. an agreed date, is one more entry here).
+VISIT_COLUMNS: list[Column[VisitRecord]] = [
+    Column(STUDY_ID, lambda r: r[1]),
+    Column(Variable("week", "Visit week", "integer", "clinic_visits.week", measure="ordinal"), lambda r: r[0].week),
+    Column(
         Variable("target_date", "Target date (baseline + weeks)", "date", "clinic_visits.target_date"),
+        lambda r: r[0].target_date,
+    ),
+    Column(
         Variable("visit_date", "Planned date (moved to a clinic day)", "date", "clinic_visits.visit_date"),
+        lambda r: r[0].visit_date,
+    ),
+    Column(
         Variable("window_start", "Visit window opens", "date", "clinic_visits.window_start"),
-        Variable("window_end", "Visit window closes", "date", "clinic_visits.window_end"),
-        Variable("status", "Visit status", "string", "clinic_visits.status", VISIT_STATUSES),
-        Variable("attended_on", "Date attended", "date", "clinic_visits.attended_on"),
-        Variable("missed", "Visit missed", "boolean", "clinic_visits.status"),
+        lambda r: r[0].window_start,
+    ),
+    Column(
+        Variable("window_end", "Visit window closes", "date", "clinic_visits.window_end"), lambda r: r[0].window_end
+    ),
+    Column(Variable("status", "Visit status", "string", "clinic_visits.status", VISIT_STATUSES), lambda r: r[0].status),
+    Column(Variable("attended_on", "Date attended", "date", "clinic_visits.attended_on"), lambda r: r[0].attended_on),
+    Column(Variable("missed", "Visit missed", "boolean", "clinic_visits.status"), lambda r: r[0].status == "missed"),
+    Column(
         Variable(
             "reschedule_requested",
             "Participant asked for another date",
             "boolean",
             "clinic_visits.reschedule_requested_at",
         ),
+        lambda r: r[0].reschedule_requested_at is not None,
+    ),
+    Column(
         Variable("recorded_by_role", "Recorded by (role)", "string", "clinic_visits.recorded_by"),
-    ]
-    query = _participants(
+        lambda r: staff_role(r[0].recorded_by),
+    ),
+]
+# A visit's own times, for `since` (a visit is planned when its participant is enrolled).
+VISIT_TIMES = (
+    ClinicVisit.recorded_at,
+    ClinicVisit.will_come_at,
+    ClinicVisit.reschedule_requested_at,
+    Participant.created_at,
+)
+
+
+def _visit_recorded(row: dict[str, object]) -> bool:
+    return row.get("status") in ("done", "missed")
+
+
+async def visits(session: AsyncSession, scope: Scope) -> Dataset:
+    """One row per participant-visit (the protocol's visit weeks)."""
+    query = selected(
         select(ClinicVisit, Participant.study_id)
         .join(Participant, Participant.id == ClinicVisit.participant_id)
         .order_by(Participant.study_id, ClinicVisit.week),
         scope,
         ClinicVisit.participant_id,
+        *VISIT_TIMES,
     )
-    rows = [
-        {
-            "study_id": study_id,
-            "week": v.week,
-            "target_date": v.target_date,
-            "visit_date": v.visit_date,
-            "window_start": v.window_start,
-            "window_end": v.window_end,
-            "status": v.status,
-            "attended_on": v.attended_on,
-            "missed": v.status == "missed",
-            "reschedule_requested": v.reschedule_requested_at is not None,
-            "recorded_by_role": staff_role(v.recorded_by),
-            "_recorded_at": v.recorded_at,
-            "_recorded_by": staff_role(v.recorded_by) or "system",
-        }
-        for v, study_id in (await session.execute(query)).all()
-    ]
-    return Dataset("visits", "Clinic visits", variables, rows, event_week_var="week")
+    rows = []
+    for v, study_id in (await session.execute(query)).all():
+        row = row_of(VISIT_COLUMNS, (v, study_id))
+        row["_recorded_at"] = v.recorded_at
+        row["_recorded_by"] = staff_role(v.recorded_by) or "system"
+        rows.append(row)
+    return Dataset(
+        "visits",
+        "Clinic visits",
+        [c.variable for c in VISIT_COLUMNS],
+        rows,
+        event_week_var="week",
+        weeks=scope.visit_weeks,
+        prefix="visit",
+        complete=_visit_recorded,
+    )
+
+
+def _dose_final(row: dict[str, object]) -> bool:
+    return row.get("answer") in ("taken", "skipped", "no_answer")
 
 
 async def doses(session: AsyncSession, scope: Scope) -> Dataset:
@@ -95,23 +127,25 @@ async def doses(session: AsyncSession, scope: Scope) -> Dataset:
         Variable("regimen", "Regimen", "string", "dose_log.regimen"),
         Variable("drug", "Drug and dose", "string", "dose_log.drug"),
         Variable("dose_date", "Planned date (local)", "date", "dose_log.dose_date"),
-        Variable("planned_time", "Planned time (local, HH:MM)", "string", "dose_log.planned_time"),
+        Variable("planned_time", "Planned time (local, HH:MM)", "time", "dose_log.planned_time"),
         Variable("reminded_at", "Reminder sent", "datetime", "dose_log.reminded_at"),
         Variable("answer", "Answer", "string", "dose_log.answer", DOSE_ANSWERS),
         Variable("answered_at", "Answered", "datetime", "dose_log.answered_at"),
         Variable("later_count", "Times 'remind me later' was pressed", "integer", "dose_log.later_count"),
     ]
-    query = _participants(
-        select(DoseLog, Participant.study_id)
+    query = selected(
+        select(DoseLog.__table__, Participant.study_id)  # plain rows: no ORM objects for the largest table
         .join(Participant, Participant.id == DoseLog.participant_id)
         .order_by(Participant.study_id, DoseLog.dose_date, DoseLog.regimen),
         scope,
         DoseLog.participant_id,
+        DoseLog.reminded_at,
+        DoseLog.answered_at,
     )
     rows = [
         {
             "dose_id": d.id,
-            "study_id": study_id,
+            "study_id": d.study_id,
             "regimen": d.regimen,
             "drug": d.drug,
             "dose_date": d.dose_date,
@@ -122,13 +156,22 @@ async def doses(session: AsyncSession, scope: Scope) -> Dataset:
             "later_count": d.later_count,
             "_recorded_at": d.answered_at or d.reminded_at,
             "_recorded_by": "participant" if d.answered_at else "system",
+            "_participant_id": d.participant_id,
         }
-        for d, study_id in (await session.execute(query)).all()
+        for d in (await session.execute(query)).all()
     ]
-    return Dataset("doses", "Dose reminders and answers", variables, rows, repeat_key_var="dose_id")
+    return Dataset(
+        "doses",
+        "Dose reminders and answers",
+        variables,
+        rows,
+        repeat_key_var="dose_id",
+        prefix="dose",
+        complete=_dose_final,
+    )
 
 
-def adherence(doses_dataset: Dataset) -> Dataset:
+def adherence(doses_dataset: Dataset, final_week: int = 24) -> Dataset:
     """Per participant and regimen: doses reminded, taken, skipped, unanswered,
     and adherence % (taken / reminded), derived from the dose rows exported."""
     variables = [
@@ -159,7 +202,15 @@ def adherence(doses_dataset: Dataset) -> Dataset:
                 "adherence_pct": round(100 * c["taken"] / total, 1) if total else None,
             }
         )
-    return Dataset("adherence", "Adherence per participant and regimen", variables, rows, event="WEEK24")
+    return Dataset(
+        "adherence",
+        "Adherence per participant and regimen",
+        variables,
+        rows,
+        event=f"WEEK{final_week}",
+        repeat_key_var="regimen",
+        prefix="adh",
+    )
 
 
 def _item_variable(instrument: Instrument, item: object) -> Variable:
@@ -167,6 +218,10 @@ def _item_variable(instrument: Instrument, item: object) -> Variable:
     label = (item.text.en or item.id)[:200]  # type: ignore[attr-defined]
     kind = item.type  # type: ignore[attr-defined]
     name = item.id  # type: ignore[attr-defined]
+    asked = {
+        "label_bn": (item.text.bn or None),  # type: ignore[attr-defined]
+        "show_if": item.show_if,  # type: ignore[attr-defined]
+    }
     if kind == "single_choice":
         return Variable(
             name,
@@ -175,17 +230,20 @@ def _item_variable(instrument: Instrument, item: object) -> Variable:
             source,
             {c.value: c.label.en or c.value for c in item.choices},  # type: ignore[attr-defined]
             {c.value: c.label.bn or "" for c in item.choices},  # type: ignore[attr-defined]
+            **asked,
         )
     if kind == "yes_no":
-        return Variable(name, label, "boolean", source, values_bn={0: "না", 1: "হ্যাঁ"})
+        return Variable(name, label, "boolean", source, **asked)
     if kind == "scale_0_10":
-        return Variable(name, label, "integer", source, measure="scale")
+        bounds = {"minimum": item.min, "maximum": item.max}  # type: ignore[attr-defined]
+        return Variable(name, label, "integer", source, measure="scale", **bounds, **asked)
     if kind == "number":
         unit = item.unit.en if item.unit is not None else None  # type: ignore[attr-defined]
-        return Variable(name, label, "decimal", source, unit=unit)
+        bounds = {"minimum": item.min, "maximum": item.max}  # type: ignore[attr-defined]
+        return Variable(name, label, "decimal", source, unit=unit, **bounds, **asked)
     if kind == "date":
-        return Variable(name, label, "date", source)
-    return Variable(name, label, "string", source, free_text=True)
+        return Variable(name, label, "date", source, **asked)
+    return Variable(name, label, "string", source, free_text=True, **asked)
 
 
 def _score_variables(instrument: Instrument) -> list[Variable]:
@@ -245,6 +303,16 @@ def _visit_week(protocol: Protocol, baseline: object, day: object) -> int | None
     return None
 
 
+def form_prefix(instrument_id: str) -> str:
+    """A short REDCap field prefix for an instrument: the initials of its id
+    (`weekly_checkin` → `wc`, `raynaud_condition_score` → `rcs`)."""
+    return "".join(part[0] for part in instrument_id.split("_") if part)
+
+
+def _completed(row: dict[str, object]) -> bool:
+    return row.get("status") == "completed"
+
+
 def responses(instrument: Instrument, protocol: Protocol) -> object:
     """A builder for one instrument's responses: one row per questionnaire
     session, one column per item, then the scores and the triage summary."""
@@ -280,16 +348,21 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             Variable("red_flags", "Red flags hit (codes)", "string", "questionnaire_sessions.triage"),
             Variable("seriousness", "ICH E2A criteria met (numbers)", "string", "questionnaire_sessions.triage"),
         ]
-        query = _participants(
-            select(QuestionnaireSession, Participant.study_id, Participant.baseline_date)
+        query = selected(
+            select(QuestionnaireSession.__table__, Participant.study_id, Participant.baseline_date)  # plain rows
             .join(Participant, Participant.id == QuestionnaireSession.participant_id)
             .where(QuestionnaireSession.instrument_id == instrument.id)
             .order_by(QuestionnaireSession.id),
             scope,
             QuestionnaireSession.participant_id,
+            QuestionnaireSession.started_at,
+            QuestionnaireSession.updated_at,
+            QuestionnaireSession.completed_at,
+            QuestionnaireSession.cancelled_at,
         )
         rows = []
-        for s, study_id, baseline in (await session.execute(query)).all():
+        for s in (await session.execute(query)).all():
+            study_id, baseline = s.study_id, s.baseline_date
             answers = dict((s.state or {}).get("answers") or {})
             day = s.started_at.astimezone(scope.tz).date()
             result = ((s.triage or {}).get("result") or {}) if isinstance(s.triage, dict) else {}
@@ -326,21 +399,41 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             rows,
             event_week_var=None if weekly else "visit_week",
             repeat_key_var="response_id",
+            weeks=tuple(instrument.visit_weeks or ()),
+            prefix=form_prefix(instrument.id),
+            complete=_completed,
         )
 
     return build
 
 
-async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
-    """One row per adverse event: reported with /report, or recorded by staff (/sae)."""
-    criterion = "adverse_events.{}"
-    variables = [
-        Variable("ae_id", "Adverse event number", "integer", "adverse_events.id"),
-        STUDY_ID,
+AeRecord = tuple[AdverseEvent, str]
+
+
+def _criterion(name: str, label: str, column: str) -> Column[AeRecord]:
+    return Column(Variable(name, label, "boolean", f"adverse_events.{column}"), lambda r: getattr(r[0], column))
+
+
+# The adverse-event columns: one `Column` per exported variable. Adding an
+# adverse_events column (e.g. `source`, `recorded_by`, `complete`, `note`) to the
+# CSV, SPSS, ODM and REDCap files is one more entry here.
+AE_COLUMNS: list[Column[AeRecord]] = [
+    Column(Variable("ae_id", "Adverse event number", "integer", "adverse_events.id"), lambda r: r[0].id),
+    Column(STUDY_ID, lambda r: r[1]),
+    Column(
         Variable("response_id", "Report (questionnaire response) number", "integer", "adverse_events.session_id"),
+        lambda r: r[0].session_id,
+    ),
+    Column(
         Variable("category", "What happened (list choice)", "string", "adverse_events.category"),
+        lambda r: r[0].category,
+    ),
+    Column(
         Variable("term", "What happened, as reported", "string", "adverse_events.term", free_text=True),
-        Variable("onset_date", "Onset date", "date", "adverse_events.onset_date"),
+        lambda r: r[0].term,
+    ),
+    Column(Variable("onset_date", "Onset date", "date", "adverse_events.onset_date"), lambda r: r[0].onset_date),
+    Column(
         Variable(
             "grade",
             "Provisional grade (CTCAE-like; investigator confirms)",
@@ -348,43 +441,35 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
             "adverse_events.grade",
             measure="ordinal",
         ),
+        lambda r: r[0].grade,
+    ),
+    Column(
         Variable("serious", "Serious (any ICH E2A criterion)", "boolean", "adverse_events.serious"),
+        lambda r: r[0].serious,
+    ),
+    Column(
         Variable(
             "complete",
             "Report finished (false: left unfinished, what was answered)",
             "boolean",
             "adverse_events.complete",
         ),
-        Variable("sae_death", "Criterion 1: results in death", "boolean", criterion.format("results_in_death")),
-        Variable(
-            "sae_life_threatening", "Criterion 2: life-threatening", "boolean", criterion.format("life_threatening")
-        ),
-        Variable(
-            "sae_hospitalisation",
-            "Criterion 3: hospital admission or longer stay",
-            "boolean",
-            criterion.format("hospitalisation"),
-        ),
-        Variable(
-            "sae_disability",
-            "Criterion 4: persistent or significant disability",
-            "boolean",
-            criterion.format("disability"),
-        ),
-        Variable(
-            "sae_congenital_anomaly",
-            "Criterion 5: congenital anomaly / birth defect",
-            "boolean",
-            criterion.format("congenital_anomaly"),
-        ),
-        Variable(
-            "sae_important_medical_event",
-            "Criterion 6: important medical event",
-            "boolean",
-            criterion.format("important_medical_event"),
-        ),
+        lambda r: r[0].complete,
+    ),
+    _criterion("sae_death", "Criterion 1: results in death", "results_in_death"),
+    _criterion("sae_life_threatening", "Criterion 2: life-threatening", "life_threatening"),
+    _criterion("sae_hospitalisation", "Criterion 3: hospital admission or longer stay", "hospitalisation"),
+    _criterion("sae_disability", "Criterion 4: persistent or significant disability", "disability"),
+    _criterion("sae_congenital_anomaly", "Criterion 5: congenital anomaly / birth defect", "congenital_anomaly"),
+    _criterion("sae_important_medical_event", "Criterion 6: important medical event", "important_medical_event"),
+    Column(
         Variable("reported_at", "Reported (time of awareness)", "datetime", "adverse_events.reported_at"),
-        Variable("alert_id", "Alert raised (see alerts)", "integer", "adverse_events.alert_id"),
+        lambda r: r[0].reported_at,
+    ),
+    Column(
+        Variable("alert_id", "Alert raised (see alerts)", "integer", "adverse_events.alert_id"), lambda r: r[0].alert_id
+    ),
+    Column(
         Variable(
             "source",
             "Who reported it",
@@ -392,39 +477,46 @@ async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
             "adverse_events.source",
             values={"participant": "Participant (/report)", "staff": "Study team (/sae)"},
         ),
+        lambda r: r[0].source,
+    ),
+    Column(
         Variable("recorded_by", "Recorded by (staff role)", "string", "adverse_events.recorded_by"),
-    ]
-    query = _participants(
+        lambda r: staff_role(r[0].recorded_by),
+    ),
+]
+
+
+def _ae_complete(row: dict[str, object]) -> bool:
+    """Complete unless the row says otherwise (a `complete` column, when there is one)."""
+    return row.get("complete", True) not in (False, 0)
+
+
+# An adverse event's own times, for `since`.
+AE_TIMES = (AdverseEvent.reported_at,)
+
+
+async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:
+    """One row per adverse event: reported with /report, or recorded by staff (/sae)."""
+    query = selected(
         select(AdverseEvent, Participant.study_id)
         .join(Participant, Participant.id == AdverseEvent.participant_id)
         .order_by(AdverseEvent.id),
         scope,
         AdverseEvent.participant_id,
+        *AE_TIMES,
     )
-    rows = [
-        {
-            "ae_id": ae.id,
-            "study_id": study_id,
-            "response_id": ae.session_id,
-            "category": ae.category,
-            "term": ae.term,
-            "onset_date": ae.onset_date,
-            "grade": ae.grade,
-            "serious": ae.serious,
-            "complete": ae.complete,
-            "sae_death": ae.results_in_death,
-            "sae_life_threatening": ae.life_threatening,
-            "sae_hospitalisation": ae.hospitalisation,
-            "sae_disability": ae.disability,
-            "sae_congenital_anomaly": ae.congenital_anomaly,
-            "sae_important_medical_event": ae.important_medical_event,
-            "reported_at": ae.reported_at,
-            "alert_id": ae.alert_id,
-            "source": ae.source,
-            "recorded_by": staff_role(ae.recorded_by),
-            "_recorded_at": ae.reported_at,
-            "_recorded_by": staff_role(ae.recorded_by) or "participant",
-        }
-        for ae, study_id in (await session.execute(query)).all()
-    ]
-    return Dataset("adverse_events", "Adverse events", variables, rows, repeat_key_var="ae_id")
+    rows = []
+    for ae, study_id in (await session.execute(query)).all():
+        row = row_of(AE_COLUMNS, (ae, study_id))
+        row["_recorded_at"] = ae.reported_at
+        row["_recorded_by"] = staff_role(getattr(ae, "recorded_by", None)) or "participant"
+        rows.append(row)
+    return Dataset(
+        "adverse_events",
+        "Adverse events",
+        [c.variable for c in AE_COLUMNS],
+        rows,
+        repeat_key_var="ae_id",
+        prefix="ae",
+        complete=_ae_complete,
+    )

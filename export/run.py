@@ -3,35 +3,47 @@
 Safe while the bot runs: it only reads, inside one transaction that sees a
 single point in time (PostgreSQL REPEATABLE READ, READ ONLY; on SQLite an
 explicit read transaction over WAL, which never blocks the bot's writers), and
-it holds that transaction only while reading, not while writing files."""
+it holds that transaction only while reading, not while writing files.
+
+With `since`, every dataset holds only the records one of whose own times
+(listed beside each dataset's columns in export/datasets.py and
+export/followup.py) falls on or after the start of that day in the trial time
+zone. With `validate`, the ODM file is checked against the official CDISC ODM
+1.3.2 schema (export/odm_schema.py) and the result comes back with the files."""
 
 from __future__ import annotations
 
 import asyncio
+import time as timer
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from domain.questionnaires import Instrument
-from export.datasets import Scope, build_all
+from export.datasets import Scope, build_all, plain_values
 from export.odm import write_odm
+from export.odm_schema import Validation, validate_odm
+from export.redcap import write_redcap
 from export.spec import Dataset
 from export.writers import write_csv, write_dictionary, write_sav
-from models import AuditEntry
 from scheduler.protocol import Protocol
+
+ODM_FILE = "trial_record_odm.xml"
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """The files written and how many rows each dataset had."""
+    """The files written, how many rows each dataset had, how long the read
+    snapshot was held, and (when asked) the ODM schema check."""
 
     directory: Path
     files: list[Path]
     row_counts: dict[str, int]
+    snapshot_seconds: float = 0.0
+    validation: Validation | None = None
 
 
 async def read_snapshot(
@@ -41,7 +53,18 @@ async def read_snapshot(
     protocol: Protocol,
     instruments: dict[str, Instrument],
 ) -> list[Dataset]:
-    """Every dataset, read at one point in time."""
+    """Every dataset, read at one point in time (records changed since `since`, or all)."""
+    return plain_values(await _read(engine, tz, since, protocol, instruments))
+
+
+async def _read(
+    engine: AsyncEngine,
+    tz: ZoneInfo,
+    since: date | None,
+    protocol: Protocol,
+    instruments: dict[str, Instrument],
+) -> list[Dataset]:
+    """The snapshot itself: held only while the datasets are read."""
     async with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -49,17 +72,8 @@ async def read_snapshot(
             await conn.exec_driver_sql("BEGIN")  # pysqlite would otherwise read each SELECT apart
         session = AsyncSession(bind=conn)
         try:
-            ids = None
-            if since is not None:
-                start = datetime.combine(since, time(0), tz)
-                ids = frozenset(
-                    pid
-                    for pid in await session.scalars(
-                        select(AuditEntry.participant_id).where(AuditEntry.at >= start).distinct()
-                    )
-                    if pid is not None
-                )
-            return await build_all(session, Scope(tz, ids, protocol, instruments))
+            start = datetime.combine(since, time(0), tz) if since is not None else None
+            return await build_all(session, Scope(tz, None, protocol, instruments, since=start))
         finally:
             await session.close()
             await conn.rollback()
@@ -74,16 +88,22 @@ async def export_trial_record(
     instruments: dict[str, Instrument],
     now: datetime,
     since: date | None = None,
+    validate: bool = False,
 ) -> ExportResult:
-    """Write the CSV files, the .sav files, the data dictionary and the ODM file
-    into `out_dir`, for everyone or for the participants changed since `since`."""
-    datasets = await read_snapshot(engine, tz, since, protocol, instruments)
+    """Write the CSV files, the .sav files, the data dictionary, the ODM file and
+    the REDCap folder into `out_dir`, for every record or for the records
+    created or changed since `since`; with `validate`, check the ODM file."""
+    started = timer.perf_counter()
+    read = await _read(engine, tz, since, protocol, instruments)
+    held = timer.perf_counter() - started
+    datasets = plain_values(read)
     # File writing is blocking work: off the event loop, so the bot keeps serving.
-    files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol.trial_id, now)
-    return ExportResult(out_dir, files, {d.name: len(d.rows) for d in datasets})
+    files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol, now)
+    validation = await asyncio.to_thread(validate_odm, out_dir / ODM_FILE) if validate else None
+    return ExportResult(out_dir, files, {d.name: len(d.rows) for d in datasets}, held, validation)
 
 
-def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, study_oid: str, now: datetime) -> list[Path]:
+def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, protocol: Protocol, now: datetime) -> list[Path]:
     """Every file of the export, from datasets already read."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -91,5 +111,13 @@ def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, study_oid:
         files.append(write_csv(dataset, out_dir, tz))
         files.append(write_sav(dataset, out_dir, tz))
     files.append(write_dictionary(datasets, out_dir))
-    files.append(write_odm(datasets, out_dir, study_oid=study_oid, tz=tz, created=now))
+    visits: list[tuple[int, str, str | None]] = [
+        (v.week, v.name.en or f"Week {v.week}", v.name.bn) for v in protocol.visits
+    ]
+    files.append(
+        write_odm(
+            datasets, out_dir, study_oid=protocol.trial_id, tz=tz, created=now, visits=visits, study_name=protocol.title
+        )
+    )
+    files.extend(write_redcap(datasets, out_dir, protocol, tz))
     return files

@@ -76,8 +76,10 @@ async def exported(bot: BotHarness, server: BotAPIServer, tmp_path: Path) -> Pat
         protocol=services.protocol,
         instruments=services.instruments,
         now=bot.clock.now(),
+        validate=True,
     )
     assert result.row_counts["participants"] == 3
+    assert result.validation is not None and result.validation.errors == []  # the official CDISC schema
     return result.directory
 
 
@@ -160,7 +162,7 @@ def test_the_dictionary_covers_every_exported_column(exported: Path) -> None:
 
 def test_no_telegram_id_name_or_code_in_any_file(exported: Path) -> None:
     forbidden = [str(uid) for uid in USERS] + [n for pair in USERS.values() for n in pair] + [str(ADMIN_ID)]
-    for path in exported.iterdir():
+    for path in (p for p in exported.rglob("*") if p.is_file()):
         content = path.read_bytes()
         for needle in forbidden:
             assert needle.encode() not in content, (path.name, needle)
@@ -187,6 +189,9 @@ def test_odm_parses_refers_to_its_definitions_and_matches_the_data(exported: Pat
             assert langs == {"en", "bn"}
     values: dict[tuple[str, str], str] = {}
     count = 0
+    for group in root.iter(f"{ODM}ItemGroupData"):  # one audit record per row, for all its items
+        audit = group.find(f"{ODM}AuditRecord")
+        assert audit is not None and audit.find(f"{ODM}DateTimeStamp") is not None
     for subject in root.iter(f"{ODM}SubjectData"):
         for data in subject.iter(f"{ODM}ItemData"):
             count += 1
@@ -195,8 +200,6 @@ def test_odm_parses_refers_to_its_definitions_and_matches_the_data(exported: Pat
             ref = item_defs[oid].find(f"{ODM}CodeListRef")
             if ref is not None:
                 assert data.get("Value") in codelists[ref.get("CodeListOID")], (oid, data.get("Value"))
-            audit = data.find(f"{ODM}AuditRecord")
-            assert audit is not None and audit.find(f"{ODM}DateTimeStamp") is not None
             values[(subject.get("SubjectKey") or "", oid or "")] = data.get("Value") or ""
     assert count > 20
     for row in read_csv(exported / "participants.csv"):
@@ -255,6 +258,8 @@ async def test_export_command_sends_one_zip_to_the_admin_and_never_to_a_group(
     assert reply.document is not None and reply.document.filename.startswith("ssc-trial-record-")
     names = set(zipfile.ZipFile(io.BytesIO(reply.document.content)).namelist())
     assert {"participants.csv", "participants.sav", "data_dictionary.csv", "trial_record_odm.xml"} <= names
+    assert {"redcap/data_dictionary.csv", "redcap/records_participants.csv", "redcap/README.md"} <= names
+    assert "ODM valid against CDISC ODM 1.3.2" in (reply.caption or "") and "0 errors" in (reply.caption or "")
     assert "Rows: participants 3" in (reply.caption or "")
     group = server.group(COORDINATOR_CHAT)
     update = await group.send(server.user(ADMIN_ID), "/export")
@@ -269,10 +274,14 @@ async def test_export_and_audit_check_from_the_shell(
 
     await build_trial(bot, server)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    code, text = await run(["export", "--out", str(tmp_path / "shell-export")], bot.clock)
+    code, text = await run(["export", "--out", str(tmp_path / "shell-export"), "--validate"], bot.clock)
     assert code == 0 and "Exported" in text and "participants: 3 row(s)" in text
+    assert "ODM valid against CDISC ODM 1.3.2 (ODM1-3-2.xsd): 0 errors" in text
     assert (tmp_path / "shell-export" / "adverse_events.sav").exists()
+    assert (tmp_path / "shell-export" / "redcap" / "records_adverse_events.csv").exists()
     code, text = await run(["export", "--out", str(tmp_path / "since"), "--since", "2026-11-01"], bot.clock)
-    assert code == 0 and "participants: 2 row(s)" in text  # BSM-002's visit and BSM-003's withdrawal
+    # BSM-003's withdrawal and BSM-002's recorded visit: their own records, nothing else
+    assert code == 0 and "participants: 1 row(s)" in text and "visits: 1 row(s)" in text
+    assert "doses: 0 row(s)" in text and "ODM valid" not in text
     code, text = await run(["audit-verify"], bot.clock)
     assert code == 0 and "Audit chain intact" in text

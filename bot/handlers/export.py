@@ -23,7 +23,9 @@ from export.run import export_trial_record
 
 @admin_only
 async def export(update: Update, context: BotContext) -> None:
-    """/export [SINCE_DATE]: CSV, SPSS, dictionary and ODM files as one zip."""
+    """/export [SINCE_DATE]: CSV, SPSS, dictionary, ODM and REDCap files as one
+    zip; the ODM file is always checked against the CDISC ODM 1.3.2 schema and
+    the caption says the result."""
     chat = update.effective_chat
     user = update.effective_user
     assert chat is not None and user is not None
@@ -42,6 +44,7 @@ async def export(update: Update, context: BotContext) -> None:
             instruments=services.instruments,
             now=context.now,
             since=since,
+            validate=True,
         )
         stamp = context.now.astimezone(services.settings.tz).strftime("%Y%m%d-%H%M")
         archive = await asyncio.to_thread(zip_export, result, workdir / f"ssc-trial-record-{stamp}.zip")
@@ -53,10 +56,15 @@ async def export(update: Update, context: BotContext) -> None:
         at=context.now,
         actor=audit.admin_actor(user.id),
         action="export.run",
-        after={"since": since.isoformat() if since else None, "rows": result.row_counts},
+        after={
+            "since": since.isoformat() if since else None,
+            "rows": result.row_counts,
+            "odm_schema_errors": len(result.validation.errors) if result.validation else None,
+        },
     )
     rows = ", ".join(f"{name} {count}" for name, count in result.row_counts.items())
-    caption = f"Trial record export{' since ' + since.isoformat() if since else ''}. Rows: {rows}"[:1024]
+    check = result.validation.summary() if result.validation else ""
+    caption = f"Trial record export{' since ' + since.isoformat() if since else ''}. {check}. Rows: {rows}"[:1024]
     bot = context.bot
 
     async def send() -> None:
