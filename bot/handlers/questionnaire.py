@@ -344,7 +344,7 @@ async def answer_button(update: Update, context: BotContext) -> None:
         _show_correction(context, outcome)
         return
     context.answer()
-    answered = _answered_item(context, session_id, item_id)
+    answered = _answered_item(context, item_id)
     keep = answered is not None and checkins.is_safety_item(answered) and value not in (BACK_VALUE, SKIP_VALUE)
     context.edit_markup(marked_keyboard(markup, value) if keep else None)
     show(context, outcome)
@@ -363,7 +363,7 @@ def _mark_typed_safety_answer(context: BotContext, current: checkins.Progress, a
     context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup))
 
 
-def _answered_item(context: BotContext, session_id: int, item_id: str) -> Item | None:
+def _answered_item(context: BotContext, item_id: str) -> Item | None:
     """The item a pressed answer button belongs to (None when unknown)."""
     for instrument in context.services.instruments.values():
         try:
