@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.i18n import phone_as_dialled
+
 _TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
 
 IdList = Annotated[list[int], NoDecode]
@@ -99,6 +101,12 @@ class Settings(DatabaseSettings):
             return _split_ids(value)
         except ValueError as exc:
             raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+
+    @field_validator("study_contact_phone")
+    @classmethod
+    def _dialled(cls, value: str) -> str:
+        """Stored as dialled ("+8801711000000"): Telegram links only that form."""
+        return phone_as_dialled(value) if value.strip() else ""
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -301,7 +301,7 @@ def test_a_severe_symptom_is_reviewed_the_same_day(
     assert result.grade == 3
     assert result.advice == ("call_today",)
     assert result.reasons[0].en == 'Cough: "Severe" (provisional grade 3)'
-    assert result.reasons[0].bn == 'কাশি: "তীব্র" (প্রাথমিক গ্রেড ৩)'
+    assert result.reasons[0].bn == 'কাশি: "বেশি" (প্রাথমিক গ্রেড ৩)'
 
 
 @pytest.mark.parametrize(
@@ -421,9 +421,9 @@ def test_the_result_is_plain_json(instruments: dict[str, Instrument]) -> None:
 # --- participant advice and the methotrexate dose-log rule -----------------------------------
 
 
-def test_advice_text_fills_in_the_study_phone_in_the_participants_digits() -> None:
+def test_advice_text_fills_in_the_study_phone_as_dialled_in_every_language() -> None:
     assert advice_text("call_today", "en", "01711-000111") == "Please call the study doctor today: 01711-000111."
-    assert advice_text("call_today", "bn", "01711-000111") == "আজই স্টাডির ডাক্তারকে ফোন করুন: ০১৭১১-০০০১১১।"
+    assert advice_text("call_today", "bn", "+8801711000111") == "আজই গবেষণা দলের ডাক্তারকে ফোন করুন: +8801711000111।"
     assert "methotrexate" in advice_text("stop_mtx_call", "en", "1")
 
 
