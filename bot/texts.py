@@ -12,14 +12,19 @@ from scheduler.protocol import Protocol
 from scheduler.store import default_protocol, plan_input
 
 
-def bilingual(render: Callable[[], str]) -> str:
+def bilingual(render: Callable[[], str], phone: str = "") -> str:
     """The same message in Bangla, then English: for people whose language we
-    do not know yet (before enrollment)."""
+    do not know yet (before enrollment). The study phone, when given, once at the
+    end under a label in both languages (one number per message)."""
     with use_locale("bn"):
         bn = render()
+        bn_label = _("Study phone")
     with use_locale("en"):
         en = render()
-    return f"{bn}\n\n{en}"
+        en_label = _("Study phone")
+    text = f"{bn}\n\n{en}"
+    number = phone_as_dialled(phone)
+    return f"{text}\n\n{bn_label} / {en_label}: {number}" if number else text
 
 
 def with_contact(text: str, phone: str) -> str:
@@ -80,14 +85,12 @@ def visit_lines(participant: Participant) -> list[str]:
 def not_enrolled(phone: str) -> str:
     """For someone the bot does not know: what it is and how to join. Bilingual."""
     return bilingual(
-        lambda: with_contact(
-            _(
-                "Hello! This bot is only for people taking part in the scleroderma "
-                "(systemic sclerosis) study at {hospital} ({site}). To use it you need a personal link "
-                "or code from the study team. If you are in the study, please ask them for it."
-            ).format_map(site_names()),
-            phone,
-        )
+        lambda: _(
+            "Hello! This bot is only for people taking part in the scleroderma "
+            "(systemic sclerosis) study at {hospital} ({site}). To use it you need a personal link "
+            "or code from the study team. If you are in the study, please ask them for it."
+        ).format_map(site_names()),
+        phone,
     )
 
 
