@@ -40,17 +40,18 @@ def catalog_rows(path: Path = BN_CATALOG) -> list[Row]:
     """Every catalog message; a plural message gives one row per form."""
     with path.open("rb") as handle:
         catalog = read_po(handle, locale="bn")
-    rows = []
+    rows: list[Row] = []
     for message in catalog:
         if not message.id:
             continue
-        if isinstance(message.id, tuple):
-            strings = message.string if isinstance(message.string, tuple) else (message.string,)
-            for index, english in enumerate(message.id):
-                bn = strings[min(index, len(strings) - 1)]
-                rows.append(Row("catalog", f"{message.id[0]} [plural {index}]", english, bn))
-        else:
-            rows.append(Row("catalog", message.id, message.id, str(message.string)))
+        ids = [str(i) for i in message.id] if isinstance(message.id, list | tuple) else [str(message.id)]
+        raw = message.string
+        strings = [str(s) for s in raw] if isinstance(raw, list | tuple) else [str(raw or "")]
+        if len(ids) == 1:
+            rows.append(Row("catalog", ids[0], ids[0], strings[0]))
+            continue
+        for index, english in enumerate(ids):
+            rows.append(Row("catalog", f"{ids[0]} [plural {index}]", english, strings[min(index, len(strings) - 1)]))
     return rows
 
 
@@ -75,7 +76,7 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str, str]]:
 
 def content_rows() -> list[Row]:
     """Every {en, bn} text in the content files (YAML anchors are listed where they are used)."""
-    rows = []
+    rows: list[Row] = []
     for path in content_files():
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         source = str(path.relative_to(ROOT))
