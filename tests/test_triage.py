@@ -174,6 +174,10 @@ def test_a_red_flag_of_the_other_arm_is_ignored_even_if_present(
         ("B", "১০১ ফারেনহাইট", "mtx_infection", "stop_mtx_call"),
         ("A", "38", "bari_infection", "hold_baricitinib_call"),
         ("A", "101 F", "bari_infection", "hold_baricitinib_call"),
+        # the same threshold in Fahrenheit: 100.4 °F is exactly 38.0 °C, unit or not, either digits
+        ("B", "১০০.৪", "mtx_infection", "stop_mtx_call"),
+        ("A", "100.4", "bari_infection", "hold_baricitinib_call"),
+        ("A", "১০০.৪ ডিগ্রি (ফারেনহাইট)", "bari_infection", "hold_baricitinib_call"),
     ],
 )
 def test_a_measured_temperature_of_38_or_more_is_an_infection_red_flag(
@@ -186,7 +190,7 @@ def test_a_measured_temperature_of_38_or_more_is_an_infection_red_flag(
     assert [(h.code, h.item_id, h.advice) for h in result.red_flags] == [(code, "fever_temp", advice)]
 
 
-@pytest.mark.parametrize("typed", ["37.9", "৩৭.৫", "100 F"])
+@pytest.mark.parametrize("typed", ["37.9", "৩৭.৫", "100 F", "100.3", "১০০.৩ ডিগ্রি"])
 def test_a_temperature_below_38_is_not_a_red_flag(instruments: dict[str, Instrument], typed: str) -> None:
     fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
     result = check(instruments["weekly_checkin"], "B", ENGLISH, fever)
