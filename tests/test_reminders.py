@@ -14,6 +14,7 @@ from models import Alert, AlertLevel, AuditEntry, DoseAnswer, DoseLog, MessageSt
 from scheduler.planner import MessageKind
 from tests.bothelpers import admin_says, enroll, link, presses, says
 from tests.schedule_helpers import dhaka, local, reminders, rows, walk
+from tests.test_bangla_wording import problems
 
 MESSAGE_KINDS = {
     MessageKind.DOSE_REMINDER.value,
@@ -298,6 +299,15 @@ async def test_schedule_and_settime_in_bangla(bot: BotHarness, server: BotAPISer
     shown = await says(server, user, "/schedule", "রাত ৯:৩০")
     assert "সকাল ৯:০০" not in shown.content
     assert await dose_times(bot, "BSM-005") == {time(21, 30)}
+    # Everything this Bangla reader was sent (the welcome, /schedule, the refusal, the
+    # confirmation, every button) follows the glossary: parts of the day, Bengali digits
+    # (Latin only in the phone number and the study id), none of the replaced words.
+    sent = server.messages(user.id)
+    assert len(sent) >= 5
+    for message in sent:
+        assert STUDY_PHONE not in message.content or message.content.count(STUDY_PHONE) == 1
+        for text in (message.content, *message.button_texts):
+            assert not problems(text), (text, problems(text))
 
 
 async def dose_times(bot: BotHarness, study_id: str) -> set[time]:
