@@ -4,7 +4,8 @@ for the study team to review a wording change in one table.
 Two sources: the gettext catalog (locales/bn and the English msgids) and every
 {en, bn} text in content/*.yaml and content/instruments/*.yaml (questions,
 answer labels, advice, visit and drug names, the site's names). Writes a CSV
-(opens in Excel / LibreOffice) and, with --html, the same table as one HTML page.
+(opens in Excel / LibreOffice) and, with --html, the same table as one HTML page;
+a last column gives what the glossary check (devtools/bangla_check.py) finds.
 The glossary check (tests/test_bangla_wording.py) reads the same rows.
 """
 
@@ -20,6 +21,8 @@ from typing import Any
 
 import yaml
 from babel.messages.pofile import read_po
+
+from devtools.bangla_check import names_the_site, problems
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "content"
@@ -89,19 +92,27 @@ def all_rows() -> list[Row]:
     return catalog_rows() + content_rows()
 
 
+def check(row: Row) -> str:
+    """The glossary check's findings for a row's Bangla ("" when it passes)."""
+    found = problems(row.bn)
+    if row.source == "catalog":
+        found += [f"names the site '{name}' (use {{site}} / {{hospital}})" for name in names_the_site(row.bn)]
+    return "; ".join(found)
+
+
 def write_csv(rows: list[Row], out: Path) -> None:
     """UTF-8 with a byte-order mark, so that Excel shows the Bangla."""
     with out.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["source", "key", "English", "Bangla"])
-        writer.writerows([row.source, row.key, row.en, row.bn] for row in rows)
+        writer.writerow(["source", "key", "English", "Bangla", "glossary check"])
+        writer.writerows([row.source, row.key, row.en, row.bn, check(row)] for row in rows)
 
 
 def write_html(rows: list[Row], out: Path) -> None:
     """One page, one table, English and Bangla side by side."""
     cells = "\n".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td lang=bn>{}</td></tr>".format(
-            *(html.escape(v) for v in (row.source, row.key, row.en, row.bn))
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td lang=bn>{}</td><td>{}</td></tr>".format(
+            *(html.escape(v) for v in (row.source, row.key, row.en, row.bn, check(row)))
         )
         for row in rows
     )
@@ -111,7 +122,7 @@ def write_html(rows: list[Row], out: Path) -> None:
         "td:nth-child(2){font-size:80%;color:#555}</style>"
         f"<h1>Participant texts: English and Bangla ({len(rows)})</h1>"
         "<p>Bangla follows GLOSSARY-bn.md. Check that each Bangla text says the same as the English.</p>"
-        "<table><tr><th>source</th><th>key</th><th>English</th><th>Bangla</th></tr>\n"
+        "<table><tr><th>source</th><th>key</th><th>English</th><th>Bangla</th><th>glossary check</th></tr>\n"
         f"{cells}\n</table>\n",
         encoding="utf-8",
     )

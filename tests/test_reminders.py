@@ -8,13 +8,13 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 
+from devtools.bangla_check import problems
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import STUDY_PHONE, BotHarness
 from models import Alert, AlertLevel, AuditEntry, DoseAnswer, DoseLog, MessageStatus, ScheduledMessage
 from scheduler.planner import MessageKind
 from tests.bothelpers import admin_says, enroll, link, presses, says
 from tests.schedule_helpers import dhaka, local, reminders, rows, walk
-from tests.test_bangla_wording import problems
 
 MESSAGE_KINDS = {
     MessageKind.DOSE_REMINDER.value,
