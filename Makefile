@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install migrate run test demo bench i18n lint lock clean
+.PHONY: install migrate run test demo bench i18n i18n-review lint lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,12 @@ demo: install  ## the whole journey against the local Bot API test server, as a 
 bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
 	$(BIN)/python -m bench $(if $(FULL),--full,--out bench/quick)
 
-i18n: install  ## re-extract strings and merge them into the bn and en catalogs
-	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --omit-header -o locales/messages.pot .
-	$(BIN)/pybabel update -D messages -i locales/messages.pot -d locales --omit-header --ignore-obsolete --no-fuzzy-matching
+i18n: install  ## re-extract strings and merge them into the bn and en catalogs (headers carry Language and Plural-Forms)
+	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --project ssc-trial-bot -o locales/messages.pot .
+	$(BIN)/pybabel update -D messages -i locales/messages.pot -d locales --ignore-obsolete --no-fuzzy-matching
+
+i18n-review: install  ## the side-by-side English/Bangla table of every participant-facing string, for the study team
+	$(BIN)/python -m devtools.i18n_review --out i18n-review.csv --html i18n-review.html
 
 lint: install
 	$(BIN)/ruff check .

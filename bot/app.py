@@ -227,6 +227,7 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=r"^dose:"))
     app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=r"^visit:"))
     app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=r"^stop:"))
+    app.add_handler(CallbackQueryHandler(schedule.settime_button, pattern=r"^settime:"))
     app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=r"^q:"))
     app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=r"^qstart:"))
     app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=r"^ack:"))

@@ -24,7 +24,7 @@ PARTICIPANT_COMMANDS: list[tuple[str, str]] = [
     ("report", N_("Tell us about a health problem, at any time")),
     ("cancel", N_("Stop the questions you are answering")),
     ("schedule", N_("Your next visits and medicine reminders")),
-    ("settime", N_("Change your medicine reminder time, e.g. /settime 21:30")),
+    ("settime", N_("Change your medicine reminder time, e.g. /settime 9:30 pm")),
     ("stop", N_("Stop all reminders")),
 ]
 

@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.i18n import phone_as_dialled
+
 _TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
 
 IdList = Annotated[list[int], NoDecode]
@@ -145,12 +147,13 @@ class Settings(CoordinatorSettings):
     @field_validator("study_contact_phone")
     @classmethod
     def _phone(cls, value: str) -> str:
+        """Required, and stored as dialled ("+8801711000000"): Telegram links only that form."""
         value = value.strip()
         if not value:
             raise PydanticCustomError("missing", "is required")
-        if sum(ch.isdigit() for ch in value) < 6 or not re.fullmatch(r"\+?[0-9 ()-]+", value):
+        if not re.fullmatch(r"\+?[0-9০-৯ ().-]+", value) or sum(ch.isdigit() for ch in value) < 6:
             raise ValueError("does not look like a phone number (digits, spaces, - and a leading +)")
-        return value
+        return phone_as_dialled(value)
 
     @field_validator("telegram_bot_token")
     @classmethod

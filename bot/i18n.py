@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gettext as _gettext
 import io
+import re
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,6 +115,12 @@ def to_ascii_digits(text: str) -> str:
     return "".join(out)
 
 
+def phone_as_dialled(phone: str) -> str:
+    """A phone number the way it is dialled ("+8801711000000"): Latin digits, no
+    spaces or dashes, so Telegram makes it tappable in any language."""
+    return re.sub(r"[^0-9+]", "", to_ascii_digits(phone))
+
+
 def localize_digits(text: str, lang: str | None = None) -> str:
     """Write digits the way the reader expects: Bengali digits in Bangla."""
     lang = lang or _current.get()
@@ -137,17 +144,56 @@ _DATE_PATTERNS = {
 }
 
 
+# Babel's bn data spells two months differently from the Bangla Academy
+# (GLOSSARY-bn.md); the short forms are the same words.
+_BN_SPELLING = {"জানুয়ারী": "জানুয়ারি", "ফেব্রুয়ারী": "ফেব্রুয়ারি"}
+
+
 def format_date(value: date, style: str = "medium", lang: str | None = None) -> str:
     """A date in the reader's language: Bengali month and weekday names and
     Bengali digits in Bangla (Babel gives the names, we convert the digits)."""
     lang = lang or _current.get()
     text = _babel_format_date(value, _DATE_PATTERNS[style], locale=Locale.parse(lang))
+    if lang == "bn":
+        for babel_spelling, academy_spelling in _BN_SPELLING.items():
+            text = text.replace(babel_spelling, academy_spelling)
     return localize_digits(text, lang)
 
 
+# ---------------------------------------------------------------- times
+
+# Parts of the day as people in Bangladesh say them (GLOSSARY-bn.md), as
+# (first minute of the day it covers, word); the last one wraps past midnight.
+PARTS_OF_DAY: tuple[tuple[int, str], ...] = (
+    (0, "রাত"),
+    (4 * 60, "ভোর"),
+    (6 * 60, "সকাল"),
+    (12 * 60, "দুপুর"),
+    (15 * 60, "বিকাল"),
+    (17 * 60 + 30, "সন্ধ্যা"),
+    (19 * 60 + 30, "রাত"),
+)
+
+
+def part_of_day(value: time | datetime) -> str:
+    """The Bangla word for the part of the day a clock time falls in."""
+    minute = value.hour * 60 + value.minute
+    word = PARTS_OF_DAY[0][1]
+    for start, name in PARTS_OF_DAY:
+        if minute >= start:
+            word = name
+    return word
+
+
 def format_time(value: time | datetime, lang: str | None = None) -> str:
-    """A clock time, 24-hour HH:MM (unambiguous on any phone), digits localised."""
-    return localize_digits(f"{value.hour:02d}:{value.minute:02d}", lang)
+    """A clock time as people say it, the one formatter for every time shown to
+    a participant: "রাত ৯:৩০" / "সকাল ৯:০০" in Bangla, "9:30 pm" in English."""
+    lang = lang or _current.get()
+    hour12 = value.hour % 12 or 12
+    clock = f"{hour12}:{value.minute:02d}"
+    if lang == "bn":
+        return f"{part_of_day(value)} {localize_digits(clock, lang)}"
+    return f"{clock} {'am' if value.hour < 12 else 'pm'}"
 
 
 def weekday_name(weekday: int, lang: str | None = None) -> str:

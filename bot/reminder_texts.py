@@ -1,7 +1,8 @@
 """What reminders say and which buttons they carry, rendered at send time in the
 participant's language (the stored payload is language-neutral). Callback data:
 ``dose:<reminder row id>:taken|later|skipped``, ``visit:<week>:come|other``,
-``qstart:<instrument id>`` (started by the questionnaire handlers), ``stop:yes|no``."""
+``qstart:<instrument id>`` (started by the questionnaire handlers), ``stop:yes|no``,
+``settime:HHMM`` (one reading of an ambiguous /settime)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.i18n import _, current_language, format_date, format_number, weekday_name
+from bot.i18n import _, current_language, format_date, format_number, format_time, weekday_name
+from domain.parsing import AmbiguousTime
 from domain.questionnaires import Instrument
 from scheduler.calendar import parse_weekday
 from scheduler.planner import MessageKind
@@ -43,6 +45,11 @@ def dose_text(kind: str, payload: Mapping[str, Any], protocol: Protocol, arm: st
             "Today is {weekday}, your methotrexate day. Take your weekly dose of methotrexate: {amount} mg, "
             "today only. Never take it twice in one week, and never take a missed dose on another day."
         ).format(weekday=weekday_name(weekday), amount=format_number(int(float(str(amount)))))
+    elif payload.get("frequency") == "weekly" and payload.get("weekday"):
+        # The participant's own day, not the protocol's default rule ("the day after methotrexate").
+        body = _("Today is {weekday}, your {drug} day. Time for your medicine: {drug}, {dose}.").format(
+            weekday=weekday_name(parse_weekday(str(payload["weekday"]))), drug=drug, dose=dose
+        )
     else:
         body = _("Time for your medicine: {drug}, {dose}.").format(drug=drug, dose=dose)
     question = _("Did you take it? Please press a button.")
@@ -72,13 +79,21 @@ def visit_text(payload: Mapping[str, Any], protocol: Protocol) -> str:
     when = format_date(date.fromisoformat(str(payload["visit_date"])), "long")
     offset = int(payload.get("offset_days", 0))
     if offset == 0:
-        head = _("Today is your {visit} at the BSMMU rheumatology clinic ({date}).")
+        head = _("Today is your {visit} ({date}), at the {department}, {hospital} ({site}).")
     elif offset == -1:
-        head = _("Tomorrow is your {visit} at the BSMMU rheumatology clinic ({date}).")
+        head = _("Tomorrow is your {visit} ({date}), at the {department}, {hospital} ({site}).")
     else:
-        head = _("Your {visit} at the BSMMU rheumatology clinic is in one week: {date}.")
+        head = _("Your {visit} is in one week: {date}, at the {department}, {hospital} ({site}).")
+    site = protocol.site
+    lang = current_language()
     return (
-        head.format(visit=name, date=when)
+        head.format(
+            visit=name,
+            date=when,
+            department=site.department.get(lang),
+            hospital=site.hospital.get(lang),
+            site=site.name.get(lang),
+        )
         + "\n"
         + _("Will you come? If this day is not possible, press the second button and the study team will call you.")
     )
@@ -109,6 +124,16 @@ def invitation_text(kind: str, payload: Mapping[str, Any], instruments: Mapping[
 def invitation_buttons(instrument_id: str) -> InlineKeyboardMarkup:
     """One Start button that the questionnaire handlers pick up."""
     return InlineKeyboardMarkup([[InlineKeyboardButton(_("Start"), callback_data=f"qstart:{instrument_id}")]])
+
+
+def time_choice_buttons(choice: AmbiguousTime) -> InlineKeyboardMarkup:
+    """The two readings of a time typed without the part of the day, one per row."""
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(format_time(at), callback_data=f"settime:{at.hour:02d}{at.minute:02d}")]
+            for at in (choice.first, choice.second)
+        ]
+    )
 
 
 def stop_confirm_buttons() -> InlineKeyboardMarkup:

@@ -5,27 +5,43 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.i18n import N_, _, format_date, use_locale, weekday_name
+from bot.i18n import N_, _, current_language, format_date, phone_as_dialled, use_locale, weekday_name
 from models import Participant
-from scheduler.planner import visit_schedule
+from scheduler.planner import resolve_dose_weekdays, visit_schedule
+from scheduler.protocol import Protocol
 from scheduler.store import default_protocol, plan_input
 
 
-def bilingual(render: Callable[[], str]) -> str:
+def bilingual(render: Callable[[], str], phone: str = "") -> str:
     """The same message in Bangla, then English: for people whose language we
-    do not know yet (before enrollment)."""
+    do not know yet (before enrollment). The study phone, when given, once at the
+    end under a label in both languages (one number per message)."""
     with use_locale("bn"):
         bn = render()
+        bn_label = _("Study phone")
     with use_locale("en"):
         en = render()
-    return f"{bn}\n\n{en}"
+        en_label = _("Study phone")
+    text = f"{bn}\n\n{en}"
+    number = phone_as_dialled(phone)
+    return f"{text}\n\n{bn_label} / {en_label}: {number}" if number else text
 
 
 def with_contact(text: str, phone: str) -> str:
-    """Add the study phone line, when one is configured."""
-    if not phone:
+    """Add the study phone line, when one is configured and the text does not
+    already give it: the number appears once per message, as dialled."""
+    number = phone_as_dialled(phone)
+    if not number or number in text:
         return text
-    return text + "\n\n" + _("Study phone: {phone}").format(phone=phone)
+    return text + "\n\n" + _("Study phone: {phone}").format(phone=number)
+
+
+def site_names(protocol: Protocol | None = None) -> dict[str, str]:
+    """The institution, department and everyday hospital name from the protocol
+    file, in the current language, for texts that name the place."""
+    site = (protocol or default_protocol()).site
+    lang = current_language()
+    return {"site": site.name.get(lang), "department": site.department.get(lang), "hospital": site.hospital.get(lang)}
 
 
 def regimen(participant: Participant) -> str:
@@ -34,8 +50,9 @@ def regimen(participant: Participant) -> str:
         return _(
             "Baricitinib 4 mg: one tablet every day, at the same time each day. Never take two tablets on one day."
         )
-    mtx_day = participant.mtx_weekday if participant.mtx_weekday is not None else participant.baseline_date.weekday()
-    folic_day = participant.folic_weekday if participant.folic_weekday is not None else (mtx_day + 1) % 7
+    # The days the planner uses for this participant (their own, or the protocol's rule).
+    days = resolve_dose_weekdays(plan_input(participant, []), default_protocol())
+    mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
     return "\n".join(
         [
             _(
@@ -68,14 +85,12 @@ def visit_lines(participant: Participant) -> list[str]:
 def not_enrolled(phone: str) -> str:
     """For someone the bot does not know: what it is and how to join. Bilingual."""
     return bilingual(
-        lambda: with_contact(
-            _(
-                "Hello! This bot is only for people taking part in the scleroderma "
-                "(systemic sclerosis) study at BSMMU. To use it you need a personal link "
-                "or code from the study team. If you are in the study, please ask them for it."
-            ),
-            phone,
-        )
+        lambda: _(
+            "Hello! This bot is only for people taking part in the scleroderma "
+            "(systemic sclerosis) study at {hospital} ({site}). To use it you need a personal link "
+            "or code from the study team. If you are in the study, please ask them for it."
+        ).format_map(site_names()),
+        phone,
     )
 
 
@@ -95,8 +110,8 @@ REFUSALS = {
 def help_text(participant: Participant, phone: str) -> str:
     """/help: what the bot does, the commands, the study phone."""
     lines = [
-        _("I am the helper of the scleroderma study at BSMMU. Your study number is {study_id}.").format(
-            study_id=participant.study_id
+        _("I am the helper of the scleroderma study at {hospital} ({site}). Your study number is {study_id}.").format(
+            study_id=participant.study_id, **site_names()
         ),
         "",
         _("Your medicine:"),
@@ -108,7 +123,7 @@ def help_text(participant: Participant, phone: str) -> str:
         _("/cancel: stop the questions you are answering"),
         _("/language: change the language (বাংলা / English)"),
         _("/schedule: your next clinic visits and medicine reminders"),
-        _("/settime 21:30: change the time of your medicine reminder"),
+        _("/settime 9:30 pm: change the time of your medicine reminder"),
         _("/stop: stop all reminders"),
         _("/help: this message"),
     ]
@@ -120,7 +135,9 @@ def help_text(participant: Participant, phone: str) -> str:
 def welcome(participant: Participant, phone: str) -> str:
     """The first message in the chosen language, right after linking."""
     lines = [
-        _("Welcome! Thank you for taking part in the scleroderma study at BSMMU."),
+        _("Welcome! Thank you for taking part in the scleroderma study at {hospital} ({site}).").format_map(
+            site_names()
+        ),
         _("Your study number is {study_id}.").format(study_id=participant.study_id),
         "",
         _("Your medicine:"),

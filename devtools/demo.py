@@ -116,7 +116,19 @@ async def dose_reminder(demo: Demo) -> None:
     await bot.tick()
     reminder = demo.server.messages(PARTICIPANT_ID)[before:][-1]
     await demo.participant_presses(reminder, "✅ খেয়েছি", "ধন্যবাদ")
-    await demo.participant_says("/schedule", "রিমাইন্ডার")
+    await demo.participant_says("/schedule", "সকাল ৯:০০")
+
+
+async def times_as_people_say_them(demo: Demo) -> None:
+    """Issue 13: times in Bangla say the part of the day. A bare "৯:৩০" is asked back
+    (morning or night?) with two buttons; "রাত ৯:৩০" is understood as typed; /schedule
+    then shows "রাত ৯:৩০"; /help gives the study phone once, tappable."""
+    asked = await demo.participant_says("/settime ৯:৩০", "কোন সময়টি")
+    await demo.participant_presses(asked, "রাত ৯:৩০", "হয়ে গেছে")
+    await demo.participant_says("/settime সকাল ৮টা", "সকাল ৮:০০")
+    await demo.participant_says("/settime রাত ৯:৩০", "রাত ৯:৩০")
+    await demo.participant_says("/schedule", "রাত ৯:৩০")
+    await demo.participant_says("/help", "+880")
 
 
 async def staff_recorded_admission(demo: Demo) -> None:
@@ -172,6 +184,7 @@ SCENES: list[Scene] = [
     red_flag_checkin,
     late_yes,
     dose_reminder,
+    times_as_people_say_them,
     staff_recorded_admission,
     trial_record_export,
 ]

@@ -21,7 +21,7 @@ TOKEN = "123456789:TEST-token-for-the-local-server"
 ADMIN_ID = 900
 COORDINATOR_CHAT = -1001
 ESCALATION_CHAT = -1002
-STUDY_PHONE = "+880 1711-000000"
+STUDY_PHONE = "+8801711000000"  # as dialled: Telegram makes it tappable
 # Sunday 25 October 2026, 09:00 in Dhaka.
 DEFAULT_START = datetime(2026, 10, 25, 3, 0, tzinfo=UTC)
 

@@ -489,8 +489,9 @@ def advice_text(key: str, language: str, phone: str, table: TriageTable | None =
     """The participant's instruction for an advice key, with the study phone filled in."""
     table = table or default_triage_table()
     entry = table.advice[key]  # type: ignore[index]
-    number = bengali_digits(phone) if language == "bn" else phone
-    return entry.text.get(language).format_map({"phone": number})
+    # Latin digits in every language: Telegram links only a number as dialled,
+    # and the same number must not appear in two scripts (GLOSSARY-bn.md).
+    return entry.text.get(language).format_map({"phone": phone})
 
 
 def mtx_double_dose(previous_confirmed_at: datetime | None, this_confirmed_at: datetime) -> bool:

@@ -168,6 +168,10 @@ class Text(_Model):
     en: NonEmpty
     bn: NonEmpty
 
+    def get(self, lang: str) -> str:
+        """The text in ``lang`` (Bangla for "bn", English otherwise)."""
+        return self.bn if lang == "bn" else self.en
+
 
 class WeekdayRule(_Model):
     """On which weekday a weekly regimen is taken.
@@ -342,11 +346,20 @@ class Derived:
     max_stale_days: int
 
 
+class Site(_Model):
+    """Where the study runs, as participants are told it: the study team's to set."""
+
+    name: Text  # the institution ("BSMMU")
+    department: Text  # the clinic participants come to
+    hospital: Text  # the name people know ("পিজি হাসপাতাল")
+
+
 class Protocol(_Model):
     """The whole protocol. Build it with :func:`load_protocol`; it is immutable."""
 
     trial_id: NonEmpty
     title: NonEmpty
+    site: Site
     timezone: Annotated[str, AfterValidator(_check_timezone)]
     treatment_weeks: int = Field(ge=1)
     default_reminder_time: LocalTime

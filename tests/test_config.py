@@ -49,7 +49,7 @@ def test_id_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.admin_user_ids == [11, 22, 33]
     assert s.coordinator_chat_ids == [-100123]
     assert s.escalation_chat_ids == [-100124, 77]
-    assert s.study_contact_phone == "+880 1711-000000"
+    assert s.study_contact_phone == "+8801711000000"  # kept as dialled
 
 
 def test_heroku_style_postgres_url_is_accepted() -> None:

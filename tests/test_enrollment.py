@@ -248,7 +248,7 @@ async def test_media_and_unknown_commands_get_an_answer_in_the_participants_lang
     for action in (user.send_photo, user.send_sticker, user.send_voice):
         update = await action()
         await server.wait_for(1018, "ছবি, স্টিকার", since=update)
-    await says(server, user, "/frobnicate", "নির্দেশটি আমি চিনি না")
+    await says(server, user, "/frobnicate", "কমান্ডটি আমি চিনি না")
     await says(server, user, "asdf", "বুঝতে পারিনি")
 
 

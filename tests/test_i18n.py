@@ -74,20 +74,36 @@ def test_each_catalog_has_every_template_string(lang: str) -> None:
 
 
 def test_every_message_has_a_bangla_translation_that_is_not_fuzzy() -> None:
-    problems = [m.id for m in catalog("bn") if m.id and (not m.string or m.fuzzy)]
+    problems = [m.id for m in catalog("bn") if m.id and (not all(forms(m.string)) or m.fuzzy)]
     assert not problems, f"untranslated or fuzzy in locales/bn: {problems}"
+
+
+def forms(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A message's id or string as a tuple (plural messages have several forms)."""
+    return value if isinstance(value, tuple) else (value,)
 
 
 def test_bangla_keeps_every_placeholder() -> None:
     for m in catalog("bn"):
         if m.id and m.string:
-            assert set(PLACEHOLDER.findall(m.id)) == set(PLACEHOLDER.findall(m.string)), m.id
+            wanted = set(PLACEHOLDER.findall(forms(m.id)[-1]))
+            for text in forms(m.string):
+                assert wanted == set(PLACEHOLDER.findall(text)), m.id
 
 
 def test_bangla_text_is_actually_bangla() -> None:
     for m in catalog("bn"):
         if m.id and m.id != "বাংলা / English":
-            assert re.search("[\u0980-\u09ff]", m.string), f"no Bangla letters in the translation of {m.id!r}"
+            for text in forms(m.string):
+                assert re.search("[\u0980-\u09ff]", text), f"no Bangla letters in the translation of {m.id!r}"
+
+
+@pytest.mark.parametrize("lang", ["bn", "en"])
+def test_catalogs_say_their_language_and_plural_rule(lang: str) -> None:
+    cat = catalog(lang)
+    assert str(cat.locale) == lang and cat.plural_forms == "nplurals=2; plural=(n != 1);"
+    raw = (LOCALES / lang / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
+    assert f'"Language: {lang}\\n"' in raw and '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"' in raw
 
 
 def test_translation_follows_the_current_locale() -> None:
@@ -100,7 +116,7 @@ def test_translation_follows_the_current_locale() -> None:
 def test_dates_in_bangla_have_bengali_names_and_digits() -> None:
     assert format_date(date(2026, 10, 25), "long", "bn") == "রবিবার, ২৫ অক্টোবর ২০২৬"
     assert format_date(date(2026, 10, 25), "long", "en") == "Sunday, 25 October 2026"
-    assert format_time(time(21, 5), "bn") == "২১:০৫" and format_time(time(21, 5), "en") == "21:05"
+    assert format_time(time(21, 5), "bn") == "রাত ৯:০৫" and format_time(time(21, 5), "en") == "9:05 pm"
     assert weekday_name(4, "bn") == "শুক্রবার" and weekday_name(4, "en") == "Friday"
     assert format_number(25, "bn") == "২৫" and format_number(37.5, "en") == "37.5"
 

@@ -432,8 +432,8 @@ def test_a_wrong_temperature_gets_a_code_with_the_range_for_the_hint(weekly: Ins
     error = err(answer(weekly, state, raw, ARM_A))
     assert error.code == code
     assert error.data["min"] == 34 and error.data["max"] == 43 and error.data["decimals"] == 1
-    assert error.data["unit"] == {"en": "°C", "bn": "°সে"}
-    assert error.data["alt_units"] == [{"unit": {"en": "°F", "bn": "°ফা"}, "min": 93, "max": 109.4}]
+    assert error.data["unit"] == {"en": "°C", "bn": "ডিগ্রি (সেলসিয়াস)"}
+    assert error.data["alt_units"] == [{"unit": {"en": "°F", "bn": "ডিগ্রি (ফারেনহাইট)"}, "min": 93, "max": 109.4}]
 
 
 def test_the_temperature_can_be_skipped(weekly: Instrument) -> None:
@@ -563,7 +563,7 @@ def test_buttons_for_each_item_type(weekly: Instrument, ae: Instrument, instrume
         "severe",
         "very_severe",
     ]
-    assert [o.label for o in options(weekly.item("nausea"), "bn")][-1] == "খুব তীব্র"
+    assert [o.label for o in options(weekly.item("nausea"), "bn")][-1] == "খুব বেশি"
     scale = options(instruments["patient_global"].item("pga"), "bn")
     assert [o.value for o in scale] == [str(n) for n in range(11)]
     assert scale[10].label == "১০"

@@ -151,7 +151,7 @@ async def test_bangla_checkin_with_methotrexate_double_dose_alerts_at_once(
     update = await user.press(first, button_for(first, "yes"))
     advice, following = await server.wait_for(user.id, lambda m: "⚠️" in m.content or is_question(m), 2, since=update)
     assert "মেথোট্রেক্সেট খাবেন না" in advice.content  # stop methotrexate, in Bangla
-    assert bengali_digits(STUDY_PHONE) in advice.content and STUDY_PHONE in advice.content
+    assert advice.content.count(STUDY_PHONE) == 1 and bengali_digits(STUDY_PHONE) not in advice.content
     assert is_question(following) and q_item(following) == "rf_mtx_lung"
 
     # Within seconds, before the check-in is finished: the coordinators' alert.
@@ -301,8 +301,14 @@ def test_every_engine_error_has_a_translated_hint() -> None:
     from domain.questionnaires import AnswerError
     from domain.questionnaires.parsing import ERROR_CODES
 
-    assert set(HINTS) == set(ERROR_CODES)
-    data = {"min": 34, "max": 43, "unit": {"en": "°C", "bn": "°সে"}, "earliest": "2025-10-25", "max_length": 500}
+    assert set(HINTS) | {"too_long"} == set(ERROR_CODES)  # too_long: a plural (ngettext), below
+    data = {
+        "min": 34,
+        "max": 43,
+        "unit": {"en": "°C", "bn": "ডিগ্রি (সেলসিয়াস)"},
+        "earliest": "2025-10-25",
+        "max_length": 500,
+    }
     for code in ERROR_CODES:
         with use_locale("bn"):
             bn = hint(AnswerError(code, "x", data))
@@ -310,7 +316,21 @@ def test_every_engine_error_has_a_translated_hint() -> None:
             en = hint(AnswerError(code, "x", data))
         assert bn != en and "{" not in bn + en, code
     with use_locale("bn"):
-        assert "৩৪ থেকে ৪৩ °সে" in hint(AnswerError("out_of_range", "x", data))
+        assert "৩৪ থেকে ৪৩ ডিগ্রি (সেলসিয়াস)" in hint(AnswerError("out_of_range", "x", data))
+    # With a second unit (the thermometer's Fahrenheit), that one first and the main one beside it.
+    fahrenheit = {**data, "alt_units": [{"unit": {"en": "°F", "bn": "ডিগ্রি (ফারেনহাইট)"}, "min": 93, "max": 109.4}]}
+    with use_locale("bn"):
+        assert "৯৩ থেকে ১০৯.৪ ডিগ্রি (ফারেনহাইট), অথবা ৩৪ থেকে ৪৩ ডিগ্রি (সেলসিয়াস)" in hint(
+            AnswerError("not_a_number", "x", fahrenheit)
+        )
+    with use_locale("en"):
+        assert "93 to 109.4 °F, or from 34 to 43 °C" in hint(AnswerError("not_a_number", "x", fahrenheit))
+    # A count in English takes its plural; Bangla needs none ("১টি", "৫০০টি").
+    with use_locale("en"):
+        assert hint(AnswerError("too_long", "x", {"max_length": 1})).endswith("at most 1 letter.")
+        assert hint(AnswerError("too_long", "x", {"max_length": 500})).endswith("at most 500 letters.")
+    with use_locale("bn"):
+        assert "৫০০টি অক্ষরের" in hint(AnswerError("too_long", "x", {"max_length": 500}))
 
 
 def test_every_answer_button_fits_telegram_64_bytes() -> None:

@@ -8,6 +8,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 
+from devtools.bangla_check import problems
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import STUDY_PHONE, BotHarness
 from models import Alert, AlertLevel, AuditEntry, DoseAnswer, DoseLog, MessageStatus, ScheduledMessage
@@ -121,8 +122,8 @@ async def test_arm_a_walks_24_weeks_with_an_early_settime_and_a_pause(bot: BotHa
 
     await walk(bot, dhaka(2026, 10, 27, 12))
     # 04:30 for suhoor: inside quiet hours, but the participant's own time is honoured.
-    reply = await says(server, user, "/settime ০৪:৩০", "০৪:৩০")
-    assert "০৪:৩০" in reply.content
+    reply = await says(server, user, "/settime ০৪:৩০", "৪:৩০")
+    assert "ভোর ৪:৩০" in reply.content  # two-digit hour: the 24-hour clock, said as people say it
 
     await walk(bot, dhaka(2026, 12, 6, 12))
     await admin_says(server, "/pause BSM-002 2026-12-20 travelling", "paused until 2026-12-20")
@@ -289,11 +290,65 @@ async def test_schedule_and_settime_in_bangla(bot: BotHarness, server: BotAPISer
     user = server.user(1005, "T", language_code="bn")
     await link(server, user, code)
     shown = await says(server, user, "/schedule", "২২ নভেম্বর ২০২৬")
-    assert "শুক্রবার" in shown.content and "০৯:০০" in shown.content  # the next methotrexate reminder
-    refused = await says(server, user, "/settime ২৫:০০", "/settime ২১:৩০")
-    assert "পড়তে পারিনি" in refused.content or "সময়" in refused.content
-    await says(server, user, "/settime ২১:৩০", "২১:৩০")
-    shown = await says(server, user, "/schedule", "২১:৩০")
-    assert "০৯:০০" not in shown.content
-    stored = [r for r in await rows(bot, "BSM-005") if r.kind == "dose_reminder"]
-    assert stored and all(local(r.due_at).time() == time(21, 30) for r in stored)
+    assert "শুক্রবার" in shown.content and "সকাল ৯:০০" in shown.content  # the next methotrexate reminder
+    assert "০৯:০০" not in shown.content and "/settime রাত ৯:৩০" in shown.content
+    refused = await says(server, user, "/settime ২৫:০০", "/settime রাত ৯:৩০")
+    assert "পড়তে পারিনি" in refused.content
+    done = await says(server, user, "/settime রাত ৯:৩০", "রাত ৯:৩০")
+    assert "হয়ে গেছে" in done.content
+    shown = await says(server, user, "/schedule", "রাত ৯:৩০")
+    assert "সকাল ৯:০০" not in shown.content
+    assert await dose_times(bot, "BSM-005") == {time(21, 30)}
+    # Everything this Bangla reader was sent (the welcome, /schedule, the refusal, the
+    # confirmation, every button) follows the glossary: parts of the day, Bengali digits
+    # (Latin only in the phone number and the study id), none of the replaced words.
+    sent = server.messages(user.id)
+    assert len(sent) >= 5
+    for message in sent:
+        assert STUDY_PHONE not in message.content or message.content.count(STUDY_PHONE) == 1
+        for text in (message.content, *message.button_texts):
+            assert not problems(text), (text, problems(text))
+
+
+async def dose_times(bot: BotHarness, study_id: str) -> set[time]:
+    """The local times of a participant's planned dose reminders."""
+    return {local(r.due_at).time() for r in await rows(bot, study_id) if r.kind == "dose_reminder"}
+
+
+async def test_a_bare_time_is_asked_back_with_two_buttons_and_the_button_sets_it(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    code = await enroll(server, "BSM-006 A 2026-10-25 bn")
+    user = server.user(1006, "U", language_code="bn")
+    await link(server, user, code)
+    # "৯:৩০" alone: morning or night? Asked, never guessed; nothing changes until a button.
+    asked = await says(server, user, "/settime ৯:৩০", "কোন সময়টি")
+    assert asked.button_texts == ["সকাল ৯:৩০", "রাত ৯:৩০"]
+    assert await dose_times(bot, "BSM-006") == {time(9, 0)}
+    done = await presses(server, user, asked, "রাত ৯:৩০", "হয়ে গেছে")
+    assert "রাত ৯:৩০" in done.content
+    assert await dose_times(bot, "BSM-006") == {time(21, 30)}
+    # The other ways people write it, each stored as the time they mean.
+    for typed, meant in (("৯:৩০ রাতে", time(21, 30)), ("সকাল ৮টা", time(8, 0)), ("২১:৩০", time(21, 30))):
+        await says(server, user, f"/settime {typed}", "হয়ে গেছে")
+        assert await dose_times(bot, "BSM-006") == {meant}, typed
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        entries = list(
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "participant.set_reminder_time"))
+        )
+    assert len(entries) == 4  # the button and the three typed times; the question itself changes nothing
+
+
+async def test_settime_in_english_says_and_reads_am_and_pm(bot: BotHarness, server: BotAPIServer) -> None:
+    code = await enroll(server, "BSM-007 A 2026-10-25 en")
+    user = server.user(1007, "V", language_code="en")
+    await link(server, user, code, "English")
+    shown = await says(server, user, "/schedule", "medicine reminders")
+    assert "9:00 am" in shown.content
+    asked = await says(server, user, "/settime 9:30", "Which time")
+    assert asked.button_texts == ["9:30 am", "9:30 pm"]
+    done = await presses(server, user, asked, "9:30 am", "Done")
+    assert "9:30 am" in done.content and await dose_times(bot, "BSM-007") == {time(9, 30)}
+    done = await says(server, user, "/settime 9:30 pm", "Done")
+    assert "9:30 pm" in done.content and await dose_times(bot, "BSM-007") == {time(21, 30)}

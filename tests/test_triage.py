@@ -176,6 +176,10 @@ def test_a_red_flag_of_the_other_arm_is_ignored_even_if_present(
         ("B", "১০১ ফারেনহাইট", "mtx_infection", "stop_mtx_call"),
         ("A", "38", "bari_infection", "hold_baricitinib_call"),
         ("A", "101 F", "bari_infection", "hold_baricitinib_call"),
+        # the same threshold in Fahrenheit: 100.4 °F is exactly 38.0 °C, unit or not, either digits
+        ("B", "১০০.৪", "mtx_infection", "stop_mtx_call"),
+        ("A", "100.4", "bari_infection", "hold_baricitinib_call"),
+        ("A", "১০০.৪ ডিগ্রি (ফারেনহাইট)", "bari_infection", "hold_baricitinib_call"),
     ],
 )
 def test_a_measured_temperature_of_38_or_more_is_an_infection_red_flag(
@@ -188,7 +192,7 @@ def test_a_measured_temperature_of_38_or_more_is_an_infection_red_flag(
     assert [(h.code, h.item_id, h.advice) for h in result.red_flags] == [(code, "fever_temp", advice)]
 
 
-@pytest.mark.parametrize("typed", ["37.9", "৩৭.৫", "100 F"])
+@pytest.mark.parametrize("typed", ["37.9", "৩৭.৫", "100 F", "100.3", "১০০.৩ ডিগ্রি"])
 def test_a_temperature_below_38_is_not_a_red_flag(instruments: dict[str, Instrument], typed: str) -> None:
     fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
     result = check(instruments["weekly_checkin"], "B", ENGLISH, fever)
@@ -502,7 +506,7 @@ def test_a_severe_symptom_is_reviewed_the_same_day(
     assert result.grade == 3
     assert result.advice == ("call_today",)
     assert result.reasons[0].en == 'Cough: "Severe" (provisional grade 3)'
-    assert result.reasons[0].bn == 'কাশি: "তীব্র" (প্রাথমিক গ্রেড ৩)'
+    assert result.reasons[0].bn == 'কাশি: "বেশি" (প্রাথমিক গ্রেড ৩)'
 
 
 @pytest.mark.parametrize(
@@ -622,9 +626,9 @@ def test_the_result_is_plain_json(instruments: dict[str, Instrument]) -> None:
 # --- participant advice and the methotrexate dose-log rule -----------------------------------
 
 
-def test_advice_text_fills_in_the_study_phone_in_the_participants_digits() -> None:
+def test_advice_text_fills_in_the_study_phone_as_dialled_in_every_language() -> None:
     assert advice_text("call_today", "en", "01711-000111") == "Please call the study doctor today: 01711-000111."
-    assert advice_text("call_today", "bn", "01711-000111") == "আজই স্টাডির ডাক্তারকে ফোন করুন: ০১৭১১-০০০১১১।"
+    assert advice_text("call_today", "bn", "+8801711000111") == "আজই গবেষণা দলের ডাক্তারকে ফোন করুন: +8801711000111।"
     assert "methotrexate" in advice_text("stop_mtx_call", "en", "1")
 
 

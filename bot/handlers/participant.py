@@ -47,7 +47,7 @@ async def start(update: Update, context: BotContext) -> None:
         )
         return
     msgid = REFUSALS[result.outcome.value]
-    context.reply(bilingual(lambda: with_contact(_(msgid), phone)))
+    context.reply(bilingual(lambda: _(msgid), phone))
 
 
 async def language(update: Update, context: BotContext) -> None:

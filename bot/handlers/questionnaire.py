@@ -14,7 +14,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.context import BotContext
 from bot.handlers import common
-from bot.i18n import N_, _, current_language, format_number, localize_digits
+from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext, phone_as_dialled
 from bot.services import Services
 from bot.texts import not_enrolled, with_contact
 from domain import audit, checkins
@@ -47,13 +47,20 @@ HINTS = {
     "bad_date": N_("Please tap Today or Yesterday, or type the date like 25/10/2026."),
     "date_in_future": N_("That date is in the future. Please type the day it started."),
     "date_too_old": N_("That date is too long ago. Please type a date after {earliest}."),
-    "too_long": N_("That is too long. Please write it in at most {max_length} letters."),
     "empty": N_("Please type a few words."),
     "not_skippable": N_("This question cannot be skipped. Please answer it."),
     "nothing_before": N_("This is the first question; there is nothing to go back to."),
     "stale_button": N_("That button belongs to a question you already answered. Nothing was changed."),
     "already_complete": N_("These questions are already finished. Nothing was changed."),
     "instrument_changed": N_("These questions have been updated. Please start again."),
+}
+
+HINTS_WITH_ALT_UNIT = {
+    "not_a_number": N_("Please type a number from {alt_min} to {alt_max}{alt_unit}, or from {min} to {max}{unit}."),
+    "out_of_range": N_(
+        "That number is outside {alt_min} to {alt_max}{alt_unit} and {min} to {max}{unit}. "
+        "Please check it and type it again."
+    ),
 }
 
 
@@ -119,17 +126,35 @@ def marked_keyboard(markup: InlineKeyboardMarkup | None, chosen: str) -> InlineK
 def hint(error: AnswerError) -> str:
     """The participant's hint for an answer the engine refused, in their language."""
     data = error.data
+    if error.code == "too_long":
+        limit = int(data.get("max_length", 0))
+        return ngettext(
+            "That is too long. Please write it in at most {max_length} letter.",
+            "That is too long. Please write it in at most {max_length} letters.",
+            limit,
+        ).format(max_length=format_number(limit))
     template = HINTS.get(error.code, HINTS["expected_button"])
-    unit = data.get("unit")
-    unit_text = " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
     values = {
         "min": format_number(data.get("min", 0)),
         "max": format_number(data.get("max", 0)),
-        "unit": unit_text,
+        "unit": _unit_text(data.get("unit")),
         "earliest": localize_digits("/".join(reversed(str(data.get("earliest", "")).split("-")))),
-        "max_length": format_number(data.get("max_length", 0)),
     }
+    alts = data.get("alt_units") or []
+    if error.code in HINTS_WITH_ALT_UNIT and alts:
+        # The other unit first (Fahrenheit: what home thermometers show), the main one beside it.
+        template = HINTS_WITH_ALT_UNIT[error.code]
+        values.update(
+            alt_min=format_number(alts[0]["min"]),
+            alt_max=format_number(alts[0]["max"]),
+            alt_unit=_unit_text(alts[0]["unit"]),
+        )
     return _(template).format(**values)
+
+
+def _unit_text(unit: object) -> str:
+    """A unit after a number (" °F"), in the current language; empty when there is none."""
+    return " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
 
 
 def callback_data(session_id: int, item_id: str, value: str) -> str:
@@ -210,7 +235,11 @@ def advice_message(keys: tuple[str, ...], phone: str) -> str:
     """What the participant must do now, with the study phone (never delayed)."""
     lang = current_language()
     lines = ["⚠️ " + _("Important: please read this now.")]
-    lines += [advice_text(key, lang, phone) for key in keys]
+    # The number once, in the first (most urgent) advice; the others point to it.
+    lines += [
+        advice_text(key, lang, phone_as_dialled(phone) if i == 0 else _("the number above"))
+        for i, key in enumerate(keys)
+    ]
     lines.append(_("The study team has been told."))
     return with_contact("\n\n".join(lines), phone)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 
 from telegram import Update
 
@@ -11,7 +11,7 @@ from bot.context import BotContext
 from bot.i18n import _, format_date, format_time
 from bot.texts import not_enrolled, with_contact
 from domain import schedule_ops
-from domain.parsing import ParseError, parse_time
+from domain.parsing import AmbiguousTime, ParseError, read_time
 from domain.schedule_ops import DoseOutcome, VisitChoice
 from domain.triage import advice_text
 from models import DoseAnswer, Participant, ParticipantStatus, VisitStatus
@@ -73,28 +73,55 @@ async def schedule(update: Update, context: BotContext) -> None:
         lines.append("")
         lines.append(_("Your reminders are paused. The study team can restart them."))
     lines.append("")
-    lines.append(_("To change your reminder time, send /settime and the time, for example /settime 21:30"))
+    lines.append(_("To change your reminder time, send /settime and the time, for example /settime 9:30 pm"))
     context.reply("\n".join(lines))
 
 
 async def settime(update: Update, context: BotContext) -> None:
-    """/settime HH:MM: the participant's daily medicine reminder time (Bengali digits too)."""
+    """/settime TIME: the participant's daily medicine reminder time, typed as
+    people say it ("রাত ৯:৩০", "9:30 pm", "21:30"); "৯:৩০" alone is asked back."""
     participant = _usable(context)
     if participant is None:
         return
-    example = _("Please write the time after the command, 24-hour clock, for example: /settime 21:30")
-    if not context.args or len(context.args) != 1:
+    example = _("Please write the time after the command, for example: /settime 9:30 pm")
+    if not context.args:
         context.reply(example)
         return
     try:
-        at = parse_time(context.args[0])
+        at = read_time(" ".join(context.args))
     except ParseError:
         context.reply(_("I could not read that time.") + " " + example)
         return
+    if isinstance(at, AmbiguousTime):
+        context.reply(_("Which time do you mean? Please press a button."), reminder_texts.time_choice_buttons(at))
+        return
+    await _set_time(context, participant, at)
+
+
+async def _set_time(context: BotContext, participant: Participant, at: time) -> None:
+    """Store the reminder time, replan the doses and say the time back as people say it."""
     await schedule_ops.set_reminder_time(
         context.db, participant, at, now=context.now, protocol=context.services.protocol
     )
     context.reply(_("Done. I will remind you about your medicine at {time}.").format(time=format_time(at)))
+
+
+async def settime_button(update: Update, context: BotContext) -> None:
+    """One of the two buttons under an ambiguous /settime (morning or night)."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    participant = context.participant
+    raw = query.data.removeprefix("settime:")
+    if participant is None or participant.status == ParticipantStatus.WITHDRAWN or not raw.isdigit() or len(raw) != 4:
+        context.answer(_("This button is no longer active."))
+        return
+    hour, minute = int(raw[:2]), int(raw[2:])
+    if hour > 23 or minute > 59:
+        context.answer(_("This button is no longer active."))
+        return
+    context.answer(_("Saved"))
+    context.edit_markup(None)
+    await _set_time(context, participant, time(hour, minute))
 
 
 async def stop(update: Update, context: BotContext) -> None:

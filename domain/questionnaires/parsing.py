@@ -222,7 +222,7 @@ def _unit_key(text: str) -> str:
     key = fold(text)
     for word in _DEGREE_WORDS:
         key = key.replace(word, "")
-    return key.replace(" ", "").replace(".", "")
+    return key.replace(" ", "").replace(".", "").replace("(", "").replace(")", "")
 
 
 def _dec(value: float) -> Decimal:
