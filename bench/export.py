@@ -28,12 +28,12 @@ from bench.seed import (
     seed,
     spread_profiles,
 )
+from bot.dispatch import dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, TOKEN
 from export.run import export_trial_record
 from models import ProcessedUpdate
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
 from scheduler.store import default_protocol
 
 SERVE_PAUSE_S = 0.02  # between two pieces of the bot's work while the export runs

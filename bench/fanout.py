@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 
 from bench.common import register_team_chats, running_app
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
+from bot.dispatch import dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START
 from models import MessageStatus, ScheduledMessage
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
 from scheduler.store import default_protocol
 
 LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is late

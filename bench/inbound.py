@@ -20,9 +20,9 @@ from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from bot.app import build_application
 from bot.runner import serve
 from bot.services import build_services
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentMessage, TranscriptEntry
 from devtools.harness import DEFAULT_START, TOKEN
-from domain.clock import ManualClock
 from scheduler.calendar import to_local
 from scheduler.store import default_protocol
 

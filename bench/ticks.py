@@ -16,12 +16,12 @@ from sqlalchemy import event, func, select
 from bench.common import register_team_chats, running_app
 from bench.memory import measure_in_child
 from bench.seed import CHAT_BASE, local_to_utc, seed, spread_profiles
+from bot.dispatch import dispatch_tick
+from bot.jobs import run_all
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, TOKEN
 from models import MessageStatus, ScheduledMessage
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
-from scheduler.runtime import run_all
 from scheduler.store import default_protocol
 
 EMPTY_TICKS = 15

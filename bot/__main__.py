@@ -9,11 +9,11 @@ import sys
 from pydantic import ValidationError
 
 from bot.app import build_application
-from bot.config import Settings, describe_error
 from bot.logs import setup_logging
 from bot.runner import serve
 from bot.services import build_services
-from domain.clock import SystemClock
+from core.clock import SystemClock
+from core.settings import Settings, describe_error
 from domain.questionnaires import InstrumentError
 from domain.triage import TriageTableError
 from scheduler.protocol import ProtocolError

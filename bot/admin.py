@@ -26,9 +26,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import admin_text
-from bot.config import DatabaseSettings, describe_error
+from core.clock import Clock, SystemClock
+from core.settings import DatabaseSettings, describe_error
 from domain import audit, enrollment, participants, schedule_ops
-from domain.clock import Clock, SystemClock
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
 from models.db import create_engine, create_session_factory
@@ -48,7 +48,7 @@ async def _bot_username() -> str | None:
     try:
         from telegram import Bot
 
-        from bot.config import Settings
+        from core.settings import Settings
 
         settings = Settings()
         bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
@@ -201,7 +201,7 @@ async def _ack(session: AsyncSession, args: argparse.Namespace, settings: Databa
 
 async def _sae(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
     """Needs COORDINATOR_CHAT_IDS: the alert is queued here and sent by the running bot."""
-    from bot.config import CoordinatorSettings
+    from core.settings import CoordinatorSettings
     from domain import adverse_events
 
     try:

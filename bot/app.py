@@ -25,16 +25,16 @@ from telegram.ext import (
 )
 
 from bot import work as uow
-from bot.aio import PerLoop
 from bot.context import BotContext
 from bot.handlers import admin, common, coordinator, export, participant, questionnaire, schedule, schedule_admin
 from bot.i18n import _, language_from_telegram, use_locale
+from bot.jobs import run_tick
 from bot.services import Services
+from core.aio import PerLoop
 from domain import participants
 from domain.alerts import ALERTS_RAISED
 from models import ProcessedUpdate
 from models.db import is_transient
-from scheduler.runtime import run_tick
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.aio import PerLoop
-from bot.config import Settings
-from domain.clock import Clock
+from core.aio import PerLoop
+from core.clock import Clock
+from core.settings import Settings
 from domain.questionnaires import Instrument, load_instruments
 from domain.triage import check_cross_checks, default_triage_table
 from models.db import SessionFactory, create_engine, create_session_factory

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.i18n import N_, _, current_language, format_date, phone_as_dialled, use_locale, weekday_name
+from bot.i18n import N_, _, current_language, format_date, use_locale, weekday_name
+from core.digits import phone_as_dialled
 from models import Participant
 from scheduler.planner import resolve_dose_weekdays, visit_schedule
 from scheduler.protocol import Protocol

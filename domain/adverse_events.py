@@ -18,7 +18,7 @@ from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain import audit, participants
 from domain.alerts import raise_alert
 from domain.errors import DomainError

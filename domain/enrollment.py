@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain import audit
 from domain.errors import DomainError
 from domain.parsing import (

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain.errors import DomainError
 
 

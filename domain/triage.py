@@ -23,11 +23,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.digits import to_bengali_digits
 from domain.questionnaires.conditions import Answer, Condition
 from domain.questionnaires.grading import SymptomGrade, symptom_grades
 from domain.questionnaires.loader import read_yaml
 from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Arm, Instrument, Text, YesNoItem
-from domain.questionnaires.parsing import bengali_digits
 from domain.questionnaires.visibility import effective_answers, item_visible
 
 DEFAULT_TABLE_PATH = Path(__file__).resolve().parent.parent / "content" / "triage.yaml"
@@ -297,7 +297,7 @@ def _fill(template: Text, values: Mapping[str, Text | int | str]) -> Text:
             if isinstance(value, Text):
                 args[key] = value.get(lang)
             elif isinstance(value, int) and lang == "bn":
-                args[key] = bengali_digits(str(value))
+                args[key] = to_bengali_digits(str(value))
             else:
                 args[key] = str(value)
         out[lang] = template.get(lang).format_map(args)

@@ -5,8 +5,7 @@ name or phone number is ever selected."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -206,36 +205,9 @@ async def alerts(session: AsyncSession, scope: Scope) -> Dataset:
     )
 
 
-Builder = Callable[[AsyncSession, Scope], Awaitable[Dataset]]
-
-
 def _plain(value: object) -> object:
     """Enum members → their value; everything else unchanged."""
     return getattr(value, "value", value)
-
-
-def builders(scope: Scope) -> list[Builder]:
-    """Every dataset builder, in the order files are listed in the dictionary."""
-    from export import followup
-
-    per_instrument = [followup.responses(i, scope.protocol) for _, i in sorted(scope.instruments.items())]
-    return [participants, followup.visits, followup.doses, *per_instrument, followup.adverse_events, alerts]  # type: ignore[list-item]
-
-
-async def build_all(session: AsyncSession, scope: Scope) -> list[Dataset]:
-    """Every dataset, from the same snapshot (adherence is derived from the doses:
-    with `since`, from every dose of the participants with a dose changed since)."""
-    from export import followup
-
-    datasets = [await builder(session, scope) for builder in builders(scope)]
-    doses = next(d for d in datasets if d.name == "doses")
-    every_dose = doses
-    if scope.since is not None:
-        changed = frozenset(int(str(row["_participant_id"])) for row in doses.rows)
-        every_dose = await followup.doses(session, replace(scope, since=None, participant_ids=changed))
-    final_week = max(scope.visit_weeks, default=24)
-    datasets.insert(datasets.index(doses) + 1, followup.adherence(every_dose, final_week))
-    return datasets
 
 
 def plain_values(datasets: list[Dataset]) -> list[Dataset]:

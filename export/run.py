@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from domain.questionnaires import Instrument
-from export.datasets import Scope, build_all, plain_values
+from export.build import build_all
+from export.datasets import Scope, plain_values
 from export.odm import write_odm
 from export.odm_schema import Validation, validate_odm
 from export.redcap import write_redcap

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import models  # noqa: F401  (registers every table on Base.metadata)
-from bot.config import DatabaseSettings
+from core.settings import DatabaseSettings
 from models.base import Base
 from models.db import create_engine, run_sync
 

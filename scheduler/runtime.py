@@ -3,67 +3,41 @@ is decided inside each tick from the injected clock and the rows, never from
 APScheduler's own timers. So reminders survive restarts, several processes can
 share the work, and tests move the clock and call `run_all` instead of sleeping.
 
-A tick is `async def tick(app) -> None`. Ticks run in the order of `ticks()`,
-never two at once in one process, and a failing tick is logged and retried on
-the next beat (it must be idempotent)."""
+The beat knows nothing of what its jobs do: the caller (the bot: bot/jobs.py)
+gives it the ticks, `async def tick(app) -> None`, in the order a beat runs them.
+Ticks never run two at once in one process, and a failing tick is logged and
+retried on the next beat (it must be idempotent)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
-from typing import TYPE_CHECKING
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.aio import PerLoop
-
-if TYPE_CHECKING:
-    from bot.app import TrialApplication
+from core.aio import PerLoop
 
 log = logging.getLogger(__name__)
 
-Tick = Callable[["TrialApplication"], Awaitable[None]]
+Tick = Callable[[Any], Awaitable[None]]
+Ticks = Mapping[str, Tick]
 HEARTBEAT_SECONDS = 30
-
-
-def ticks() -> dict[str, Tick]:
-    """Every periodic job, in the order a beat runs them."""
-    from bot.alerting import alerts_tick
-    from bot.handlers.questionnaire import expiry_tick
-    from scheduler.dispatch import dispatch_tick  # imports the bot's texts: load lazily
-
-    return {
-        "dispatch": dispatch_tick,
-        "questionnaires": expiry_tick,  # closes check-ins whose week ended and idle reports
-        "alerts": alerts_tick,  # after the others: it sends what they raised
-        "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
-    }
-
-
-async def audit_seal_tick(app: TrialApplication) -> None:
-    """Link new audit rows into the tamper-evident chain (domain.audit_chain)."""
-    from domain.audit_chain import seal
-
-    async with app.services.sessions() as session:
-        sealed = await seal(session)
-    if sealed:
-        log.debug("audit: %d row(s) sealed", sealed)
-
 
 _locks: dict[int, PerLoop[asyncio.Lock]] = {}
 
 
-def _lock(app: TrialApplication) -> asyncio.Lock:
+def _lock(app: object) -> asyncio.Lock:
     # Keyed by id(app), per event loop: an id can be reused by a later Application on
     # another event loop (tests), and a Lock is bound to one loop.
     return _locks.setdefault(id(app), PerLoop(asyncio.Lock)).get()
 
 
-async def run_tick(app: TrialApplication, name: str) -> None:
-    """Run one tick now (also called right after a commit that raised an alert)."""
-    tick = ticks().get(name)
+async def run_tick(app: object, name: str, ticks: Ticks) -> None:
+    """Run one of `ticks` now (also called right after a commit that raised an alert)."""
+    tick = ticks.get(name)
     if tick is None:
         return
     async with _lock(app):
@@ -73,13 +47,13 @@ async def run_tick(app: TrialApplication, name: str) -> None:
             log.error("tick %s failed: %s", name, type(exc).__name__, exc_info=exc)
 
 
-async def run_all(app: TrialApplication) -> None:
+async def run_all(app: object, ticks: Ticks) -> None:
     """One beat: every tick in order."""
-    for name in ticks():
-        await run_tick(app, name)
+    for name in ticks:
+        await run_tick(app, name, ticks)
 
 
-def build_heartbeat(app: TrialApplication, seconds: float = HEARTBEAT_SECONDS) -> AsyncIOScheduler:
+def build_heartbeat(app: object, ticks: Ticks, seconds: float = HEARTBEAT_SECONDS) -> AsyncIOScheduler:
     """The APScheduler that beats every `seconds`: one job, never overlapping,
     a late beat still runs (misfire grace), missed beats collapse into one."""
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -87,7 +61,7 @@ def build_heartbeat(app: TrialApplication, seconds: float = HEARTBEAT_SECONDS) -
         run_all,
         "interval",
         seconds=seconds,
-        args=[app],
+        args=[app, ticks],
         id="heartbeat",
         max_instances=1,
         coalesce=True,

@@ -43,7 +43,7 @@ def default_protocol() -> Protocol:
     """The trial's protocol file, for callers that have no services at hand (the domain
     functions shared with the shell admin). The bot loads the same file at start: both
     honour CONTENT_DIR."""
-    from bot.config import DatabaseSettings
+    from core.settings import DatabaseSettings
 
     content_dir = DatabaseSettings().content_dir
     return load_protocol(content_dir / "protocol.yaml" if content_dir else PROTOCOL_FILE)

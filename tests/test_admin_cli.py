@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.admin import run
+from core.clock import ManualClock
 from devtools.harness import DEFAULT_START
-from domain.clock import ManualClock
 from models import AuditEntry, Participant, ParticipantStatus
 from models.db import create_engine, create_session_factory
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.config import CoordinatorSettings, DatabaseSettings, Settings, describe_error
+from core.settings import CoordinatorSettings, DatabaseSettings, Settings, describe_error
 
 TOKEN = "123456:ABCDEFGHIJKLMNOP"
 ROOT = Path(__file__).resolve().parent.parent

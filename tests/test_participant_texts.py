@@ -8,14 +8,15 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot import reminder_texts
-from bot.config import Settings
 from bot.handlers.questionnaire import advice_message
 from bot.i18n import use_locale
 from bot.texts import bilingual, not_enrolled, regimen, with_contact
+from core.settings import Settings
+from core.text import BilingualText as Text
 from devtools.harness import TOKEN
 from models import Language, Participant, ParticipantStatus
 from scheduler.planner import MessageKind
-from scheduler.protocol import Site, Text
+from scheduler.protocol import Site
 from scheduler.store import default_protocol
 
 DIALLED = "+8801711000000"

@@ -8,7 +8,7 @@ the reminders and the alerts.
   5 minutes but moves exactly those rows' ``claimed_until`` into the past, which is
   what the passing of the lease does. At most one reminder (the one whose send
   Telegram had accepted when the process died, before its "sent" was stored) may be
-  sent twice: the documented window of scheduler.dispatch.
+  sent twice: the documented window of bot.dispatch.
 - An URGENT alert raised by one process is escalated by the other once the first is
   dead (the wait for ESCALATE_AFTER_MINUTES is likewise moved into the past).
 

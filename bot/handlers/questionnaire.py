@@ -14,9 +14,11 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
 from bot.context import BotContext
 from bot.handlers import common
-from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext, phone_as_dialled
+from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext
 from bot.services import Services
 from bot.texts import not_enrolled, with_contact
+from core.digits import phone_as_dialled
+from core.text import Text
 from domain import audit, checkins
 from domain.questionnaires import (
     BACK_VALUE,
@@ -27,7 +29,7 @@ from domain.questionnaires import (
     progress,
     prompt,
 )
-from domain.questionnaires.model import FreeTextItem, Item, NumberItem, Text
+from domain.questionnaires.model import FreeTextItem, Item, NumberItem
 from domain.triage import advice_text
 from models import Participant, ParticipantStatus, QuestionnaireSession
 
