@@ -29,10 +29,13 @@ from bot import admin_text
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
 from domain import audit, enrollment, participants, schedule_ops
+from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
+from domain.questionnaires import InstrumentError
+from domain.triage import TriageTableError
 from models.db import create_engine, create_session_factory
-from scheduler.store import default_protocol
+from scheduler.protocol import ProtocolError
 
 
 def _actor() -> str:
@@ -59,10 +62,12 @@ async def _bot_username() -> str | None:
         return None
 
 
-Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock], Awaitable[str]]
+Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Content], Awaitable[str]]
 
 
-async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _enroll(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = enrollment.parse_enroll_args(args.args)
     result = await enrollment.enroll(
         session, request, actor=_actor(), now=clock.now(), code_ttl=timedelta(days=settings.enrollment_code_days)
@@ -71,58 +76,68 @@ async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: Dat
 
 
 async def _participants(
-    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
     return admin_text.participant_list(await participants.list_all(session))
 
 
-async def _withdraw(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _withdraw(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     participant = await participants.withdraw(
         session,
         parse_study_id(args.study_id),
         reason=" ".join(args.reason) or None,
         actor=_actor(),
         now=clock.now(),
+        protocol=content.protocol,
     )
     return admin_text.withdrawn(participant)
 
 
-async def _pause(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _pause(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = schedule_ops.parse_pause_args(args.args)
-    participant = await schedule_ops.pause(
-        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
-    )
+    participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
     return admin_text.paused(participant)
 
 
-async def _resume(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _resume(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     participant = await schedule_ops.resume(
-        session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=default_protocol()
+        session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return admin_text.resumed(participant)
 
 
-async def _status(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    protocol = default_protocol()
+async def _status(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    protocol = content.protocol
     report = await schedule_ops.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
     return admin_text.status(report, protocol.tz)
 
 
-async def _visit(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _visit(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = schedule_ops.parse_visit_args(args.args)
     visit = await schedule_ops.record_visit(
-        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
+        session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return admin_text.visit_recorded(request.study_id, visit)
 
 
-async def _export(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    from bot.services import load_content
+async def _export(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from export.run import export_trial_record
 
-    protocol, instruments = load_content(settings.content_dir) if settings.content_dir else load_content()
+    protocol, instruments = content.protocol, content.instruments
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
     since = parse_date(args.since) if args.since else None
@@ -152,7 +167,7 @@ async def _export(session: AsyncSession, args: argparse.Namespace, settings: Dat
 
 
 async def _audit_verify(
-    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
     from domain.audit_chain import seal, verify
 
@@ -166,7 +181,9 @@ async def _audit_verify(
     )
 
 
-async def _alerts(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _alerts(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from bot import alerting
     from domain.acknowledgement import open_alerts
     from models import Participant
@@ -181,7 +198,9 @@ async def _alerts(session: AsyncSession, args: argparse.Namespace, settings: Dat
     return "\n\n".join(blocks)
 
 
-async def _ack(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _ack(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from domain.acknowledgement import acknowledge, parse_alert_id
 
     actor = _actor()
@@ -199,7 +218,9 @@ async def _ack(session: AsyncSession, args: argparse.Namespace, settings: Databa
     return text
 
 
-async def _sae(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _sae(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     """Needs COORDINATOR_CHAT_IDS: the alert is queued here and sent by the running bot."""
     from core.settings import CoordinatorSettings
     from domain import adverse_events
@@ -213,7 +234,13 @@ async def _sae(session: AsyncSession, args: argparse.Namespace, settings: Databa
     try:
         request = adverse_events.parse_sae_args(args.args, now.astimezone(settings.tz).date())
         recorded = await adverse_events.record_staff_sae(
-            session, request, actor=actor, display_name=actor.removeprefix("cli:"), now=now, coordinator_chats=chats
+            session,
+            request,
+            actor=actor,
+            display_name=actor.removeprefix("cli:"),
+            now=now,
+            coordinator_chats=chats,
+            content=content,
         )
     except adverse_events.SaeUsageError as error:
         raise DomainError(str(error).replace("usage: /sae", "usage: python -m bot.admin sae")) from None
@@ -283,12 +310,16 @@ async def run(argv: list[str], clock: Clock | None = None) -> tuple[int, str]:
         settings = DatabaseSettings()
     except ValidationError as error:
         return 2, describe_error(error)
+    try:
+        content = load_content(settings.content_dir)
+    except (InstrumentError, ProtocolError, TriageTableError) as error:
+        return 2, str(error)
     engine = create_engine(settings.database_url)
     try:
         async with create_session_factory(engine)() as session:
             action: Action = args.action
             try:
-                text = await action(session, args, settings, clock or SystemClock())
+                text = await action(session, args, settings, clock or SystemClock(), content)
             except DomainError as error:
                 await session.rollback()
                 return 1, f"Not done: {error}"

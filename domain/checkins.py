@@ -50,7 +50,7 @@ from domain.questionnaires.conditions import Answer
 from domain.questionnaires.grading import answer_label
 from domain.questionnaires.model import FreeTextItem
 from domain.questionnaires.parsing import is_back, is_skip
-from domain.triage import Level, TriageResult, triage
+from domain.triage import Level, TriageResult, TriageTable, triage
 from models import (
     AdverseEvent,
     Alert,
@@ -82,9 +82,10 @@ CORRECTION_WINDOW = timedelta(hours=24)
 @dataclass(frozen=True)
 class Env:
     """What the questionnaire logic needs from the process: instruments, the
-    trial's time zone, the switches that are on, the coordinators' chats."""
+    triage table, the trial's time zone, the switches that are on, the coordinators' chats."""
 
     instruments: Mapping[str, Instrument]
+    triage: TriageTable
     tz: ZoneInfo
     switches: frozenset[str]
     coordinator_chats: Sequence[int]
@@ -608,7 +609,9 @@ async def _triage(
     alerts at once); same-day findings wait for the end (or /cancel), when the
     whole picture decides between URGENT and SAME_DAY."""
     previous = await _previous_grades(db, participant, session)
-    result = triage(instrument, answers, participant.arm, previous, switches=env.switches, final=final)
+    result = triage(
+        instrument, answers, participant.arm, previous, switches=env.switches, table=env.triage, final=final
+    )
     if not final and result.level is Level.SAME_DAY:
         result = replace(result, level=Level.ROUTINE, advice=())
     return result

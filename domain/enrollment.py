@@ -28,6 +28,7 @@ from domain.parsing import (
     parse_weekday,
 )
 from models import AuditEntry, ChatLink, EnrollmentCode, Language, Participant, ParticipantStatus
+from scheduler.protocol import Protocol
 from scheduler.store import replan
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
@@ -216,7 +217,9 @@ async def _recent_failures(session: AsyncSession, actor: str, now: datetime) -> 
     return int(count or 0)
 
 
-async def redeem(session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime) -> RedeemResult:
+async def redeem(
+    session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime, protocol: Protocol
+) -> RedeemResult:
     """Link `chat_id` to the participant the code belongs to, if the code is good,
     unused, unexpired and the chat is not linked already. Every refusal is audited
     and counts towards the per-chat attempt limit."""
@@ -252,7 +255,7 @@ async def redeem(session: AsyncSession, code: str, *, chat_id: int, user_id: int
     before = participant_snapshot(participant)
     participant.status = ParticipantStatus.ACTIVE
     participant.updated_at = now
-    await replan(session, participant, now)
+    await replan(session, participant, now, protocol)
     audit.record(
         session,
         at=now,

@@ -10,8 +10,6 @@ nothing recorded is deleted (pending rows are marked cancelled, not removed).
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,24 +27,11 @@ from scheduler.planner import (
     plan,
     replan_diff,
 )
-from scheduler.protocol import Protocol, load_protocol
-
-PROTOCOL_FILE = Path(__file__).resolve().parent.parent / "content" / "protocol.yaml"
+from scheduler.protocol import Protocol
 
 # Rows the dispatcher makes while running (never in plan()): kept by a re-plan while the
 # participant is still messaged, cancelled with everything else otherwise.
 DISPATCHER_KINDS = frozenset({MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value})
-
-
-@cache
-def default_protocol() -> Protocol:
-    """The trial's protocol file, for callers that have no services at hand (the domain
-    functions shared with the shell admin). The bot loads the same file at start: both
-    honour CONTENT_DIR."""
-    from core.settings import DatabaseSettings
-
-    content_dir = DatabaseSettings().content_dir
-    return load_protocol(content_dir / "protocol.yaml" if content_dir else PROTOCOL_FILE)
 
 
 def is_messaged(participant: Participant, today: date) -> bool:
@@ -144,11 +129,10 @@ def new_row(participant_id: int, message: PlannedMessage, now: datetime) -> Sche
 
 
 async def replan(
-    session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol | None = None
+    session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol
 ) -> dict[str, int]:
     """Bring the participant's pending rows in line with a fresh plan; returns counts
     (added, moved, cancelled) for the audit. Idempotent: a second call changes nothing."""
-    protocol = protocol or default_protocol()
     # One re-plan per participant at a time (two processes must not insert the same key).
     await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
     visits = await visits_of(session, participant, protocol) if participant.status != RowStatus.INVITED else []

@@ -196,12 +196,12 @@ async def test_random_kills_during_a_dispatch_lose_no_reminder(
     them. Every participant gets their reminder; no more duplicates than kills; every
     row ends SENT; each reminder opened exactly one dose-log row and one follow-up."""
     from bench.seed import CHAT_BASE, same_minute_profiles, seed
+    from domain.content import load_content
     from models import DoseLog, MessageStatus, ScheduledMessage
     from scheduler.calendar import to_local
     from scheduler.planner import MessageKind
-    from scheduler.store import default_protocol
 
-    protocol = default_protocol()
+    protocol = load_content().protocol
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)
     profiles = same_minute_profiles(local.date(), local.time())

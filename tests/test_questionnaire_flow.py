@@ -335,10 +335,10 @@ def test_every_engine_error_has_a_translated_hint() -> None:
 
 def test_every_answer_button_fits_telegram_64_bytes() -> None:
     from bot.handlers.questionnaire import callback_data
-    from bot.services import load_content
+    from domain.content import load_content
     from domain.questionnaires import BACK_VALUE, SKIP_VALUE, options
 
-    _protocol, instruments = load_content()
+    instruments = load_content().instruments
     for instrument in instruments.values():
         for item in instrument.items:
             for value in [o.value for o in options(item, "en")] + [SKIP_VALUE, BACK_VALUE]:

@@ -34,10 +34,10 @@ from devtools.botapi_server import BotAPIServer, SentMessage
 from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
 from devtools.process import WebhookProcess, free_port, webhook_env
+from domain.content import load_content
 from models import Alert, AlertLevel, MessageStatus, ScheduledMessage
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.calendar import to_local
-from scheduler.store import default_protocol
 from tests.bothelpers import eventually
 from tests.conftest import Figures
 
@@ -117,7 +117,7 @@ def _bot(server: BotAPIServer, url: str, tmp_path: Path, name: str, port: int, f
 async def _seed_due(url: str, first: int, count: int) -> None:
     """``count`` linked participants (from index ``first``) whose dose reminder is due now
     (the real clock: the processes run on it)."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)
     profiles = same_minute_profiles(local.date(), local.time())

@@ -82,7 +82,12 @@ async def withdraw(update: Update, context: BotContext) -> None:
         raise DomainError("usage: /withdraw STUDY_ID [REASON…]")
     study_id = parse_study_id(args[0])
     participant = await participants.withdraw(
-        context.db, study_id, reason=" ".join(args[1:]) or None, actor=_actor(update), now=context.now
+        context.db,
+        study_id,
+        reason=" ".join(args[1:]) or None,
+        actor=_actor(update),
+        now=context.now,
+        protocol=context.services.protocol,
     )
     context.reply(admin_text.withdrawn(participant))
 
@@ -102,5 +107,6 @@ async def sae(update: Update, context: BotContext) -> None:
         display_name=user.first_name,
         now=context.now,
         coordinator_chats=settings.coordinator_chat_ids,
+        content=context.services.content,
     )
     context.reply(admin_text.sae_recorded(recorded, settings.tz))

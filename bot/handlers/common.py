@@ -17,7 +17,7 @@ async def stale_button(update: Update, context: BotContext) -> None:
 async def unknown_command(update: Update, context: BotContext) -> None:
     """A command the bot does not have (or not for this person)."""
     if context.participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return
     context.reply(_("I do not know that command. Send /help to see what I can do."))
 
@@ -25,7 +25,7 @@ async def unknown_command(update: Update, context: BotContext) -> None:
 async def not_understood(update: Update, context: BotContext) -> None:
     """Text, a photo, a sticker, a voice note … that nothing was waiting for."""
     if context.participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return
     message = update.effective_message
     if message is not None and message.text is None:

@@ -20,14 +20,16 @@ async def start(update: Update, context: BotContext) -> None:
     known = context.participant
     if code is None:
         if known is None:
-            context.reply(not_enrolled(phone))
+            context.reply(not_enrolled(phone, context.services.protocol))
         else:
             context.reply(_("Welcome back! Send /help to see what I can do."))
         return
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
-    result = await enrollment.redeem(context.db, code, chat_id=chat.id, user_id=user.id, now=context.now)
+    result = await enrollment.redeem(
+        context.db, code, chat_id=chat.id, user_id=user.id, now=context.now, protocol=context.services.protocol
+    )
     if result.outcome is Redeem.LINKED:
         context.reply(
             bilingual(lambda: _("Your Telegram is now linked to the study. Which language do you want?")),
@@ -53,7 +55,7 @@ async def start(update: Update, context: BotContext) -> None:
 async def language(update: Update, context: BotContext) -> None:
     """/language: offer বাংলা / English."""
     if context.participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return
     context.reply(
         bilingual(lambda: _("Which language do you want?")),
@@ -81,7 +83,7 @@ async def choose_language(update: Update, context: BotContext) -> None:
     with use_locale(lang):
         context.answer(_("Saved"))
         if first_time:
-            context.reply(welcome(participant, phone))
+            context.reply(welcome(participant, phone, context.services.protocol))
         else:
             name = "বাংলা" if lang == "bn" else "English"
             context.reply(_("Done. From now on I will write to you in {language}.").format(language=name))
@@ -91,6 +93,6 @@ async def help_command(update: Update, context: BotContext) -> None:
     """/help: what the bot does and the study phone number."""
     phone = context.services.settings.study_contact_phone
     if context.participant is None:
-        context.reply(not_enrolled(phone))
+        context.reply(not_enrolled(phone, context.services.protocol))
         return
-    context.reply(help_text(context.participant, phone))
+    context.reply(help_text(context.participant, phone, context.services.protocol))

@@ -30,7 +30,7 @@ from domain.questionnaires import (
     prompt,
 )
 from domain.questionnaires.model import FreeTextItem, Item, NumberItem
-from domain.triage import advice_text
+from domain.triage import TriageTable, advice_text
 from models import Participant, ParticipantStatus, QuestionnaireSession
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ def env_of(services: Services) -> checkins.Env:
     switches = frozenset(name for name, on in protocol.switches().items() if on)
     return checkins.Env(
         instruments=services.instruments,
+        triage=services.content.triage,
         tz=services.settings.tz,
         switches=switches,
         coordinator_chats=services.settings.coordinator_chat_ids,
@@ -233,13 +234,13 @@ def intro(current: checkins.Progress) -> str:
     return "\n".join(parts)
 
 
-def advice_message(keys: tuple[str, ...], phone: str) -> str:
+def advice_message(keys: tuple[str, ...], phone: str, table: TriageTable) -> str:
     """What the participant must do now, with the study phone (never delayed)."""
     lang = current_language()
     lines = ["⚠️ " + _("Important: please read this now.")]
     # The number once, in the first (most urgent) advice; the others point to it.
     lines += [
-        advice_text(key, lang, phone_as_dialled(phone) if i == 0 else _("the number above"))
+        advice_text(key, lang, phone_as_dialled(phone) if i == 0 else _("the number above"), table)
         for i, key in enumerate(keys)
     ]
     lines.append(_("The study team has been told."))
@@ -250,7 +251,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
     """Put an outcome into words: advice first, then thanks, then the next question."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
-        context.reply(advice_message(outcome.advice, phone))
+        context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     lead: str | None = None
     if outcome.completed is not None:
         if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
@@ -275,7 +276,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
 def _participant(context: BotContext) -> Participant | None:
     participant = context.participant
     if participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
     return participant
 
 
@@ -408,7 +409,7 @@ def _show_correction(context: BotContext, outcome: checkins.Outcome) -> None:
     """Confirm a corrected red-flag or seriousness answer, with advice for a Yes."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
-        context.reply(advice_message(outcome.advice, phone))
+        context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     if outcome.corrected_to is True:
         context.reply(_("Your answer is changed to Yes. The study team has been told."))
     else:

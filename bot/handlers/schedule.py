@@ -24,7 +24,7 @@ def _usable(context: BotContext) -> Participant | None:
     """The linked, not withdrawn participant; otherwise answer and return None."""
     participant = context.participant
     if participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return None
     if participant.status == ParticipantStatus.WITHDRAWN:
         context.reply(_("You have left the study, so I send no more reminders. Thank you for your help."))
@@ -217,7 +217,7 @@ async def dose_button(update: Update, context: BotContext) -> None:
         context.reply(_("Noted: you did not take this dose. Do not take a double dose to make up for it."))
     elif outcome is DoseOutcome.DOUBLE_DOSE:
         phone = services.settings.study_contact_phone
-        context.reply(advice_text("stop_mtx_call", participant.language.value, phone))
+        context.reply(advice_text("stop_mtx_call", participant.language.value, phone, services.content.triage))
 
 
 async def visit_button(update: Update, context: BotContext) -> None:
