@@ -47,31 +47,46 @@ def site_names(protocol: Protocol) -> dict[str, str]:
 
 def regimen(participant: Participant, protocol: Protocol) -> str:
     """The participant's medicines in plain words, for the welcome and /help."""
-    if participant.arm == "A":
+    regimens = protocol.arm(participant.arm).regimens
+    # The days the planner uses for this participant (their own, or the protocol's rule).
+    days = resolve_dose_weekdays(plan_input(participant, [], protocol), protocol)
+    ids = {r.id for r in regimens}
+    if ids == {"baricitinib"}:  # the reviewed wording of this trial's drugs (see locales/)
         return _(
             "Baricitinib 4 mg: one tablet every day, at the same time each day. Never take two tablets on one day."
         )
-    # The days the planner uses for this participant (their own, or the protocol's rule).
-    days = resolve_dose_weekdays(plan_input(participant, []), protocol)
-    mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
-    return "\n".join(
-        [
-            _(
-                "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
-                "Never take it on any other day, and never take a missed dose later."
-            ).format(weekday=weekday_name(mtx_day)),
-            _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
-                weekday=weekday_name(folic_day)
-            ),
-        ]
-    )
+    if ids == {"methotrexate", "folic_acid"}:
+        mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
+        return "\n".join(
+            [
+                _(
+                    "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
+                    "Never take it on any other day, and never take a missed dose later."
+                ).format(weekday=weekday_name(mtx_day)),
+                _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
+                    weekday=weekday_name(folic_day)
+                ),
+            ]
+        )
+    # Any other protocol: each regimen's name and dose from the protocol file.
+    lang = current_language()
+    lines = []
+    for reg in regimens:
+        drug, dose = reg.drug.get(lang), reg.dose.get(lang)
+        if reg.id in days:
+            lines.append(
+                _("{drug}: {dose}, every {weekday}.").format(drug=drug, dose=dose, weekday=weekday_name(days[reg.id]))
+            )
+        else:
+            lines.append(_("{drug}: {dose}.").format(drug=drug, dose=dose))
+    return "\n".join(lines)
 
 
 def visit_lines(participant: Participant, protocol: Protocol) -> list[str]:
     """The participant's clinic visits (weeks 4, 12, 24) with their dates, for the welcome."""
     lang = "bn" if participant.language.value == "bn" else "en"
     lines = [_("Your clinic visits:")]
-    for vd in visit_schedule(plan_input(participant, []), protocol):
+    for vd in visit_schedule(plan_input(participant, [], protocol), protocol):
         if vd.week == 0:
             continue
         name = protocol.visit(vd.week).name

@@ -18,8 +18,6 @@ from export.spec import Dataset, Variable
 from models import Alert, ChatLink, Participant
 from scheduler.protocol import Protocol
 
-ARMS = {"A": "Baricitinib 4 mg daily", "B": "Methotrexate 25 mg weekly + folic acid 5 mg weekly"}
-ARMS_BN = {"A": "বারিসিটিনিব ৪ মি.গ্রা. প্রতিদিন", "B": "মেথোট্রেক্সেট ২৫ মি.গ্রা. সাপ্তাহিক + ফলিক অ্যাসিড ৫ মি.গ্রা. সাপ্তাহিক"}
 LANGUAGES = {"bn": "Bangla", "en": "English"}
 STATUSES = {"invited": "Invited (not linked)", "active": "Active", "paused": "Paused", "withdrawn": "Withdrawn"}
 
@@ -73,7 +71,14 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
     """One row per participant."""
     variables = [
         STUDY_ID,
-        Variable("arm", "Randomised arm", "string", "participants.arm", ARMS, ARMS_BN),
+        Variable(
+            "arm",
+            "Randomised arm",
+            "string",
+            "participants.arm",
+            {arm_id: arm.summary_text("en") for arm_id, arm in scope.protocol.arms.items()},
+            {arm_id: arm.summary_text("bn") for arm_id, arm in scope.protocol.arms.items()},
+        ),
         Variable("baseline_date", "Baseline date (week 0)", "date", "participants.baseline_date"),
         Variable("language", "Language of the bot", "string", "participants.language", LANGUAGES),
         Variable("status", "Follow-up status at export", "string", "participants.status", STATUSES),

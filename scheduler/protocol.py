@@ -203,7 +203,12 @@ class Arm(_Model):
     """A randomised arm and the regimens it takes."""
 
     label: BilingualText
+    summary: BilingualText | None = None  # the treatment in one line, for the export's value labels
     regimens: tuple[Regimen, ...]
+
+    def summary_text(self, lang: str) -> str:
+        """The treatment in one line (the label when the file gives no summary)."""
+        return (self.summary or self.label).get(lang)
 
 
 class Visit(_Model):

@@ -46,8 +46,10 @@ def is_messaged(participant: Participant, today: date) -> bool:
     )
 
 
-def plan_input(participant: Participant, visits: list[ClinicVisit]) -> PlanInput:
-    """The planner's view of a participant row and its recorded visits."""
+def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Protocol) -> PlanInput:
+    """The planner's view of a participant row and its recorded visits. The row's two
+    weekday columns go to the regimens the protocol lets the participant place: the one
+    taken on their own weekday, and the one they may move off its default day."""
     status = {
         RowStatus.INVITED: ParticipantStatus.INVITED,
         RowStatus.ACTIVE: ParticipantStatus.ACTIVE,
@@ -55,11 +57,16 @@ def plan_input(participant: Participant, visits: list[ClinicVisit]) -> PlanInput
         RowStatus.WITHDRAWN: ParticipantStatus.WITHDRAWN,
     }[participant.status]
     weekdays: dict[str, int | str] = {}
-    if participant.arm == "B":
-        mtx = participant.mtx_weekday if participant.mtx_weekday is not None else participant.baseline_date.weekday()
-        weekdays["methotrexate"] = mtx
-        if participant.folic_weekday is not None:
-            weekdays["folic_acid"] = participant.folic_weekday
+    arm = protocol.arms.get(participant.arm)
+    for regimen in arm.regimens if arm is not None else ():
+        rule = regimen.weekday
+        if rule is None or regimen.frequency != "weekly":
+            continue
+        if rule.rule == "participant":
+            own = participant.mtx_weekday
+            weekdays[regimen.id] = own if own is not None else participant.baseline_date.weekday()
+        elif rule.rule == "after" and rule.participant_may_choose and participant.folic_weekday is not None:
+            weekdays[regimen.id] = participant.folic_weekday
     recorded = {
         v.week: RecordedVisit(VisitOutcome(v.status.value), v.attended_on)
         for v in visits
@@ -128,15 +135,13 @@ def new_row(participant_id: int, message: PlannedMessage, now: datetime) -> Sche
     return row
 
 
-async def replan(
-    session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol
-) -> dict[str, int]:
+async def replan(session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol) -> dict[str, int]:
     """Bring the participant's pending rows in line with a fresh plan; returns counts
     (added, moved, cancelled) for the audit. Idempotent: a second call changes nothing."""
     # One re-plan per participant at a time (two processes must not insert the same key).
     await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
     visits = await visits_of(session, participant, protocol) if participant.status != RowStatus.INVITED else []
-    wanted = plan(plan_input(participant, visits), protocol, now)
+    wanted = plan(plan_input(participant, visits, protocol), protocol, now)
     rows = {
         row.key: row
         for row in await session.scalars(
