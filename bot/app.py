@@ -24,7 +24,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import work as uow
+from bot import unit_of_work
 from bot.context import BotContext
 from bot.handlers import admin, common, coordinator, export, participant, questionnaire, schedule, schedule_admin
 from bot.i18n import _, language_from_telegram, use_locale
@@ -47,7 +47,7 @@ benchmark); against Telegram each request takes 50-200 ms, and these overlap."""
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     """PTB's Application, with each update handled as one unit of work
-    (see `bot.work`) and the process's services attached."""
+    (see `bot.unit_of_work`) and the process's services attached."""
 
     services: Services
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
@@ -132,10 +132,10 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             linked = None
             if chat is not None and chat.type == "private":
                 linked = await participants.by_chat(session, chat.id)
-            work = uow.UpdateWork(update, session, services.clock.now(), linked)
+            work = unit_of_work.UpdateWork(update, session, services.clock.now(), linked)
             user = update.effective_user
             lang = linked.language.value if linked else language_from_telegram(user.language_code if user else None)
-            token = uow.enter(work)
+            token = unit_of_work.enter(work)
             try:
                 with use_locale(lang):
                     await super().process_update(update)
@@ -143,7 +143,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                         query = update.callback_query
                         work.after_commit(lambda: query.answer())
             finally:
-                uow.leave(token)
+                unit_of_work.leave(token)
             alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))
             if work.retry:
                 await session.rollback()
@@ -178,7 +178,7 @@ async def on_error(update: object, context: BotContext) -> None:
     update_id = update.update_id if isinstance(update, Update) else None
     # The exception's text may quote stored values (free-text answers): log its type only.
     log.error("error while handling update %s: %s\n%s", update_id, type(error).__name__, frames)
-    work = uow.maybe_current_work()
+    work = unit_of_work.maybe_current_work()
     if work is None:
         return
     if is_transient(error):

@@ -90,7 +90,7 @@ def _required_ids(value: list[int]) -> list[int]:
 
 class CoordinatorSettings(DatabaseSettings):
     """What a process that raises alerts needs: somewhere to send them (the bot,
-    and `python -m bot.admin sae`, which queues the alert for the bot to send)."""
+    and `python -m cli sae`, which queues the alert for the bot to send)."""
 
     coordinator_chat_ids: IdList
 

@@ -2,7 +2,7 @@
 
 A participant cannot report their own death, and many admissions reach the team
 by a phone call from the family (CLINICAL.md). `/sae` in Telegram and
-`python -m bot.admin sae` record such an event: the same `adverse_events` row
+`python -m cli sae` record such an event: the same `adverse_events` row
 as a participant's /report (source "staff", who recorded it, when, their note),
 an URGENT alert with the 24-hour sponsor deadline (escalated like any urgent
 alert), an audit row, and the same export rows. A death also stops every

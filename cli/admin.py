@@ -1,15 +1,15 @@
-"""`python -m bot.admin …`: the admin actions from the shell, for scripts and for
+"""`python -m cli …`: the admin actions from the shell, for scripts and for
 when Telegram is unreachable. Same domain code, same audit, same texts as the
 Telegram commands; the actor is recorded as `cli:<os user>`.
 
-    python -m bot.admin enroll BSM-001 B 2026-10-25 bn fri
-    python -m bot.admin participants
-    python -m bot.admin withdraw BSM-001 moved away
-    python -m bot.admin pause BSM-001 2026-12-01 travelling
-    python -m bot.admin resume BSM-001
-    python -m bot.admin status BSM-001
-    python -m bot.admin visit BSM-001 4 done 2026-11-22
-    python -m bot.admin sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli enroll BSM-001 B 2026-10-25 bn fri
+    python -m cli participants
+    python -m cli withdraw BSM-001 moved away
+    python -m cli pause BSM-001 2026-12-01 travelling
+    python -m cli resume BSM-001
+    python -m cli status BSM-001
+    python -m cli visit BSM-001 4 done 2026-11-22
+    python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
 """
 
 from __future__ import annotations
@@ -243,14 +243,14 @@ async def _sae(
             content=content,
         )
     except adverse_events.SaeUsageError as error:
-        raise DomainError(str(error).replace("usage: /sae", "usage: python -m bot.admin sae")) from None
+        raise DomainError(str(error).replace("usage: /sae", "usage: python -m cli sae")) from None
     text = admin_text.sae_recorded(recorded, settings.tz)
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per admin action."""
-    parser = argparse.ArgumentParser(prog="python -m bot.admin", description="Admin actions from the shell.")
+    parser = argparse.ArgumentParser(prog="python -m cli", description="Admin actions from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
     p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
