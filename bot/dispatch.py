@@ -49,7 +49,7 @@ from models import (
 )
 from models.db import retry_transient
 from scheduler import outbox, store
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date
 from scheduler.planner import MessageKind
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ async def _prepare(
             return None
         participant = await session.get(Participant, row.participant_id)
         assert participant is not None
-        today = to_local(now, protocol.tz).date()
+        today = local_date(now, protocol.tz)
         if not store.is_messaged(participant, today):
             outbox.finish(row, MessageStatus.CANCELLED, now, f"participant {participant.status.value}")
         elif now >= row.stale_after:

@@ -35,6 +35,7 @@ from domain.parsing import parse_date, parse_study_id
 from domain.questionnaires import InstrumentError
 from domain.triage import TriageTableError
 from models.db import create_engine, create_session_factory
+from scheduler.calendar import local_date
 from scheduler.protocol import ProtocolError
 
 
@@ -232,7 +233,7 @@ async def _sae(
     now = clock.now()
     actor = _actor()
     try:
-        request = adverse_events.parse_sae_args(args.args, now.astimezone(settings.tz).date())
+        request = adverse_events.parse_sae_args(args.args, local_date(now, settings.tz))
         recorded = await adverse_events.record_staff_sae(
             session,
             request,

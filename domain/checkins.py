@@ -62,6 +62,7 @@ from models import (
     QuestionnaireSession,
     QuestionnaireStatus,
 )
+from scheduler.calendar import local_date
 
 REPORT_INSTRUMENT = "ae_report"
 CHECKIN_INSTRUMENT = "weekly_checkin"
@@ -133,7 +134,7 @@ def engine_context(participant: Participant, now: datetime, env: Env) -> Context
     """The engine's view of who answers when (local date, arm, language, switches)."""
     arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
-    return Context(arm=arm, today=now.astimezone(env.tz).date(), language=language, switches=env.switches)
+    return Context(arm=arm, today=local_date(now, env.tz), language=language, switches=env.switches)
 
 
 async def open_session(db: AsyncSession, participant: Participant) -> QuestionnaireSession | None:
@@ -183,7 +184,7 @@ def expires_at(participant: Participant, instrument_id: str, now: datetime, env:
         return now + env.report_idle_close
     if instrument_id != CHECKIN_INSTRUMENT:
         return None
-    week = study_week(participant, now.astimezone(env.tz).date())
+    week = study_week(participant, local_date(now, env.tz))
     end = participant.baseline_date + timedelta(days=7 * (week + 1))
     return datetime.combine(end, time(0), env.tz)
 
@@ -195,8 +196,8 @@ def is_past(session: QuestionnaireSession, participant: Participant, now: dateti
         return session.expires_at <= now
     if session.instrument_id != CHECKIN_INSTRUMENT:
         return False
-    started = study_week(participant, session.started_at.astimezone(env.tz).date())
-    return started < study_week(participant, now.astimezone(env.tz).date())
+    started = study_week(participant, local_date(session.started_at, env.tz))
+    return started < study_week(participant, local_date(now, env.tz))
 
 
 def _progress(

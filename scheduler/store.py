@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ClinicVisit, MessageStatus, Participant, ScheduledMessage, VisitStatus
 from models import ParticipantStatus as RowStatus
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date
 from scheduler.planner import (
     MessageKind,
     ParticipantStatus,
@@ -172,7 +172,7 @@ async def replan(session: AsyncSession, participant: Participant, now: datetime,
     for key in diff.to_cancel:
         _cancel(rows[key], now, "re-planned")
         cancelled += 1
-    if not is_messaged(participant, to_local(now, protocol.tz).date()):
+    if not is_messaged(participant, local_date(now, protocol.tz)):
         for row in rows.values():
             if row.status is MessageStatus.PLANNED and row.kind in DISPATCHER_KINDS:
                 _cancel(row, now, "participant not messaged")

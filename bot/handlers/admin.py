@@ -16,6 +16,7 @@ from bot.i18n import _
 from domain import adverse_events, audit, enrollment, participants
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
+from scheduler.calendar import local_date
 
 Handler = Callable[[Update, BotContext], Coroutine[Any, Any, None]]
 
@@ -97,7 +98,7 @@ async def sae(update: Update, context: BotContext) -> None:
     """/sae STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]: record a serious event
     the team learned of (a death, an admission), alert the coordinators."""
     settings = context.services.settings
-    request = adverse_events.parse_sae_args(list(context.args or []), context.now.astimezone(settings.tz).date())
+    request = adverse_events.parse_sae_args(list(context.args or []), local_date(context.now, settings.tz))
     user = update.effective_user
     assert user is not None
     recorded = await adverse_events.record_staff_sae(

@@ -5,13 +5,21 @@ from __future__ import annotations
 from telegram import Update
 
 from bot.context import BotContext
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.texts import not_enrolled
+
+NO_LONGER_ACTIVE = N_("This button is no longer active.")
+
+
+def button_no_longer_active(context: BotContext) -> None:
+    """The one answer to a button that changes nothing any more (an old message, a
+    finished questionnaire, someone who left the study): say so, change nothing."""
+    context.answer(_(NO_LONGER_ACTIVE))
 
 
 async def stale_button(update: Update, context: BotContext) -> None:
     """A button nobody handles any more (an old message): say so, change nothing."""
-    context.answer(_("This button is no longer active."), alert=False)
+    button_no_longer_active(context)
 
 
 async def unknown_command(update: Update, context: BotContext) -> None:

@@ -10,6 +10,7 @@ from telegram import Update
 
 from bot import admin_text, alerting
 from bot.context import BotContext
+from bot.handlers import common
 from bot.handlers.admin import admin_only
 from bot.i18n import _
 from domain import audit
@@ -47,7 +48,7 @@ async def acknowledge_button(update: Update, context: BotContext) -> None:
     try:
         alert_id = parse_alert_id(query.data.partition(":")[2])
     except DomainError:
-        context.answer("This button is no longer active.")
+        context.answer(common.NO_LONGER_ACTIVE)
         return
     actor = audit.admin_actor(user.id) if is_admin else f"coordinator:{user.id}"
     try:

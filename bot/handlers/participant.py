@@ -6,6 +6,7 @@ from telegram import Update
 
 from bot import keyboards
 from bot.context import BotContext
+from bot.handlers import common
 from bot.i18n import _, use_locale
 from bot.texts import REFUSALS, bilingual, help_text, not_enrolled, welcome, with_contact
 from domain import enrollment, participants
@@ -69,12 +70,12 @@ async def choose_language(update: Update, context: BotContext) -> None:
     assert query is not None and query.data is not None
     participant = context.participant
     if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     parts = query.data.split(":")
     lang = parts[1] if len(parts) > 1 and parts[1] in ("bn", "en") else None
     if lang is None:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     first_time = len(parts) > 2 and parts[2] == "welcome"
     await participants.set_language(context.db, participant, lang, now=context.now)

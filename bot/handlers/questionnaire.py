@@ -327,7 +327,7 @@ async def start_button(update: Update, context: BotContext) -> None:
     assert query is not None and query.data is not None
     participant = context.participant
     if participant is None:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     instrument_id = query.data.partition(":")[2]
     context.answer()
@@ -342,7 +342,7 @@ async def answer_button(update: Update, context: BotContext) -> None:
     participant = context.participant
     parts = query.data.split(":", 3)
     if participant is None or len(parts) != 4 or not parts[1].isdecimal():
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     session_id, item_id, value = int(parts[1]), parts[2], parts[3]
     try:

@@ -8,6 +8,7 @@ from telegram import Update
 
 from bot import reminder_texts
 from bot.context import BotContext
+from bot.handlers import common
 from bot.i18n import _, format_date, format_time
 from bot.texts import not_enrolled, with_contact
 from domain import schedule_ops
@@ -16,7 +17,7 @@ from domain.schedule_ops import DoseOutcome, VisitChoice
 from domain.triage import advice_text
 from models import DoseAnswer, Participant, ParticipantStatus, VisitStatus
 from scheduler import store
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date, to_local
 from scheduler.planner import MessageKind
 
 
@@ -38,7 +39,7 @@ async def schedule(update: Update, context: BotContext) -> None:
     if participant is None:
         return
     protocol = context.services.protocol
-    today = to_local(context.now, protocol.tz).date()
+    today = local_date(context.now, protocol.tz)
     visits = await store.visits_of(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
     upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.window_end >= today]
@@ -113,11 +114,11 @@ async def settime_button(update: Update, context: BotContext) -> None:
     participant = context.participant
     raw = query.data.removeprefix("settime:")
     if participant is None or participant.status == ParticipantStatus.WITHDRAWN or not raw.isdigit() or len(raw) != 4:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     hour, minute = int(raw[:2]), int(raw[2:])
     if hour > 23 or minute > 59:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     context.answer(_("Saved"))
     context.edit_markup(None)
@@ -140,7 +141,7 @@ async def stop_button(update: Update, context: BotContext) -> None:
     assert query is not None and query.data is not None
     participant = context.participant
     if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone
@@ -177,7 +178,7 @@ async def dose_button(update: Update, context: BotContext) -> None:
     participant = context.participant
     parts = query.data.split(":")
     if participant is None or len(parts) != 3 or parts[2] not in _DOSE_ANSWERS or not parts[1].isdigit():
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     services = context.services
     result = await schedule_ops.answer_dose(
@@ -191,7 +192,7 @@ async def dose_button(update: Update, context: BotContext) -> None:
     )
     outcome = result.outcome
     if outcome is DoseOutcome.UNKNOWN:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     if outcome is DoseOutcome.ALREADY:
         context.answer(_("Already saved. Thank you."))
@@ -227,7 +228,7 @@ async def visit_button(update: Update, context: BotContext) -> None:
     participant = context.participant
     parts = query.data.split(":")
     if participant is None or len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("come", "other"):
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     visit = await schedule_ops.answer_visit(
         context.db,
@@ -239,7 +240,7 @@ async def visit_button(update: Update, context: BotContext) -> None:
         coordinator_chats=context.services.settings.coordinator_chat_ids,
     )
     if visit is None:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     context.answer(_("Saved"))
     context.edit_markup(None)
