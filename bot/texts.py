@@ -74,11 +74,14 @@ def regimen(participant: Participant, protocol: Protocol) -> str:
     for reg in regimens:
         drug, dose = reg.drug.get(lang), reg.dose.get(lang)
         if reg.id in days:
-            lines.append(
-                _("{drug}: {dose}, every {weekday}.").format(drug=drug, dose=dose, weekday=weekday_name(days[reg.id]))
+            line = _("{drug}: {dose}, every {weekday}.").format(
+                weekday=weekday_name(days[reg.id]), drug=drug, dose=dose
             )
+        elif reg.frequency == "daily":
+            line = _("{drug}: {dose}, every day.").format(drug=drug, dose=dose)
         else:
-            lines.append(_("{drug}: {dose}.").format(drug=drug, dose=dose))
+            line = _("{drug}: {dose}, once a week.").format(drug=drug, dose=dose)
+        lines.append(line)
     return "\n".join(lines)
 
 
