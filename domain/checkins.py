@@ -560,6 +560,29 @@ async def expire(
     return True
 
 
+async def backfill_expiry(db: AsyncSession, env: Env, limit: int = 200) -> int:
+    """Give open sessions stored before expiry times existed (migration 0008) their
+    expiry: a check-in the end of the study week it started in, a report its idle
+    limit after the last answer. Why: otherwise the tick never closes them, and what
+    they found is raised only if the participant happens to come back."""
+    rows = (
+        await db.execute(
+            select(QuestionnaireSession, Participant)
+            .join(Participant, Participant.id == QuestionnaireSession.participant_id)
+            .where(
+                QuestionnaireSession.status.in_(OPEN),
+                QuestionnaireSession.expires_at.is_(None),
+                QuestionnaireSession.instrument_id.in_((CHECKIN_INSTRUMENT, REPORT_INSTRUMENT)),
+            )
+            .limit(limit)
+        )
+    ).all()
+    for session, participant in rows:
+        since = session.updated_at if session.instrument_id == REPORT_INSTRUMENT else session.started_at
+        session.expires_at = expires_at(participant, session.instrument_id, since, env)
+    return len(rows)
+
+
 async def expire_due(db: AsyncSession, now: datetime, env: Env, limit: int = 200) -> list[int]:
     """Ids of open sessions whose time is over, oldest first (the tick expires each
     in its own transaction)."""
