@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
@@ -82,7 +82,10 @@ class Settings(DatabaseSettings):
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """Required in webhook mode: without it anyone who can reach the port could post
+    updates as any user (ids are not secret). Several processes share it through the
+    environment."""
     heartbeat_seconds: float = Field(default=30, ge=1, le=3600)
     reminder_lease_seconds: float = Field(default=300, ge=1, le=3600)
     """How long a claimed batch of reminders belongs to the process that claimed it; if
@@ -126,8 +129,10 @@ class Settings(DatabaseSettings):
 
     @field_validator("webhook_secret")
     @classmethod
-    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
+            if info.data.get("webhook_url"):
+                raise ValueError("is required when WEBHOOK_URL is set (webhook mode); see .env.example")
             return None
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("may only contain A-Z, a-z, 0-9, _ and - (Telegram's rule)")

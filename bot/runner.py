@@ -78,10 +78,12 @@ async def start_webhook(app: TrialApplication) -> web.AppRunner:
     handles the update, and answers only then; then the webhook is registered with
     Telegram. Several processes can serve one URL behind a load balancer."""
     settings = app.services.settings
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if settings.webhook_secret is None:  # Settings refuses this already; never serve without it
+        raise RuntimeError("WEBHOOK_SECRET is required in webhook mode")
+    secret = settings.webhook_secret.get_secret_value()
 
     async def receive(request: web.Request) -> web.Response:
-        if secret is not None and not hmac.compare_digest(
+        if not hmac.compare_digest(
             request.headers.get(SECRET_HEADER, "").encode(), secret.encode()
         ):
             log.warning("webhook request refused: missing or wrong secret token")

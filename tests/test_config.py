@@ -68,6 +68,7 @@ def test_heroku_style_postgres_url_is_accepted() -> None:
         ({"webhook_url": "http://example.org/hook"}, "WEBHOOK_URL"),
         ({"webhook_port": 70000}, "WEBHOOK_PORT"),
         ({"webhook_secret": "has spaces"}, "WEBHOOK_SECRET"),
+        ({"webhook_url": "https://bot.example.org/telegram"}, "WEBHOOK_SECRET"),
     ],
 )
 def test_a_malformed_value_is_named_in_one_line(values: dict[str, object], name: str) -> None:
