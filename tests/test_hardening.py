@@ -119,3 +119,33 @@ async def test_6_participant_words_cannot_fake_a_line_in_an_alert(bot: BotHarnes
     async with bot.services.sessions() as session:
         by = await session.scalar(select(Alert.acknowledged_by).where(Alert.kind == "serious_ae"))
     assert by is not None and by.endswith("(coordinator:7001)") and len(by) <= 64
+
+
+# 8. A 401/404 at start-up printed the token; a bad DATABASE_URL printed its password.
+async def test_8_start_up_errors_never_print_the_token_or_the_database_password(
+    server: BotAPIServer, tmp_path: Path
+) -> None:
+    password = "hunter2-Pa55word"
+    unknown_token = "987654321:UNKNOWN-token-the-server-refuses"
+    runs = {
+        "401 (a token the server does not know)": (["-m", "bot"], {"TELEGRAM_BOT_TOKEN": unknown_token}),
+        "404 (only TELEGRAM_API_URL wrong)": (["-m", "bot"], {"TELEGRAM_API_URL": server.url + "/wrong/bot"}),
+        "a malformed DATABASE_URL (bot)": (["-m", "bot"], {"DATABASE_URL": f"mysql://trial:{password}@db/trial"}),
+        "a malformed DATABASE_URL (migrations)": (
+            ["-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+            {"DATABASE_URL": f"mysql://trial:{password}@db/trial"},
+        ),
+        "an unreachable database (migrations)": (
+            ["-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+            {"DATABASE_URL": f"postgresql://trial:{password}@127.0.0.1:{free_port()}/trial"},
+        ),
+    }
+    for what, (args, extra) in runs.items():
+        env = _bot_env(server, tmp_path, **extra)
+        code, output = await _run([sys.executable, *args], env, tmp_path, within=60)
+        assert code != 0, what
+        for secret in (TOKEN, unknown_token, unknown_token.split(":")[1], password):
+            assert secret not in output, f"{what}: {output}"
+        if "bot" in args:
+            last = output.strip().splitlines()[-1]  # one line that says what to fix
+            assert last.startswith(("Start-up error:", "Configuration error:")), what
