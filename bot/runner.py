@@ -83,9 +83,7 @@ async def start_webhook(app: TrialApplication) -> web.AppRunner:
     secret = settings.webhook_secret.get_secret_value()
 
     async def receive(request: web.Request) -> web.Response:
-        if not hmac.compare_digest(
-            request.headers.get(SECRET_HEADER, "").encode(), secret.encode()
-        ):
+        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
             log.warning("webhook request refused: missing or wrong secret token")
             return web.Response(status=403)
         try:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pyreadstat
 from sqlalchemy import select
 
-from devtools.botapi_server import BotAPIServer, SimUser
+from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, TOKEN, BotHarness
 from devtools.process import ROOT, free_port, webhook_env
-from models import Alert
-from tests.bothelpers import admin_says, says
+from models import Alert, AuditEntry, Participant
+from tests.bothelpers import admin_says, enroll, eventually, says
 from tests.test_questionnaire_flow import answer_all, is_question, linked, press_value, q_item
 
 
@@ -149,3 +149,70 @@ async def test_8_start_up_errors_never_print_the_token_or_the_database_password(
         if "bot" in args:
             last = output.strip().splitlines()[-1]  # one line that says what to fix
             assert last.startswith(("Start-up error:", "Configuration error:")), what
+
+
+# 2. A stranger's group: the bot stayed, refused out loud, and the refusals (20 a
+# minute in a group) held up every participant's reply behind them.
+async def test_2_a_strangers_group_is_left_silently_and_delays_nobody(bot: BotHarness, server: BotAPIServer) -> None:
+    participant = await linked(server, "BSM-021", "A", 4201, "en")
+    stranger = server.user(66_000_001, "Mallory", language_code="en")
+    group = server.group(-5_002, title="Anything goes")
+    for _ in range(35):
+        await group.send(stranger, "/participants")
+
+    async def taken_up() -> bool:  # the bot has the 35 (it left, or it answered there)
+        return not group.bot_is_member or bool(server.messages(group))
+
+    await eventually(taken_up, 5, "the bot to fetch the stranger's commands")
+    await says(server, participant, "/help", "/language")  # within wait_for's 5 s: nothing held it up
+    await eventually(lambda: _left(group), 5, "the bot to leave the stranger's group")
+    assert server.messages(group) == []  # nothing said there, not even a refusal
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        leaves = list(await session.scalars(select(AuditEntry).where(AuditEntry.action == "chat.leave")))
+    assert leaves and all(str(stranger.id) not in (e.actor + (e.detail or "")) for e in leaves)
+    assert {e.actor for e in leaves} == {leaves[0].actor} and leaves[0].actor.startswith("telegram:h:")
+
+
+async def _left(group: SimGroup) -> bool:
+    return not group.bot_is_member
+
+
+# 5. Admin commands in a group showed a working code and trial data to everyone there.
+async def test_5_admin_commands_show_codes_and_data_only_in_the_admins_private_chat(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await enroll(server, "BSM-051 A 2026-10-25 en")
+    admin = server.user(ADMIN_ID)
+    team = server.group(COORDINATOR_CHAT)
+    for command in ("/enroll BSM-052 A 2026-10-25 en", "/participants", "/alerts", "/status BSM-051", "/export"):
+        update = await team.send(admin, command)
+        (reply,) = await server.wait_for(COORDINATOR_CHAT, "only in your private chat", since=update)
+        assert "One-time code" not in reply.content and "BSM-051" not in reply.content
+    assert not server.documents(COORDINATOR_CHAT)
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        enrolled = list(await session.scalars(select(Participant.study_id)))
+    assert enrolled == ["BSM-051"]  # the /enroll in the group did nothing
+    await admin_says(server, "/participants", "BSM-051")  # the private chat still works
+
+
+# 9. Editing an old /pause paused the participant again after /resume.
+async def test_9_an_edited_message_is_not_handled_again(bot: BotHarness, server: BotAPIServer) -> None:
+    participant = await linked(server, "BSM-091", "A", 4901, "en")
+    admin = server.user(ADMIN_ID)
+    pause = await admin.send("/pause BSM-091 2026-12-01 travelling")
+    await server.wait_for(ADMIN_ID, "reminders paused", since=pause)
+    await admin_says(server, "/resume BSM-091", "restarted")
+    edit = await admin.edit(pause, "/pause BSM-091 2026-12-01 travelling abroad")
+    (reply,) = await server.wait_for(ADMIN_ID, since=edit)
+    assert reply.content == "Edits are not read. Please send your message again."
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        row = await session.scalar(select(Participant).where(Participant.study_id == "BSM-091"))
+        assert row is not None and row.paused_until is None
+    hello = await participant.send("/help")
+    await server.wait_for(participant.id, "/language", since=hello)
+    edited = await participant.edit(hello, "/stop")
+    (reply,) = await server.wait_for(participant.id, since=edited)
+    assert reply.content == "Edits are not read. Please send your message again."
