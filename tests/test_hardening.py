@@ -216,3 +216,9 @@ async def test_9_an_edited_message_is_not_handled_again(bot: BotHarness, server:
     edited = await participant.edit(hello, "/stop")
     (reply,) = await server.wait_for(participant.id, since=edited)
     assert reply.content == "Edits are not read. Please send your message again."
+    bangla = await linked(server, "BSM-092", "A", 4902, "bn")
+    hello = await bangla.send("/help")
+    await server.wait_for(bangla.id, since=hello)
+    edited = await bangla.edit(hello, "/checkin")
+    (reply,) = await server.wait_for(bangla.id, since=edited)
+    assert reply.content == "এডিট করা মেসেজ পড়া হয় না। দয়া করে মেসেজটি আবার পাঠান।"
