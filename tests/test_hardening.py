@@ -12,6 +12,7 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 import pyreadstat
@@ -20,7 +21,17 @@ from sqlalchemy import select
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, TOKEN, BotHarness
 from devtools.process import ROOT, free_port, webhook_env
-from models import Alert, AuditEntry, Participant
+from domain.alerts import raise_alert
+from models import (
+    Alert,
+    AlertDelivery,
+    AlertLevel,
+    AuditEntry,
+    DeliveryStatus,
+    Language,
+    Participant,
+    ParticipantStatus,
+)
 from tests.bothelpers import admin_says, enroll, eventually, says
 from tests.test_questionnaire_flow import answer_all, is_question, linked, press_value, q_item
 
@@ -222,3 +233,78 @@ async def test_9_an_edited_message_is_not_handled_again(bot: BotHarness, server:
     edited = await bangla.edit(hello, "/checkin")
     (reply,) = await server.wait_for(bangla.id, since=edited)
     assert reply.content == "এডিট করা মেসেজ পড়া হয় না। দয়া করে মেসেজটি আবার পাঠান।"
+
+
+async def _same_day_items(bot: BotHarness, count: int, first: int = 300) -> list[int]:
+    """`count` same-day items raised now (as the check-ins raise them), with their
+    participants; returns the alert ids."""
+    assert bot.services is not None
+    now = bot.clock.now()
+    ids = []
+    async with bot.services.sessions() as session:
+        for n in range(count):
+            person = Participant(
+                study_id=f"BSM-{first + n}",
+                arm="AB"[n % 2],
+                baseline_date=now.date(),
+                language=Language.EN,
+                status=ParticipantStatus.ACTIVE,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(person)
+            await session.flush()
+            alert = await raise_alert(
+                session,
+                participant=person,
+                kind="same_day_review",
+                level=AlertLevel.SAME_DAY,
+                summary="Weekly check-in",
+                now=now,
+                coordinator_chats=[COORDINATOR_CHAT],
+                reasons=["Nausea: severe (grade 3)", "Mouth sores: severe, cannot eat (grade 3)"],
+            )
+            ids.append(alert.id)
+        await session.commit()
+    return ids
+
+
+# 3. The 08:00 digest of 45 items was one 4,627-character message: refused (400),
+# retried for ever, and its items marked as listed before it was ever sent.
+async def test_3_a_long_digest_arrives_and_a_refused_one_is_reported_not_retried(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    ids = await _same_day_items(bot, 45)
+    bot.clock.advance(timedelta(days=1))  # Monday, 09:00: the 08:00 digest is due
+    await bot.tick()
+    parts = await server.wait_for(COORDINATOR_CHAT, "Same-day review", 2)
+    assert all(len(part.content) <= 4096 for part in parts)
+    listed = "\n".join(part.content for part in parts)
+    assert all(f"/ack {alert_id} " in listed for alert_id in ids)
+
+    more = await _same_day_items(bot, 3, first=400)  # and Telegram refuses the next digest for good
+    server.faults.add(
+        "sendMessage", "error", chat_id=COORDINATOR_CHAT, code=400, description="Bad Request: chat not found"
+    )
+    bot.clock.advance(timedelta(days=1))
+    await bot.tick()
+    (report,) = await server.wait_for(ADMIN_ID, "could not be delivered")
+    assert "refused it for good" in report.content and "tomorrow's digest" in report.content
+    requests = len(server.requests)
+    for _ in range(5):  # never retried, not rebuilt today
+        bot.clock.advance(timedelta(minutes=10))
+        await bot.tick()
+    assert not any(
+        r.method == "sendMessage" and r.params.get("chat_id") == COORDINATOR_CHAT for r in list(server.requests)[requests:]
+    )
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        dead = list(await session.scalars(select(AlertDelivery).where(AlertDelivery.status == DeliveryStatus.DEAD)))
+        actions = list(
+            await session.scalars(select(AuditEntry.action).where(AuditEntry.action == "alert.delivery.dead"))
+        )
+    assert len(dead) == 1 and actions == ["alert.delivery.dead"]
+    bot.clock.advance(timedelta(days=1))  # the items it carried are in the next day's digest
+    await bot.tick()
+    (again,) = await server.wait_for(COORDINATOR_CHAT, lambda m: "Same-day review" in m.content and m not in parts)
+    assert all(f"/ack {alert_id} " in again.content for alert_id in more)
