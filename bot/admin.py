@@ -30,6 +30,7 @@ from domain import audit, enrollment, participants, schedule_ops
 from domain.clock import Clock, SystemClock
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
+from domain.secrets import ENROLLMENT_CODES, derive_key
 from models.db import create_engine, create_session_factory
 from scheduler.store import default_protocol
 
@@ -58,13 +59,33 @@ async def _bot_username() -> str | None:
         return None
 
 
+def _code_key() -> bytes:
+    """The key codes are stored under, derived from the bot token as the bot does: a
+    code issued here must work there."""
+    from bot.config import Settings
+
+    try:
+        token = Settings().telegram_bot_token.get_secret_value()
+    except ValidationError as error:
+        raise DomainError(
+            "issuing a code needs TELEGRAM_BOT_TOKEN (the bot's token: codes are stored keyed with it); "
+            + describe_error(error)
+        ) from None
+    return derive_key(token, ENROLLMENT_CODES)
+
+
 Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock], Awaitable[str]]
 
 
 async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
     request = enrollment.parse_enroll_args(args.args)
     result = await enrollment.enroll(
-        session, request, actor=_actor(), now=clock.now(), code_ttl=timedelta(days=settings.enrollment_code_days)
+        session,
+        request,
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
     )
     return admin_text.enrolled(result, settings.tz, await _bot_username())
 

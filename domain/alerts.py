@@ -60,7 +60,9 @@ async def raise_alert(
         actor=audit.SYSTEM,
         action=f"alert.raise.{kind}"[:64],
         participant_id=alert.participant_id,
-        after={"level": level.value, "summary": summary, "reasons": list(reasons), "source": source},
+        # The alert row, not its summary: that may quote a participant's own words, and
+        # the audit can never be purged.
+        after={"alert": alert.id, "level": level.value, "reasons": list(reasons), "source": source},
     )
     return alert
 

@@ -22,12 +22,6 @@ def participant_actor(study_id: str) -> str:
     return f"participant:{study_id}"
 
 
-def telegram_actor(user_id: int | None) -> str:
-    """Actor label for a Telegram user the bot does not know (a stranger, or
-    someone before enrollment)."""
-    return f"telegram:{user_id}" if user_id is not None else "telegram:unknown"
-
-
 def stranger_actor(user_id: int | None, key: bytes) -> str:
     """Actor label for a Telegram user the bot does not know, keyed-hashed: the audit
     is kept for ever and cannot be purged, and a stranger's id is personal data. The

@@ -294,17 +294,19 @@ async def answer(
     session.updated_at = now
     if asked is not None and not is_back(raw) and asked.id in result.answers:
         value = result.answers[asked.id]
-        db.add(
-            QuestionnaireAnswer(
-                session_id=session.id,
-                item_id=asked.id,
-                value=value,
-                skipped=value is None and is_skip(raw),
-                answered_at=now,
-                instrument_version=instrument.version,
-            )
+        row = QuestionnaireAnswer(
+            session_id=session.id,
+            item_id=asked.id,
+            value=value,
+            skipped=value is None and is_skip(raw),
+            answered_at=now,
+            instrument_version=instrument.version,
         )
-        shown = "[free text]" if isinstance(asked, FreeTextItem) and value is not None else value
+        db.add(row)
+        shown: object = value
+        if isinstance(asked, FreeTextItem) and value is not None:
+            await db.flush()  # free text stays in its row (which can be corrected); the audit points to it
+            shown = {"answer": row.id}
         audit.record(
             db,
             at=now,

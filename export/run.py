@@ -85,11 +85,14 @@ async def export_trial_record(
 
 def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, study_oid: str, now: datetime) -> list[Path]:
     """Every file of the export, from datasets already read."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out_dir.chmod(0o700)  # trial data: the owner only, whatever the umask
     files: list[Path] = []
     for dataset in datasets:
         files.append(write_csv(dataset, out_dir, tz))
         files.append(write_sav(dataset, out_dir, tz))
     files.append(write_dictionary(datasets, out_dir))
     files.append(write_odm(datasets, out_dir, study_oid=study_oid, tz=tz, created=now))
+    for file in files:
+        file.chmod(0o600)
     return files

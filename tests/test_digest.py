@@ -23,7 +23,7 @@ def test_one_short_digest_is_one_message_without_part_numbers() -> None:
 
 def test_the_45_items_that_were_refused_now_fit_in_two_messages() -> None:
     lines = [
-        f"• BSM-{i:03d} (arm A) · /ack {i} · Nausea: severe; Mouth sores: moderate · reported Mon 26 Oct 2026 07:{i:02d}"
+        f"• BSM-{i:03d} (arm A) · /ack {i} · Nausea: severe; Mouth sores: moderate · reported Mon 26 Oct 07:{i:02d}"
         for i in range(45)
     ]
     assert len("\n".join(lines)) > TELEGRAM_LIMIT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import os
 import sys
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyreadstat
+import pytest
 from sqlalchemy import select
 
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
@@ -28,11 +30,12 @@ from models import (
     AlertLevel,
     AuditEntry,
     DeliveryStatus,
+    EnrollmentCode,
     Language,
     Participant,
     ParticipantStatus,
 )
-from tests.bothelpers import admin_says, enroll, eventually, says
+from tests.bothelpers import CODE_RE, admin_says, enroll, eventually, link, says
 from tests.test_questionnaire_flow import answer_all, is_question, linked, press_value, q_item
 
 
@@ -294,9 +297,8 @@ async def test_3_a_long_digest_arrives_and_a_refused_one_is_reported_not_retried
     for _ in range(5):  # never retried, not rebuilt today
         bot.clock.advance(timedelta(minutes=10))
         await bot.tick()
-    assert not any(
-        r.method == "sendMessage" and r.params.get("chat_id") == COORDINATOR_CHAT for r in list(server.requests)[requests:]
-    )
+    later = list(server.requests)[requests:]
+    assert not any(r.method == "sendMessage" and r.params.get("chat_id") == COORDINATOR_CHAT for r in later)
     assert bot.services is not None
     async with bot.services.sessions() as session:
         dead = list(await session.scalars(select(AlertDelivery).where(AlertDelivery.status == DeliveryStatus.DEAD)))
@@ -308,3 +310,50 @@ async def test_3_a_long_digest_arrives_and_a_refused_one_is_reported_not_retried
     await bot.tick()
     (again,) = await server.wait_for(COORDINATOR_CHAT, lambda m: "Same-day review" in m.content and m not in parts)
     assert all(f"/ack {alert_id} " in again.content for alert_id in more)
+
+
+# 10. Codes as bare SHA-256, world-readable files, free text and strangers' ids in an
+# audit that can never be purged.
+async def test_10_a_database_dump_gives_away_no_code_no_words_and_no_strangers_id(
+    bot: BotHarness, server: BotAPIServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.admin import run
+
+    code = await enroll(server, "BSM-101 A 2026-10-25 en")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_URL", server.base_url)
+    status, text = await run(["enroll", "BSM-102", "A", "2026-10-25", "en"], bot.clock)
+    assert status == 0, text
+    shell_code = CODE_RE.search(text)
+    assert shell_code is not None
+    stranger = server.user(77_000_001, "Stranger", language_code="en")
+    for guess in ("AAAABBBBCCCC", "ZZZZYYYYXXXX"):
+        await says(server, stranger, f"/start {guess}")
+    user = server.user(4102, "P", language_code="en")
+    await link(server, user, shell_code.group(1), "English")  # a code from the shell works in the bot
+    words = "my neighbour Rahim Uddin gave me his pills"
+    await _report_in_own_words(server, user, words)
+
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        hashes = set(await session.scalars(select(EnrollmentCode.code_hash)))
+        audit_rows = list(await session.scalars(select(AuditEntry)))
+    for issued in (code, shell_code.group(1)):
+        assert hashlib.sha256(issued.encode()).hexdigest() not in hashes  # a GPU has nothing to test guesses on
+    dump = "\n".join(f"{e.actor} {e.action} {e.before} {e.after} {e.detail}" for e in audit_rows)
+    assert "Rahim" not in dump and "pills" not in dump
+    assert str(stranger.id) not in dump and "telegram:h:" in dump
+
+    status, text = await run(["export", "--out", str(tmp_path / "export")], bot.clock)
+    assert status == 0, text
+    assert (tmp_path / "export").stat().st_mode & 0o777 == 0o700
+    assert {f.stat().st_mode & 0o777 for f in (tmp_path / "export").iterdir()} == {0o600}
+    database = tmp_path / "fresh.db"
+    code_, output = await _run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{database}"},
+        ROOT,
+    )
+    assert code_ == 0, output
+    assert database.stat().st_mode & 0o777 == 0o600

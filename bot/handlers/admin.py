@@ -17,6 +17,7 @@ from bot.i18n import _
 from domain import audit, enrollment, participants
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
+from domain.secrets import ENROLLMENT_CODES
 
 Handler = Callable[[Update, BotContext], Coroutine[Any, Any, None]]
 
@@ -90,6 +91,7 @@ async def enroll(update: Update, context: BotContext) -> None:
         actor=_actor(update),
         now=context.now,
         code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=context.services.secret_key(ENROLLMENT_CODES),
     )
     context.reply(admin_text.enrolled(result, settings.tz, context.bot.username))
 
