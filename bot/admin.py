@@ -164,15 +164,22 @@ async def _export(session: AsyncSession, args: argparse.Namespace, settings: Dat
 async def _audit_verify(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
 ) -> str:
-    from domain.audit_chain import seal, verify
+    from domain.audit_chain import parse_published, seal, verify
 
+    published = None
+    if args.published:
+        try:
+            published = parse_published(args.published)
+        except ValueError as error:
+            raise DomainError(str(error)) from None
     await seal(session)
-    report = await verify(session)
+    report = await verify(session, published)
     if not report.ok:
         raise DomainError("the audit chain is broken:\n  " + "\n  ".join(report.problems))
+    checked = f"; it holds the published head #{published[0]}" if published else ""
     return (
         f"Audit chain intact: {report.sealed} row(s) sealed, {report.unsealed} waiting; "
-        f"head #{report.head_seq} {report.head_hash[:16]}…"
+        f"head #{report.head_seq} {report.head_hash[:16]}…{checked}"
     )
 
 
@@ -245,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only participants changed since this date (YYYY-MM-DD)")
     p.set_defaults(action=_export)
     p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
+    p.add_argument(
+        "--published",
+        metavar="SEQ:HASH",
+        help="a head published outside the database (the coordinator chat, an export): the chain must still hold it",
+    )
     p.set_defaults(action=_audit_verify)
     return parser
 

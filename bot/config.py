@@ -78,6 +78,9 @@ class Settings(DatabaseSettings):
     admin_user_ids: IdList = Field(default_factory=list)
     coordinator_chat_ids: IdList = Field(default_factory=list)
     escalation_chat_ids: IdList = Field(default_factory=list)
+    audit_head_chat_ids: IdList | None = None
+    """Where the audit chain's head is published each day (bot.audit_publish); unset:
+    the coordinator chats."""
     study_contact_phone: str = ""
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0"
@@ -95,7 +98,9 @@ class Settings(DatabaseSettings):
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
 
-    @field_validator("admin_user_ids", "coordinator_chat_ids", "escalation_chat_ids", mode="before")
+    @field_validator(
+        "admin_user_ids", "coordinator_chat_ids", "escalation_chat_ids", "audit_head_chat_ids", mode="before"
+    )
     @classmethod
     def _ids(cls, value: object) -> object:
         try:

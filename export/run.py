@@ -21,7 +21,7 @@ from export.datasets import Scope, build_all
 from export.odm import write_odm
 from export.spec import Dataset
 from export.writers import write_csv, write_dictionary, write_sav
-from models import AuditEntry
+from models import AuditChainHead, AuditEntry
 from scheduler.protocol import Protocol
 
 
@@ -80,7 +80,30 @@ async def export_trial_record(
     datasets = await read_snapshot(engine, tz, since, protocol, instruments)
     # File writing is blocking work: off the event loop, so the bot keeps serving.
     files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol.trial_id, now)
+    files.append(await asyncio.to_thread(write_audit_head, out_dir, *await read_audit_head(engine), now))
     return ExportResult(out_dir, files, {d.name: len(d.rows) for d in datasets})
+
+
+async def read_audit_head(engine: AsyncEngine) -> tuple[int, str]:
+    """The audit chain's head now (its last sealed row)."""
+    from domain.audit_chain import GENESIS
+
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(AuditChainHead.seq, AuditChainHead.row_hash))).first()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def write_audit_head(out_dir: Path, seq: int, digest: str, now: datetime) -> Path:
+    """`audit_chain_head.txt`: the audit chain's head at export time, kept with the
+    export outside the database (see bot.audit_publish)."""
+    path = out_dir / "audit_chain_head.txt"
+    path.write_text(
+        f"Audit chain head at {now.isoformat(timespec='seconds')}: #{seq} {digest}\n"
+        f"Check it later: python -m bot.admin audit-verify --published {seq}:{digest}\n",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
 
 
 def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, study_oid: str, now: datetime) -> list[Path]:

@@ -31,12 +31,14 @@ HEARTBEAT_SECONDS = 30
 def ticks() -> dict[str, Tick]:
     """Every periodic job, in the order a beat runs them."""
     from bot.alerting import alerts_tick
+    from bot.audit_publish import publish_tick
     from scheduler.dispatch import dispatch_tick  # imports the bot's texts: load lazily
 
     return {
         "dispatch": dispatch_tick,
         "alerts": alerts_tick,  # after the others: it sends what they raised
-        "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
+        "audit_seal": audit_seal_tick,  # chains the audit rows every tick wrote
+        "audit_publish": publish_tick,  # once a day: the chain's head, outside the database
     }
 
 

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pyreadstat
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, TOKEN, BotHarness
 from devtools.process import ROOT, free_port, webhook_env
 from domain.alerts import raise_alert
+from domain.clock import ManualClock
 from models import (
     Alert,
     AlertDelivery,
@@ -357,3 +358,53 @@ async def test_10_a_database_dump_gives_away_no_code_no_words_and_no_strangers_i
     )
     assert code_ == 0, output
     assert database.stat().st_mode & 0o777 == 0o600
+
+
+# 7. Whoever holds the bot's database credentials could drop the triggers, delete a row,
+# re-seal the chain from the public genesis hash, and audit-verify said OK.
+async def test_7_a_rewritten_audit_chain_fails_against_the_published_head(
+    server: BotAPIServer, db_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with BotHarness(server, db_url, clock, overrides={"audit_head_chat_ids": None}) as bot:
+        await _rewrite_the_chain_and_verify(bot, server, db_url, monkeypatch)
+
+
+async def _rewrite_the_chain_and_verify(
+    bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.admin import run
+    from domain.audit_chain import GENESIS, seal
+
+    await enroll(server, "BSM-071 A 2026-10-25 en")
+    await enroll(server, "BSM-072 B 2026-10-25 en fri")
+    await bot.tick()  # 09:00: today's head goes to the coordinator chat
+    (published,) = await server.wait_for(COORDINATOR_CHAT, "Audit chain head")
+    head = published.content.rsplit("--published ", 1)[1].strip()
+    reply = await admin_says(server, "/export", lambda m: m.document is not None)
+    assert reply.document is not None
+    in_export = zipfile.ZipFile(io.BytesIO(reply.document.content)).read("audit_chain_head.txt").decode()
+    await bot.tick()
+    assert len(server.messages(COORDINATOR_CHAT)) == 1  # once a day
+
+    assert bot.services is not None
+    async with bot.services.engine.begin() as conn:  # the attacker, with the bot's credentials
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("DROP TRIGGER audit_log_append_only ON audit_log"))
+        else:
+            await conn.execute(text("DROP TRIGGER audit_log_no_update"))
+            await conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+        first = (await conn.execute(text("SELECT min(id) FROM audit_log"))).scalar_one()
+        await conn.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": first})
+        await conn.execute(text("UPDATE audit_log SET seq = NULL, prev_hash = NULL, row_hash = NULL"))
+        await conn.execute(text("UPDATE audit_chain_head SET seq = 0, row_hash = :g"), {"g": GENESIS})
+    async with bot.services.sessions() as session:
+        await seal(session)
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, said = await run(["audit-verify"], bot.clock)
+    assert code == 0 and "intact" in said  # the chain alone cannot tell
+    code, said = await run(["audit-verify", "--published", head], bot.clock)
+    assert code == 1 and "rewritten" in said, said
+    exported_head = in_export.rsplit("--published ", 1)[1].strip()
+    code, said = await run(["audit-verify", "--published", exported_head], bot.clock)
+    assert code == 1, said
