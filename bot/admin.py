@@ -5,6 +5,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m bot.admin enroll BSM-001 B 2026-10-25 bn fri
     python -m bot.admin participants
     python -m bot.admin withdraw BSM-001 moved away
+    python -m bot.admin unlink BSM-001
     python -m bot.admin pause BSM-001 2026-12-01 travelling
     python -m bot.admin resume BSM-001
     python -m bot.admin status BSM-001
@@ -88,6 +89,20 @@ async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: Dat
         code_key=_code_key(),
     )
     return admin_text.enrolled(result, settings.tz, await _bot_username())
+
+
+async def _unlink(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    result = await enrollment.unlink(
+        session,
+        parse_study_id(args.study_id),
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
+    )
+    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
+        result, settings.tz, await _bot_username()
+    )
 
 
 async def _participants(
@@ -223,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
     p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
     p.set_defaults(action=_enroll)
+    p = sub.add_parser("unlink", help="unlink a participant's chat (lost phone) and print a new one-time code")
+    p.add_argument("study_id")
+    p.set_defaults(action=_unlink)
     p = sub.add_parser("participants", help="list participants, one line each")
     p.set_defaults(action=_participants)
     p = sub.add_parser("withdraw", help="withdraw a participant (data kept)")

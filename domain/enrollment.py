@@ -171,6 +171,42 @@ async def enroll(
     return Enrolled(participant, code, expires_at, reissued)
 
 
+async def unlink(
+    session: AsyncSession, study_id: str, *, actor: str, now: datetime, code_ttl: timedelta, code_key: bytes
+) -> Enrolled:
+    """A lost or stolen phone: the participant's chat is unlinked (the bot treats it as
+    a stranger from now on), they are invited again, and a new one-time code links the
+    new phone. Their data is kept; a pause is lifted (set it again after linking)."""
+    participant = await session.scalar(select(Participant).where(Participant.study_id == study_id).with_for_update())
+    if participant is None:
+        raise DomainError(f"there is no participant {study_id}")
+    if participant.status in (ParticipantStatus.WITHDRAWN, ParticipantStatus.INVITED):
+        raise DomainError(f"{study_id} is {participant.status.value}: no chat to unlink")
+    link = await session.scalar(select(ChatLink).where(ChatLink.participant_id == participant.id))
+    before = participant_snapshot(participant)
+    if link is not None:
+        await session.delete(link)
+    participant.status = ParticipantStatus.INVITED
+    participant.paused_until = None
+    participant.pause_reason = None
+    participant.updated_at = now
+    await session.flush()
+    await replan(session, participant, now)  # nothing is sent to the old chat any more
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="participant.unlink_chat",
+        participant_id=participant.id,
+        before=before,
+        after=participant_snapshot(participant),
+    )
+    request = EnrollRequest(
+        participant.study_id, participant.arm, participant.baseline_date, participant.language.value
+    )
+    return await enroll(session, request, actor=actor, now=now, code_ttl=code_ttl, code_key=code_key)
+
+
 async def revoke_unused_codes(session: AsyncSession, participant_id: int, now: datetime) -> None:
     """Make every code of this participant that was not used yet stop working
     (a new code was issued, or the participant withdrew)."""

@@ -408,3 +408,33 @@ async def _rewrite_the_chain_and_verify(
     exported_head = in_export.rsplit("--published ", 1)[1].strip()
     code, said = await run(["audit-verify", "--published", exported_head], bot.clock)
     assert code == 1, said
+
+
+# 5 (continued). A lost or stolen phone could only be cut off by withdrawing the participant.
+async def test_5_unlink_cuts_off_a_lost_phone_and_a_new_code_links_the_new_one(
+    bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.admin import run
+
+    lost = await linked(server, "BSM-055", "A", 4551, "en")
+    update = await server.group(COORDINATOR_CHAT).send(server.user(ADMIN_ID), "/unlink BSM-055")
+    await server.wait_for(COORDINATOR_CHAT, "only in your private chat", since=update)
+    reply = await admin_says(server, "/unlink BSM-055", "One-time code")
+    assert "The old chat is unlinked" in reply.content
+    code = CODE_RE.search(reply.content)
+    assert code is not None
+    await says(server, lost, "/help", "only for people taking part")  # whoever has the old phone: a stranger now
+    found = server.user(4552, "P", language_code="en")
+    welcome = await link(server, found, code.group(1), "English")
+    assert "BSM-055" in welcome.content
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("participant.%"))))
+    assert actions.count("participant.unlink_chat") == 1 and actions.count("participant.link_chat") == 2
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_API_URL", server.base_url)
+    status, text_ = await run(["unlink", "BSM-055"], bot.clock)
+    assert status == 0 and "One-time code" in text_, text_
+    await says(server, found, "/help", "only for people taking part")

@@ -113,3 +113,24 @@ async def withdraw(update: Update, context: BotContext) -> None:
         context.db, study_id, reason=" ".join(args[1:]) or None, actor=_actor(update), now=context.now
     )
     context.reply(admin_text.withdrawn(participant))
+
+
+@private_admin_only
+async def unlink(update: Update, context: BotContext) -> None:
+    """/unlink STUDY_ID: a lost or stolen phone; unlink the chat and issue a new code."""
+    args = list(context.args or [])
+    if len(args) != 1:
+        raise DomainError("usage: /unlink STUDY_ID")
+    settings = context.services.settings
+    result = await enrollment.unlink(
+        context.db,
+        parse_study_id(args[0]),
+        actor=_actor(update),
+        now=context.now,
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=context.services.secret_key(ENROLLMENT_CODES),
+    )
+    context.reply(
+        "The old chat is unlinked: it gets nothing more.\n"
+        + admin_text.enrolled(result, settings.tz, context.bot.username)
+    )
