@@ -438,3 +438,26 @@ async def test_5_unlink_cuts_off_a_lost_phone_and_a_new_code_links_the_new_one(
     status, text_ = await run(["unlink", "BSM-055"], bot.clock)
     assert status == 0 and "One-time code" in text_, text_
     await says(server, found, "/help", "only for people taking part")
+
+
+# 2 (continued). One slow chat held the next fetch, so everyone waited behind it.
+async def test_2_one_slow_chat_does_not_hold_up_the_others(bot: BotHarness, server: BotAPIServer) -> None:
+    slow = await linked(server, "BSM-023", "A", 4231, "en")
+    other = await linked(server, "BSM-024", "A", 4241, "en")
+    server.faults.add("sendMessage", "timeout", chat_id=slow.id, delay=20.0)  # its next reply hangs
+    before = _sends(server, slow.id)
+    stuck = await slow.send("/help")
+
+    async def replying() -> bool:
+        return _sends(server, slow.id) > before
+
+    await eventually(replying, 5, "the slow chat's reply to be under way")
+    later = await slow.send("/schedule")
+    await says(server, other, "/help", "/language")  # within wait_for's 5 s, not after the slow chat
+    replies = await server.wait_for(slow.id, None, 2, 60, since=stuck)  # the slow chat's order is kept
+    assert "/language" in replies[0].content and "/language" not in replies[1].content
+    assert later.update_id > stuck.update_id
+
+
+def _sends(server: BotAPIServer, chat_id: int) -> int:
+    return sum(1 for r in list(server.requests) if r.method == "sendMessage" and r.params.get("chat_id") == chat_id)
