@@ -188,6 +188,21 @@ async def test_2_a_strangers_group_is_left_silently_and_delays_nobody(bot: BotHa
     assert leaves and all(str(stranger.id) not in (e.actor + (e.detail or "")) for e in leaves)
     assert {e.actor for e in leaves} == {leaves[0].actor} and leaves[0].actor.startswith("telegram:h:")
 
+    group.add_bot()  # the stranger adds it again: it leaves again
+    server.push_update(
+        {
+            "my_chat_member": {
+                "chat": {"id": group.id, "type": "group", "title": "Anything goes"},
+                "from": stranger.user_dict,
+                "date": 0,
+                "old_chat_member": {"user": server.bot_user, "status": "left"},
+                "new_chat_member": {"user": server.bot_user, "status": "member"},
+            }
+        }
+    )
+    await eventually(lambda: _left(group), 5, "the bot to leave the group it was added to again")
+    assert server.messages(group) == []
+
 
 async def _left(group: SimGroup) -> bool:
     return not group.bot_is_member

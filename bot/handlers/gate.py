@@ -43,8 +43,11 @@ async def gate(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is not None and user.id in context.services.settings.admin_user_ids:
         return  # an admin in another group: they are told to use their private chat
+    membership = update.my_chat_member
+    if membership is not None and membership.new_chat_member.status in ("left", "kicked"):
+        raise ApplicationHandlerStop  # the bot is out (its own leaving, or a kick): nothing to do
     left: set[int] = context.bot_data.setdefault("left_chats", set())
-    if chat.id in left:
+    if chat.id in left and membership is None:
         raise ApplicationHandlerStop  # already left: updates queued before that are dropped
     audit.record(
         context.db,
