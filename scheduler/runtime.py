@@ -31,6 +31,7 @@ HEARTBEAT_SECONDS = 30
 def ticks() -> dict[str, Tick]:
     """Every periodic job, in the order a beat runs them."""
     from bot.alerting import alerts_tick
+    from bot.audit_publish import publish_tick
     from bot.handlers.questionnaire import expiry_tick
     from scheduler.dispatch import dispatch_tick  # imports the bot's texts: load lazily
 
@@ -38,7 +39,8 @@ def ticks() -> dict[str, Tick]:
         "dispatch": dispatch_tick,
         "questionnaires": expiry_tick,  # closes check-ins whose week ended and idle reports
         "alerts": alerts_tick,  # after the others: it sends what they raised
-        "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
+        "audit_seal": audit_seal_tick,  # chains the audit rows every tick wrote
+        "audit_publish": publish_tick,  # once a day: the chain's head, outside the database
     }
 
 
