@@ -1,5 +1,5 @@
 """Reminder fan-out: N participants whose dose reminder falls due in the same minute,
-sent by the real dispatcher (scheduler.dispatch) through the real PTB Bot to the local
+sent by the real dispatcher (bot.dispatch) through the real PTB Bot to the local
 Bot API server. Counts what arrived: lost, sent twice, late."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.alerting import alerts_tick
+from bot.audit_publish import publish_tick
 from bot.dispatch import dispatch_tick
 from bot.handlers.questionnaire import expiry_tick
 from domain.audit_chain import seal
@@ -34,7 +35,8 @@ TICKS: runtime.Ticks = {
     "dispatch": dispatch_tick,
     "questionnaires": expiry_tick,  # closes check-ins whose week ended and idle reports
     "alerts": alerts_tick,  # after the others: it sends what they raised
-    "audit_seal": audit_seal_tick,  # last: chains the audit rows every tick wrote
+    "audit_seal": audit_seal_tick,  # chains the audit rows every tick wrote
+    "audit_publish": publish_tick,  # once a day: the chain's head, outside the database
 }
 """Every periodic job, in the order a beat runs them."""
 

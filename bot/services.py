@@ -16,6 +16,7 @@ from core.clock import Clock
 from core.settings import Settings
 from domain.content import Content, load_content
 from domain.questionnaires import Instrument
+from domain.secrets import derive_key
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.protocol import Protocol
 
@@ -40,6 +41,11 @@ class Services:
     def instruments(self) -> dict[str, Instrument]:
         """The questionnaires (from the content loaded at start)."""
         return self.content.instruments
+
+    def secret_key(self, purpose: str) -> bytes:
+        """A key kept outside the database, one per purpose, derived from the bot token
+        (see domain.secrets): a database dump alone cannot recover what it protects."""
+        return derive_key(self.settings.telegram_bot_token.get_secret_value(), purpose)
 
     @contextlib.asynccontextmanager
     async def one_writer(self) -> AsyncIterator[None]:

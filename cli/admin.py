@@ -5,6 +5,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli enroll BSM-001 B 2026-10-25 bn fri
     python -m cli participants
     python -m cli withdraw BSM-001 moved away
+    python -m cli unlink BSM-001
     python -m cli pause BSM-001 2026-12-01 travelling
     python -m cli resume BSM-001
     python -m cli status BSM-001
@@ -33,6 +34,7 @@ from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
 from domain.questionnaires import InstrumentError
+from domain.secrets import ENROLLMENT_CODES, derive_key
 from domain.triage import TriageTableError
 from models.db import create_engine, create_session_factory
 from scheduler.calendar import local_date
@@ -52,15 +54,30 @@ async def _bot_username() -> str | None:
     try:
         from telegram import Bot
 
-        from core.settings import Settings
+        from core.settings import TokenSettings
 
-        settings = Settings()
+        settings = TokenSettings()
         bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
         async with asyncio.timeout(5):
             async with bot:
                 return bot.username
     except Exception:
         return None
+
+
+def _code_key() -> bytes:
+    """The key codes are stored under, derived from the bot token as the bot does: a
+    code issued here must work there."""
+    from core.settings import TokenSettings
+
+    try:
+        token = TokenSettings().telegram_bot_token.get_secret_value()
+    except ValidationError as error:
+        raise DomainError(
+            "issuing a code needs TELEGRAM_BOT_TOKEN (the bot's token: codes are stored keyed with it); "
+            + describe_error(error)
+        ) from None
+    return derive_key(token, ENROLLMENT_CODES)
 
 
 Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Content], Awaitable[str]]
@@ -71,9 +88,31 @@ async def _enroll(
 ) -> str:
     request = enrollment.parse_enroll_args(args.args)
     result = await enrollment.enroll(
-        session, request, actor=_actor(), now=clock.now(), code_ttl=timedelta(days=settings.enrollment_code_days)
+        session,
+        request,
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
     )
     return admin_text.enrolled(result, settings.tz, await _bot_username())
+
+
+async def _unlink(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    result = await enrollment.unlink(
+        session,
+        parse_study_id(args.study_id),
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
+        protocol=content.protocol,
+    )
+    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
+        result, settings.tz, await _bot_username()
+    )
 
 
 async def _participants(
@@ -170,15 +209,22 @@ async def _export(
 async def _audit_verify(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    from domain.audit_chain import seal, verify
+    from domain.audit_chain import parse_published, seal, verify
 
+    published = None
+    if args.published:
+        try:
+            published = parse_published(args.published)
+        except ValueError as error:
+            raise DomainError(str(error)) from None
     await seal(session)
-    report = await verify(session)
+    report = await verify(session, published)
     if not report.ok:
         raise DomainError("the audit chain is broken:\n  " + "\n  ".join(report.problems))
+    checked = f"; it holds the published head #{published[0]}" if published else ""
     return (
         f"Audit chain intact: {report.sealed} row(s) sealed, {report.unsealed} waiting; "
-        f"head #{report.head_seq} {report.head_hash[:16]}…"
+        f"head #{report.head_seq} {report.head_hash[:16]}…{checked}"
     )
 
 
@@ -256,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
     p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
     p.set_defaults(action=_enroll)
+    p = sub.add_parser("unlink", help="unlink a participant's chat (lost phone) and print a new one-time code")
+    p.add_argument("study_id")
+    p.set_defaults(action=_unlink)
     p = sub.add_parser("participants", help="list participants, one line each")
     p.set_defaults(action=_participants)
     p = sub.add_parser("withdraw", help="withdraw a participant (data kept)")
@@ -300,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(action=_export)
     p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
+    p.add_argument(
+        "--published",
+        metavar="SEQ:HASH",
+        help="a head published outside the database (the coordinator chat, an export): the chain must still hold it",
+    )
     p.set_defaults(action=_audit_verify)
     return parser
 

@@ -55,6 +55,9 @@ class BotHarness:
             "escalate_after_minutes": 30,
             "timezone": "Asia/Dhaka",
             "webhook_url": None,
+            # The daily audit head would be one more message in the coordinator chat,
+            # which most tests count: published only where a test asks for it.
+            "audit_head_chat_ids": [],
         }
         values.update(self.overrides)
         return Settings(_env_file=None, **values)

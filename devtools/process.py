@@ -44,6 +44,7 @@ class BotProcess:
             "ESCALATION_CHAT_IDS": str(ESCALATION_CHAT),
             "STUDY_CONTACT_PHONE": STUDY_PHONE,
             "TIMEZONE": "Asia/Dhaka",
+            "AUDIT_HEAD_CHAT_IDS": "",  # as in the harness: no daily head in the counted chats
             **self.extra_env,
         }
 
