@@ -1,0 +1,270 @@
+"""One test per safety promise that a mutation spot-check (issue 11) found unguarded:
+each fails when the promise breaks in the way named in its docstring (the exact change
+that re-applies each mutant is listed in tests/mutation/README.md)."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from devtools.botapi_server import BotAPIServer
+from devtools.harness import DEFAULT_START, BotHarness
+from domain.clock import ManualClock
+from domain.questionnaires import Instrument
+from domain.triage import Level
+from models import (
+    AlertLevel,
+    AuditEntry,
+    ChatLink,
+    DoseAnswer,
+    DoseLog,
+    Language,
+    MessageStatus,
+    Participant,
+    ParticipantStatus,
+)
+from tests.bothelpers import enroll, link, says
+from tests.schedule_helpers import dhaka, reminders, rows, walk
+from tests.test_questionnaire_flow import answer_all, is_question, linked
+from tests.test_reminders import alerts, last_dose_reminder, mtx_participant
+from tests.test_triage import ENGLISH, check
+from tests.test_triage import instruments as instruments
+
+
+async def _participant(bot: BotHarness, study_id: str) -> Participant:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        found = await session.scalar(select(Participant).where(Participant.study_id == study_id))
+        assert found is not None
+        return found
+
+
+def _taken_dose(participant_id: int, day: int) -> DoseLog:
+    """A methotrexate dose confirmed at 09:05 Dhaka on ``day`` October 2026."""
+    return DoseLog(
+        participant_id=participant_id,
+        reminder_key=f"dose:methotrexate:earlier-{day}",
+        regimen="methotrexate",
+        drug="methotrexate",
+        dose_date=dhaka(2026, 10, day).date(),
+        planned_time=time(9),
+        reminded_at=dhaka(2026, 10, day, 9),
+        answer=DoseAnswer.TAKEN,
+        answered_at=dhaka(2026, 10, day, 9, 5),
+        later_count=0,
+    )
+
+
+# ---------------------------------------------------------------- the double-dose rule
+
+
+async def test_a_third_methotrexate_dose_is_compared_with_the_latest_earlier_one(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """Mutant: the previous dose is the earliest (`func.min`), not the latest."""
+    user = await mtx_participant(bot, server)
+    pid = (await _participant(bot, "BSM-003")).id
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        # 7 days before (not a double dose on its own), then 3 days before this one.
+        session.add_all([_taken_dose(pid, 23), _taken_dose(pid, 27)])
+        await session.commit()
+    first = await user.press(last_dose_reminder(server, 1003), "✅ Taken")
+    await server.wait_for(1003, "methotrexate", since=first)
+    (alert,) = await alerts(bot, "mtx_double_dose")
+    assert alert.level is AlertLevel.URGENT and "72 hours" in alert.summary
+    assert alert.details["previous_taken_at"] == dhaka(2026, 10, 27, 9, 5).isoformat()
+
+
+# ---------------------------------------------------------------- the dispatcher's re-check
+
+
+async def test_a_withdrawn_participants_still_planned_row_is_not_sent(bot: BotHarness, server: BotAPIServer) -> None:
+    """Mutant: the send-time re-check of the participant's status removed. The rows stay
+    PLANNED here as if the re-plan at withdrawal had not happened (a crash, a race)."""
+    await mtx_participant(bot, server)
+    before = len(reminders(server, 1003))
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        participant = await session.scalar(select(Participant).where(Participant.study_id == "BSM-003"))
+        assert participant is not None
+        participant.status = ParticipantStatus.WITHDRAWN
+        await session.commit()
+    planned = [r.id for r in await rows(bot, "BSM-003", status=MessageStatus.PLANNED)]
+    assert planned
+    await walk(bot, dhaka(2026, 11, 8))
+    assert len(reminders(server, 1003)) == before
+    due = [r for r in await rows(bot, "BSM-003") if r.id in planned and r.due_at <= dhaka(2026, 11, 8)]
+    assert due and all(r.status is MessageStatus.CANCELLED for r in due)
+    assert {r.last_error for r in due} == {"participant withdrawn"}
+
+
+async def test_a_dose_follow_up_is_not_sent_after_taken(bot: BotHarness, server: BotAPIServer) -> None:
+    """Mutant: the follow-up's re-check ignores "Taken". The dose is recorded as taken
+    without the follow-up being cancelled (as when the press and the claim race)."""
+    await mtx_participant(bot, server)
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        log = await session.scalar(select(DoseLog).where(DoseLog.regimen == "methotrexate"))
+        assert log is not None
+        log.answer = DoseAnswer.TAKEN
+        log.answered_at = dhaka(2026, 10, 30, 9, 10)
+        await session.commit()
+    (follow,) = await rows(bot, "BSM-003", key="dose:methotrexate:2026-10-30:followup")
+    assert follow.status is MessageStatus.PLANNED
+    before = len(reminders(server, 1003))
+    await walk(bot, follow.due_at + timedelta(minutes=1))
+    assert len(reminders(server, 1003)) == before
+    assert not any("gentle reminder" in m.content for m in server.messages(1003))
+    (follow,) = await rows(bot, "BSM-003", key="dose:methotrexate:2026-10-30:followup")
+    assert follow.status is MessageStatus.CANCELLED and follow.last_error == "dose answered"
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_retry_after_from_telegram_is_waited_out_in_full(
+    server: BotAPIServer, db_url: str, clock: ManualClock
+) -> None:
+    """Mutant: the RetryAfter minimum dropped from the back-off (the row would be tried
+    after 30 s instead of the 120 s Telegram asked). Without the rate limiter, which
+    otherwise absorbs the 429 itself, the dispatcher's own handling is what runs."""
+    async with BotHarness(server, db_url, clock, rate_limiter=False) as bot:
+        code = await enroll(server, "BSM-003 B 2026-10-25 en fri")
+        user = server.user(1003, "R", language_code="en")
+        await link(server, user, code, "English")
+        clock.set(dhaka(2026, 10, 30, 8, 59))
+        await bot.tick()  # the enrolment day's rows are stale by now
+        server.faults.add("sendMessage", "429", retry_after=120, chat_id=1003, times=1)
+        clock.set(dhaka(2026, 10, 30, 9))
+        await bot.tick()
+        assert server.faults.fired == [("sendMessage", "429")]
+        (row,) = await rows(bot, "BSM-003", key="dose:methotrexate:2026-10-30")
+        assert row.status is MessageStatus.PLANNED and row.last_error == "RetryAfter"
+        assert row.next_attempt_at == dhaka(2026, 10, 30, 9) + timedelta(seconds=120)
+        clock.set(dhaka(2026, 10, 30, 9) + timedelta(seconds=119))
+        await bot.tick()
+        assert reminders(server, 1003) == []
+        clock.set(dhaka(2026, 10, 30, 9, 2))
+        await bot.tick()
+        assert len(reminders(server, 1003)) == 1
+
+
+# ---------------------------------------------------------------- enrollment codes
+
+
+async def test_a_code_is_accepted_at_13_days_23_hours(bot: BotHarness, server: BotAPIServer) -> None:
+    """Mutant: the lifetime in days read as hours (codes would expire after 14 hours)."""
+    code = await enroll(server, "BSM-005 A 2026-10-25")
+    bot.clock.advance(timedelta(days=13, hours=23))
+    await link(server, server.user(1006), code, "English")
+    assert (await _participant(bot, "BSM-005")).status == ParticipantStatus.ACTIVE
+
+
+async def test_a_code_is_refused_at_exactly_14_days(bot: BotHarness, server: BotAPIServer) -> None:
+    """Mutant: `expires_at <= now` read as `<` (a code would still work at its expiry)."""
+    code = await enroll(server, "BSM-005 A 2026-10-25")
+    bot.clock.advance(timedelta(days=14))
+    await says(server, server.user(1006), f"/start {code}", "too old")
+    assert (await _participant(bot, "BSM-005")).status == ParticipantStatus.INVITED
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        assert (await session.scalars(select(ChatLink))).all() == []
+
+
+async def test_a_code_from_the_shell_lives_14_days(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutant: the shell's (`python -m bot.admin`) code lifetime in days read as hours."""
+    from bot.admin import run
+    from models import EnrollmentCode
+    from models.db import create_engine, create_session_factory
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    code, _ = await run(["enroll", "BSM-001", "A", "2026-10-25", "en"], ManualClock(DEFAULT_START))
+    assert code == 0
+    engine = create_engine(db_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            (row,) = (await session.scalars(select(EnrollmentCode))).all()
+    finally:
+        await engine.dispose()
+    assert row.expires_at == DEFAULT_START + timedelta(days=14)
+
+
+# ---------------------------------------------------------------- triage
+
+
+@pytest.mark.parametrize("arm, flag", [("A", "bari_infection"), ("B", "mtx_infection")])
+@pytest.mark.parametrize("typed", ["38.0", "38", "38 c", "100.4 F", "100.4"])
+def test_38_0_c_exactly_is_a_red_flag_in_both_arms_and_both_units(
+    instruments: dict[str, Instrument],
+    arm: str,
+    flag: str,
+    typed: str,
+) -> None:
+    """Mutant: an arm's fever threshold `greater_or_equal: 38.0` read as `greater_than`."""
+    fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
+    result = check(instruments["weekly_checkin"], arm, ENGLISH, fever)
+    assert [hit.code for hit in result.red_flags] == [flag]
+    assert result.level is Level.URGENT
+
+
+@pytest.mark.parametrize("arm", ["A", "B"])
+@pytest.mark.parametrize("typed", ["37.9", "100.2 F"])
+def test_just_under_38_c_is_no_red_flag(
+    instruments: dict[str, Instrument],
+    arm: str,
+    typed: str,
+) -> None:
+    """The other side of the threshold: the red flag is the temperature, not the fever answer."""
+    fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
+    result = check(instruments["weekly_checkin"], arm, ENGLISH, fever)
+    assert result.red_flags == ()
+
+
+async def test_a_rise_of_two_grades_across_two_check_ins_alerts_the_same_day(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """Mutant: last week's grades never looked up ("two grades worse" would never fire)."""
+    user = await linked(server, "BSM-002", "A", 1002, "en")
+    await says(server, user, "/checkin", is_question)
+    await answer_all(server, user, {})  # all well: nausea grade 0
+    bot.clock.advance(timedelta(days=7))
+    await says(server, user, "/checkin", is_question)
+    await answer_all(server, user, {"mouth_stomach_any": "yes", "nausea": "moderate"})
+    (alert,) = await alerts(bot, "same_day_review")
+    assert alert.level is AlertLevel.SAME_DAY
+    assert alert.details["keys"] == ["worse:nausea"]
+
+
+# ---------------------------------------------------------------- the unit of work
+
+
+@pytest.mark.logs_errors("error while handling update")
+async def test_a_handler_that_writes_and_then_fails_commits_nothing(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutant: the rollback after a failed handler deleted (a half-applied update would be
+    committed). The handler here changes the language and audits it, then raises."""
+    code = await enroll(server, "BSM-020 A 2026-10-25 en")
+    user = server.user(2001)
+    await link(server, user, code, "English")
+
+    from bot.handlers import participant as handlers
+
+    real = handlers.participants.set_language
+
+    async def writes_then_fails(session: object, *args: object, **kwargs: object) -> None:
+        await real(session, *args, **kwargs)  # type: ignore[arg-type]
+        await session.flush()  # type: ignore[attr-defined]
+        raise RuntimeError("boom after writing")
+
+    monkeypatch.setattr(handlers.participants, "set_language", writes_then_fails)
+    prompt = await says(server, user, "/language", "Which language")
+    update = await user.press(prompt, "বাংলা")
+    await server.wait_for(2001, "Sorry, something went wrong", since=update)
+    assert (await _participant(bot, "BSM-020")).language is Language.EN
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+    assert actions.count("participant.set_language") == 1  # the choice at linking only
