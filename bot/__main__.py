@@ -13,13 +13,14 @@ from bot.config import Settings, describe_error
 from bot.logs import setup_logging
 from bot.runner import serve
 from bot.services import build_services
-from domain.clock import SystemClock
+from bot.test_clock import clock_from_environment
+from domain.clock import Clock
 from domain.questionnaires import InstrumentError
 from scheduler.protocol import ProtocolError
 
 
-async def _main(settings: Settings) -> None:
-    services = build_services(settings, SystemClock())
+async def _main(settings: Settings, clock: Clock) -> None:
+    services = build_services(settings, clock)
     app = build_application(services)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -35,12 +36,13 @@ def main() -> int:
     """Entry point; exit code 2 with one clear line on a configuration error."""
     try:
         settings = Settings()
+        clock = clock_from_environment()  # the real clock unless TEST_CLOCK (local test server only)
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
     setup_logging([settings.telegram_bot_token.get_secret_value()])
     try:
-        asyncio.run(_main(settings))
+        asyncio.run(_main(settings, clock))
     except (InstrumentError, ProtocolError) as error:
         print(f"Content error: {error}", file=sys.stderr)
         return 2

@@ -26,6 +26,13 @@ async def count(bot: BotHarness, model: type, *where: object) -> int:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
+@pytest.mark.logs_errors(
+    "failed outside its handlers",
+    "error while handling update",
+    "not handled: the database stayed unavailable",
+    "tick ",
+    "dispatch of row",
+)
 async def test_postgres_connections_killed_again_and_again_lose_nothing(
     bot: BotHarness, server: BotAPIServer, db_url: str, figures: Figures
 ) -> None:
