@@ -129,7 +129,7 @@ async def test_logs_carry_no_questionnaire_or_report_free_text(
         stored = set(await session.scalars(select(QuestionnaireAnswer.value)))
     assert set(private) <= stored  # the answers did reach the bot, and were kept
     text = production_logging.getvalue()
-    assert "questionnaire" in text.lower() or "update" in text  # the bot did log while handling them
+    assert "serving with long polling" in text  # the bot did log through this handler
     for phrase in private:
         assert phrase not in text
 

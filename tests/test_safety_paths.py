@@ -4,16 +4,18 @@ that re-applies each mutant is listed in tests/mutation/README.md)."""
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, BotHarness
 from domain.clock import ManualClock
 from domain.questionnaires import Instrument
-from domain.triage import Level
+from domain.triage import Level, TriageTableError, load_triage_table, mtx_double_dose, triage
 from models import (
     AlertLevel,
     AuditEntry,
@@ -29,7 +31,7 @@ from tests.bothelpers import enroll, link, says
 from tests.schedule_helpers import dhaka, reminders, rows, walk
 from tests.test_questionnaire_flow import answer_all, is_question, linked
 from tests.test_reminders import alerts, last_dose_reminder, mtx_participant
-from tests.test_triage import ENGLISH, check
+from tests.test_triage import ENGLISH, ROOT, check, run
 from tests.test_triage import instruments as instruments
 
 
@@ -268,3 +270,95 @@ async def test_a_handler_that_writes_and_then_fails_commits_nothing(
     async with bot.services.sessions() as session:
         actions = list(await session.scalars(select(AuditEntry.action)))
     assert actions.count("participant.set_language") == 1  # the choice at linking only
+
+
+# ---------------------------------------------------------------- triage: what `make mutate` found
+
+
+def test_the_stored_triage_result_keeps_every_field_under_its_name(
+    instruments: dict[str, Instrument],
+) -> None:
+    """The stored result is read back by name (last week's grades, the alert's details):
+    each key and each language of each text is where the readers look for it."""
+    weekly = instruments["weekly_checkin"]
+    typed = {"rf_mtx_infection": "yes", "mouth_stomach_any": "yes", "nausea": "moderate"}
+    result = check(weekly, "B", ENGLISH, typed, {"nausea": 0})
+    assert result.symptom_details["nausea"].grade == 2
+    stored = result.to_dict()
+    (flag,) = result.red_flags
+    assert stored == {
+        "level": "URGENT",
+        "grade": 2,
+        "grades": dict(result.grades),
+        "red_flags": [
+            {
+                "code": "mtx_infection",
+                "item_id": "rf_mtx_infection",
+                "reason": {"en": flag.reason.get("en"), "bn": flag.reason.get("bn")},
+                "advice": "stop_mtx_call",
+            }
+        ],
+        "seriousness": [],
+        "worsened": [{"symptom": "nausea", "previous": 0, "current": 2}],
+        "advice": ["stop_mtx_call"],
+        "reasons": [{"en": r.get("en"), "bn": r.get("bn")} for r in result.reasons],
+    }
+    assert stored["grades"]["nausea"] == 2 and flag.reason.get("en") != flag.reason.get("bn")
+    assert "Nausea worse than last week: grade 0 to 2" in [r["en"] for r in stored["reasons"]]
+
+    report = check(instruments["ae_report"], "A", ENGLISH, {"ser_life": "yes"})
+    (hit,) = report.seriousness
+    assert report.to_dict()["seriousness"] == [
+        {"criterion": 2, "name": {"en": hit.name.get("en"), "bn": hit.name.get("bn")}, "item_id": "ser_life"}
+    ]
+    assert hit.name.get("en") == "Life-threatening"
+
+
+def test_a_life_threatening_report_also_gives_its_implied_grade_4_as_a_reason(
+    instruments: dict[str, Instrument],
+) -> None:
+    """Criterion 2 implies grade 4: the grade-4 trigger fires at exactly its threshold."""
+    result = check(instruments["ae_report"], "A", ENGLISH, {"ser_life": "yes"})
+    assert result.grade == 4
+    assert 'Life-threatening: "yes" (provisional grade 4)' in [r.get("en") for r in result.reasons]
+    assert "emergency" in result.advice
+
+
+def test_every_fired_trigger_of_the_level_adds_its_advice(instruments: dict[str, Instrument]) -> None:
+    """A red flag and a seriousness criterion in one report: both advices, not the last one's."""
+    result = check(instruments["ae_report"], "B", ENGLISH, {"rf_mtx_infection": "yes", "ser_hospital": "yes"})
+    assert result.level is Level.URGENT
+    assert set(result.advice) == {"stop_mtx_call", "call_now"}
+
+
+def test_an_instrument_without_symptoms_has_grade_0(instruments: dict[str, Instrument]) -> None:
+    result = check(instruments["patient_global"], "A", ENGLISH)
+    assert result.grade == 0 and result.grades == {} and result.level is Level.ROUTINE
+
+
+def test_a_trigger_without_advice_adds_none(tmp_path: Path, instruments: dict[str, Instrument]) -> None:
+    """A table whose SAME_DAY grade trigger gives no advice: the level still fires, and
+    the participant's advice stays empty (no empty key)."""
+    data = yaml.safe_load((ROOT / "content" / "triage.yaml").read_text(encoding="utf-8"))
+    for level in data["levels"]:
+        for trigger in level["triggers"]:
+            if level["level"] == "SAME_DAY":
+                trigger.pop("advice", None)
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    table = load_triage_table(path)
+    state = run(instruments["weekly_checkin"], "A", ENGLISH, {"mouth_stomach_any": "yes", "nausea": "severe"})
+    result = triage(instruments["weekly_checkin"], state.answers, "A", None, table=table)
+    assert result.level is Level.SAME_DAY and result.advice == ()
+
+
+def test_a_triage_table_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "triage.yaml"
+    path.write_text("levels: [unclosed\n", encoding="utf-8")
+    with pytest.raises(TriageTableError, match=r"^triage\.yaml: not valid YAML"):
+        load_triage_table(path)
+
+
+def test_the_double_dose_rule_says_why_it_refuses_mixed_times() -> None:
+    with pytest.raises(ValueError, match="needs both datetimes aware"):
+        mtx_double_dose(datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
