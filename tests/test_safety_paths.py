@@ -22,12 +22,13 @@ from models import (
     ChatLink,
     DoseAnswer,
     DoseLog,
+    EnrollmentCode,
     Language,
     MessageStatus,
     Participant,
     ParticipantStatus,
 )
-from tests.bothelpers import enroll, link, says
+from tests.bothelpers import admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders, rows, walk
 from tests.test_questionnaire_flow import answer_all, is_question, linked
 from tests.test_reminders import alerts, last_dose_reminder, mtx_participant
@@ -191,6 +192,80 @@ async def test_a_code_from_the_shell_lives_14_days(db_url: str, monkeypatch: pyt
     finally:
         await engine.dispose()
     assert row.expires_at == DEFAULT_START + timedelta(days=14)
+
+
+async def _refusals(bot: BotHarness) -> list[tuple[str, int | None, str | None]]:
+    """(actor, participant id, detail) of every refused code, in order."""
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        rows = await session.execute(
+            select(AuditEntry.actor, AuditEntry.participant_id, AuditEntry.detail)
+            .where(AuditEntry.action == "enrollment_code.refuse")
+            .order_by(AuditEntry.id)
+        )
+        return [(actor, pid, detail) for actor, pid, detail in rows.all()]
+
+
+async def test_each_refused_code_is_audited_with_who_why_and_whose(bot: BotHarness, server: BotAPIServer) -> None:
+    """The audit of a refusal names the Telegram user who tried, the reason, and the
+    participant the code belongs to (none for an unknown code)."""
+    code = await enroll(server, "BSM-031 A 2026-10-25")
+    await link(server, server.user(3101), code)
+    pid = (await _participant(bot, "BSM-031")).id
+    await says(server, server.user(3102), f"/start {code}", "already been used")
+    await says(server, server.user(3103), "/start ZZZZZZZZZZZZ", "not right")
+    old = await enroll(server, "BSM-032 A 2026-10-25")
+    bot.clock.advance(timedelta(days=15))
+    await says(server, server.user(3104), f"/start {old}", "too old")
+    other = (await _participant(bot, "BSM-032")).id
+    assert await _refusals(bot) == [
+        ("telegram:3102", pid, "used"),
+        ("telegram:3103", None, "unknown"),
+        ("telegram:3104", other, "expired"),
+    ]
+
+
+async def test_the_attempt_limit_counts_this_chats_refusals_of_the_last_hour_only(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """Five refusals in the hour stop the chat, up to the same instant an hour later;
+    another chat's refusals, and the same chat's other audited acts, do not count."""
+    code = await enroll(server, "BSM-033 A 2026-10-25")
+    guesser = server.user(3301)
+    for attempt in range(5):
+        await says(server, guesser, f"/start WRONGCODE{attempt:03d}", "not right")
+    bot.clock.advance(timedelta(hours=1))  # the first refusal is exactly an hour old: still counts
+    await says(server, guesser, f"/start {code}", "Too many wrong codes")
+    stranger = server.user(3302)
+    for _ in range(5):  # audited as telegram:3302 too, but not code refusals
+        await says(server, stranger, "/participants", None)
+    await link(server, stranger, code)  # another chat, and its other acts: not limited
+
+
+async def test_a_new_code_revokes_only_this_participants_unused_codes(bot: BotHarness, server: BotAPIServer) -> None:
+    """Reissuing revokes the participant's unused code once, at that time; another
+    participant's code and a used code are left as they are."""
+    first = await enroll(server, "BSM-034 A 2026-10-25")
+    other = await enroll(server, "BSM-035 A 2026-10-25")
+    await admin_says(server, "/enroll BSM-034 A 2026-10-25", "One-time code")
+    revoked_at = bot.clock.now()
+    bot.clock.advance(timedelta(minutes=5))
+    third = await admin_says(server, "/enroll BSM-034 A 2026-10-25", "One-time code")
+    await link(server, server.user(3501), other)  # BSM-035's code still works
+    new = third.content.split("start=")[1].split()[0]
+    await link(server, server.user(3401), new)
+    await admin_says(server, "/withdraw BSM-034 moved away", "withdrawn")
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        pid = (await _participant(bot, "BSM-034")).id
+        codes = list(
+            await session.scalars(
+                select(EnrollmentCode).where(EnrollmentCode.participant_id == pid).order_by(EnrollmentCode.id)
+            )
+        )
+    assert [c.revoked_at for c in codes] == [revoked_at, revoked_at + timedelta(minutes=5), None]
+    assert codes[2].used_at is not None  # used, not revoked, after the withdrawal
+    await says(server, server.user(3402), f"/start {first}", "can no longer be used")
 
 
 # ---------------------------------------------------------------- triage
