@@ -437,3 +437,46 @@ def test_a_triage_table_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path
 def test_the_double_dose_rule_says_why_it_refuses_mixed_times() -> None:
     with pytest.raises(ValueError, match="needs both datetimes aware"):
         mtx_double_dose(datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+
+
+# ---------------------------------------------------------------- the unit of work's replies
+
+
+async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A refused reply (BadRequest) is not retried; a reply that keeps failing in
+    transit is tried 1 + retries times; a reply that fails otherwise is dropped; none of
+    them stops the replies queued after it, and the queue is emptied."""
+    from types import SimpleNamespace
+
+    from telegram.error import BadRequest, NetworkError
+
+    from bot import work as uow
+
+    monkeypatch.setattr(uow, "REPLY_RETRY_DELAYS", (0.0, 0.0, 0.0))  # the schedule, not the sleeping, is tested
+    calls: list[str] = []
+
+    def send(name: str, error: Exception | None = None) -> uow.Send:
+        async def attempt() -> None:
+            calls.append(name)
+            if error is not None:
+                raise error
+
+        return attempt
+
+    work = uow.UpdateWork(SimpleNamespace(update_id=7), None, datetime(2026, 10, 25, tzinfo=UTC), None)  # type: ignore[arg-type]
+    work.after_commit(send("refused", BadRequest("Chat not found")))
+    work.after_commit(send("in transit", NetworkError("connection reset")))
+    work.after_commit(send("broken", ValueError("not a Telegram error")))
+    work.after_commit(send("last"))
+    await work.flush()
+    assert calls == ["refused", "in transit", "in transit", "in transit", "in transit", "broken", "last"]
+    assert work.outbox == []
+
+
+def test_current_work_outside_an_update_says_so() -> None:
+    from bot.work import current_work
+
+    with pytest.raises(RuntimeError, match=r"^no update is being handled in this context$"):
+        current_work()
