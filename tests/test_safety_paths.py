@@ -399,6 +399,20 @@ def test_a_life_threatening_report_also_gives_its_implied_grade_4_as_a_reason(
     assert "emergency" in result.advice
 
 
+def test_the_grade_4_trigger_fires_on_an_implied_grade_of_exactly_4(
+    tmp_path: Path, instruments: dict[str, Instrument]
+) -> None:
+    """With criterion 2 advising a call (not the emergency), only the grade-4 trigger
+    can add "emergency": it must fire at grade 4 itself."""
+    data = yaml.safe_load((ROOT / "content" / "triage.yaml").read_text(encoding="utf-8"))
+    data["seriousness_criteria"][2]["advice"] = "call_now"
+    path = tmp_path / "triage.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    state = run(instruments["ae_report"], "A", ENGLISH, {"ser_life": "yes"})
+    result = triage(instruments["ae_report"], state.answers, "A", None, table=load_triage_table(path))
+    assert result.grade == 4 and set(result.advice) == {"call_now", "emergency"}
+
+
 def test_every_fired_trigger_of_the_level_adds_its_advice(instruments: dict[str, Instrument]) -> None:
     """A red flag and a seriousness criterion in one report: both advices, not the last one's."""
     result = check(instruments["ae_report"], "B", ENGLISH, {"rf_mtx_infection": "yes", "ser_hospital": "yes"})
@@ -435,7 +449,7 @@ def test_a_triage_table_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path
 
 
 def test_the_double_dose_rule_says_why_it_refuses_mixed_times() -> None:
-    with pytest.raises(ValueError, match="needs both datetimes aware"):
+    with pytest.raises(ValueError, match=r"^mtx_double_dose needs both datetimes aware \(or both naive\)$"):
         mtx_double_dose(datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
 
 
