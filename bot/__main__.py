@@ -16,15 +16,16 @@ from bot.app import build_application
 from bot.logs import mask, setup_logging
 from bot.runner import serve
 from bot.services import build_services
-from core.clock import SystemClock
+from bot.test_clock import clock_from_environment
+from core.clock import Clock
 from core.settings import Settings, describe_error
 from domain.questionnaires import InstrumentError
 from domain.triage import TriageTableError
 from scheduler.protocol import ProtocolError
 
 
-async def _main(settings: Settings) -> None:
-    services = build_services(settings, SystemClock())
+async def _main(settings: Settings, clock: Clock) -> None:
+    services = build_services(settings, clock)
     app = build_application(services)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,13 +41,14 @@ def main() -> int:
     """Entry point; exit code 2 with one clear line on a configuration error."""
     try:
         settings = Settings()
+        clock = clock_from_environment()  # the real clock unless TEST_CLOCK (local test server only)
     except ValidationError as error:
         print(describe_error(error), file=sys.stderr)
         return 2
     secrets = secrets_of(settings)
     setup_logging(secrets)
     try:
-        asyncio.run(_main(settings))
+        asyncio.run(_main(settings, clock))
     except (InstrumentError, ProtocolError, TriageTableError) as error:
         print(f"Content error: {error}", file=sys.stderr)
         return 2

@@ -41,14 +41,15 @@ TICKS: runtime.Ticks = {
 """Every periodic job, in the order a beat runs them."""
 
 
-async def run_tick(app: TrialApplication, name: str) -> None:
-    """Run one job now (also called right after a commit that raised an alert)."""
-    await runtime.run_tick(app, name, TICKS)
+async def run_tick(app: TrialApplication, name: str) -> Exception | None:
+    """Run one job now (also called right after a commit that raised an alert); returns
+    its failure (logged, and retried on the next beat), or None."""
+    return await runtime.run_tick(app, name, TICKS)
 
 
-async def run_all(app: TrialApplication) -> None:
-    """One beat: every job in order."""
-    await runtime.run_all(app, TICKS)
+async def run_all(app: TrialApplication) -> dict[str, Exception]:
+    """One beat: every job in order; returns the failed jobs' errors by name."""
+    return await runtime.run_all(app, TICKS)
 
 
 def build_heartbeat(app: TrialApplication, seconds: float = runtime.HEARTBEAT_SECONDS) -> AsyncIOScheduler:
