@@ -25,7 +25,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import unit_of_work
+from bot import callbacks, unit_of_work
 from bot.context import BotContext
 from bot.handlers import (
     admin,
@@ -239,14 +239,14 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("visit", schedule_admin.visit))
 
     # Buttons.
-    app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=r"^lang:"))
-    app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=r"^dose:"))
-    app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=r"^visit:"))
-    app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=r"^stop:"))
-    app.add_handler(CallbackQueryHandler(schedule.settime_button, pattern=r"^settime:"))
-    app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=r"^q:"))
-    app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=r"^qstart:"))
-    app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=r"^ack:"))
+    app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=callbacks.pattern(callbacks.LANG)))
+    app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=callbacks.pattern(callbacks.DOSE)))
+    app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=callbacks.pattern(callbacks.VISIT)))
+    app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=callbacks.pattern(callbacks.STOP)))
+    app.add_handler(CallbackQueryHandler(schedule.settime_button, pattern=callbacks.pattern(callbacks.SETTIME)))
+    app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=callbacks.pattern(callbacks.ANSWER)))
+    app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=callbacks.pattern(callbacks.START)))
+    app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=callbacks.pattern(callbacks.ACK)))
     app.add_handler(CallbackQueryHandler(common.stale_button))
 
     # Whatever is left.

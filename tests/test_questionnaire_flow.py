@@ -339,7 +339,7 @@ def test_every_engine_error_has_a_translated_hint() -> None:
 
 
 def test_every_answer_button_fits_telegram_64_bytes() -> None:
-    from bot.handlers.questionnaire import callback_data
+    from bot import callbacks
     from domain.content import load_content
     from domain.questionnaires import BACK_VALUE, SKIP_VALUE, options
 
@@ -347,5 +347,5 @@ def test_every_answer_button_fits_telegram_64_bytes() -> None:
     for instrument in instruments.values():
         for item in instrument.items:
             for value in [o.value for o in options(item, "en")] + [SKIP_VALUE, BACK_VALUE]:
-                data = callback_data(999_999_999, item.id, value)
+                data = callbacks.answer(999_999_999, item.id, value)
                 assert len(data.encode()) <= 64, data

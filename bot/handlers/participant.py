@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import keyboards
+from bot import callbacks, keyboards
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import _, use_locale
@@ -81,12 +81,11 @@ async def choose_language(update: Update, context: BotContext) -> None:
     if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
         common.button_no_longer_active(context)
         return
-    parts = query.data.split(":")
-    lang = parts[1] if len(parts) > 1 and parts[1] in ("bn", "en") else None
-    if lang is None:
+    pressed = callbacks.parse_lang(query.data)
+    if pressed is None:
         common.button_no_longer_active(context)
         return
-    first_time = len(parts) > 2 and parts[2] == "welcome"
+    lang, first_time = pressed.language, pressed.welcome
     await participants.set_language(context.db, participant, lang, now=context.now)
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
+from bot import callbacks
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext
@@ -36,7 +37,6 @@ from models import Participant, ParticipantStatus, QuestionnaireSession
 if TYPE_CHECKING:
     from bot.app import TrialApplication
 
-CALLBACK_PREFIX = "q"
 CHOSEN = "✓ "
 SHORT_LABEL = 14
 """Buttons with labels up to this length go two to a row; longer ones get a row each."""
@@ -119,7 +119,7 @@ def marked_keyboard(markup: InlineKeyboardMarkup | None, chosen: str) -> InlineK
         kept = []
         for button in row:
             data = str(button.callback_data or "")
-            value = data.split(":", 3)[3] if data.count(":") >= 3 else ""
+            value = callbacks.answer_value(data)
             if value in (BACK_VALUE, SKIP_VALUE) or not value:
                 continue
             label = button.text.removeprefix(CHOSEN)
@@ -163,11 +163,6 @@ def _unit_text(unit: object) -> str:
     return " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
 
 
-def callback_data(session_id: int, item_id: str, value: str) -> str:
-    """`q:<session>:<item>:<value>`: an old or foreign button can be recognised."""
-    return f"{CALLBACK_PREFIX}:{session_id}:{item_id}:{value}"
-
-
 def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
     """The message for the current question: where we are, the question, its buttons."""
     item = current.item
@@ -181,14 +176,14 @@ def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | No
     if not choices or isinstance(item, NumberItem | FreeTextItem):
         text += "\n\n" + _("Please type your answer.")
     sid = current.session.id
-    buttons = [InlineKeyboardButton(o.label, callback_data=callback_data(sid, item.id, o.value)) for o in choices]
+    buttons = [InlineKeyboardButton(o.label, callback_data=callbacks.answer(sid, item.id, o.value)) for o in choices]
     per_row = 2 if all(len(o.label) <= SHORT_LABEL for o in choices) else 1
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
     extra = []
     if can_go_back(current.instrument, current.state, current.context):
-        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callback_data(sid, item.id, BACK_VALUE)))
+        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callbacks.answer(sid, item.id, BACK_VALUE)))
     if item.optional:
-        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callback_data(sid, item.id, SKIP_VALUE)))
+        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callbacks.answer(sid, item.id, SKIP_VALUE)))
     if extra:
         rows.append(extra)
     return text, InlineKeyboardMarkup(rows) if rows else None
@@ -332,7 +327,7 @@ async def start_button(update: Update, context: BotContext) -> None:
     if participant is None:
         common.button_no_longer_active(context)
         return
-    instrument_id = query.data.partition(":")[2]
+    instrument_id = callbacks.parse_start(query.data)
     context.answer()
     context.edit_markup(None)
     await _begin(context, participant, instrument_id, checkins.ORIGIN_PROMPT)
@@ -343,11 +338,11 @@ async def answer_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     participant = context.participant
-    parts = query.data.split(":", 3)
-    if participant is None or len(parts) != 4 or not parts[1].isdecimal():
+    pressed = callbacks.parse_answer(query.data)
+    if participant is None or pressed is None:
         common.button_no_longer_active(context)
         return
-    session_id, item_id, value = int(parts[1]), parts[2], parts[3]
+    session_id, item_id, value = pressed.session_id, pressed.item_id, pressed.value
     try:
         outcome = await checkins.answer(
             context.db, participant, value, now=context.now, env=env(context), session_id=session_id, item_id=item_id

@@ -6,7 +6,7 @@ from datetime import date, time
 
 from telegram import Update
 
-from bot import reminder_texts
+from bot import callbacks, reminder_texts
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import _, format_date, format_time
@@ -112,14 +112,11 @@ async def settime_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     participant = context.participant
-    raw = query.data.removeprefix("settime:")
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN or not raw.isdigit() or len(raw) != 4:
+    pressed = callbacks.parse_settime(query.data)
+    if participant is None or participant.status == ParticipantStatus.WITHDRAWN or pressed is None:
         common.button_no_longer_active(context)
         return
-    hour, minute = int(raw[:2]), int(raw[2:])
-    if hour > 23 or minute > 59:
-        common.button_no_longer_active(context)
-        return
+    hour, minute = pressed
     context.answer(_("Saved"))
     context.edit_markup(None)
     await _set_time(context, participant, time(hour, minute))
@@ -145,7 +142,7 @@ async def stop_button(update: Update, context: BotContext) -> None:
         return
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone
-    if query.data != "stop:yes":
+    if not callbacks.parse_stop(query.data):
         context.answer(_("Saved"))
         context.reply(_("Good. Your reminders continue as before."))
         return
@@ -176,16 +173,17 @@ async def dose_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     participant = context.participant
-    parts = query.data.split(":")
-    if participant is None or len(parts) != 3 or parts[2] not in _DOSE_ANSWERS or not parts[1].isdigit():
+    pressed = callbacks.parse_dose(query.data)
+    if participant is None or pressed is None:
         common.button_no_longer_active(context)
         return
+    reminder_id, answer = pressed
     services = context.services
     result = await schedule_ops.answer_dose(
         context.db,
         participant,
-        int(parts[1]),
-        _DOSE_ANSWERS[parts[2]],
+        reminder_id,
+        _DOSE_ANSWERS[answer],
         now=context.now,
         protocol=services.protocol,
         coordinator_chats=services.settings.coordinator_chat_ids,
@@ -226,15 +224,16 @@ async def visit_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     participant = context.participant
-    parts = query.data.split(":")
-    if participant is None or len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("come", "other"):
+    pressed = callbacks.parse_visit(query.data)
+    if participant is None or pressed is None:
         common.button_no_longer_active(context)
         return
+    week, choice = pressed
     visit = await schedule_ops.answer_visit(
         context.db,
         participant,
-        int(parts[1]),
-        VisitChoice(parts[2]),
+        week,
+        VisitChoice(choice),
         now=context.now,
         protocol=context.services.protocol,
         coordinator_chats=context.services.settings.coordinator_chat_ids,
@@ -244,7 +243,7 @@ async def visit_button(update: Update, context: BotContext) -> None:
         return
     context.answer(_("Saved"))
     context.edit_markup(None)
-    if parts[2] == "come":
+    if choice == "come":
         context.reply(_("Thank you. See you at the clinic."))
     else:
         context.reply(
