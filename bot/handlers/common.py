@@ -7,6 +7,7 @@ from telegram import Update
 from bot.context import BotContext
 from bot.i18n import N_, _
 from bot.texts import not_enrolled
+from models import Participant, ParticipantStatus
 
 NO_LONGER_ACTIVE = N_("This button is no longer active.")
 
@@ -15,6 +16,18 @@ def button_no_longer_active(context: BotContext) -> None:
     """The one answer to a button that changes nothing any more (an old message, a
     finished questionnaire, someone who left the study): say so, change nothing."""
     context.answer(_(NO_LONGER_ACTIVE))
+
+
+def button_participant(context: BotContext, *, withdrawn_too: bool = False) -> Participant | None:
+    """The one guard of a participant-only button: the participant it belongs to, or
+    None once it has answered that the button is no longer active (someone the bot
+    does not know; someone who has withdrawn, unless `withdrawn_too`: those buttons
+    leave the refusal to the domain, which records why)."""
+    participant = context.participant
+    if participant is None or (participant.status == ParticipantStatus.WITHDRAWN and not withdrawn_too):
+        button_no_longer_active(context)
+        return None
+    return participant
 
 
 async def stale_button(update: Update, context: BotContext) -> None:

@@ -12,7 +12,6 @@ from bot.texts import REFUSALS, bilingual, help_text, not_enrolled, welcome, wit
 from domain import enrollment, participants
 from domain.enrollment import Redeem
 from domain.secrets import AUDIT_STRANGERS, ENROLLMENT_CODES
-from models import ParticipantStatus
 
 
 async def start(update: Update, context: BotContext) -> None:
@@ -77,9 +76,8 @@ async def choose_language(update: Update, context: BotContext) -> None:
     """A language button: remember the choice and answer in that language."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        common.button_no_longer_active(context)
+    participant = common.button_participant(context)
+    if participant is None:
         return
     pressed = callbacks.parse_lang(query.data)
     if pressed is None:

@@ -323,9 +323,8 @@ async def start_button(update: Update, context: BotContext) -> None:
     """The reminder's button `qstart:<instrument>`: start or continue that questionnaire."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context, withdrawn_too=True)
     if participant is None:
-        common.button_no_longer_active(context)
         return
     instrument_id = callbacks.parse_start(query.data)
     context.answer()
@@ -337,9 +336,11 @@ async def answer_button(update: Update, context: BotContext) -> None:
     """An answer, Skip or Back button (`q:<session>:<item>:<value>`)."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
+        return
     pressed = callbacks.parse_answer(query.data)
-    if participant is None or pressed is None:
+    if pressed is None:
         common.button_no_longer_active(context)
         return
     session_id, item_id, value = pressed.session_id, pressed.item_id, pressed.value

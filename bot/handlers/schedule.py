@@ -111,9 +111,11 @@ async def settime_button(update: Update, context: BotContext) -> None:
     """One of the two buttons under an ambiguous /settime (morning or night)."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context)
+    if participant is None:
+        return
     pressed = callbacks.parse_settime(query.data)
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN or pressed is None:
+    if pressed is None:
         common.button_no_longer_active(context)
         return
     hour, minute = pressed
@@ -136,9 +138,8 @@ async def stop_button(update: Update, context: BotContext) -> None:
     """The /stop confirmation buttons."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        common.button_no_longer_active(context)
+    participant = common.button_participant(context)
+    if participant is None:
         return
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone
@@ -172,9 +173,11 @@ async def dose_button(update: Update, context: BotContext) -> None:
     """Taken / Remind me later / Skipped under a dose reminder."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
+        return
     pressed = callbacks.parse_dose(query.data)
-    if participant is None or pressed is None:
+    if pressed is None:
         common.button_no_longer_active(context)
         return
     reminder_id, answer = pressed
@@ -223,9 +226,11 @@ async def visit_button(update: Update, context: BotContext) -> None:
     """I will come / I need another date under a visit reminder."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
+        return
     pressed = callbacks.parse_visit(query.data)
-    if participant is None or pressed is None:
+    if pressed is None:
         common.button_no_longer_active(context)
         return
     week, choice = pressed
