@@ -27,7 +27,17 @@ from telegram.ext import (
 from bot import work as uow
 from bot.aio import PerLoop
 from bot.context import BotContext
-from bot.handlers import admin, common, coordinator, export, participant, questionnaire, schedule, schedule_admin
+from bot.handlers import (
+    admin,
+    common,
+    coordinator,
+    export,
+    participant,
+    pictures,
+    questionnaire,
+    schedule,
+    schedule_admin,
+)
 from bot.i18n import _, language_from_telegram, use_locale
 from bot.services import Services
 from domain import participants
@@ -221,6 +231,8 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("resume", schedule_admin.resume))
     app.add_handler(CommandHandler("status", schedule_admin.status))
     app.add_handler(CommandHandler("visit", schedule_admin.visit))
+    app.add_handler(CommandHandler("summary", pictures.summary_command))
+    app.add_handler(CommandHandler("overview", pictures.overview_command))
 
     # Buttons.
     app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=r"^lang:"))
