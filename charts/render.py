@@ -356,7 +356,7 @@ def _events(fig: Figure, summary: Summary, box: list[float]) -> None:
         [
             e.day.strftime("%d %b %y"),
             e.kind,
-            textwrap.shorten(e.what, 44, placeholder="…"),
+            textwrap.shorten(e.what, 40, placeholder="…"),
             "—" if e.grade is None else str(e.grade),
             textwrap.shorten(", ".join(e.criteria) or "—", 26, placeholder="…"),
             e.acknowledged or "—",
@@ -366,7 +366,7 @@ def _events(fig: Figure, summary: Summary, box: list[float]) -> None:
     table = ax.table(
         cellText=cells,
         colLabels=["Date", "Type", "What", "Grade", "Serious criteria", "Acknowledged"],
-        colWidths=[0.1, 0.09, 0.39, 0.06, 0.16, 0.18],
+        colWidths=[0.1, 0.09, 0.36, 0.06, 0.16, 0.21],
         loc="upper left",
         cellLoc="left",
     )
@@ -443,18 +443,29 @@ def render_overview(rows: list[OverviewRow], trial_id: str, now: datetime, tz: t
     n = len(rows)
     line = min(0.07, 0.92 / (n + 1))
     font = max(6.0, min(10.0, line * 130))
+    col = {
+        "id": 0.0,
+        "arm": 0.1,
+        "cells": 0.15,
+        "all": 0.455,
+        "alerts": 0.54,
+        "visit": 0.64,
+        "seen": 0.8,
+        "reach": 0.91,
+    }
     columns = [
-        (0.0, "Study id"),
-        (0.11, "Arm"),
-        (0.16, f"Adherence, last {OVERVIEW_WEEKS} weeks (oldest → newest)"),
-        (0.50, "Open alerts"),
-        (0.60, "Next visit"),
-        (0.78, "Last check-in"),
-        (0.90, "Reach"),
+        ("id", "Study id"),
+        ("arm", "Arm"),
+        ("cells", f"Adherence, last {OVERVIEW_WEEKS} weeks (oldest → newest)"),
+        ("all", f"All {OVERVIEW_WEEKS}"),
+        ("alerts", "Open alerts"),
+        ("visit", "Next visit"),
+        ("seen", "Last check-in"),
+        ("reach", "Reach"),
     ]
     top = 0.97
-    for x, title in columns:
-        ax.text(x, top, title, fontsize=font, weight="bold", va="center", transform=ax.transAxes)
+    for key, title in columns:
+        ax.text(col[key], top, title, fontsize=font, weight="bold", va="center", transform=ax.transAxes)
     for i, row in enumerate(rows):
         y = top - (i + 1) * line
         if i % 2 == 0:
@@ -462,52 +473,45 @@ def render_overview(rows: list[OverviewRow], trial_id: str, now: datetime, tz: t
                 Rectangle((0, y - line / 2), 1, line, facecolor="#F5F5F5", edgecolor="none", transform=ax.transAxes)
             )
         kw: dict[str, Any] = {"fontsize": font, "va": "center", "transform": ax.transAxes}
-        ax.text(0.0, y, row.study_id, weight="bold", **kw)
-        ax.text(0.11, y, row.arm, **kw)
+        ax.text(col["id"], y, row.study_id, weight="bold", **kw)
+        ax.text(col["arm"], y, row.arm, **kw)
         for k, (_back, taken, reminded) in enumerate(row.weeks):
-            x = 0.16 + k * 0.08
+            x = col["cells"] + k * 0.074
             fill, label, colour = _week_cell(taken, reminded)
             ax.add_patch(
                 Rectangle(
-                    (x, y - line * 0.4), 0.075, line * 0.8, facecolor=fill, edgecolor="white", transform=ax.transAxes
+                    (x, y - line * 0.4), 0.07, line * 0.8, facecolor=fill, edgecolor="white", transform=ax.transAxes
                 )
             )
-            ax.text(x + 0.0375, y, label, ha="center", color=colour, **{**kw, "fontsize": font * 0.9})
+            ax.text(x + 0.035, y, label, ha="center", color=colour, **{**kw, "fontsize": font * 0.9})
         overall = row.adherence
-        ax.text(
-            0.16 + OVERVIEW_WEEKS * 0.08 + 0.005, y, "—" if overall is None else f"{overall:.0f}%", weight="bold", **kw
-        )
+        ax.text(col["all"], y, "—" if overall is None else f"{overall:.0f}%", weight="bold", **kw)
         alerts = f"⚠ {row.open_alerts}" if row.open_alerts else "0"
-        ax.text(
-            0.50,
-            y,
-            alerts,
-            color=VERMILLION if row.open_alerts else INK,
-            weight="bold" if row.open_alerts else "normal",
-            **kw,
-        )
+        hot: dict[str, Any] = {"color": VERMILLION, "weight": "bold"} if row.open_alerts else {}
+        ax.text(col["alerts"], y, alerts, **{**kw, **hot})
         if row.next_visit is not None and row.days_to_visit is not None:
             soon = row.days_to_visit <= 7
             visit = f"wk {row.next_visit.week} · {row.next_visit.day.strftime('%d %b')} · in {row.days_to_visit} d"
-            ax.text(0.60, y, ("▶ " if soon else "") + visit, weight="bold" if soon else "normal", **kw)
+            ax.text(col["visit"], y, ("▶ " if soon else "") + visit, weight="bold" if soon else "normal", **kw)
         else:
-            ax.text(0.60, y, "—", **kw)
+            ax.text(col["visit"], y, "—", **kw)
         if row.last_checkin is not None:
             ago = (today.date() - row.last_checkin).days
             late = ago > 8
-            ax.text(0.78, y, f"{row.last_checkin.strftime('%d %b')} ({ago} d)", color=VERMILLION if late else INK, **kw)
+            seen = f"{row.last_checkin.strftime('%d %b')} ({ago} d ago)"
+            ax.text(col["seen"], y, ("! " if late else "") + seen, color=VERMILLION if late else INK, **kw)
         else:
-            ax.text(0.78, y, "never", color="#666666", **kw)
+            ax.text(col["seen"], y, "never", color="#666666", **kw)
         reach = []
         if row.paused:
-            reach.append("⏸ paused")
+            reach.append("‖ paused")
         if row.unreachable:
             reach.append("✗ unreachable")
         if row.status == "withdrawn":
             reach.append("withdrawn")
         if row.status == "invited":
             reach.append("not linked")
-        ax.text(0.90, y, ", ".join(reach) or "✓ ok", color=VERMILLION if row.unreachable else INK, **kw)
+        ax.text(col["reach"], y, ", ".join(reach) or "✓ ok", color=VERMILLION if row.unreachable else INK, **kw)
     # The key.
     x = 0.03
     for fill, label, text in (

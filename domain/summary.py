@@ -424,7 +424,7 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
             EventRow(
                 e.onset_date or e.reported_at.astimezone(tz).date(),
                 "SAE" if e.serious else "AE",
-                e.term if e.source != "participant" or e.category != "other" else f"other: {e.term}",
+                event_what(e),
                 e.grade,
                 criteria,
                 acknowledgement(alert, tz) if alert else "",
@@ -448,13 +448,22 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
     return sorted(rows, key=lambda r: (r.day, r.ref))
 
 
+def event_what(event: AdverseEvent) -> str:
+    """What the event was, never in anyone's own words (a note or "something else" may
+    hold a name): the list label for a participant's report, the criteria for staff's."""
+    if event.source != "participant":
+        criteria = [label for attr, label in CRITERIA if getattr(event, attr)]
+        return "recorded by the study team: " + (", ".join(criteria) or "serious event")
+    if event.category == "other":
+        return "something else (their words: see /alerts)"
+    return event.term
+
+
 def _alert_what(alert: Alert) -> str:
     """Why the alert was raised, in its own English words (the red-flag code dropped)."""
     reasons = [re.sub(r"^(Red flag) \([^)]*\):", r"\1:", str(r)) for r in alert.reasons]
-    if reasons:
-        return "; ".join(reasons)
-    first = alert.summary.splitlines()[0] if alert.summary else ""
-    return first or alert.kind.replace("_", " ")
+    # Not the summary: it may quote a staff member's name or a participant's own words.
+    return "; ".join(reasons) if reasons else alert.kind.replace("_", " ")
 
 
 def _int(value: object) -> int | None:

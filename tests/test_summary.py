@@ -220,6 +220,7 @@ async def test_twelve_weeks_summary_matches_the_database_and_reaches_the_chat(
     assert row.day == event.onset_date
     alert_rows = [r for r in page.events if r.ref.startswith("alert #")]
     assert {r.kind for r in alert_rows} >= {"URGENT"}  # the red flag
+    assert row.what == "Fever or infection"
     assert all("P" not in r.acknowledged.split() for r in page.events)  # roles, never names
 
     # Visit questionnaire scores at the week-4 visit.
@@ -366,6 +367,22 @@ async def test_a_failed_sunday_send_is_taken_up_again_after_the_lease(bot: BotHa
 
 
 # --------------------------------------------------------------------------- pure parts
+
+
+def test_event_text_never_quotes_free_text() -> None:
+    from models import AdverseEvent
+
+    flags = dict.fromkeys(
+        ["results_in_death", "life_threatening", "disability", "congenital_anomaly", "important_medical_event"], False
+    )
+    staff = AdverseEvent(source="staff", category="staff", term="Rahima's son phoned", hospitalisation=True, **flags)
+    other = AdverseEvent(
+        source="participant", category="other", term="my name is Rahima", hospitalisation=False, **flags
+    )
+    listed = AdverseEvent(source="participant", category="pain", term="Pain", hospitalisation=False, **flags)
+    assert summary.event_what(staff) == "recorded by the study team: hospitalisation"
+    assert "Rahima" not in summary.event_what(other)
+    assert summary.event_what(listed) == "Pain"
 
 
 def test_staff_roles_never_names() -> None:
