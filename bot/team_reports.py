@@ -75,7 +75,7 @@ async def weekly_overview_tick(app: TrialApplication) -> None:
     chats = list(services.settings.coordinator_chat_ids)
     now = services.clock.now()
     period = overview_period(now, app)
-    if period is None or not chats:
+    if period is None or not chats or not services.settings.weekly_overview:
         return
     done = await _claim(app, period, now)
     if done is None:

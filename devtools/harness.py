@@ -55,6 +55,9 @@ class BotHarness:
             "escalate_after_minutes": 30,
             "timezone": "Asia/Dhaka",
             "webhook_url": None,
+            # The harness starts on a Sunday after 08:00: a test that wants the Sunday
+            # picture in the coordinator chat asks for it (tests/test_summary.py).
+            "weekly_overview": False,
         }
         values.update(self.overrides)
         return Settings(_env_file=None, **values)

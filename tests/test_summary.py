@@ -21,6 +21,7 @@ from charts import render_overview, render_summary
 from devtools.botapi_server import BotAPIServer, SentDocument, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, BotHarness
 from domain import summary
+from domain.clock import ManualClock
 from models import AdverseEvent, AuditEntry, DoseAnswer, DoseLog, QuestionnaireSession, QuestionnaireStatus, TeamReport
 from scheduler.runtime import run_all
 from tests.bothelpers import admin_says, enroll, link, presses, says
@@ -306,9 +307,18 @@ async def test_bad_input_unknown_id_no_data_yet_and_strangers(bot: BotHarness, s
     assert len(server.photos(COORDINATOR_CHAT)) == 1
 
 
+SUNDAY_ON = {"weekly_overview": True}
+
+
 async def test_sunday_overview_is_sent_once_by_two_processes(
-    server: BotAPIServer, db_url: str, bot: BotHarness
+    server: BotAPIServer, db_url: str, clock: ManualClock
 ) -> None:
+    async with BotHarness(server, db_url, clock, overrides=SUNDAY_ON) as bot:
+        await sunday_twice(server, db_url, bot)
+
+
+async def sunday_twice(server: BotAPIServer, db_url: str, bot: BotHarness) -> None:
+    """Three Sundays, two processes ticking together: one picture each Sunday."""
     code = await enroll(server, "BSM-040 A 2026-10-25 en")
     await link(server, server.user(1040, "P", language_code="en"), code, "English")
     await walk(bot, dhaka(2026, 10, 25, 7, 59))  # the harness starts on Sunday 25 October, 09:00
@@ -352,18 +362,29 @@ async def test_sunday_overview_is_sent_once_by_two_processes(
     assert len(sent) == 3
 
 
-async def test_a_failed_sunday_send_is_taken_up_again_after_the_lease(bot: BotHarness, server: BotAPIServer) -> None:
-    await enroll(server, "BSM-041 A 2026-10-25 en")
+async def test_a_failed_sunday_send_is_taken_up_again_after_the_lease(
+    server: BotAPIServer, db_url: str, clock: ManualClock
+) -> None:
+    async with BotHarness(server, db_url, clock, overrides=SUNDAY_ON) as bot:
+        await enroll(server, "BSM-041 A 2026-10-25 en")
+        bot.clock.set(dhaka(2026, 11, 1, 8, 0))
+        server.faults.add("sendPhoto", "500")
+        await bot.tick()
+        assert server.photos(COORDINATOR_CHAT) == []
+        bot.clock.advance(timedelta(minutes=1))
+        await bot.tick()  # still leased: not yet
+        assert server.photos(COORDINATOR_CHAT) == []
+        bot.clock.advance(timedelta(minutes=5))
+        await bot.tick()
+        assert len(server.photos(COORDINATOR_CHAT)) == 1
+
+
+async def test_weekly_overview_false_sends_no_sunday_picture(bot: BotHarness, server: BotAPIServer) -> None:
+    assert bot.services is not None and not bot.services.settings.weekly_overview  # the harness's default
+    await enroll(server, "BSM-042 A 2026-10-25 en")
     bot.clock.set(dhaka(2026, 11, 1, 8, 0))
-    server.faults.add("sendPhoto", "500")
     await bot.tick()
     assert server.photos(COORDINATOR_CHAT) == []
-    bot.clock.advance(timedelta(minutes=1))
-    await bot.tick()  # still leased: not yet
-    assert server.photos(COORDINATOR_CHAT) == []
-    bot.clock.advance(timedelta(minutes=5))
-    await bot.tick()
-    assert len(server.photos(COORDINATOR_CHAT)) == 1
 
 
 # --------------------------------------------------------------------------- pure parts
