@@ -44,6 +44,7 @@ class BotProcess:
             "ESCALATION_CHAT_IDS": str(ESCALATION_CHAT),
             "STUDY_CONTACT_PHONE": STUDY_PHONE,
             "TIMEZONE": "Asia/Dhaka",
+            "WEEKLY_OVERVIEW": "false",  # as in the in-process harness: the Sunday picture only when asked
             **self.extra_env,
         }
 
