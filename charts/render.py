@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 
 from domain.summary import (
     OVERVIEW_WEEKS,
@@ -132,8 +133,8 @@ def render_summary(summary: Summary, tz: tzinfo) -> Rendered:
             linespacing=1.6,
         )
         return _save(fig)
-    _adherence(fig, summary, [0.06, 0.67, 0.88, 0.16])
-    _heatmap(fig, summary.heatmap, top=0.595, bottom=0.39)
+    _adherence(fig, summary, [0.06, 0.665, 0.88, 0.15])
+    _heatmap(fig, summary.heatmap, top=0.595, bottom=0.43)
     _events(fig, summary, [0.04, 0.185, 0.92, 0.14])
     for i, series in enumerate(summary.scores[:2]):
         _scores(fig.add_axes((0.08 + 0.47 * i, 0.065, 0.38, 0.08)), series)
@@ -158,16 +159,14 @@ def _summary_header(fig: Figure, summary: Summary, tz: tzinfo) -> None:
     fig.text(0.04, 0.932, "\n".join(lines), fontsize=10, va="top", linespacing=1.5)
     if head.flags:
         fig.text(
-            0.96,
-            0.932,
-            "\n".join(f"⚠ {flag}" for flag in head.flags),
+            0.04,
+            0.868,
+            "   ".join(f"⚠ {flag}" for flag in head.flags),
             fontsize=10.5,
             weight="bold",
             color=VERMILLION,
-            ha="right",
             va="top",
-            linespacing=1.5,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": "#FFF3E8", "edgecolor": VERMILLION},
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#FFF3E8", "edgecolor": VERMILLION},
         )
 
 
@@ -343,13 +342,16 @@ def _heatmap(fig: Figure, heat: HeatMap, *, top: float, bottom: float) -> None:
 
 
 def _events(fig: Figure, summary: Summary, box: list[float]) -> None:
-    fig.text(box[0], box[1] + box[3] + 0.012, "Adverse events and alerts", fontsize=12, weight="bold")
     events = summary.events
+    limit = 7
+    shown = events[-limit:]  # the latest; the count of older ones is said
+    title = "Adverse events and alerts"
+    if len(events) > limit:
+        title += f" (the latest {limit} of {len(events)}; all in /alerts and the export)"
+    fig.text(box[0], box[1] + box[3] + 0.012, title, fontsize=12, weight="bold")
     if not events:
         fig.text(box[0], box[1] + box[3] - 0.02, "None recorded.", fontsize=10)
         return
-    limit = 9
-    shown = events[-limit:]  # the latest; the count of older ones is said
     ax = fig.add_axes((box[0], box[1], box[2], box[3]))
     ax.axis("off")
     cells = [
@@ -367,12 +369,11 @@ def _events(fig: Figure, summary: Summary, box: list[float]) -> None:
         cellText=cells,
         colLabels=["Date", "Type", "What", "Grade", "Serious criteria", "Acknowledged"],
         colWidths=[0.1, 0.09, 0.36, 0.06, 0.16, 0.21],
-        loc="upper left",
         cellLoc="left",
+        bbox=Bbox.from_bounds(0.0, 1 - (len(shown) + 1) / (limit + 1), 1.0, (len(shown) + 1) / (limit + 1)),
     )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    table.scale(1, 1.25)
     for (row, col), cell in table.get_celld().items():
         cell.set_edgecolor("#CCCCCC")
         if row == 0:
@@ -385,14 +386,6 @@ def _events(fig: Figure, summary: Summary, box: list[float]) -> None:
         if col == 5 and event.acknowledged == "OPEN":
             cell.set_text_props(weight="bold", color=VERMILLION)
             cell.get_text().set_text("⚠ OPEN")
-    if len(events) > limit:
-        fig.text(
-            box[0],
-            box[1] - 0.005,
-            f"{len(events) - limit} earlier row(s) not shown (see /alerts and the export).",
-            fontsize=8,
-            color="#444444",
-        )
 
 
 def _scores(ax: Axes, series: ScoreSeries) -> None:
