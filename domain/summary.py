@@ -439,7 +439,7 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
                 a.aware_at.astimezone(tz).date(),
                 {"urgent": "URGENT", "same_day": "same-day"}.get(a.level.value, a.level.value),
                 _alert_what(a),
-                _int(a.details.get("grade")),
+                alert_grade(a),
                 [],
                 acknowledgement(a, tz),
                 f"alert #{a.id}",
@@ -464,6 +464,13 @@ def _alert_what(alert: Alert) -> str:
     reasons = [re.sub(r"^(Red flag) \([^)]*\):", r"\1:", str(r)) for r in alert.reasons]
     # Not the summary: it may quote a staff member's name or a participant's own words.
     return "; ".join(reasons) if reasons else alert.kind.replace("_", " ")
+
+
+def alert_grade(alert: Alert) -> int | None:
+    """The provisional grade the triage gave (check-in alerts keep it in their details); None if none."""
+    triage = alert.details.get("triage")
+    grade = _int(triage.get("grade")) if isinstance(triage, dict) else _int(alert.details.get("grade"))
+    return grade or None
 
 
 def _int(value: object) -> int | None:

@@ -221,6 +221,8 @@ async def test_twelve_weeks_summary_matches_the_database_and_reaches_the_chat(
     assert row.day == event.onset_date
     alert_rows = [r for r in page.events if r.ref.startswith("alert #")]
     assert {r.kind for r in alert_rows} >= {"URGENT"}  # the red flag
+    # The same-day alerts of the grade-3 weeks carry that grade (from the alert rows' triage).
+    assert sorted(r.grade for r in alert_rows if r.kind == "same-day") == [3, 3]
     assert row.what == "Fever or infection"
     assert all("P" not in r.acknowledged.split() for r in page.events)  # roles, never names
 
@@ -429,3 +431,122 @@ def test_pages_are_a4_even_when_nothing_is_recorded() -> None:
     page = render_summary(empty, tz)
     check_a4_png(page.png)
     check_pdf(page.pdf)
+
+
+def _record(arm: str = "B", **kw: object) -> summary.ParticipantRecord:
+    """A participant's record built by hand (no database): the pure functions' input."""
+    from bot.services import load_content
+    from models import Language, Participant, ParticipantStatus
+
+    protocol, _ = load_content()
+    person = Participant(
+        id=1,
+        study_id="BSM-1",
+        arm=arm,
+        baseline_date=BASELINE,
+        language=Language.EN,
+        status=kw.pop("status", ParticipantStatus.ACTIVE),
+        mtx_weekday=4 if arm == "B" else None,
+        paused_until=None,
+        pause_reason=None,
+        withdrawn_at=None,
+    )
+    visits = [summary._visit_info(protocol, person, v.week, None) for v in protocol.visits]
+    fields: dict[str, object] = {
+        "participant": person,
+        "visits": visits,
+        "doses": [],
+        "dose_weekdays": {"methotrexate": 4, "folic_acid": 5} if arm == "B" else {},
+        "checkins": [],
+        "adverse_events": [],
+        "alerts": [],
+        "scores": [],
+        "unreachable_since": None,
+    }
+    fields.update(kw)
+    return summary.ParticipantRecord(**fields)  # type: ignore[arg-type]
+
+
+def _dose(regimen: str, day: date, answer: DoseAnswer | None) -> DoseLog:
+    from datetime import UTC, datetime, time
+
+    return DoseLog(
+        regimen=regimen,
+        drug=regimen,
+        dose_date=day,
+        planned_time=time(9),
+        reminded_at=datetime(day.year, day.month, day.day, 3, tzinfo=UTC),
+        answer=answer,
+    )
+
+
+def test_adherence_marks_each_planned_dose_day_from_the_log() -> None:
+    from bot.services import load_content
+
+    protocol, _ = load_content()
+    fridays = [date(2026, 10, 30) + timedelta(weeks=w) for w in range(4)]
+    doses = [
+        _dose("methotrexate", fridays[0], DoseAnswer.TAKEN),
+        _dose("methotrexate", fridays[1], DoseAnswer.SKIPPED),
+        # fridays[2]: never reminded (paused)
+        _dose("methotrexate", fridays[3], DoseAnswer.LATER),  # today, not answered yet
+    ]
+    record = _record(doses=doses)
+    mtx, folic = summary.adherence_strips(record, protocol, BASELINE, fridays[3], fridays[3])
+    assert [m for _, m in mtx.days] == [
+        summary.DoseMark.TAKEN,
+        summary.DoseMark.SKIPPED,
+        summary.DoseMark.NOT_REMINDED,
+        summary.DoseMark.PENDING,
+    ]
+    assert (mtx.taken, mtx.reminded) == (1, 3) and round(mtx.percent or 0) == 33
+    assert [d.weekday() for d, _ in folic.days] == [5, 5, 5] and folic.percent is None
+    # A day later the LATER answer of a past day counts as no answer.
+    mtx, _ = summary.adherence_strips(record, protocol, BASELINE, fridays[3], fridays[3] + timedelta(days=1))
+    assert mtx.days[-1][1] is summary.DoseMark.NO_ANSWER
+
+
+def test_heat_map_rows_worst_first_quiet_ones_counted_and_red_flags_by_week() -> None:
+    from datetime import UTC, datetime
+
+    def row(week: int, grades: dict[str, int], flags: tuple[str, ...] = (), status: str = "completed"):
+        at = datetime(2026, 10, 25, 4, tzinfo=UTC) + timedelta(weeks=week)
+        return summary.CheckinRow(at, week, grades, flags, status)
+
+    record = _record(
+        checkins=[
+            row(1, {"nausea": 1, "rash": 0, "cough": 2}),
+            row(1, {"nausea": 2, "rash": 0, "cough": 2}),  # the later of a week wins
+            row(2, {"nausea": 0, "rash": 0, "cough": 3}),
+            row(3, {}, ("mtx_lung",), "cancelled"),  # a cancelled one: its red flag only
+        ]
+    )
+    heat = summary.symptom_heatmap(record, {"nausea": "Nausea", "cough": "Cough", "rash": "Rash"})
+    assert heat.weeks == [1, 2]
+    assert heat.symptoms == [("cough", "Cough"), ("nausea", "Nausea")]
+    assert heat.cells[("nausea", 1)] == 2 and heat.cells[("cough", 2)] == 3
+    assert heat.quiet == 1 and heat.red_flags == {3: ["mtx_lung"]}
+    assert summary.symptom_heatmap(record, {}, max_rows=1).symptoms == [("cough", "cough")]
+
+
+def test_this_visit_is_the_one_whose_window_holds_today_and_adherence_runs_from_the_last_attended() -> None:
+    record = _record()
+    week4 = next(v for v in record.visits if v.week == 4)
+    assert summary.this_visit(record.visits, week4.window_start) == week4
+    assert summary.this_visit(record.visits, BASELINE + timedelta(days=1)) == week4  # the next one
+    assert summary.last_visit(record.visits, week4.day).week == 0  # type: ignore[union-attr]
+    attended = summary.VisitInfo(
+        4, week4.name, week4.target, week4.day, week4.window_start, week4.window_end, "done", week4.day
+    )
+    visits = [attended if v.week == 4 else v for v in record.visits]
+    assert summary.last_visit(visits, week4.day + timedelta(days=1)) == attended
+
+
+def test_overview_blocks_are_the_last_four_weeks_of_the_dose_log() -> None:
+    today = date(2026, 11, 22)
+    doses = [_dose("baricitinib", today - timedelta(days=n), DoseAnswer.TAKEN if n % 2 else None) for n in range(30)]
+    row = summary.overview_row(_record("A", doses=doses), today)
+    assert [b for b, _, _ in row.weeks] == [3, 2, 1, 0]
+    assert sum(r for _, _, r in row.weeks) == 28  # days 0..27; days 28 and 29 fall outside
+    assert row.weeks[-1] == (0, 3, 7)  # today .. 6 days back: odd days taken
+    assert row.next_visit is not None and row.next_visit.week == 4 and row.days_to_visit == 0
