@@ -550,3 +550,33 @@ def test_overview_blocks_are_the_last_four_weeks_of_the_dose_log() -> None:
     assert sum(r for _, _, r in row.weeks) == 28  # days 0..27; days 28 and 29 fall outside
     assert row.weeks[-1] == (0, 3, 7)  # today .. 6 days back: odd days taken
     assert row.next_visit is not None and row.next_visit.week == 4 and row.days_to_visit == 0
+
+
+async def test_the_test_server_takes_photos_as_telegram_does(server: BotAPIServer) -> None:
+    """sendPhoto on the local server: the size read from the picture, refusals as Telegram's."""
+    from telegram import Bot
+    from telegram.error import BadRequest
+
+    from devtools.harness import TOKEN
+
+    def png(width: int, height: int) -> bytes:
+        import io
+
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(width / 100, height / 100))
+        out = io.BytesIO()
+        fig.savefig(out, format="png", dpi=100)
+        return out.getvalue()
+
+    server.user(1001)
+    async with Bot(TOKEN, base_url=server.base_url) as bot:
+        message = await bot.send_photo(1001, png(300, 200), caption="a picture", filename="p.png")
+        assert message.photo[-1].width == 300 and message.photo[-1].height == 200
+        assert message.caption == "a picture"
+        with pytest.raises(BadRequest, match="(?i)photo_invalid_dimensions"):
+            await bot.send_photo(1001, png(2100, 100))  # sides more than 20 to 1
+        with pytest.raises(BadRequest, match="(?i)image_process_failed"):
+            await bot.send_photo(1001, b"not a picture")
+    (photo,) = server.photos(1001)
+    assert (photo.width, photo.height, photo.kind, photo.mime_type) == (300, 200, "photo", "image/png")
