@@ -574,9 +574,9 @@ async def test_the_test_server_takes_photos_as_telegram_does(server: BotAPIServe
         message = await bot.send_photo(1001, png(300, 200), caption="a picture", filename="p.png")
         assert message.photo[-1].width == 300 and message.photo[-1].height == 200
         assert message.caption == "a picture"
-        with pytest.raises(BadRequest, match="(?i)photo_invalid_dimensions"):
+        with pytest.raises(BadRequest, match=r"(?i)photo_invalid_dimensions"):
             await bot.send_photo(1001, png(2100, 100))  # sides more than 20 to 1
-        with pytest.raises(BadRequest, match="(?i)image_process_failed"):
+        with pytest.raises(BadRequest, match=r"(?i)image_process_failed"):
             await bot.send_photo(1001, b"not a picture")
     (photo,) = server.photos(1001)
     assert (photo.width, photo.height, photo.kind, photo.mime_type) == (300, 200, "photo", "image/png")
