@@ -4,6 +4,9 @@ on a phone and as a PDF to print. Admins only; in a private chat or a coordinato
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+
 from telegram import Update
 
 from bot.context import BotContext
@@ -12,6 +15,8 @@ from charts import Rendered, overview_files, summary_files
 from domain import audit, summary
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
+
+log = logging.getLogger(__name__)
 
 
 def _check_chat(update: Update, context: BotContext, command: str) -> int:
@@ -23,13 +28,37 @@ def _check_chat(update: Update, context: BotContext, command: str) -> int:
     return chat.id
 
 
-def _send_after_commit(context: BotContext, chat_id: int, rendered: Rendered, name: str, caption: str) -> None:
-    """The page as a photo, then the same page as a PDF, once the audit row is stored."""
+def _send_after_commit(
+    context: BotContext, chat_id: int, draw: Callable[[], Awaitable[Rendered]], name: str, caption: str
+) -> None:
+    """Draw the page after the commit (a second or two of CPU: never inside the update's
+    transaction, which on SQLite holds the one writer), then send it as a photo and as a
+    PDF. A page that cannot be drawn gets a short apology instead (the error is logged)."""
     bot = context.bot
-    context.work.after_commit(lambda: bot.send_photo(chat_id, rendered.png, caption=caption, filename=f"{name}.png"))
-    context.work.after_commit(
-        lambda: bot.send_document(chat_id, rendered.pdf, filename=f"{name}.pdf", caption=f"{caption} (A4, to print)")
-    )
+    drawn: list[Rendered | None] = []
+
+    async def page() -> Rendered | None:
+        if not drawn:
+            try:
+                drawn.append(await draw())
+            except Exception as exc:
+                log.error("%s not drawn: %s", name, type(exc).__name__, exc_info=exc)
+                drawn.append(None)
+                await bot.send_message(chat_id, f"Sorry, {name} could not be drawn; the error is logged.")
+        return drawn[0]
+
+    async def photo() -> None:
+        rendered = await page()
+        if rendered is not None:
+            await bot.send_photo(chat_id, rendered.png, caption=caption, filename=f"{name}.png")
+
+    async def document() -> None:
+        rendered = await page()
+        if rendered is not None:
+            await bot.send_document(chat_id, rendered.pdf, filename=f"{name}.pdf", caption=f"{caption} (A4, to print)")
+
+    context.work.after_commit(photo)
+    context.work.after_commit(document)
 
 
 @admin_only
@@ -42,7 +71,6 @@ async def summary_command(update: Update, context: BotContext) -> None:
     services = context.services
     record = await summary.load_record(context.db, parse_study_id(args[0]), services.protocol)
     page = summary.build_summary(record, services.protocol, services.instruments, context.now)
-    rendered = await summary_files(page, services.protocol.tz)
     user = update.effective_user
     assert user is not None
     audit.record(
@@ -58,7 +86,10 @@ async def summary_command(update: Update, context: BotContext) -> None:
     caption = f"Visit summary · {head.study_id} · arm {head.arm} · {day:%d %b %Y}"
     if page.empty:
         caption += " · no data yet"
-    _send_after_commit(context, chat_id, rendered, f"summary-{head.study_id}-{day:%Y%m%d}", caption)
+    tz = services.protocol.tz
+    _send_after_commit(
+        context, chat_id, lambda: summary_files(page, tz), f"summary-{head.study_id}-{day:%Y%m%d}", caption
+    )
 
 
 @admin_only
@@ -68,7 +99,7 @@ async def overview_command(update: Update, context: BotContext) -> None:
     services = context.services
     tz = services.protocol.tz
     rows = summary.overview_rows(await summary.load_all(context.db, services.protocol), context.now, tz)
-    rendered = await overview_files(rows, services.protocol.trial_id, context.now, tz)
+    trial, now = services.protocol.trial_id, context.now
     user = update.effective_user
     assert user is not None
     audit.record(
@@ -80,4 +111,6 @@ async def overview_command(update: Update, context: BotContext) -> None:
     )
     day = context.now.astimezone(tz)
     caption = f"Trial at a glance · {services.protocol.trial_id} · {len(rows)} participant(s) · {day:%d %b %Y}"
-    _send_after_commit(context, chat_id, rendered, f"overview-{day:%Y%m%d}", caption)
+    _send_after_commit(
+        context, chat_id, lambda: overview_files(rows, trial, now, tz), f"overview-{day:%Y%m%d}", caption
+    )
