@@ -450,10 +450,9 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
 
 def event_what(event: AdverseEvent) -> str:
     """What the event was, never in anyone's own words (a note or "something else" may
-    hold a name): the list label for a participant's report, the criteria for staff's."""
+    hold a name): the list label for a participant's report."""
     if event.source != "participant":
-        criteria = [label for attr, label in CRITERIA if getattr(event, attr)]
-        return "recorded by the study team: " + (", ".join(criteria) or "serious event")
+        return "serious event recorded by the study team"  # its criteria have their own column
     if event.category == "other":
         return "something else (their words: see /alerts)"
     return event.term

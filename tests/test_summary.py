@@ -403,7 +403,7 @@ def test_event_text_never_quotes_free_text() -> None:
         source="participant", category="other", term="my name is Rahima", hospitalisation=False, **flags
     )
     listed = AdverseEvent(source="participant", category="pain", term="Pain", hospitalisation=False, **flags)
-    assert summary.event_what(staff) == "recorded by the study team: hospitalisation"
+    assert summary.event_what(staff) == "serious event recorded by the study team"
     assert "Rahima" not in summary.event_what(other)
     assert summary.event_what(listed) == "Pain"
 
