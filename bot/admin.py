@@ -5,6 +5,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m bot.admin enroll BSM-001 B 2026-10-25 bn fri
     python -m bot.admin participants
     python -m bot.admin withdraw BSM-001 moved away
+    python -m bot.admin unlink BSM-001
     python -m bot.admin pause BSM-001 2026-12-01 travelling
     python -m bot.admin resume BSM-001
     python -m bot.admin status BSM-001
@@ -33,6 +34,7 @@ from domain import audit, enrollment, participants, schedule_ops
 from domain.clock import Clock, SystemClock
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
+from domain.secrets import ENROLLMENT_CODES, derive_key
 from models.db import create_engine, create_session_factory
 from scheduler.store import default_protocol
 
@@ -50,9 +52,9 @@ async def _bot_username() -> str | None:
     try:
         from telegram import Bot
 
-        from bot.config import Settings
+        from bot.config import TokenSettings
 
-        settings = Settings()
+        settings = TokenSettings()
         bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
         async with asyncio.timeout(5):
             async with bot:
@@ -61,15 +63,49 @@ async def _bot_username() -> str | None:
         return None
 
 
+def _code_key() -> bytes:
+    """The key codes are stored under, derived from the bot token as the bot does: a
+    code issued here must work there."""
+    from bot.config import TokenSettings
+
+    try:
+        token = TokenSettings().telegram_bot_token.get_secret_value()
+    except ValidationError as error:
+        raise DomainError(
+            "issuing a code needs TELEGRAM_BOT_TOKEN (the bot's token: codes are stored keyed with it); "
+            + describe_error(error)
+        ) from None
+    return derive_key(token, ENROLLMENT_CODES)
+
+
 Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock], Awaitable[str]]
 
 
 async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
     request = enrollment.parse_enroll_args(args.args)
     result = await enrollment.enroll(
-        session, request, actor=_actor(), now=clock.now(), code_ttl=timedelta(days=settings.enrollment_code_days)
+        session,
+        request,
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
     )
     return admin_text.enrolled(result, settings.tz, await _bot_username())
+
+
+async def _unlink(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+    result = await enrollment.unlink(
+        session,
+        parse_study_id(args.study_id),
+        actor=_actor(),
+        now=clock.now(),
+        code_ttl=timedelta(days=settings.enrollment_code_days),
+        code_key=_code_key(),
+    )
+    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
+        result, settings.tz, await _bot_username()
+    )
 
 
 async def _participants(
@@ -204,15 +240,22 @@ async def _overview(session: AsyncSession, args: argparse.Namespace, settings: D
 async def _audit_verify(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
 ) -> str:
-    from domain.audit_chain import seal, verify
+    from domain.audit_chain import parse_published, seal, verify
 
+    published = None
+    if args.published:
+        try:
+            published = parse_published(args.published)
+        except ValueError as error:
+            raise DomainError(str(error)) from None
     await seal(session)
-    report = await verify(session)
+    report = await verify(session, published)
     if not report.ok:
         raise DomainError("the audit chain is broken:\n  " + "\n  ".join(report.problems))
+    checked = f"; it holds the published head #{published[0]}" if published else ""
     return (
         f"Audit chain intact: {report.sealed} row(s) sealed, {report.unsealed} waiting; "
-        f"head #{report.head_seq} {report.head_hash[:16]}…"
+        f"head #{report.head_seq} {report.head_hash[:16]}…{checked}"
     )
 
 
@@ -278,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
     p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
     p.set_defaults(action=_enroll)
+    p = sub.add_parser("unlink", help="unlink a participant's chat (lost phone) and print a new one-time code")
+    p.add_argument("study_id")
+    p.set_defaults(action=_unlink)
     p = sub.add_parser("participants", help="list participants, one line each")
     p.set_defaults(action=_participants)
     p = sub.add_parser("withdraw", help="withdraw a participant (data kept)")
@@ -329,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the PDF file to write (the PNG goes beside it)")
     p.set_defaults(action=_overview)
     p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
+    p.add_argument(
+        "--published",
+        metavar="SEQ:HASH",
+        help="a head published outside the database (the coordinator chat, an export): the chain must still hold it",
+    )
     p.set_defaults(action=_audit_verify)
     return parser
 

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest
 
+from bot.digest import split_digest
 from domain import audit
 from domain.acknowledgement import DIGEST_KIND
 from domain.alerts import queue_delivery, raise_alert
@@ -149,8 +152,9 @@ async def escalate_due(app: TrialApplication) -> None:
 
 
 async def build_digest(app: TrialApplication) -> None:
-    """From 08:00 local: one INFO alert listing every same-day item raised before
-    08:00 and not yet in a digest (each item once; nothing when there is nothing)."""
+    """From 08:00 local, once a day: INFO alerts listing every same-day item raised
+    before 08:00 and not yet in a digest (each item once; nothing when there is
+    nothing), split into messages Telegram accepts (see bot.digest)."""
     services = app.services
     settings = services.settings
     tz = settings.tz
@@ -160,6 +164,8 @@ async def build_digest(app: TrialApplication) -> None:
     if local < since:
         return
     async with services.sessions() as session:
+        if await _digest_built(session, local.date().isoformat()):
+            return  # once a day: items given back by a refused digest wait for tomorrow's
         items = list(
             await session.scalars(
                 select(Alert)
@@ -187,25 +193,33 @@ async def build_digest(app: TrialApplication) -> None:
                 select(Participant).where(Participant.id.in_({a.participant_id for a in items if a.participant_id}))
             )
         }
-        lines = [f"📋 Same-day review, {local.strftime('%a %d %b %Y')}: {len(items)} item(s)"]
+        lines = []
         for alert in items:
             person = people.get(alert.participant_id or 0)
             who = f"{person.study_id} (arm {person.arm})" if person else "no participant"
             why = "; ".join(str(r) for r in alert.reasons) or alert.summary.splitlines()[0]
-            lines.append(f"• {who} · {why} · reported {_local(alert.aware_at, tz)} · /ack {alert.id}")
-        await raise_alert(
-            session,
-            participant=None,
-            kind=DIGEST_KIND,
-            level=AlertLevel.INFO,
-            summary="\n".join(lines),
-            reasons=[],
-            now=now,
-            coordinator_chats=settings.coordinator_chat_ids,
-            details={"alerts": ids, "date": local.date().isoformat()},
-            source=f"digest:{local.date().isoformat()}",
-        )
+            lines.append(f"• {who} · /ack {alert.id} · {why} · reported {_local(alert.aware_at, tz)}")
+        parts = split_digest(f"📋 Same-day review, {local.strftime('%a %d %b %Y')}", lines)
+        for number, part in enumerate(parts, start=1):
+            await raise_alert(
+                session,
+                participant=None,
+                kind=DIGEST_KIND,
+                level=AlertLevel.INFO,
+                summary=part.text,
+                reasons=[],
+                now=now,
+                coordinator_chats=settings.coordinator_chat_ids,
+                details={"alerts": [ids[i] for i in part.items], "date": local.date().isoformat(), "part": number},
+                source=f"digest:{local.date().isoformat()}" + (f":{number}" if number > 1 else ""),
+            )
         await session.commit()
+
+
+async def _digest_built(session: AsyncSession, day: str) -> bool:
+    """Whether today's digest exists (its first part's source is `digest:<date>`)."""
+    found = await session.scalar(select(Alert.id).where(Alert.kind == DIGEST_KIND, Alert.source == f"digest:{day}"))
+    return found is not None
 
 
 async def send_pending(app: TrialApplication) -> None:
@@ -255,6 +269,9 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
         await session.commit()
     try:
         message = await app.bot.send_message(chat_id, text, reply_markup=markup)
+    except BadRequest as exc:  # the same request would be refused again: never retried
+        await dead_letter(app, delivery_id, exc)
+        return
     except Exception as exc:
         async with services.sessions() as session:
             failed = await session.get(AlertDelivery, delivery_id)
@@ -281,6 +298,53 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
     # lease runs out and the coordinators get the alert twice.
     await retry_transient(record, what=f"recording alert delivery {delivery_id} as sent")
     log.info("alert delivery %s sent", delivery_id)
+
+
+async def dead_letter(app: TrialApplication, delivery_id: int, error: BadRequest) -> None:
+    """Telegram refused a delivery for good (a 400: too long, chat not found…): mark it
+    dead (never retried), audit it, give a refused digest's items back to tomorrow's
+    digest, and tell the admins at once in their private chats (best effort)."""
+    services = app.services
+    now = services.clock.now()
+    reason = f"{type(error).__name__}: {error.message}"[:200]
+    async with services.sessions() as session:
+        delivery = await session.get(AlertDelivery, delivery_id)
+        if delivery is None or delivery.status is not DeliveryStatus.PENDING:
+            return
+        alert = await session.get(Alert, delivery.alert_id)
+        assert alert is not None
+        participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        delivery.status = DeliveryStatus.DEAD
+        delivery.attempts += 1
+        delivery.last_error = reason
+        released: list[int] = []
+        if alert.kind == DIGEST_KIND:
+            released = [int(i) for i in alert.details.get("alerts", [])]
+            if released:
+                await session.execute(update(Alert).where(Alert.id.in_(released)).values(digest_sent_at=None))
+        audit.record(
+            session,
+            at=now,
+            actor=audit.SYSTEM,
+            action="alert.delivery.dead",
+            participant_id=alert.participant_id,
+            after={"alert": alert.id, "delivery": delivery_id, "chat": delivery.chat_id, "error": reason},
+        )
+        await session.commit()
+        who = participant.study_id if participant else "no participant"
+        chat_id = delivery.chat_id
+    log.error("alert delivery %s refused for good (%s): dead-lettered", delivery_id, type(error).__name__)
+    text = (
+        f"⚠️ Alert #{alert.id} ({alert.kind}, {who}) could not be delivered to chat {chat_id}: Telegram refused "
+        f"it for good ({reason}). It will not be retried: please check the chat and read it with /alerts."
+    )
+    if released:
+        text += f" The {len(released)} same-day item(s) it listed go into tomorrow's digest; /alerts lists them now."
+    for admin_id in services.settings.admin_user_ids:
+        try:
+            await app.bot.send_message(admin_id, text)
+        except Exception as exc:
+            log.error("admin %s not told of dead alert delivery %s (%s)", "?", delivery_id, type(exc).__name__)
 
 
 async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | None = None) -> None:

@@ -21,6 +21,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
@@ -32,6 +33,7 @@ from bot.handlers import (
     common,
     coordinator,
     export,
+    gate,
     participant,
     pictures,
     questionnaire,
@@ -208,6 +210,9 @@ def register_handlers(app: TrialApplication) -> None:
     group answers whatever nothing else understood, so nobody is left without a reply."""
     private = filters.ChatType.PRIVATE
 
+    # Before everything: edits are not handled again; strangers' groups are left.
+    app.add_handler(TypeHandler(Update, gate.gate), group=-1)
+
     # Participant commands (private chats).
     app.add_handler(CommandHandler("start", participant.start, filters=private))
     app.add_handler(CommandHandler("language", participant.language, filters=private))
@@ -219,11 +224,13 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("settime", schedule.settime, filters=private))
     app.add_handler(CommandHandler("stop", schedule.stop, filters=private))
 
-    # Admin commands (any chat; each one checks ADMIN_USER_IDS and audits refusals).
+    # Admin commands (each one checks ADMIN_USER_IDS and audits refusals; all but /ack
+    # work only in the admin's private chat).
     app.add_handler(CommandHandler("enroll", admin.enroll))
     app.add_handler(CommandHandler("participants", admin.list_participants))
     app.add_handler(CommandHandler("withdraw", admin.withdraw))
     app.add_handler(CommandHandler("sae", admin.sae))
+    app.add_handler(CommandHandler("unlink", admin.unlink))
     app.add_handler(CommandHandler("export", export.export))
     app.add_handler(CommandHandler("alerts", coordinator.list_alerts))
     app.add_handler(CommandHandler("ack", coordinator.ack_command))

@@ -33,6 +33,7 @@ ADMIN_COMMANDS: list[tuple[str, str]] = [
     ("enroll", "STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: enroll, get a one-time code"),
     ("participants", "everyone, one line each"),
     ("withdraw", "STUDY_ID [REASON]: stop everything; data kept"),
+    ("unlink", "STUDY_ID: lost phone; unlink the chat, new code"),
     ("alerts", "open alerts, each with its Acknowledge button"),
     ("ack", "ALERT_ID [NOTE]: acknowledge an alert"),
     ("sae", "STUDY_ID CRITERIA [ONSET_DATE] [NOTE]: record a serious event (death, admission…)"),

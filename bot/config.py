@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -108,20 +108,46 @@ class CoordinatorSettings(DatabaseSettings):
         return _required_ids(value)
 
 
-class Settings(CoordinatorSettings):
+class TokenSettings(DatabaseSettings):
+    """What talks to the Bot API or keys a secret by the token (the bot, and the
+    shell's `enroll` and `unlink`, whose codes are stored keyed with it)."""
+
+    telegram_bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org/bot"
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not _TOKEN_RE.match(value.get_secret_value().strip()):
+            raise ValueError("does not look like a bot token (digits:letters, from @BotFather)")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class Settings(CoordinatorSettings, TokenSettings):
     """Everything the running bot needs. The token is a secret: it never appears in
     a repr, a log line or an error message. The bot does not start without
     people to reach: coordinator and escalation chats and the study phone."""
 
-    telegram_bot_token: SecretStr
-    telegram_api_url: str = "https://api.telegram.org/bot"
     admin_user_ids: IdList = Field(default_factory=list)
     escalation_chat_ids: IdList
+    audit_head_chat_ids: IdList | None = None
+    """Where the audit chain's head is published each day (bot.audit_publish); unset:
+    the coordinator chats."""
     study_contact_phone: str
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
-    webhook_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    """Required in webhook mode: without it anyone who can reach the port could post
+    updates as any user (ids are not secret). Several processes share it through the
+    environment."""
     heartbeat_seconds: float = Field(default=30, ge=1, le=3600)
     reminder_lease_seconds: float = Field(default=300, ge=1, le=3600)
     """How long a claimed batch of reminders belongs to the process that claimed it; if
@@ -133,7 +159,7 @@ class Settings(CoordinatorSettings):
     weekly_overview: bool = True
     """The trial-at-a-glance picture to the coordinator chats on Sundays at 08:00 (off: /overview only)."""
 
-    @field_validator("admin_user_ids", "escalation_chat_ids", mode="before")
+    @field_validator("admin_user_ids", "escalation_chat_ids", "audit_head_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
         try:
@@ -157,20 +183,6 @@ class Settings(CoordinatorSettings):
             raise ValueError("does not look like a phone number (digits, spaces, - and a leading +)")
         return phone_as_dialled(value)
 
-    @field_validator("telegram_bot_token")
-    @classmethod
-    def _token_shape(cls, value: SecretStr) -> SecretStr:
-        if not _TOKEN_RE.match(value.get_secret_value().strip()):
-            raise ValueError("does not look like a bot token (digits:letters, from @BotFather)")
-        return SecretStr(value.get_secret_value().strip())
-
-    @field_validator("telegram_api_url")
-    @classmethod
-    def _api_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
-
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
@@ -183,8 +195,10 @@ class Settings(CoordinatorSettings):
 
     @field_validator("webhook_secret")
     @classmethod
-    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value():
+            if info.data.get("webhook_url"):
+                raise ValueError("is required when WEBHOOK_URL is set (webhook mode); see .env.example")
             return None
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
             raise ValueError("may only contain A-Z, a-z, 0-9, _ and - (Telegram's rule)")

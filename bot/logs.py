@@ -37,11 +37,33 @@ class RedactFilter(logging.Filter):
         return True
 
 
+def mask(text: str, secrets: list[str]) -> str:
+    """`text` with every secret (and its URL-encoded form) replaced by `***`."""
+    from urllib.parse import quote
+
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Masks the secrets in the whole formatted record, the traceback included (the
+    filter sees only the message; an exception's text may quote a URL with the token)."""
+
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
+        super().__init__(fmt)
+        self._secrets = [s for s in secrets if s]
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record), self._secrets)
+
+
 def setup_logging(secrets: list[str], level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
     """Configure the root logger once, with the redaction filter on its handler,
     and cap the loggers that would otherwise leak. Returns the handler."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     handler.addFilter(RedactFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -5,9 +5,10 @@ Both are ours, not PTB's Updater, for one reason: an update must be confirmed to
 Telegram only after it was handled and committed. PTB's long polling confirms a
 fetched batch (by asking for the next offset) while the batch is still waiting to be
 processed, and its webhook server answers 200 before processing: a crash at that
-moment loses those updates. Here long polling asks for the next offset only once the
-batch is committed, and the webhook answers 200 only after the commit (503 if the
-database stayed away, so that Telegram delivers it again); a crash before that means
+moment loses those updates. Here long polling never asks from an offset past an
+update that is not committed yet (it keeps fetching meanwhile, see `poll`), and the
+webhook answers 200 only after the commit (503 if the database stayed away, so that
+Telegram delivers it again); a crash before that means
 re-delivery, and the processed-update table makes sure it is applied once."""
 
 from __future__ import annotations
@@ -78,12 +79,12 @@ async def start_webhook(app: TrialApplication) -> web.AppRunner:
     handles the update, and answers only then; then the webhook is registered with
     Telegram. Several processes can serve one URL behind a load balancer."""
     settings = app.services.settings
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if settings.webhook_secret is None:  # Settings refuses this already; never serve without it
+        raise RuntimeError("WEBHOOK_SECRET is required in webhook mode")
+    secret = settings.webhook_secret.get_secret_value()
 
     async def receive(request: web.Request) -> web.Response:
-        if secret is not None and not hmac.compare_digest(
-            request.headers.get(SECRET_HEADER, "").encode(), secret.encode()
-        ):
+        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
             log.warning("webhook request refused: missing or wrong secret token")
             return web.Response(status=403)
         try:
@@ -107,15 +108,26 @@ async def start_webhook(app: TrialApplication) -> web.AppRunner:
 async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) -> None:
     """Long polling that confirms an update only after it was processed (see the
     module docstring). Network trouble backs off and tries again; the loop ends
-    when `stop` is set, after confirming what was processed."""
+    when `stop` is set, after the updates in progress finished and were confirmed.
+
+    Fetching does not wait for a batch to finish: each update is handled in a task of
+    its own (chats concurrently, each chat's updates in order: TrialApplication.handle),
+    and the next fetch goes out at once, so one slow chat (its replies held by the rate
+    limiter or a slow network) delays nobody else. Telegram confirms every update below
+    the offset a fetch asks from, so the offset stays at the oldest update still in
+    progress: updates fetched again meanwhile are recognised and skipped."""
     bot = app.bot
-    offset: int | None = None
+    flight = _InFlight()
     backoff = 0.5
     stopping = asyncio.create_task(stop.wait())
     try:
         while not stop.is_set():
             fetch = asyncio.create_task(
-                bot.get_updates(offset=offset, timeout=poll_seconds, allowed_updates=Update.ALL_TYPES)
+                bot.get_updates(
+                    offset=flight.offset(),
+                    timeout=0 if flight.busy() else poll_seconds,  # in progress are returned at once anyway
+                    allowed_updates=Update.ALL_TYPES,
+                )
             )
             await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not fetch.done():
@@ -141,24 +153,82 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.5
-            # The batch at once: chats concurrently, each chat's updates in order (see
-            # TrialApplication.handle, which never raises); confirmed when all are done.
-            handled = await asyncio.gather(*(app.handle(update) for update in updates))
-            if all(handled):
-                if updates:
-                    offset = updates[-1].update_id + 1
-                continue
-            # The database stayed away: confirm only what comes before the first update not
-            # stored, and fetch it again later (what was stored after it is skipped then).
-            first = next(u for u, ok in zip(updates, handled, strict=True) if not ok)
-            offset = first.update_id
-            await _pause(stop, 5.0)
+            fresh = flight.start(app, updates)
+            if flight.busy() and not fresh:
+                # Only updates already in progress came back: wait for one to finish (or
+                # a moment, for new updates of other chats) instead of asking again at once.
+                await asyncio.wait({*flight.tasks(), stopping}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            if flight.collect():
+                # The database stayed away: those updates are fetched (and handled) again later.
+                await _pause(stop, 5.0)
     finally:
         stopping.cancel()
+        await flight.finish()
+        offset = flight.offset()
         if offset is not None:
             # Confirm what was processed, so a restart does not fetch it again.
             with contextlib.suppress(TelegramError):
                 await bot.get_updates(offset=offset, timeout=0)
+
+
+class _InFlight:
+    """The updates long polling has fetched and not yet confirmed: in progress, handled
+    (but behind one in progress), or not stored (to fetch again)."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, asyncio.Task[bool]] = {}
+        self._handled: set[int] = set()
+        self._failed: set[int] = set()
+        self._next: int | None = None
+
+    def busy(self) -> bool:
+        """Whether any update is in progress."""
+        return bool(self._running)
+
+    def tasks(self) -> list[asyncio.Task[bool]]:
+        """The tasks of the updates in progress."""
+        return list(self._running.values())
+
+    def offset(self) -> int | None:
+        """What to fetch from: the oldest update not yet handled, else the next new one."""
+        pending = self._running.keys() | self._failed
+        return min(pending) if pending else self._next
+
+    def start(self, app: TrialApplication, updates: list[Update]) -> int:
+        """Handle the updates not seen before, in order; returns how many."""
+        fresh = 0
+        for update in updates:
+            uid = update.update_id
+            if self._next is None or uid >= self._next:
+                self._next = uid + 1
+            if uid in self._running or uid in self._handled:
+                continue
+            self._failed.discard(uid)
+            self._running[uid] = asyncio.create_task(app.handle(update))
+            fresh += 1
+        return fresh
+
+    def collect(self) -> bool:
+        """Take in the finished updates; True when one could not be stored."""
+        failed = False
+        for uid, task in list(self._running.items()):
+            if task.done():
+                del self._running[uid]
+                if not task.cancelled() and task.exception() is None and task.result():
+                    self._handled.add(uid)
+                else:
+                    self._failed.add(uid)
+                    failed = True
+        frontier = self.offset()
+        if frontier is not None:
+            self._handled = {uid for uid in self._handled if uid >= frontier}
+        return failed
+
+    async def finish(self) -> None:
+        """Let the updates in progress finish (at shutdown), then take them in."""
+        if self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        self.collect()
 
 
 def _seconds(value: float | dt.timedelta) -> float:

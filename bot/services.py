@@ -15,6 +15,7 @@ from bot.aio import PerLoop
 from bot.config import Settings
 from domain.clock import Clock
 from domain.questionnaires import Instrument, load_instruments
+from domain.secrets import derive_key
 from domain.triage import check_cross_checks, default_triage_table
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.protocol import Protocol, load_protocol
@@ -33,6 +34,11 @@ class Services:
     protocol: Protocol
     instruments: dict[str, Instrument]
     _writer: PerLoop[asyncio.Lock] = field(default_factory=lambda: PerLoop(asyncio.Lock), repr=False)
+
+    def secret_key(self, purpose: str) -> bytes:
+        """A key kept outside the database, one per purpose, derived from the bot token
+        (see domain.secrets): a database dump alone cannot recover what it protects."""
+        return derive_key(self.settings.telegram_bot_token.get_secret_value(), purpose)
 
     @contextlib.asynccontextmanager
     async def one_writer(self) -> AsyncIterator[None]:

@@ -1321,6 +1321,11 @@ class SimGroup(SimChat):
         """Re-add the bot after :meth:`remove_bot`."""
         self.server._chat(self.id).kicked = False
 
+    @property
+    def bot_is_member(self) -> bool:
+        """False once the bot was kicked or left (``leaveChat``)."""
+        return not self.server._chat(self.id).kicked
+
 
 # --------------------------------------------------------------------------------------
 # The server
@@ -1948,6 +1953,7 @@ class BotAPIServer:
             "sendPhoto": self._send_photo,
             "sendChatAction": self._send_chat_action,
             "getChat": self._get_chat,
+            "leaveChat": self._leave_chat,
             "getFile": self._get_file,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
@@ -2530,6 +2536,14 @@ class BotAPIServer:
                 "premium_subscription": False,
             },
         }
+
+    def _leave_chat(self, p: JSONDict, f: dict[str, _Upload]) -> bool:
+        state = self._target(p)
+        if state.chat.get("type") == "private":
+            raise _bad("chat member status can't be changed in private chats")
+        state.kicked = True  # no longer a member: sends there fail with 403 as after a kick
+        self._record(TranscriptEntry(self._clock(), "bot", None, state.id, "leave", "(the bot left the chat)"))
+        return True
 
     def _get_file(self, p: JSONDict, f: dict[str, _Upload]) -> JSONDict:
         stored = self._files.get(str(p.get("file_id", "")))

@@ -178,6 +178,23 @@ async def trial_record_export(demo: Demo) -> None:
     ]
 
 
+async def hardening(demo: Demo) -> None:
+    """Issue 17: an admin's /participants typed in the coordinator chat is refused there
+    (trial data only in a private chat); a stranger adds the bot to a group and it
+    leaves without a word; an edited message is not handled again."""
+    server = demo.server
+    update = await server.group(COORDINATOR_CHAT).send(demo.admin, "/participants")
+    await server.wait_for(COORDINATOR_CHAT, "only in your private chat", since=update)
+    stranger = server.user(66_000_001, "Stranger", language_code="en", label="stranger")
+    group = server.group(-5_001, title="Anything goes", label="a stranger's group")
+    await group.send(stranger, "/participants")
+    await server.wait_for_request("leaveChat")
+    hello = await demo.participant.send("/help")
+    await server.wait_for(PARTICIPANT_ID, since=hello)
+    edited = await demo.participant.edit(hello, "/stop")
+    await server.wait_for(PARTICIPANT_ID, "এডিট", since=edited)
+
+
 async def pictures(demo: Demo) -> None:
     """Issue 15: the clinician's one-page summary of BSM-001 and the trial at a glance,
     each as a photo and a PDF; the pictures are also written to demo-output/ (the
@@ -217,6 +234,7 @@ SCENES: list[Scene] = [
     times_as_people_say_them,
     staff_recorded_admission,
     trial_record_export,
+    hardening,
     pictures,
 ]
 

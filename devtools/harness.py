@@ -26,6 +26,15 @@ STUDY_PHONE = "+8801711000000"  # as dialled: Telegram makes it tappable
 DEFAULT_START = datetime(2026, 10, 25, 3, 0, tzinfo=UTC)
 
 
+class TickFailed(Exception):
+    """A scheduler beat in a test had a tick that raised (see BotHarness.tick)."""
+
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        names = ", ".join(f"{name}: {type(exc).__name__}: {exc}" for name, exc in failures.items())
+        super().__init__(f"tick failed: {names}")
+        self.failures = failures
+
+
 @dataclass(repr=False)
 class BotHarness:
     """One bot process (an Application) serving through the test server."""
@@ -34,6 +43,8 @@ class BotHarness:
     database_url: str
     clock: ManualClock = field(default_factory=lambda: ManualClock(DEFAULT_START))
     overrides: dict[str, Any] = field(default_factory=dict)
+    rate_limiter: bool = True
+    """False: no AIORateLimiter, so a 429 reaches the dispatcher's own RetryAfter handling."""
     app: TrialApplication | None = None
     services: Services | None = None
     _stop: asyncio.Event | None = None
@@ -58,6 +69,9 @@ class BotHarness:
             # The harness starts on a Sunday after 08:00: a test that wants the Sunday
             # picture in the coordinator chat asks for it (tests/test_summary.py).
             "weekly_overview": False,
+            # The daily audit head would be one more message in the coordinator chat,
+            # which most tests count: published only where a test asks for it.
+            "audit_head_chat_ids": [],
         }
         values.update(self.overrides)
         return Settings(_env_file=None, **values)
@@ -66,7 +80,7 @@ class BotHarness:
         """Build the Application and serve with long polling until `stop`."""
         settings = self.settings()
         self.services = build_services(settings, self.clock)
-        self.app = build_application(self.services)
+        self.app = build_application(self.services, rate_limiter=self.rate_limiter)
         self._stop = asyncio.Event()
         ready = asyncio.Event()
         self._task = asyncio.create_task(
@@ -79,10 +93,17 @@ class BotHarness:
             self._task.result()  # raises what went wrong
             raise RuntimeError("the bot stopped while starting")
 
-    async def tick(self) -> None:
-        """One scheduler beat at the clock's current time (the tests' heartbeat)."""
+    async def tick(self, *, may_fail: bool = False) -> dict[str, Exception]:
+        """One scheduler beat at the clock's current time (the tests' heartbeat).
+
+        A tick that failed raises TickFailed here (the heartbeat itself logs it and goes
+        on), so "nothing was sent" cannot pass because the tick crashed; fault-injection
+        tests that expect a failing beat pass ``may_fail=True`` and get the failures."""
         assert self.app is not None
-        await run_all(self.app)
+        failures = await run_all(self.app)
+        if failures and not may_fail:
+            raise TickFailed(failures)
+        return failures
 
     async def stop(self) -> None:
         """Shut the bot down cleanly and release the database."""

@@ -10,13 +10,30 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN
+from domain.clock import Clock, OffsetClock
 
 ROOT = Path(__file__).resolve().parent.parent
+PROCESS_START = "2026-10-30T10:00:00+06:00"
+"""Where process tests' clocks start (a Friday morning in Dhaka) unless TEST_START says
+otherwise, e.g. TEST_START=2026-10-30T23:59:00+06:00 to run them across Dhaka midnight."""
+
+
+def test_clock() -> OffsetClock:
+    """The clock a process test and its `python -m bot` children share: it starts at
+    TEST_START (default PROCESS_START, to the minute) and runs at real speed."""
+    start = datetime.fromisoformat(os.environ.get("TEST_START") or PROCESS_START)
+    if start.tzinfo is None:
+        raise ValueError("TEST_START needs a UTC offset, e.g. 2026-10-30T23:59:00+06:00")
+    return OffsetClock(start.replace(second=0, microsecond=0))
+
+
+test_clock.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 @dataclass
@@ -27,6 +44,9 @@ class BotProcess:
     database_url: str
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    clock: Clock | None = None
+    """The test's clock: each start hands its current time to the child (TEST_CLOCK), so
+    the child runs on it, across restarts. None: the real clock."""
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
 
@@ -45,6 +65,8 @@ class BotProcess:
             "STUDY_CONTACT_PHONE": STUDY_PHONE,
             "TIMEZONE": "Asia/Dhaka",
             "WEEKLY_OVERVIEW": "false",  # as in the in-process harness: the Sunday picture only when asked
+            "AUDIT_HEAD_CHAT_IDS": "",  # as in the harness: no daily head in the counted chats
+            **({"TEST_CLOCK": self.clock.now().isoformat()} if self.clock is not None else {}),
             **self.extra_env,
         }
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
 from domain.errors import DomainError
+from domain.quoting import name_with_actor
 from models import Alert
 
 DIGEST_KIND = "digest"
@@ -49,7 +50,7 @@ async def acknowledge(
     if alert.acknowledged_at is not None:
         return Acknowledged(alert, already=True)
     alert.acknowledged_at = now
-    alert.acknowledged_by = f"{display_name} ({actor})"[:64]
+    alert.acknowledged_by = name_with_actor(display_name, actor, 64)
     alert.ack_note = note or None
     covered = list(alert.details.get("keys", []))
     alert.details = {**alert.details, "acknowledged_keys": covered}  # what the coordinator was shown

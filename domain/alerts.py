@@ -66,10 +66,11 @@ async def raise_alert(
         actor=audit.SYSTEM,
         action=f"alert.raise.{kind}"[:64],
         participant_id=alert.participant_id,
+        # The alert row, not its summary: that may quote a participant's own words, and
+        # the audit can never be purged.
         after={
             "alert": alert.id,
             "level": level.value,
-            "summary": summary,
             "reasons": list(reasons),
             "source": source,
             "deliver_at": deliver_at.isoformat() if deliver_at else None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.secrets import keyed_hash
 from models import AuditEntry
 
 SYSTEM = "system"
@@ -21,10 +22,13 @@ def participant_actor(study_id: str) -> str:
     return f"participant:{study_id}"
 
 
-def telegram_actor(user_id: int | None) -> str:
-    """Actor label for a Telegram user the bot does not know (a stranger, or
-    someone before enrollment)."""
-    return f"telegram:{user_id}" if user_id is not None else "telegram:unknown"
+def stranger_actor(user_id: int | None, key: bytes) -> str:
+    """Actor label for a Telegram user the bot does not know, keyed-hashed: the audit
+    is kept for ever and cannot be purged, and a stranger's id is personal data. The
+    same person gets the same label (the per-user tries limit counts on it)."""
+    if user_id is None:
+        return "telegram:unknown"
+    return f"telegram:h:{keyed_hash(key, str(user_id))[:20]}"
 
 
 def admin_actor(user_id: int) -> str:

@@ -95,10 +95,40 @@ class Verification:
         return not self.problems
 
 
-async def verify(session: AsyncSession) -> Verification:
+def parse_published(text: str) -> tuple[int, str]:
+    """A published head as printed (`#SEQ HASH` or `SEQ:HASH`) → (seq, hash)."""
+    cleaned = text.strip().lstrip("#").replace(" ", ":")
+    seq, _, digest = cleaned.partition(":")
+    digest = digest.strip(":").lower()
+    if not seq.isdecimal() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("a published head is SEQ:HASH (the position and its 64-character hash)")
+    return int(seq), digest
+
+
+def publication(seq: int, digest: str) -> str:
+    """A head as it is published (the coordinator chat, every export)."""
+    return f"{seq}:{digest}"
+
+
+async def check_published(session: AsyncSession, seq: int, digest: str) -> list[str]:
+    """Problems if the chain no longer holds the published head at its position: a
+    chain rewritten from the public genesis hash (triggers dropped, rows deleted, all
+    re-sealed by whoever holds the bot's credentials) cannot reproduce it."""
+    if seq == 0:
+        return [] if digest == GENESIS else ["the published head #0 is not the chain's genesis"]
+    found = await session.scalar(select(AuditEntry.row_hash).where(AuditEntry.seq == seq))
+    if found is None:
+        return [f"the published head #{seq} is not in the chain any more: rows were removed"]
+    if found != digest:
+        return [f"the row at the published head #{seq} has another hash: the chain was rewritten before it"]
+    return []
+
+
+async def verify(session: AsyncSession, published: tuple[int, str] | None = None) -> Verification:
     """Walk the chain in order and report every break (an edited, removed or
-    inserted row) by audit id and chain position."""
-    problems: list[str] = []
+    inserted row) by audit id and chain position; with `published` (a head kept
+    outside the database), also whether the chain still holds it."""
+    problems: list[str] = [] if published is None else await check_published(session, *published)
     previous, expected_seq, sealed = GENESIS, 1, 0
     result = await session.stream_scalars(
         select(AuditEntry).where(AuditEntry.seq.is_not(None)).order_by(AuditEntry.seq)

@@ -50,6 +50,7 @@ from domain.questionnaires.conditions import Answer
 from domain.questionnaires.grading import answer_label
 from domain.questionnaires.model import FreeTextItem
 from domain.questionnaires.parsing import is_back, is_skip
+from domain.quoting import participant_words
 from domain.triage import Level, TriageResult, triage
 from models import (
     AdverseEvent,
@@ -359,17 +360,19 @@ async def answer(
         session.expires_at = expires_at(participant, session.instrument_id, now, env)  # idle from the last answer
     if asked is not None and not is_back(raw) and asked.id in result.answers:
         value = result.answers[asked.id]
-        db.add(
-            QuestionnaireAnswer(
-                session_id=session.id,
-                item_id=asked.id,
-                value=value,
-                skipped=value is None and is_skip(raw),
-                answered_at=now,
-                instrument_version=instrument.version,
-            )
+        row = QuestionnaireAnswer(
+            session_id=session.id,
+            item_id=asked.id,
+            value=value,
+            skipped=value is None and is_skip(raw),
+            answered_at=now,
+            instrument_version=instrument.version,
         )
-        shown = "[free text]" if isinstance(asked, FreeTextItem) and value is not None else value
+        db.add(row)
+        shown: object = value
+        if isinstance(asked, FreeTextItem) and value is not None:
+            await db.flush()  # free text stays in its row (which can be corrected); the audit points to it
+            shown = {"answer": row.id}
         audit.record(
             db,
             at=now,
@@ -560,6 +563,29 @@ async def expire(
     return True
 
 
+async def backfill_expiry(db: AsyncSession, env: Env, limit: int = 200) -> int:
+    """Give open sessions stored before expiry times existed (migration 0008) their
+    expiry: a check-in the end of the study week it started in, a report its idle
+    limit after the last answer. Why: otherwise the tick never closes them, and what
+    they found is raised only if the participant happens to come back."""
+    rows = (
+        await db.execute(
+            select(QuestionnaireSession, Participant)
+            .join(Participant, Participant.id == QuestionnaireSession.participant_id)
+            .where(
+                QuestionnaireSession.status.in_(OPEN),
+                QuestionnaireSession.expires_at.is_(None),
+                QuestionnaireSession.instrument_id.in_((CHECKIN_INSTRUMENT, REPORT_INSTRUMENT)),
+            )
+            .limit(limit)
+        )
+    ).all()
+    for session, participant in rows:
+        since = session.updated_at if session.instrument_id == REPORT_INSTRUMENT else session.started_at
+        session.expires_at = expires_at(participant, session.instrument_id, since, env)
+    return len(rows)
+
+
 async def expire_due(db: AsyncSession, now: datetime, env: Env, limit: int = 200) -> list[int]:
     """Ids of open sessions whose time is over, oldest first (the tick expires each
     in its own transaction)."""
@@ -717,7 +743,8 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
             item = instrument.item("ae_what")
             label = answer_label(item, what).get("en")
             other = answers.get("ae_what_other")
-            lines.append(f"Problem: {label}" + (f": “{str(other)[:FREE_TEXT_IN_ALERT]}”" if other else ""))
+            quoted = f" · {participant_words(str(other), FREE_TEXT_IN_ALERT)}" if other else ""
+            lines.append(f"Problem: {label}{quoted}")
         if answers.get("ae_start"):
             lines.append(f"Started: {answers['ae_start']}")
         if answers.get("ae_severity") is not None:
@@ -735,7 +762,7 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
     for item in instrument.items:
         value = answers.get(item.id)
         if isinstance(item, FreeTextItem) and item.id != "ae_what_other" and isinstance(value, str) and value:
-            lines.append(f"In their words: “{value[:FREE_TEXT_IN_ALERT]}”")
+            lines.append(f"In their words, {participant_words(value, FREE_TEXT_IN_ALERT)}")
     return lines
 
 

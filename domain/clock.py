@@ -39,3 +39,16 @@ class ManualClock:
         if when.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._now = when.astimezone(UTC)
+
+
+class OffsetClock:
+    """The wall clock moved to start at a chosen instant, then running at real speed (a
+    process test's clock: leases and heartbeats still pass, the hour is the test's)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("OffsetClock needs an aware datetime")
+        self._offset = start.astimezone(UTC) - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset

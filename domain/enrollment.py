@@ -2,13 +2,14 @@
 code; the participant's `/start CODE` links their Telegram chat.
 
 Codes are 12 characters from a 30-letter alphabet without look-alikes
-(about 59 bits: guessing is hopeless, more so with the per-chat attempt limit),
-stored only as SHA-256, single use, expiring."""
+(about 59 bits: guessing is hopeless, more so with the limit of wrong tries per
+Telegram user, which in a private chat is the chat), stored only as an HMAC under a
+key kept outside the database (domain.secrets: a dump alone gives no way to test a
+guess), single use, expiring."""
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,6 +28,7 @@ from domain.parsing import (
     parse_study_id,
     parse_weekday,
 )
+from domain.secrets import keyed_hash
 from models import AuditEntry, ChatLink, EnrollmentCode, Language, Participant, ParticipantStatus
 from scheduler.store import replan
 
@@ -45,9 +47,9 @@ def normalize_code(code: str) -> str:
     return "".join(ch for ch in to_ascii_digits(code).upper() if ch.isalnum())
 
 
-def hash_code(code: str) -> str:
-    """The stored form of a code."""
-    return hashlib.sha256(normalize_code(code).encode()).hexdigest()
+def hash_code(code: str, key: bytes) -> str:
+    """The stored form of a code: HMAC-SHA256 under `key` (see domain.secrets)."""
+    return keyed_hash(key, normalize_code(code))
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ async def enroll(
     actor: str,
     now: datetime,
     code_ttl: timedelta,
+    code_key: bytes,
 ) -> Enrolled:
     """Register a participant and issue a one-time code. Enrolling an existing,
     not yet linked study id with the same details issues a new code and revokes
@@ -151,7 +154,7 @@ async def enroll(
     session.add(
         EnrollmentCode(
             participant_id=participant.id,
-            code_hash=hash_code(code),
+            code_hash=hash_code(code, code_key),
             created_at=now,
             created_by=actor[:64],
             expires_at=expires_at,
@@ -166,6 +169,42 @@ async def enroll(
         after={"expires_at": expires_at.isoformat(), "reissued": reissued},
     )
     return Enrolled(participant, code, expires_at, reissued)
+
+
+async def unlink(
+    session: AsyncSession, study_id: str, *, actor: str, now: datetime, code_ttl: timedelta, code_key: bytes
+) -> Enrolled:
+    """A lost or stolen phone: the participant's chat is unlinked (the bot treats it as
+    a stranger from now on), they are invited again, and a new one-time code links the
+    new phone. Their data is kept; a pause is lifted (set it again after linking)."""
+    participant = await session.scalar(select(Participant).where(Participant.study_id == study_id).with_for_update())
+    if participant is None:
+        raise DomainError(f"there is no participant {study_id}")
+    if participant.status in (ParticipantStatus.WITHDRAWN, ParticipantStatus.INVITED):
+        raise DomainError(f"{study_id} is {participant.status.value}: no chat to unlink")
+    link = await session.scalar(select(ChatLink).where(ChatLink.participant_id == participant.id))
+    before = participant_snapshot(participant)
+    if link is not None:
+        await session.delete(link)
+    participant.status = ParticipantStatus.INVITED
+    participant.paused_until = None
+    participant.pause_reason = None
+    participant.updated_at = now
+    await session.flush()
+    await replan(session, participant, now)  # nothing is sent to the old chat any more
+    audit.record(
+        session,
+        at=now,
+        actor=actor,
+        action="participant.unlink_chat",
+        participant_id=participant.id,
+        before=before,
+        after=participant_snapshot(participant),
+    )
+    request = EnrollRequest(
+        participant.study_id, participant.arm, participant.baseline_date, participant.language.value
+    )
+    return await enroll(session, request, actor=actor, now=now, code_ttl=code_ttl, code_key=code_key)
 
 
 async def revoke_unused_codes(session: AsyncSession, participant_id: int, now: datetime) -> None:
@@ -216,11 +255,13 @@ async def _recent_failures(session: AsyncSession, actor: str, now: datetime) -> 
     return int(count or 0)
 
 
-async def redeem(session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime) -> RedeemResult:
+async def redeem(
+    session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime, code_key: bytes, stranger_key: bytes
+) -> RedeemResult:
     """Link `chat_id` to the participant the code belongs to, if the code is good,
     unused, unexpired and the chat is not linked already. Every refusal is audited
-    and counts towards the per-chat attempt limit."""
-    actor = audit.telegram_actor(user_id)
+    (the user's id keyed-hashed) and counts towards the per-user attempt limit."""
+    actor = audit.stranger_actor(user_id, stranger_key)
     existing = await session.scalar(select(ChatLink).where(ChatLink.chat_id == chat_id))
     if existing is not None:
         participant = await session.get(Participant, existing.participant_id)
@@ -230,7 +271,7 @@ async def redeem(session: AsyncSession, code: str, *, chat_id: int, user_id: int
         return RedeemResult(Redeem.TOO_MANY_ATTEMPTS)
 
     row = await session.scalar(
-        select(EnrollmentCode).where(EnrollmentCode.code_hash == hash_code(code)).with_for_update()
+        select(EnrollmentCode).where(EnrollmentCode.code_hash == hash_code(code, code_key)).with_for_update()
     )
     if row is None:
         return _refuse(session, Redeem.UNKNOWN, actor, now)

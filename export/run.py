@@ -20,6 +20,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from domain.questionnaires import Instrument
@@ -29,6 +30,7 @@ from export.odm_schema import Validation, validate_odm
 from export.redcap import write_redcap
 from export.spec import Dataset
 from export.writers import write_csv, write_dictionary, write_sav
+from models import AuditChainHead
 from scheduler.protocol import Protocol
 
 ODM_FILE = "trial_record_odm.xml"
@@ -99,13 +101,37 @@ async def export_trial_record(
     datasets = plain_values(read)
     # File writing is blocking work: off the event loop, so the bot keeps serving.
     files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol, now)
+    files.append(await asyncio.to_thread(write_audit_head, out_dir, *await read_audit_head(engine), now))
     validation = await asyncio.to_thread(validate_odm, out_dir / ODM_FILE) if validate else None
     return ExportResult(out_dir, files, {d.name: len(d.rows) for d in datasets}, held, validation)
 
 
+async def read_audit_head(engine: AsyncEngine) -> tuple[int, str]:
+    """The audit chain's head now (its last sealed row)."""
+    from domain.audit_chain import GENESIS
+
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(AuditChainHead.seq, AuditChainHead.row_hash))).first()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def write_audit_head(out_dir: Path, seq: int, digest: str, now: datetime) -> Path:
+    """`audit_chain_head.txt`: the audit chain's head at export time, kept with the
+    export outside the database (see bot.audit_publish)."""
+    path = out_dir / "audit_chain_head.txt"
+    path.write_text(
+        f"Audit chain head at {now.isoformat(timespec='seconds')}: #{seq} {digest}\n"
+        f"Check it later: python -m bot.admin audit-verify --published {seq}:{digest}\n",
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
+
+
 def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, protocol: Protocol, now: datetime) -> list[Path]:
     """Every file of the export, from datasets already read."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out_dir.chmod(0o700)  # trial data: the owner only, whatever the umask
     files: list[Path] = []
     for dataset in datasets:
         files.append(write_csv(dataset, out_dir, tz))
@@ -120,4 +146,8 @@ def write_files(datasets: list[Dataset], out_dir: Path, tz: ZoneInfo, protocol: 
         )
     )
     files.extend(write_redcap(datasets, out_dir, protocol, tz))
+    for file in files:
+        file.chmod(0o600)
+        if file.parent != out_dir:  # redcap/: trial data too, the owner only
+            file.parent.chmod(0o700)
     return files

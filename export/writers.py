@@ -32,6 +32,21 @@ def format_value(variable: Variable, value: object, tz: tzinfo) -> str:
     return str(value)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes Excel, LibreOffice and Google Sheets read a cell as a formula (OWASP's
+list for CSV injection)."""
+
+
+def csv_cell(variable: Variable, text: str) -> str:
+    """A text cell a spreadsheet would run as a formula (a participant's `=HYPERLINK(…)`)
+    gets a leading apostrophe, which spreadsheets show as text. Numbers and dates are
+    ours, never a formula, and stay exact (a negative number keeps its minus); the SPSS
+    and ODM files carry the value unchanged."""
+    if variable.kind == "string" and text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
 def write_csv(dataset: Dataset, directory: Path, tz: tzinfo) -> Path:
     """`<name>.csv`, UTF-8 with a byte-order mark (Excel and SPSS read Bangla right)."""
     path = directory / f"{dataset.name}.csv"
@@ -39,7 +54,7 @@ def write_csv(dataset: Dataset, directory: Path, tz: tzinfo) -> Path:
         writer = csv.writer(handle)
         writer.writerow([v.name for v in dataset.variables])
         for row in dataset.rows:
-            writer.writerow([format_value(v, row.get(v.name), tz) for v in dataset.variables])
+            writer.writerow([csv_cell(v, format_value(v, row.get(v.name), tz)) for v in dataset.variables])
     return path
 
 

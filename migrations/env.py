@@ -6,10 +6,11 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 import models  # noqa: F401  (registers every table on Base.metadata)
-from bot.config import DatabaseSettings
+from bot.config import DatabaseSettings, describe_error
 from models.base import Base
 from models.db import create_engine, run_sync
 
@@ -21,7 +22,15 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or DatabaseSettings().database_url
+    """The caller's URL, else DATABASE_URL; a bad one stops with one line that does not
+    echo it (pydantic's own message would print the password)."""
+    given = config.get_main_option("sqlalchemy.url")
+    if given:
+        return given
+    try:
+        return DatabaseSettings().database_url
+    except ValidationError as error:
+        raise SystemExit(describe_error(error)) from None
 
 
 def run_migrations_offline() -> None:

@@ -26,6 +26,7 @@ class DeliveryStatus(enum.StrEnum):
 
     PENDING = "pending"
     SENT = "sent"
+    DEAD = "dead"  # refused by Telegram for good (a 400): never retried, the admins told at once
 
 
 class Alert(Base):

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -64,6 +67,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the async engine. On SQLite: WAL (readers do not block the writer),
     a busy timeout instead of instant 'database is locked', foreign keys on."""
     if url.startswith("sqlite"):
+        create_private_file(make_url(url).database)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -78,6 +82,16 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def create_private_file(path: str | None) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite does
+    (it would follow the umask, usually world-readable); its -wal and -shm files take
+    the same mode. An existing file is left as it is."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

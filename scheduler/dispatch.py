@@ -205,6 +205,8 @@ async def claim(app: TrialApplication, now: datetime, token: str) -> list[tuple[
             )
             claimed.extend((row_id, participant_id, at) for row_id, participant_id, at in result.all())
         await session.commit()
+    if claimed:  # which process holds which rows, should it die holding them (tests find its orphans by this)
+        log.info("dispatch: claimed %d row(s) under token %s", len(claimed), token)
     claimed.sort(key=lambda r: (r[2], r[0]))
     return [(row_id, participant_id) for row_id, participant_id, _ in claimed]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, BotHarness
@@ -91,3 +92,18 @@ async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float, w
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+async def settled(counts: Callable[[], dict[Any, int]], beats: int = 3, beat: float = 1.0) -> dict[Any, int]:
+    """``counts()`` once nothing more has arrived for ``beats`` heartbeats of another
+    process (``beat`` seconds each): duplicates are counted after the system has settled,
+    not at the first sign that everything arrived."""
+    loop = asyncio.get_running_loop()
+    last = counts()
+    quiet_since = loop.time()
+    while loop.time() - quiet_since < beats * beat:
+        await asyncio.sleep(beat / 4)
+        now = counts()
+        if now != last:
+            last, quiet_since = now, loop.time()
+    return last

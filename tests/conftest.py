@@ -7,6 +7,7 @@ where they fail: CI must prove both."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -90,6 +91,15 @@ async def bot(server: BotAPIServer, db_url: str, clock: ManualClock) -> AsyncIte
         await harness.stop()
 
 
+# ---------------------------------------------------------------- destructive tests last
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``destructive`` (they restart the shared PostgreSQL server) run last,
+    after everything else has finished, so nothing else is running while they do."""
+    items.sort(key=lambda item: item.get_closest_marker("destructive") is not None)  # stable: order kept
+
+
 # ---------------------------------------------------------------- reliability figures
 
 _FIGURES: dict[str, int] = {}
@@ -115,3 +125,45 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     width = max(len(name) for name in _FIGURES)
     for name, count in sorted(_FIGURES.items()):
         terminalreporter.write_line(f"{name:<{width}}  {count:>6}")
+
+
+# ---------------------------------------------------------------- undeclared ERROR logs
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps every ERROR (and worse) record logged during one test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def expected_errors(request: pytest.FixtureRequest) -> list[str]:
+    """The ERROR logs a fault-injection test causes on purpose, each as a piece of its
+    message: declared with ``@pytest.mark.logs_errors("piece", ...)`` or appended here."""
+    marker = request.node.get_closest_marker("logs_errors")
+    return [str(piece) for piece in marker.args] if marker else []
+
+
+@pytest.fixture(autouse=True)
+def fail_on_undeclared_errors(expected_errors: list[str]) -> Iterator[None]:
+    """A test whose run logs an ERROR it did not declare fails: a crashed tick or handler
+    must not pass as "nothing happened"."""
+    catcher = _ErrorRecords()
+    root = logging.getLogger()
+    root.addHandler(catcher)
+    try:
+        yield
+    finally:
+        root.removeHandler(catcher)
+    undeclared = [
+        f"{record.name}: {record.getMessage().splitlines()[0]}"
+        for record in catcher.records
+        if not any(piece in record.getMessage() for piece in expected_errors)
+    ]
+    if undeclared:
+        pytest.fail("ERROR logged that the test did not declare (mark it logs_errors):\n" + "\n".join(undeclared))

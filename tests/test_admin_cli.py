@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    # Codes are keyed with the token; the Bot API itself is out of reach (no username).
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456789:TEST-token-for-the-local-server")
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:9/bot")
     return db_url
 
 

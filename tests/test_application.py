@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 from telegram.ext import CommandHandler
 
 from bot.app import build_application
@@ -15,9 +16,10 @@ from bot.commands import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
 from bot.config import Settings
 from bot.logs import CAPPED, RedactFilter, setup_logging
 from bot.services import build_services
-from devtools.botapi_server import BotAPIServer
+from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import TOKEN, BotHarness
 from domain.clock import SystemClock
+from models import QuestionnaireAnswer
 from tests.bothelpers import enroll, link, says
 from tests.conftest import Figures
 
@@ -45,6 +47,7 @@ async def test_every_menu_command_has_a_handler() -> None:
     await services.engine.dispose()
 
 
+@pytest.mark.logs_errors("error while handling update")
 async def test_a_failing_handler_rolls_back_apologises_and_the_bot_keeps_serving(
     bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,6 +97,50 @@ async def test_logs_carry_no_token_and_no_personal_data(
         assert personal not in text
 
 
+async def _type_at(server: BotAPIServer, user: SimUser, item: str, text: str) -> SentMessage:
+    """Answer with "no" (or the first choice) up to the free-text question ``item``, type
+    ``text`` there; returns the bot's next question or closing message."""
+    from tests.test_questionnaire_flow import THANKS, is_question, latest_question, press_value, q_item
+
+    message = latest_question(server, user)
+    while q_item(message) != item:
+        assert is_question(message), message.content
+        values = [data.split(":", 3)[3] for row in message.buttons for _t, data in row if data]
+        value = "no" if "no" in values else ("other" if item == "ae_what_other" and "other" in values else values[0])
+        message = await press_value(server, user, message, value)
+    update = await user.send(text)
+    found = await server.wait_for(
+        user.id, lambda m: is_question(m) or any(t in m.content for t in THANKS), since=update
+    )
+    return found[0]
+
+
+async def test_logs_carry_no_questionnaire_or_report_free_text(
+    production_logging: io.StringIO, bot: BotHarness, server: BotAPIServer
+) -> None:
+    """The free text of a check-in ("anything else") and of a problem report (what the
+    problem is, what else the doctor should know) is stored, and never logged."""
+    from tests.test_questionnaire_flow import is_question, linked
+
+    private = ("my husband hit me last week", "I stopped the tablets in secret", "bleeding since Friday night")
+    user = await linked(server, "BSM-022", "A", 2003, "en")
+    await says(server, user, "/checkin", is_question)
+    closing = await _type_at(server, user, "anything_else", private[0])
+    assert "Thank you" in closing.content
+    await says(server, user, "/report", is_question)
+    await _type_at(server, user, "ae_what_other", private[1])
+    closing = await _type_at(server, user, "ae_more", private[2])  # the report's last question
+    assert "Thank you" in closing.content
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        stored = set(await session.scalars(select(QuestionnaireAnswer.value)))
+    assert set(private) <= stored  # the answers did reach the bot, and were kept
+    text = production_logging.getvalue()
+    assert "serving with long polling" in text  # the bot did log through this handler
+    for phrase in private:
+        assert phrase not in text
+
+
 def test_the_redaction_filter_masks_a_secret_anywhere_in_a_record() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -105,6 +152,7 @@ def test_the_redaction_filter_masks_a_secret_anywhere_in_a_record() -> None:
     assert "s3cret" not in stream.getvalue() and "https://api/bot***/getMe" in stream.getvalue()
 
 
+@pytest.mark.logs_errors("Can not load invalid JSON data")  # PTB on the injected 502 page
 async def test_a_reply_hit_by_bot_api_errors_is_retried_until_it_arrives(
     bot: BotHarness, server: BotAPIServer, figures: Figures
 ) -> None:

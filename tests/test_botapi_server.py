@@ -330,6 +330,7 @@ async def test_commands_are_stored_per_scope_and_language(server: BotAPIServer, 
 # ---- faults -------------------------------------------------------------------------------
 
 
+@pytest.mark.logs_errors("Can not load invalid JSON data")  # PTB on the injected 502 page
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [("500", NetworkError), ("502", NetworkError), ("close", NetworkError), ("timeout", TimedOut)],

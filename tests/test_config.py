@@ -75,6 +75,7 @@ def test_heroku_style_postgres_url_is_accepted() -> None:
         ({"escalation_chat_ids": "1,x"}, "ESCALATION_CHAT_IDS"),
         ({"study_contact_phone": "call the clinic"}, "STUDY_CONTACT_PHONE"),
         ({"study_contact_phone": "12"}, "STUDY_CONTACT_PHONE"),
+        ({"webhook_url": "https://bot.example.org/telegram"}, "WEBHOOK_SECRET"),
     ],
 )
 def test_a_malformed_value_is_named_in_one_line(values: dict[str, object], name: str) -> None:

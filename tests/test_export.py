@@ -285,3 +285,17 @@ async def test_export_and_audit_check_from_the_shell(
     assert "doses: 0 row(s)" in text and "ODM valid" not in text
     code, text = await run(["audit-verify"], bot.clock)
     assert code == 0 and "Audit chain intact" in text
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_a_text_cell_starting_like_a_formula_is_written_as_text(start: str) -> None:
+    from export.spec import Variable
+    from export.writers import csv_cell
+
+    text = Variable("term", "Term", "string", "test", free_text=True)
+    assert csv_cell(text, start + "1+1") == "'" + start + "1+1"
+    assert csv_cell(text, "fever " + start) == "fever " + start
+    assert csv_cell(text, "") == ""
+    for kind in ("integer", "decimal", "date", "datetime", "boolean"):
+        number = Variable("x", "X", kind, "test")  # type: ignore[arg-type]
+        assert csv_cell(number, "-1.5") == "-1.5"  # ours, never a formula: stays exact

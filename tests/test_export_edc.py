@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import re
 import xml.etree.ElementTree as ET
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,9 @@ from domain.questionnaires.conditions import Condition
 from export.odm_schema import validate_odm
 from export.redcap import branching, unique_event_name
 from export.run import export_trial_record
-from tests.bothelpers import says
+from tests.bothelpers import admin_says, says
 from tests.test_export import build_trial, read_csv
+from tests.test_findings import answer_until
 from tests.test_questionnaire_flow import answer_all, is_question
 
 ODM = "{http://www.cdisc.org/ns/odm/v1.3}"
@@ -67,13 +68,20 @@ async def export(bot: BotHarness, out: Path, since: date | None = None) -> Path:
 
 @pytest.fixture
 async def trial(bot: BotHarness, server: BotAPIServer, tmp_path: Path) -> Path:
-    """The realistic trial, plus a finished weekly check-in (English, arm A) and
-    one left half-answered (Bangla, arm B), exported with validation."""
+    """The realistic trial, plus a finished weekly check-in (English, arm A), one
+    left half-answered (Bangla, arm B), a /report abandoned after its admission
+    "yes" (an incomplete adverse event) and an admission the study team recorded
+    with /sae, exported with validation."""
     await build_trial(bot, server)
     english, bangla = server.user(4002, "Karim"), server.user(4001, "Rahima")
     await says(server, english, "/checkin", is_question)
     await answer_all(server, english, {})
     await says(server, bangla, "/checkin", is_question)
+    await says(server, english, "/report", is_question)
+    await answer_until(server, english, {"ae_what": "breathing", "ser_hospital": "yes"}, "ser_life")
+    bot.clock.advance(timedelta(hours=2))  # no answer for two hours: the report is closed, its finding kept
+    await bot.tick()
+    await admin_says(server, "/sae BSM-003 hospitalisation 2026-11-20 son phoned", "recorded")
     return await export(bot, tmp_path / "export")
 
 
@@ -112,6 +120,33 @@ def test_the_odm_of_a_realistic_trial_is_valid_against_the_official_schema(trial
     assert audit.findtext(f"{ODM}SourceID") == f"alerts.id={values['I.ALERTS.ALERT_ID']}"
     sources = {a.get("Name") for a in mdv.iter(f"{ODM}Alias") if a.get("Context") == "source"}
     assert "adverse_events.hospitalisation" in sources
+
+
+def test_every_adverse_event_is_in_every_format_with_its_source_and_completeness(trial: Path) -> None:
+    """A participant's finished report, one abandoned after "admitted: yes", and
+    an admission the study team recorded: the same rows in CSV, ODM and REDCap."""
+    rows = {r["study_id"]: r for r in read_csv(trial / "adverse_events.csv")}
+    assert set(rows) == {"BSM-001", "BSM-002", "BSM-003"}
+    assert (rows["BSM-001"]["source"], rows["BSM-001"]["complete"]) == ("participant", "1")
+    assert (rows["BSM-002"]["source"], rows["BSM-002"]["complete"]) == ("participant", "0")
+    assert rows["BSM-002"]["sae_hospitalisation"] == "1"
+    staff = rows["BSM-003"]
+    assert (staff["source"], staff["recorded_by"], staff["response_id"]) == ("staff", "admin", "")
+    assert staff["sae_hospitalisation"] == "1" and staff["onset_date"] == "2026-11-20"
+    root = ET.parse(trial / "trial_record_odm.xml").getroot()
+    in_odm = {
+        (
+            s.get("SubjectKey"),
+            {d.get("ItemOID"): d.get("Value") for d in g.iter(f"{ODM}ItemData")}.get("I.ADVERSE_EVENTS.SOURCE"),
+        )
+        for s in root.iter(f"{ODM}SubjectData")
+        for g in s.iter(f"{ODM}ItemGroupData")
+        if g.get("ItemGroupOID") == "IG.ADVERSE_EVENTS"
+    }
+    assert in_odm == {("BSM-001", "participant"), ("BSM-002", "participant"), ("BSM-003", "staff")}
+    redcap = {r["study_id"]: r for r in read_csv(trial / "redcap" / "records_adverse_events.csv")}
+    assert set(redcap) == set(rows)
+    assert redcap["BSM-002"]["adverse_events_complete"] == "0" and redcap["BSM-001"]["adverse_events_complete"] == "2"
 
 
 def _break(source: Path, target: Path, edit: object) -> Path:
@@ -249,7 +284,7 @@ def test_the_redcap_import_matches_its_dictionary_events_and_mapping(trial: Path
     assert all(records[f] for f in ("participants", "visits", "doses", "adherence", "alerts", "adverse_events"))
     participants = {r["study_id"]: r for r in records["participants"]}
     assert participants["BSM-001"]["redcap_event_name"] == "baseline_arm_1" and participants["BSM-001"]["arm"] == "B"
-    (ae,) = records["adverse_events"]
+    ae = next(a for a in records["adverse_events"] if a["study_id"] == "BSM-001")  # the finished report
     assert ae["redcap_event_name"] == "unscheduled_arm_1" and ae["redcap_repeat_instrument"] == "adverse_events"
     assert ae["ae_sae_hospitalisation"] == "1" and ae["ae_serious"] == "1" and ae["adverse_events_complete"] == "2"
     alert = next(a for a in records["alerts"] if a["alert_kind"] == "serious_ae")

@@ -107,6 +107,32 @@ async def test_week_one_checkin_abandoned_expires_once_and_week_two_asks_the_red
     assert "BSM-101" in paged.content
 
 
+async def test_a_checkin_stored_before_expiry_times_existed_is_still_closed_by_the_tick(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A check-in open when migration 0008 ran has no expiry time; the tick gives it
+    the end of its study week and closes it then, without waiting for the participant."""
+    from sqlalchemy import update
+
+    user = await linked(server, "BSM-114", "A", 1114, "en")
+    bot.clock.set(dhaka(2026, 11, 1, 10))  # study week 1
+    await says(server, user, "/checkin", is_question)
+    await answer_until(server, user, {"mouth_stomach_any": "yes", "nausea": "severe"}, "vomiting")
+    assert bot.services is not None
+    async with bot.services.sessions() as db:  # as a row from before 0008
+        await db.execute(update(QuestionnaireSession).values(expires_at=None))
+        await db.commit()
+    await bot.tick()
+    [legacy] = await rows(bot, QuestionnaireSession)
+    assert legacy.status is QuestionnaireStatus.IN_PROGRESS and legacy.expires_at == dhaka(2026, 11, 8)
+    bot.clock.set(dhaka(2026, 11, 8, 0, 0))
+    await bot.tick()
+    [legacy] = await rows(bot, QuestionnaireSession)
+    assert legacy.status is QuestionnaireStatus.EXPIRED
+    [alert] = await rows(bot, Alert)
+    assert alert.level is AlertLevel.SAME_DAY and "grade:nausea" in alert.details["keys"]
+
+
 async def test_a_checkin_of_last_week_is_expired_when_the_participant_comes_back_before_the_tick(
     bot: BotHarness, server: BotAPIServer
 ) -> None:

@@ -40,7 +40,11 @@ def participant(arm: str = "B", mtx: int | None = 4, folic: int | None = None) -
 @pytest.mark.parametrize("typed", ["+880 1711-000000", "+৮৮০ ১৭১১-০০০০০০", "+880 (1711) 000.000", DIALLED])
 def test_the_study_phone_is_kept_as_dialled(typed: str) -> None:
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, telegram_bot_token=TOKEN, study_contact_phone=typed, coordinator_chat_ids="-1", escalation_chat_ids="-2"
+        _env_file=None,
+        telegram_bot_token=TOKEN,
+        study_contact_phone=typed,
+        coordinator_chat_ids="-1",
+        escalation_chat_ids="-2",
     )
     assert settings.study_contact_phone == DIALLED
 

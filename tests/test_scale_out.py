@@ -4,13 +4,18 @@ the reminders and the alerts.
 
 - 1,000 reminders due at once: each is sent exactly once, and both processes send.
 - One process SIGKILLed in the middle of a dispatch: nothing is lost. The rows it had
-  claimed stay SENDING until their lease (5 minutes) runs out; the test does not wait
-  5 minutes but moves exactly those rows' ``claimed_until`` into the past, which is
-  what the passing of the lease does. At most one reminder (the one whose send
+  claimed stay SENDING until their lease (5 minutes) runs out; the test finds exactly
+  those rows by the claim tokens the killed process logged, and instead of waiting
+  5 minutes moves their ``claimed_until`` into the past, which is what the passing of
+  the lease does. At most one reminder (the one whose send
   Telegram had accepted when the process died, before its "sent" was stored) may be
   sent twice: the documented window of scheduler.dispatch.
 - An URGENT alert raised by one process is escalated by the other once the first is
   dead (the wait for ESCALATE_AFTER_MINUTES is likewise moved into the past).
+
+The processes run on the test's clock (devtools.process.test_clock), so the hour of the
+run does not matter, and duplicates are counted once nothing more has arrived for a few
+heartbeats (tests.bothelpers.settled).
 
 PostgreSQL only (SQLite is one process's database); it fails rather than skips with
 CI=true, through the ``postgres_template`` fixture."""
@@ -20,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -33,12 +39,13 @@ from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from devtools.botapi_server import BotAPIServer, SentMessage
 from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
-from devtools.process import WebhookProcess, free_port, webhook_env
+from devtools.process import WebhookProcess, free_port, test_clock, webhook_env
+from domain.clock import OffsetClock
 from models import Alert, AlertLevel, MessageStatus, ScheduledMessage
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.calendar import to_local
 from scheduler.store import default_protocol
-from tests.bothelpers import eventually
+from tests.bothelpers import eventually, settled
 from tests.conftest import Figures
 
 pytestmark = pytest.mark.postgres
@@ -47,6 +54,7 @@ REMINDERS = 1_000
 KILL_PHASE = 400
 REMINDER_BUTTON = "dose:"
 DOSE_REMINDERS_ONLY = frozenset({"dose_reminder"})  # what else is due "now" depends on the time of day
+CLAIM_RE = re.compile(r"claimed \d+ row\(s\) under token ([0-9a-f]+)")
 
 
 @dataclass
@@ -109,16 +117,18 @@ async def pg_url(postgres_template: PostgresTemplate) -> AsyncIterator[str]:
         await postgres_template.drop(url)
 
 
-def _bot(server: BotAPIServer, url: str, tmp_path: Path, name: str, port: int, forwarder: RoundRobin) -> WebhookProcess:
+def _bot(
+    server: BotAPIServer, url: str, tmp_path: Path, name: str, port: int, forwarder: RoundRobin, clock: OffsetClock
+) -> WebhookProcess:
     env = {**webhook_env(port, url=forwarder.url, secret="scale-out-secret"), "HEARTBEAT_SECONDS": "1"}
-    return WebhookProcess(server, url, tmp_path / f"{name}.log", extra_env=env)
+    return WebhookProcess(server, url, tmp_path / f"{name}.log", extra_env=env, clock=clock)
 
 
-async def _seed_due(url: str, first: int, count: int) -> None:
+async def _seed_due(url: str, first: int, count: int, clock: OffsetClock) -> None:
     """``count`` linked participants (from index ``first``) whose dose reminder is due now
-    (the real clock: the processes run on it)."""
+    on the test's clock (the processes run on it too)."""
     protocol = default_protocol()
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now = clock.now().replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)
     profiles = same_minute_profiles(local.date(), local.time())
     await seed(url, count, profiles, protocol, now, keep="due", first=first, kinds=DOSE_REMINDERS_ONLY)
@@ -138,7 +148,10 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
     ports = [free_port(), free_port()]
     forwarder = RoundRobin([f"http://127.0.0.1:{p}/telegram" for p in ports])
     await forwarder.start()
-    bots = [_bot(server, pg_url, tmp_path, name, port, forwarder) for name, port in zip("ab", ports, strict=True)]
+    clock = test_clock()
+    bots = [
+        _bot(server, pg_url, tmp_path, name, port, forwarder, clock) for name, port in zip("ab", ports, strict=True)
+    ]
     for i in range(REMINDERS + KILL_PHASE + 1):
         server.user(CHAT_BASE + i, f"P{i}", language_code="en")
     engine = create_engine(pg_url)
@@ -150,7 +163,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
 
     try:
         # 1. 1,000 reminders due, two processes: each sent exactly once, by both.
-        await _seed_due(pg_url, 0, REMINDERS)
+        await _seed_due(pg_url, 0, REMINDERS, clock)
         await asyncio.gather(*(bot.start() for bot in bots))
         concurrent_claims = 0
 
@@ -163,26 +176,26 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
             return sum(_reminders(server, 0, REMINDERS).values()) >= REMINDERS and not sending
 
         await eventually(all_sent, 45, "1,000 reminders")
-        received = _reminders(server, 0, REMINDERS)
+        received = await settled(lambda: _reminders(server, 0, REMINDERS))
         assert sorted(set(received.values())) == [1], "a reminder was lost or sent twice"
         assert len(await rows(MessageStatus.SENT)) == REMINDERS
         assert concurrent_claims == 2, "the two processes did not share the work"
 
         # 2. SIGKILL one process mid-dispatch: nothing lost.
-        await _seed_due(pg_url, REMINDERS, KILL_PHASE)
+        await _seed_due(pg_url, REMINDERS, KILL_PHASE, clock)
 
         async def some_sent() -> bool:
             return sum(_reminders(server, REMINDERS, KILL_PHASE).values()) >= KILL_PHASE // 4
 
         await eventually(some_sent, 20, "the second wave to start")
         await bots[0].kill()
-        orphans = await _orphans(rows)
+        orphans = [r.id for r in await rows(MessageStatus.SENDING) if r.claim_token in _claim_tokens(bots[0])]
         assert orphans, "the killed process held no claimed rows: it was not killed mid-dispatch"
         async with sessions() as session:
             await session.execute(
                 update(ScheduledMessage)
                 .where(ScheduledMessage.id.in_(orphans))
-                .values(claimed_until=datetime.now(UTC) - timedelta(seconds=1))
+                .values(claimed_until=clock.now() - timedelta(minutes=1))
             )
             await session.commit()
 
@@ -191,7 +204,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
             return all(counts.values()) and not await rows(MessageStatus.SENDING)
 
         await eventually(second_wave_done, 30, "the survivor to finish the killed process's rows")
-        counts = _reminders(server, REMINDERS, KILL_PHASE)
+        counts = await settled(lambda: _reminders(server, REMINDERS, KILL_PHASE))
         assert min(counts.values()) == 1, "a reminder was lost"
         assert sum(counts.values()) - KILL_PHASE <= 1, "more than the one in-flight reminder was sent twice"
         assert len(await rows(MessageStatus.SENT)) == REMINDERS + KILL_PHASE
@@ -200,7 +213,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
 
         # 3. An URGENT alert raised on one process is escalated by the other.
         await bots[0].start()  # both alive again
-        await _urgent_alert_escalated_by_survivor(server, pg_url, bots, forwarder, sessions)
+        await _urgent_alert_escalated_by_survivor(server, pg_url, bots, forwarder, sessions, clock)
     finally:
         for bot in bots:
             await bot.kill()
@@ -208,21 +221,9 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
         await engine.dispose()
 
 
-async def _orphans(rows: Callable[[MessageStatus], Awaitable[list[ScheduledMessage]]]) -> list[int]:
-    """The killed process's claimed rows: SENDING rows that stop changing while the
-    survivor keeps working (the survivor's own batch is finished within seconds)."""
-    previous: set[int] | None = None
-    stable = 0
-    while stable < 3:
-        await asyncio.sleep(1.0)
-        current = {r.id for r in await rows(MessageStatus.SENDING)}
-        if previous is not None and current <= previous:
-            stable += 1
-        else:
-            stable = 0
-        previous = current
-    assert previous is not None
-    return sorted(previous)
+def _claim_tokens(bot: WebhookProcess) -> set[str]:
+    """Every claim token the process logged (scheduler.dispatch.claim logs each claim)."""
+    return set(CLAIM_RE.findall(bot.log_path.read_text(errors="replace")))
 
 
 def _is_reminder(message: SentMessage) -> bool:
@@ -235,10 +236,15 @@ def _is_question(message: SentMessage) -> bool:
 
 
 async def _urgent_alert_escalated_by_survivor(
-    server: BotAPIServer, url: str, bots: list[WebhookProcess], forwarder: RoundRobin, sessions: SessionFactory
+    server: BotAPIServer,
+    url: str,
+    bots: list[WebhookProcess],
+    forwarder: RoundRobin,
+    sessions: SessionFactory,
+    clock: OffsetClock,
 ) -> None:
     participant = server.user(CHAT_BASE + REMINDERS + KILL_PHASE, "Rahima", language_code="en")
-    await _seed_due(url, REMINDERS + KILL_PHASE, 1)  # linked, with a dose reminder due now
+    await _seed_due(url, REMINDERS + KILL_PHASE, 1, clock)  # linked, with a dose reminder due now
     # Let the dose reminder arrive first: it has buttons too, and a reminder landing
     # between /checkin and its first question must not be taken for that question.
     await server.wait_for(participant.id, _is_reminder, timeout=15)
@@ -258,8 +264,11 @@ async def _urgent_alert_escalated_by_survivor(
         assert alert is not None and alert.escalated_at is None
         alert.aware_at = alert.aware_at - timedelta(minutes=31)  # as if nobody acknowledged for 31 minutes
         await session.commit()
-    escalated = await server.wait_for(ESCALATION_CHAT, "URGENT", timeout=15)
-    assert len(escalated) == 1
+    await server.wait_for(ESCALATION_CHAT, "URGENT", timeout=15)
+    # Counted once no more arrives for a few heartbeats, not at the first match.
+    escalations = await settled(lambda: {"urgent": len(server.messages(ESCALATION_CHAT))})
+    assert escalations == {"urgent": 1}
+    escalated = server.messages(ESCALATION_CHAT)
     assert participant.first_name not in escalated[0].content  # the study id, never a name
     async with sessions() as session:
         again = await session.get(Alert, alert.id)

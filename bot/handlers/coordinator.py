@@ -10,7 +10,8 @@ from telegram import Update
 
 from bot import admin_text, alerting
 from bot.context import BotContext
-from bot.handlers.admin import admin_only
+from bot.handlers.admin import admin_only, private_admin_only
+from bot.handlers.gate import stranger_actor
 from bot.i18n import _
 from domain import audit
 from domain.acknowledgement import acknowledge, open_alerts, parse_alert_id
@@ -37,7 +38,7 @@ async def acknowledge_button(update: Update, context: BotContext) -> None:
         audit.record(
             context.db,
             at=context.now,
-            actor=audit.telegram_actor(user.id if user else None),
+            actor=stranger_actor(context, user.id if user else None),
             action="alert.ack.refuse",
             participant_id=context.participant.id if context.participant else None,
             detail=query.data[:64],
@@ -87,7 +88,7 @@ async def ack_command(update: Update, context: BotContext) -> None:
     _redraw_after_commit(context, alert_id)
 
 
-@admin_only
+@private_admin_only
 async def list_alerts(update: Update, context: BotContext) -> None:
     """/alerts: every open alert, each with its Acknowledge button."""
     alerts = await open_alerts(context.db)

@@ -13,7 +13,7 @@ from pathlib import Path
 from telegram import Update
 
 from bot.context import BotContext
-from bot.handlers.admin import admin_only
+from bot.handlers.admin import private_admin_only
 from domain import audit
 from domain.errors import DomainError
 from domain.parsing import parse_date
@@ -21,7 +21,7 @@ from export.archive import zip_export
 from export.run import export_trial_record
 
 
-@admin_only
+@private_admin_only
 async def export(update: Update, context: BotContext) -> None:
     """/export [SINCE_DATE]: CSV, SPSS, dictionary, ODM and REDCap files as one
     zip; the ODM file is always checked against the CDISC ODM 1.3.2 schema and

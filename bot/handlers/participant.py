@@ -10,6 +10,7 @@ from bot.i18n import _, use_locale
 from bot.texts import REFUSALS, bilingual, help_text, not_enrolled, welcome, with_contact
 from domain import enrollment, participants
 from domain.enrollment import Redeem
+from domain.secrets import AUDIT_STRANGERS, ENROLLMENT_CODES
 from models import ParticipantStatus
 
 
@@ -27,7 +28,16 @@ async def start(update: Update, context: BotContext) -> None:
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
-    result = await enrollment.redeem(context.db, code, chat_id=chat.id, user_id=user.id, now=context.now)
+    services = context.services
+    result = await enrollment.redeem(
+        context.db,
+        code,
+        chat_id=chat.id,
+        user_id=user.id,
+        now=context.now,
+        code_key=services.secret_key(ENROLLMENT_CODES),
+        stranger_key=services.secret_key(AUDIT_STRANGERS),
+    )
     if result.outcome is Redeem.LINKED:
         context.reply(
             bilingual(lambda: _("Your Telegram is now linked to the study. Which language do you want?")),

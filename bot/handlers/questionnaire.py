@@ -89,6 +89,9 @@ async def expiry_tick(app: TrialApplication) -> None:
     services = app.services
     now = services.clock.now()
     environment = env_of(services)
+    async with services.one_writer(), services.sessions() as db:
+        if await checkins.backfill_expiry(db, environment):
+            await db.commit()
     async with services.sessions() as db:
         due = await checkins.expire_due(db, now, environment)
     for session_id in due:

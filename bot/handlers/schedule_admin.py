@@ -6,7 +6,7 @@ from telegram import Update
 
 from bot import admin_text
 from bot.context import BotContext
-from bot.handlers.admin import admin_only
+from bot.handlers.admin import private_admin_only
 from domain import audit, schedule_ops
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
@@ -17,7 +17,7 @@ def _actor(update: Update) -> str:
     return audit.admin_actor(update.effective_user.id)
 
 
-@admin_only
+@private_admin_only
 async def pause(update: Update, context: BotContext) -> None:
     """/pause STUDY_ID [UNTIL_DATE] [REASON…]: no routine messages until the date or /resume."""
     request = schedule_ops.parse_pause_args(list(context.args or []))
@@ -27,7 +27,7 @@ async def pause(update: Update, context: BotContext) -> None:
     context.reply(admin_text.paused(participant))
 
 
-@admin_only
+@private_admin_only
 async def resume(update: Update, context: BotContext) -> None:
     """/resume STUDY_ID: routine messages again, from now on."""
     args = list(context.args or [])
@@ -39,7 +39,7 @@ async def resume(update: Update, context: BotContext) -> None:
     context.reply(admin_text.resumed(participant))
 
 
-@admin_only
+@private_admin_only
 async def status(update: Update, context: BotContext) -> None:
     """/status STUDY_ID: arm, status, next visit, adherence, last check-in, open alerts."""
     args = list(context.args or [])
@@ -50,7 +50,7 @@ async def status(update: Update, context: BotContext) -> None:
     context.reply(admin_text.status(report, protocol.tz))
 
 
-@admin_only
+@private_admin_only
 async def visit(update: Update, context: BotContext) -> None:
     """/visit STUDY_ID WEEK done|missed [DATE]: record a clinic visit."""
     request = schedule_ops.parse_visit_args(list(context.args or []))

@@ -1,0 +1,171 @@
+"""`make mutate`: mutation testing (mutmut 3) of the safety-critical code, one group of
+modules at a time, each against the narrow set of test files that covers it.
+
+Every group runs in its own scratch copy of the tree (under MUTATE_DIR, default
+/tmp/ssc-mutate), so the work tree is never changed and several groups never share a
+``mutants/`` folder. mutmut itself runs, for each mutant, only the tests that reached
+the mutated function (it records that in a first full run of the group's tests).
+
+    python -m devtools.mutate                 # every group
+    python -m devtools.mutate triage dispatch # some groups
+    MUTATE_JOBS=2 python -m devtools.mutate   # worker processes (default 1: the machine is shared)
+
+Prints, per group and in total, killed / survived / timeouts and the score: detected
+(killed, or hung the tests until mutmut's time-out) over tested; exits 1 when a
+group is under TARGET or a survivor is not listed in tests/mutation/equivalent.md.
+PostgreSQL is left out (``-k "not postgres"``): a mutant that only PostgreSQL would
+catch is rare, and the database runs are the slow half."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 0.90
+EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.md"
+# Lines whose mutants say nothing about behaviour: log wording (what logs may carry is
+# tested by the redaction tests, not by the words).
+NOT_MUTATED = [r"^\s*log\.(debug|info|warning|error|exception)\(", r"^\s*\"[^\"]*\",?\s*$"]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Modules mutated together and the test files that must catch their mutants."""
+
+    modules: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+GROUPS: dict[str, Group] = {
+    "triage": Group(
+        ("domain/triage.py",),  # the triage table (content/triage.yaml) is loaded and checked here
+        ("tests/test_triage.py", "tests/test_safety_paths.py"),
+    ),
+    "enrollment": Group(("domain/enrollment.py",), ("tests/test_enrollment.py", "tests/test_safety_paths.py")),
+    "dispatch": Group(
+        ("scheduler/dispatch.py",),
+        ("tests/test_dispatch.py", "tests/test_safety_paths.py", "tests/test_reminders.py"),
+    ),
+    "unit-of-work": Group(("bot/work.py",), ("tests/test_application.py", "tests/test_safety_paths.py")),
+    "alerts": Group(("domain/alerts.py", "bot/alerting.py"), ("tests/test_alerts.py",)),
+}
+
+KILLED = {1, 3, 37}
+SURVIVED = {0}
+TIMEOUT = {36, -24, 24, 152, 255}
+
+
+def _config(group: Group) -> str:
+    """The [tool.mutmut] table for one group."""
+    sources = sorted({module.split("/")[0] for module in group.modules})
+    selection = [*group.tests, "-k", "not postgres"]
+    return "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            f"source_paths = {json.dumps(sources)}",
+            f"only_mutate = {json.dumps(list(group.modules))}",
+            f"do_not_mutate_patterns = {json.dumps(NOT_MUTATED)}",
+            'also_copy = ["content", "models", "migrations", "devtools", "alembic.ini", "locales", "export", '
+            '"bench", "domain", "scheduler", "bot"]',
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+            f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
+            "",
+        ]
+    )
+
+
+def _scratch(name: str, group: Group) -> Path:
+    """A fresh copy of the tracked tree (and the uncommitted changes) with the group's config."""
+    base = Path(os.environ.get("MUTATE_DIR", "/tmp/ssc-mutate")) / name
+    shutil.rmtree(base, ignore_errors=True)
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            dst = base / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    pyproject = base / "pyproject.toml"
+    text = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", pyproject.read_text())
+    pyproject.write_text(text + _config(group))
+    return base
+
+
+def _results(base: Path, group: Group) -> dict[str, int]:
+    """Exit code of each mutant's test run, from mutmut's .meta files."""
+    codes: dict[str, int] = {}
+    for module in group.modules:
+        meta = base / "mutants" / f"{module}.meta"
+        if meta.exists():
+            data = json.loads(meta.read_text())
+            codes.update({k: v for k, v in data.get("exit_code_by_key", {}).items() if v is not None})
+    return codes
+
+
+def _listed_equivalent() -> set[str]:
+    """Mutant names listed in tests/mutation/equivalent.md (first column of its tables)."""
+    if not EQUIVALENT.exists():
+        return set()
+    return set(re.findall(r"^\|\s*`([\w.]+__mutmut_\d+)`", EQUIVALENT.read_text(), flags=re.MULTILINE))
+
+
+def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
+    """Run mutmut over one group; returns (killed, survived, timeouts, survivors)."""
+    base = _scratch(name, group)
+    mutmut = Path(sys.executable).parent / "mutmut"
+    env = {**os.environ, "PYTHONPATH": str(base)}
+    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+    codes = _results(base, group)
+    killed = sum(1 for c in codes.values() if c in KILLED)
+    survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
+    timeouts = sum(1 for c in codes.values() if c in TIMEOUT)
+    return killed, len(survivors), timeouts, survivors
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(GROUPS)
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        print(f"unknown group(s) {unknown}; groups: {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    jobs = int(os.environ.get("MUTATE_JOBS", "1"))
+    equivalent = _listed_equivalent()
+    lines, failed = [], False
+    total_killed = total_tested = 0
+    for name in names:
+        killed, survived, timeouts, survivors = run_group(name, GROUPS[name], jobs)
+        tested = killed + survived + timeouts
+        score = (killed + timeouts) / tested if tested else 0.0
+        unexplained = [s for s in survivors if s not in equivalent]
+        failed |= score < TARGET or bool(unexplained)
+        total_killed += killed + timeouts
+        total_tested += tested
+        lines.append(
+            f"{name:<13} {', '.join(GROUPS[name].modules):<40} killed {killed:>4}  survived {survived:>3}"
+            f"  timeout {timeouts:>2}  score {score:6.1%}  not in equivalent.md: {len(unexplained)}"
+        )
+        for survivor in unexplained:
+            lines.append(f"    survived: {survivor}")
+    print("\nmutation score (mutmut, SQLite half of the listed tests)")
+    print("\n".join(lines))
+    if total_tested:
+        print(f"{'all':<13} {'':<40} score {total_killed / total_tested:6.1%} ({total_killed}/{total_tested})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

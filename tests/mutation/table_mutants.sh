@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Re-applies each mutant of issue 11's table by hand, runs the test that must catch it
+# (SQLite half), expects a FAILURE, and restores the file. Usage: bash tests/mutation/table_mutants.sh
+set -u
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+T=tests/test_safety_paths.py
+status=0
+
+mutant() {  # name file sed-expression test-selection
+    local name=$1 file=$2 expr=$3 select=$4
+    cp "$file" "$file.orig"
+    sed -i "$expr" "$file"
+    if cmp -s "$file" "$file.orig"; then
+        echo "MUTANT NOT APPLIED: $name ($file)"; status=1
+    elif $PY -m pytest -q -p no:cacheprovider -x "$T" -k "$select and not postgres" >/tmp/mutant.log 2>&1; then
+        echo "SURVIVED: $name"; status=1
+    else
+        echo "killed:   $name  by $(grep -m1 -o 'FAILED [^ ]*' /tmp/mutant.log)"
+    fi
+    mv "$file.orig" "$file"
+}
+
+mutant "methotrexate: earliest earlier dose (max -> min)" domain/schedule_ops.py \
+    's/select(func.max(DoseLog.answered_at))/select(func.min(DoseLog.answered_at))/' latest_earlier
+mutant "dispatcher: status re-check removed" scheduler/dispatch.py \
+    's/        if not store.is_messaged(participant, today):/        if False:/' withdrawn
+mutant "follow-up re-check ignores Taken" scheduler/dispatch.py \
+    's/log_row.answer in (DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/log_row.answer in (DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/' after_taken
+mutant "enrollment code lifetime: days read as hours" bot/handlers/admin.py \
+    's/code_ttl=timedelta(days=settings.enrollment_code_days)/code_ttl=timedelta(hours=settings.enrollment_code_days)/' 13_days
+mutant "shell enrollment code lifetime: days read as hours" bot/admin.py \
+    's/code_ttl=timedelta(days=settings.enrollment_code_days)/code_ttl=timedelta(hours=settings.enrollment_code_days)/' from_the_shell
+mutant "enrollment code: expires_at <= now read as <" domain/enrollment.py \
+    's/if row.expires_at <= now:/if row.expires_at < now:/' exactly_14
+mutant "arm B fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.yaml \
+    '/code: mtx_infection/,/reason:/s/greater_or_equal: 38.0/greater_than: 38.0/' 38_0
+mutant "arm A fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.yaml \
+    '/code: bari_infection/,/reason:/s/greater_or_equal: 38.0/greater_than: 38.0/' 38_0
+mutant "last week's grades never looked up" domain/checkins.py \
+    's/    previous = await _previous_grades(db, participant, session)/    previous = None/' two_grades
+mutant "RetryAfter minimum dropped" scheduler/dispatch.py \
+    's/row.next_attempt_at = now + max(delay, at_least)/row.next_attempt_at = now + delay/' retry_after
+mutant "rollback after a failed handler deleted" bot/app.py \
+    '/^            if work.failed:$/,+1d' writes_and_then_fails
+exit $status
