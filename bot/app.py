@@ -34,6 +34,7 @@ from bot.handlers import (
     export,
     gate,
     participant,
+    pictures,
     questionnaire,
     schedule,
     schedule_admin,
@@ -237,6 +238,8 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("resume", schedule_admin.resume))
     app.add_handler(CommandHandler("status", schedule_admin.status))
     app.add_handler(CommandHandler("visit", schedule_admin.visit))
+    app.add_handler(CommandHandler("summary", pictures.summary_command))
+    app.add_handler(CommandHandler("overview", pictures.overview_command))
 
     # Buttons.
     app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=callbacks.pattern(callbacks.LANG)))

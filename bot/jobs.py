@@ -14,6 +14,7 @@ from bot.alerting import alerts_tick
 from bot.audit_publish import publish_tick
 from bot.dispatch import dispatch_tick
 from bot.handlers.questionnaire import expiry_tick
+from bot.team_reports import weekly_overview_tick
 from domain.audit_chain import seal
 from scheduler import runtime
 
@@ -35,6 +36,7 @@ TICKS: runtime.Ticks = {
     "dispatch": dispatch_tick,
     "questionnaires": expiry_tick,  # closes check-ins whose week ended and idle reports
     "alerts": alerts_tick,  # after the others: it sends what they raised
+    "overview": weekly_overview_tick,  # Sundays from 08:00: the trial at a glance, once
     "audit_seal": audit_seal_tick,  # chains the audit rows every tick wrote
     "audit_publish": publish_tick,  # once a day: the chain's head, outside the database
 }

@@ -11,6 +11,8 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli status BSM-001
     python -m cli visit BSM-001 4 done 2026-11-22
     python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli summary BSM-001 --out BSM-001.pdf
+    python -m cli overview --out overview.pdf
 """
 
 from __future__ import annotations
@@ -206,6 +208,56 @@ async def _export(
     return f"{text}\n{result.validation.summary()}"
 
 
+async def _write_pages(out: str, png: bytes, pdf: bytes) -> str:
+    """Write the PDF to `out` and the PNG beside it (same name, .png)."""
+
+    def write() -> Path:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pdf)
+        path.with_suffix(".png").write_bytes(png)
+        return path.resolve()
+
+    path = await asyncio.to_thread(write)
+    return f"Wrote {path} and {path.with_suffix('.png').name}"
+
+
+async def _summary(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    from charts import summary_files
+    from domain import summary
+
+    protocol, instruments = content.protocol, content.instruments
+    now = clock.now()
+    record = await summary.load_record(session, parse_study_id(args.study_id), protocol)
+    page = summary.build_summary(record, protocol, instruments, now)
+    rendered = await summary_files(page, protocol.tz)
+    audit.record(
+        session,
+        at=now,
+        actor=_actor(),
+        action="summary.view",
+        participant_id=record.participant.id,
+        after={"chat": "cli", "empty": page.empty},
+    )
+    return await _write_pages(args.out, rendered.png, rendered.pdf)
+
+
+async def _overview(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    from charts import overview_files
+    from domain import summary
+
+    protocol = content.protocol
+    now = clock.now()
+    rows = summary.overview_rows(await summary.load_all(session, protocol), now, protocol.tz)
+    rendered = await overview_files(rows, protocol.trial_id, now, protocol.tz)
+    audit.record(session, at=now, actor=_actor(), action="overview.view", after={"participants": len(rows)})
+    return await _write_pages(args.out, rendered.png, rendered.pdf)
+
+
 async def _audit_verify(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
@@ -348,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the ODM file against the official CDISC ODM 1.3.2 schema (exit 1 if it is refused)",
     )
     p.set_defaults(action=_export)
+    p = sub.add_parser("summary", help="one-page visit summary of a participant: A4 PDF (and a PNG beside it)")
+    p.add_argument("study_id", metavar="STUDY_ID")
+    p.add_argument("--out", required=True, help="the PDF file to write (the PNG goes beside it)")
+    p.set_defaults(action=_summary)
+    p = sub.add_parser("overview", help="the whole trial at a glance: A4 PDF (and a PNG beside it)")
+    p.add_argument("--out", required=True, help="the PDF file to write (the PNG goes beside it)")
+    p.set_defaults(action=_overview)
     p = sub.add_parser("audit-verify", help="seal new audit rows and check the whole hash chain")
     p.add_argument(
         "--published",

@@ -156,6 +156,8 @@ class Settings(CoordinatorSettings, TokenSettings):
     """Reminders sent at once; a crash may repeat up to this many (see bot.dispatch)."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
+    weekly_overview: bool = True
+    """The trial-at-a-glance picture to the coordinator chats on Sundays at 08:00 (off: /overview only)."""
 
     @field_validator("admin_user_ids", "escalation_chat_ids", "audit_head_chat_ids", mode="before")
     @classmethod

@@ -187,7 +187,9 @@ class QueuedUpdate(dict[str, Any]):
 
 @dataclass(eq=False)
 class SentDocument:
-    """A document the bot sent (``sendDocument``): file name, bytes and caption."""
+    """A document the bot sent (``sendDocument``): file name, bytes and caption.
+    Also a photo (``sendPhoto``): then ``kind`` is "photo" and ``width``/``height``
+    are the picture's (read from the PNG or JPEG header)."""
 
     chat_id: int
     message_id: int
@@ -196,6 +198,9 @@ class SentDocument:
     mime_type: str
     caption: str | None
     file_id: str
+    kind: str = "document"
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(eq=False)
@@ -830,6 +835,7 @@ class _Chat:
         "label",
         "messages",
         "next_id",
+        "photos",
         "sent",
         "sent_by_id",
         "signal",
@@ -848,6 +854,7 @@ class _Chat:
         self.sent: list[SentMessage] = []
         self.sent_by_id: dict[int, SentMessage] = {}
         self.documents: list[SentDocument] = []
+        self.photos: list[SentDocument] = []
         self.signal = _Signal()
 
     def take_id(self) -> int:
@@ -1595,6 +1602,11 @@ class BotAPIServer:
         state = self._chats.get(chat if isinstance(chat, int) else chat.id)
         return list(state.documents) if state else []
 
+    def photos(self, chat: ChatRef) -> list[SentDocument]:
+        """Photos the bot sent to ``chat`` (``sendPhoto``)."""
+        state = self._chats.get(chat if isinstance(chat, int) else chat.id)
+        return list(state.photos) if state else []
+
     def commands(self, scope: Any = None, language_code: str = "") -> list[JSONDict]:
         """The command menu set for ``scope`` (dict, PTB scope or type name) and language."""
         return [dict(c) for c in self._commands.get((_scope_key(scope), language_code), [])]
@@ -1938,6 +1950,7 @@ class BotAPIServer:
             "deleteMessage": self._delete_message,
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
             "sendChatAction": self._send_chat_action,
             "getChat": self._get_chat,
             "leaveChat": self._leave_chat,
@@ -2246,7 +2259,21 @@ class BotAPIServer:
         for key in ("reply_to_message", "has_protected_content"):
             if key in sent.raw:
                 message[key] = sent.raw[key]
-        if sent.document is not None:
+        if sent.document is not None and sent.document.kind == "photo":
+            doc = sent.document
+            stored = self._files[doc.file_id]
+            message["photo"] = [
+                {
+                    "file_id": doc.file_id,
+                    "file_unique_id": stored.file_unique_id,
+                    "width": doc.width,
+                    "height": doc.height,
+                    "file_size": len(doc.content),
+                }
+            ]
+            if sent.caption:
+                message["caption"] = sent.caption
+        elif sent.document is not None:
             doc = sent.document
             stored = self._files[doc.file_id]
             message["document"] = {
@@ -2278,7 +2305,8 @@ class BotAPIServer:
             kind,
             sent.content
             if sent.document is None
-            else f"📎 {sent.document.filename} ({_size(len(sent.document.content))})"
+            else ("🖼 " if sent.document.kind == "photo" else "📎 ")
+            + f"{sent.document.filename} ({_size(len(sent.document.content))})"
             + (f" {sent.caption}" if sent.caption else ""),
             tuple(tuple(t for t, _ in row) for row in buttons(sent)),
             sent.message_id,
@@ -2440,6 +2468,52 @@ class BotAPIServer:
         state.sent.append(sent)
         state.sent_by_id[sent.message_id] = sent
         state.documents.append(document)
+        state.messages[sent.message_id] = raw
+        return raw
+
+    def _send_photo(self, p: JSONDict, f: dict[str, _Upload]) -> JSONDict:
+        """sendPhoto with an uploaded PNG or JPEG: refused as Telegram does when it is
+        empty, over 10 MB, not a picture, or its sides are too long or too lopsided."""
+        state = self._target(p)
+        ref = p.get("photo")
+        upload = f.get(ref[len("attach://") :]) if isinstance(ref, str) and ref.startswith("attach://") else None
+        upload = upload or f.get("photo")
+        if upload is None:
+            raise _bad("there is no photo in the request")
+        if not upload.content:
+            raise _bad("file must be non-empty")
+        if len(upload.content) > 10 * 1024 * 1024:
+            raise _bad("PHOTO_SAVE_FILE_INVALID")
+        size = _picture_size(upload.content)
+        if size is None:
+            raise _bad("IMAGE_PROCESS_FAILED")
+        width, height = size
+        if width + height > 10000 or max(width, height) > 20 * min(width, height):
+            raise _bad("PHOTO_INVALID_DIMENSIONS")
+        stored = self._store_file(upload.content, "photos", "png" if upload.content[:4] == b"\x89PNG" else "jpg")
+        caption, entities = self._text(p, "caption")
+        markup = self._markup(p)
+        reply = self._reply_to(state, p)
+        sent = self._new_sent(state, p, None, entities, markup, reply)
+        sent.source_text = None
+        sent.caption = caption or None
+        photo = SentDocument(
+            chat_id=state.id,
+            message_id=sent.message_id,
+            filename=upload.filename or "photo",
+            content=upload.content,
+            mime_type="image/png" if stored.file_path.endswith(".png") else "image/jpeg",
+            caption=sent.caption,
+            file_id=stored.file_id,
+            kind="photo",
+            width=width,
+            height=height,
+        )
+        sent.document = photo
+        raw = self._publish(sent, state, "photo")
+        state.sent.append(sent)
+        state.sent_by_id[sent.message_id] = sent
+        state.photos.append(photo)
         state.messages[sent.message_id] = raw
         return raw
 
@@ -2672,6 +2746,23 @@ class BotAPIServer:
             hook.last_error_message = error
             self.webhook_deliveries.append(WebhookDelivery(entry.update_id, attempt, status, error, self._clock()))
             self._activity_signal.fire()
+
+
+def _picture_size(content: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's first SOF marker; None if neither."""
+    if content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) >= 24:
+        return int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+    if content[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(content):
+        if content[i] != 0xFF:
+            return None
+        marker, length = content[i + 1], int.from_bytes(content[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return int.from_bytes(content[i + 7 : i + 9], "big"), int.from_bytes(content[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
 
 
 def _size(n: int) -> str:

@@ -35,6 +35,7 @@ class Demo:
     code: str = ""
     export_dir: Path | None = None
     export_notes: list[str] | None = None
+    picture_notes: list[str] | None = None
 
     async def admin_says(self, text: str, expect: Predicate = None) -> SentMessage:
         update = await self.admin.send(text)
@@ -194,6 +195,35 @@ async def hardening(demo: Demo) -> None:
     await server.wait_for(PARTICIPANT_ID, "এডিট", since=edited)
 
 
+async def pictures(demo: Demo) -> None:
+    """Issue 15: the clinician's one-page summary of BSM-001 and the trial at a glance,
+    each as a photo and a PDF; the pictures are also written to demo-output/ (the
+    README's examples in docs/ are these)."""
+    server = demo.server
+    await demo.admin_says("/summary BSM-001", lambda m: m.document is not None and m.document.kind == "photo")
+    await server.wait_for(ADMIN_ID, lambda m: m.document is not None and m.document.filename.endswith(".pdf"))
+    await demo.admin_says("/overview", lambda m: m.document is not None and m.document.kind == "photo")
+    await server.wait_for(
+        ADMIN_ID,
+        lambda m: (
+            m.document is not None
+            and m.document.filename.startswith("overview")
+            and m.document.filename.endswith(".pdf")
+        ),
+    )
+    photos = server.photos(ADMIN_ID)
+    pages = {"summary-example.png": photos[-2].content, "overview-example.png": photos[-1].content}
+
+    def write() -> list[str]:
+        target = Path("demo-output")
+        target.mkdir(exist_ok=True)
+        for name, content in pages.items():
+            (target / name).write_bytes(content)
+        return [f"  {target.resolve() / name}" for name in pages]
+
+    demo.picture_notes = await asyncio.to_thread(write)
+
+
 SCENES: list[Scene] = [
     enrollment,
     bad_input,
@@ -205,6 +235,7 @@ SCENES: list[Scene] = [
     staff_recorded_admission,
     trial_record_export,
     hardening,
+    pictures,
 ]
 
 
@@ -229,6 +260,9 @@ async def main() -> int:
                     f"written to {demo.export_dir}"
                 )
                 print("\n".join(demo.export_notes or []))
+            if demo.picture_notes:
+                print("\nThe study team's pictures (/summary, /overview) written to:")
+                print("\n".join(demo.picture_notes))
     return 0
 
 

@@ -66,6 +66,9 @@ class BotHarness:
             "escalate_after_minutes": 30,
             "timezone": "Asia/Dhaka",
             "webhook_url": None,
+            # The harness starts on a Sunday after 08:00: a test that wants the Sunday
+            # picture in the coordinator chat asks for it (tests/test_summary.py).
+            "weekly_overview": False,
             # The daily audit head would be one more message in the coordinator chat,
             # which most tests count: published only where a test asks for it.
             "audit_head_chat_ids": [],

@@ -64,6 +64,7 @@ class BotProcess:
             "ESCALATION_CHAT_IDS": str(ESCALATION_CHAT),
             "STUDY_CONTACT_PHONE": STUDY_PHONE,
             "TIMEZONE": "Asia/Dhaka",
+            "WEEKLY_OVERVIEW": "false",  # as in the in-process harness: the Sunday picture only when asked
             "AUDIT_HEAD_CHAT_IDS": "",  # as in the harness: no daily head in the counted chats
             **({"TEST_CLOCK": self.clock.now().isoformat()} if self.clock is not None else {}),
             **self.extra_env,

@@ -13,6 +13,7 @@ from models.entities import (
     ProcessedUpdate,
 )
 from models.questionnaires import AdverseEvent, QuestionnaireAnswer, QuestionnaireSession, QuestionnaireStatus
+from models.reports import TeamReport
 from models.schedule import (
     ClinicVisit,
     DoseAnswer,
@@ -47,5 +48,6 @@ __all__ = [
     "QuestionnaireSession",
     "QuestionnaireStatus",
     "ScheduledMessage",
+    "TeamReport",
     "VisitStatus",
 ]

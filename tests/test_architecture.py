@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("bot", "cli", "core", "devtools", "domain", "export", "migrations", "models", "scheduler")
-BELOW_THE_BOT = ("core", "domain", "export", "models", "scheduler")
+OURS = ("bot", "charts", "cli", "core", "devtools", "domain", "export", "migrations", "models", "scheduler")
+BELOW_THE_BOT = ("charts", "core", "domain", "export", "models", "scheduler")
 
 
 def imports_of(source: str, module: str) -> Iterator[str]:

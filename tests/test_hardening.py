@@ -297,6 +297,7 @@ async def _same_day_items(bot: BotHarness, count: int, first: int = 300) -> list
 
 # 3. The 08:00 digest of 45 items was one 4,627-character message: refused (400),
 # retried for ever, and its items marked as listed before it was ever sent.
+@pytest.mark.logs_errors("refused for good")  # the dead letter is an ERROR for the operator
 async def test_3_a_long_digest_arrives_and_a_refused_one_is_reported_not_retried(
     bot: BotHarness, server: BotAPIServer
 ) -> None:

@@ -13,8 +13,10 @@ from sqlalchemy import select
 
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer
-from devtools.harness import DEFAULT_START, BotHarness
+from devtools.harness import DEFAULT_START, TOKEN, BotHarness
+from domain.audit import stranger_actor
 from domain.questionnaires import Instrument
+from domain.secrets import AUDIT_STRANGERS
 from domain.triage import Level, TriageTableError, load_triage_table, mtx_double_dose, triage
 from models import (
     AlertLevel,
@@ -176,13 +178,14 @@ async def test_a_code_is_refused_at_exactly_14_days(bot: BotHarness, server: Bot
 
 
 async def test_a_code_from_the_shell_lives_14_days(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mutant: the shell's (`python -m bot.admin`) code lifetime in days read as hours."""
+    """Mutant: the shell's (`python -m cli`) code lifetime in days read as hours."""
     from cli.admin import run
     from models import EnrollmentCode
     from models.db import create_engine, create_session_factory
 
     monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)  # codes are stored keyed with it (issue 17)
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:9/bot")  # no Bot API: the link shows a placeholder
     code, _ = await run(["enroll", "BSM-001", "A", "2026-10-25", "en"], ManualClock(DEFAULT_START))
     assert code == 0
     engine = create_engine(db_url)
@@ -218,11 +221,14 @@ async def test_each_refused_code_is_audited_with_who_why_and_whose(bot: BotHarne
     bot.clock.advance(timedelta(days=15))
     await says(server, server.user(3104), f"/start {old}", "too old")
     other = (await _participant(bot, "BSM-032")).id
+    assert bot.services is not None
+    key = bot.services.secret_key(AUDIT_STRANGERS)  # strangers are audited as keyed hashes (issue 17)
     assert await _refusals(bot) == [
-        ("telegram:3102", pid, "used"),
-        ("telegram:3103", None, "unknown"),
-        ("telegram:3104", other, "expired"),
+        (stranger_actor(3102, key), pid, "used"),
+        (stranger_actor(3103, key), None, "unknown"),
+        (stranger_actor(3104, key), other, "expired"),
     ]
+    assert len({stranger_actor(u, key) for u in (3102, 3103, 3104)}) == 3
 
 
 async def test_the_attempt_limit_counts_this_chats_refusals_of_the_last_hour_only(

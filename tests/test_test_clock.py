@@ -77,6 +77,9 @@ def test_python_m_bot_refuses_a_test_clock_against_telegram(tmp_path: Path) -> N
         "TELEGRAM_BOT_TOKEN": "123456789:TEST-token-for-the-local-server",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
         "TEST_CLOCK": "2026-10-30T08:59:00+06:00",
+        "COORDINATOR_CHAT_IDS": "-1001",
+        "ESCALATION_CHAT_IDS": "-1002",
+        "STUDY_CONTACT_PHONE": "+8801711000000",
     }
     done = subprocess.run(
         [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
