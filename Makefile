@@ -45,7 +45,7 @@ i18n-review: install  ## the side-by-side English/Bangla table of every particip
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy bot domain scheduler models devtools charts
+	$(BIN)/mypy bot charts cli core domain scheduler models export devtools
 
 lock:  ## re-pin constraints.txt from a clean resolve of pyproject.toml
 	rm -rf /tmp/ssc-lock && $(PYTHON) -m venv /tmp/ssc-lock

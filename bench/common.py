@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import TrialApplication, build_application
-from bot.config import Settings
 from bot.services import build_services
+from core.clock import ManualClock
+from core.settings import Settings
 from devtools.botapi_server import BotAPIServer
 from devtools.databases import PostgresTemplate, SqliteTemplate, postgres_available
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN
-from domain.clock import ManualClock
 
 
 @dataclass

@@ -28,13 +28,13 @@ from bench.seed import (
     seed,
     spread_profiles,
 )
+from bot.dispatch import dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, TOKEN
+from domain.content import load_content
 from export.run import export_trial_record
 from models import ProcessedUpdate
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
-from scheduler.store import default_protocol
 
 SERVE_PAUSE_S = 0.02  # between two pieces of the bot's work while the export runs
 
@@ -164,7 +164,7 @@ async def _seed_history(url: str, n: int, profiles: Sequence[Profile], today: da
 
 async def run_export(url: str, n: int) -> dict[str, Any]:
     """Seed ``n`` participants with their history, then export while the bot works."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     today = to_local(DEFAULT_START, protocol.tz).date()
     now: datetime = DEFAULT_START
     profiles = spread_profiles(today)

@@ -1,5 +1,5 @@
 """Reminder fan-out: N participants whose dose reminder falls due in the same minute,
-sent by the real dispatcher (scheduler.dispatch) through the real PTB Bot to the local
+sent by the real dispatcher (bot.dispatch) through the real PTB Bot to the local
 Bot API server. Counts what arrived: lost, sent twice, late."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 
 from bench.common import register_team_chats, running_app
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
+from bot.dispatch import dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START
+from domain.content import load_content
 from models import MessageStatus, ScheduledMessage
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
-from scheduler.store import default_protocol
 
 LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is late
 
@@ -27,7 +27,7 @@ async def run_fanout(
 ) -> dict[str, Any]:
     """Seed ``n`` reminders due now, dispatch until none is left (``concurrency``:
     DISPATCH_CONCURRENCY; ``latency_ms``: the server's round trip), and measure."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     now = DEFAULT_START  # Sunday 09:00 in Dhaka
     local = to_local(now, protocol.tz)
     seeded = await seed(url, n, same_minute_profiles(local.date(), local.time()), protocol, now, keep="due")

@@ -20,11 +20,11 @@ from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from bot.app import build_application
 from bot.runner import serve
 from bot.services import build_services
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentMessage, TranscriptEntry
 from devtools.harness import DEFAULT_START, TOKEN
-from domain.clock import ManualClock
+from domain.content import load_content
 from scheduler.calendar import to_local
-from scheduler.store import default_protocol
 
 
 class _Latency:
@@ -56,7 +56,7 @@ class _Latency:
 async def run_inbound(url: str, k: int, *, latency_ms: float = 0.0) -> dict[str, Any]:
     """The trial bot: K linked participants open /checkin, then all answer at once
     (``latency_ms``: the server's round trip for each of the bot's calls)."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     local = to_local(DEFAULT_START, protocol.tz)
     await seed(url, k, same_minute_profiles(local.date(), local.time()), protocol, DEFAULT_START, keep="none")
     async with BotAPIServer(token=TOKEN) as server:

@@ -14,9 +14,9 @@ from typing import Any
 
 from bench.common import settings_for
 from bot.app import build_application
+from bot.jobs import run_all
 from bot.services import build_services
-from domain.clock import ManualClock
-from scheduler.runtime import run_all
+from core.clock import ManualClock
 
 
 class _Server:

@@ -16,13 +16,13 @@ from sqlalchemy import event, func, select
 from bench.common import register_team_chats, running_app
 from bench.memory import measure_in_child
 from bench.seed import CHAT_BASE, local_to_utc, seed, spread_profiles
+from bot.dispatch import dispatch_tick
+from bot.jobs import run_all
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, TOKEN
+from domain.content import load_content
 from models import MessageStatus, ScheduledMessage
 from scheduler.calendar import to_local
-from scheduler.dispatch import dispatch_tick
-from scheduler.runtime import run_all
-from scheduler.store import default_protocol
 
 EMPTY_TICKS = 15
 MINUTE_STEP = timedelta(minutes=5)  # the next reminder slot
@@ -32,7 +32,7 @@ LOADED_MINUTE = (10, 5)  # local 10:05, an ordinary dose-reminder slot (10:00 al
 async def run_ticks(url: str, n: int, *, memory: bool = False) -> dict[str, Any]:
     """Seed ``n`` participants, then time empty ticks and one loaded tick; with
     ``memory``, also the peak RSS of a bot process on the same data (bench.memory)."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     today = to_local(DEFAULT_START, protocol.tz).date()
     loaded_at = local_to_utc(today, DEFAULT_START.time().replace(hour=LOADED_MINUTE[0], minute=LOADED_MINUTE[1]))
     now = loaded_at - timedelta(seconds=30)

@@ -13,12 +13,12 @@ from sqlalchemy.exc import ArgumentError
 from telegram.error import InvalidToken
 
 from bot.app import build_application
-from bot.config import Settings, describe_error
 from bot.logs import mask, setup_logging
 from bot.runner import serve
 from bot.services import build_services
 from bot.test_clock import clock_from_environment
-from domain.clock import Clock
+from core.clock import Clock
+from core.settings import Settings, describe_error
 from domain.questionnaires import InstrumentError
 from domain.triage import TriageTableError
 from scheduler.protocol import ProtocolError

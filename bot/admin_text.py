@@ -7,12 +7,12 @@ from datetime import tzinfo
 
 from domain.adverse_events import CRITERIA, StaffSaeRecorded
 from domain.enrollment import Enrolled
-from domain.parsing import WEEKDAY_CODES
 from domain.participants import ParticipantLine
 from domain.schedule_ops import StatusReport
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
+from scheduler.calendar import WEEKDAY_CODES
 
 
 def deep_link(bot_username: str | None, code: str) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest
 
+from bot import callbacks
 from bot.digest import split_digest
 from domain import audit
 from domain.acknowledgement import DIGEST_KIND
@@ -100,7 +101,7 @@ def ack_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
     """The Acknowledge button, while the alert is open."""
     if alert.acknowledged_at is not None or alert.kind == DIGEST_KIND:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton("✅ Acknowledge", callback_data=f"ack:{alert.id}")]])
+    return InlineKeyboardMarkup([[InlineKeyboardButton("✅ Acknowledge", callback_data=callbacks.ack(alert.id))]])
 
 
 async def alerts_tick(app: TrialApplication) -> None:

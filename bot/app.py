@@ -25,8 +25,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import work as uow
-from bot.aio import PerLoop
+from bot import callbacks, unit_of_work
 from bot.context import BotContext
 from bot.handlers import (
     admin,
@@ -41,12 +40,13 @@ from bot.handlers import (
     schedule_admin,
 )
 from bot.i18n import _, language_from_telegram, use_locale
+from bot.jobs import run_tick
 from bot.services import Services
+from core.aio import PerLoop
 from domain import participants
 from domain.alerts import ALERTS_RAISED
 from models import ProcessedUpdate
 from models.db import is_transient
-from scheduler.runtime import run_tick
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ benchmark); against Telegram each request takes 50-200 ms, and these overlap."""
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     """PTB's Application, with each update handled as one unit of work
-    (see `bot.work`) and the process's services attached."""
+    (see `bot.unit_of_work`) and the process's services attached."""
 
     services: Services
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
@@ -144,10 +144,10 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             linked = None
             if chat is not None and chat.type == "private":
                 linked = await participants.by_chat(session, chat.id)
-            work = uow.UpdateWork(update, session, services.clock.now(), linked)
+            work = unit_of_work.UpdateWork(update, session, services.clock.now(), linked)
             user = update.effective_user
             lang = linked.language.value if linked else language_from_telegram(user.language_code if user else None)
-            token = uow.enter(work)
+            token = unit_of_work.enter(work)
             try:
                 with use_locale(lang):
                     await super().process_update(update)
@@ -155,7 +155,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                         query = update.callback_query
                         work.after_commit(lambda: query.answer())
             finally:
-                uow.leave(token)
+                unit_of_work.leave(token)
             alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))
             if work.retry:
                 await session.rollback()
@@ -190,7 +190,7 @@ async def on_error(update: object, context: BotContext) -> None:
     update_id = update.update_id if isinstance(update, Update) else None
     # The exception's text may quote stored values (free-text answers): log its type only.
     log.error("error while handling update %s: %s\n%s", update_id, type(error).__name__, frames)
-    work = uow.maybe_current_work()
+    work = unit_of_work.maybe_current_work()
     if work is None:
         return
     if is_transient(error):
@@ -242,14 +242,14 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("overview", pictures.overview_command))
 
     # Buttons.
-    app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=r"^lang:"))
-    app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=r"^dose:"))
-    app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=r"^visit:"))
-    app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=r"^stop:"))
-    app.add_handler(CallbackQueryHandler(schedule.settime_button, pattern=r"^settime:"))
-    app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=r"^q:"))
-    app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=r"^qstart:"))
-    app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=r"^ack:"))
+    app.add_handler(CallbackQueryHandler(participant.choose_language, pattern=callbacks.pattern(callbacks.LANG)))
+    app.add_handler(CallbackQueryHandler(schedule.dose_button, pattern=callbacks.pattern(callbacks.DOSE)))
+    app.add_handler(CallbackQueryHandler(schedule.visit_button, pattern=callbacks.pattern(callbacks.VISIT)))
+    app.add_handler(CallbackQueryHandler(schedule.stop_button, pattern=callbacks.pattern(callbacks.STOP)))
+    app.add_handler(CallbackQueryHandler(schedule.settime_button, pattern=callbacks.pattern(callbacks.SETTIME)))
+    app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=callbacks.pattern(callbacks.ANSWER)))
+    app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=callbacks.pattern(callbacks.START)))
+    app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=callbacks.pattern(callbacks.ACK)))
     app.add_handler(CallbackQueryHandler(common.stale_button))
 
     # Whatever is left.

@@ -32,7 +32,7 @@ def head_message(seq: int, digest: str, day: str) -> str:
     return (
         f"🔏 Audit chain head, {day}: #{seq} {digest}\n"
         "Keep this message. It proves that no audit row up to here is changed later: "
-        f"python -m bot.admin audit-verify --published {publication(seq, digest)}"
+        f"python -m cli audit-verify --published {publication(seq, digest)}"
     )
 
 

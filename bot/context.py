@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup
 from telegram.ext import Application, CallbackContext, ExtBot
 
-from bot.work import UpdateWork, current_work
+from bot.unit_of_work import UpdateWork, current_work
 from models import Participant
 
 if TYPE_CHECKING:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import gettext as _gettext
 import io
-import re
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,15 +27,14 @@ from babel.dates import format_date as _babel_format_date
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
+from core.digits import to_bengali_digits
+
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 LANGUAGES = ("bn", "en")
 DEFAULT_LANGUAGE = "en"
 
 _current: ContextVar[str] = ContextVar("locale", default=DEFAULT_LANGUAGE)
-
-BENGALI_DIGITS = "০১২৩৪৫৬৭৮৯"
-_TO_BENGALI = str.maketrans("0123456789", BENGALI_DIGITS)
 
 
 @cache
@@ -100,31 +97,10 @@ def language_from_telegram(code: str | None) -> str:
 # ---------------------------------------------------------------- digits
 
 
-def to_ascii_digits(text: str) -> str:
-    """Replace any Unicode decimal digit (Bengali ০-৯ included) by its ASCII digit,
-    so every parser accepts what a participant's keyboard types."""
-    out = []
-    for ch in text:
-        if ch.isdecimal() and not ch.isascii():
-            try:
-                out.append(str(unicodedata.decimal(ch)))
-                continue
-            except ValueError:
-                pass
-        out.append(ch)
-    return "".join(out)
-
-
-def phone_as_dialled(phone: str) -> str:
-    """A phone number the way it is dialled ("+8801711000000"): Latin digits, no
-    spaces or dashes, so Telegram makes it tappable in any language."""
-    return re.sub(r"[^0-9+]", "", to_ascii_digits(phone))
-
-
 def localize_digits(text: str, lang: str | None = None) -> str:
     """Write digits the way the reader expects: Bengali digits in Bangla."""
     lang = lang or _current.get()
-    return text.translate(_TO_BENGALI) if lang == "bn" else text
+    return to_bengali_digits(text) if lang == "bn" else text
 
 
 def format_number(value: int | float, lang: str | None = None) -> str:

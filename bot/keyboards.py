@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot import callbacks
+
 
 def language_choice(*, welcome: bool) -> InlineKeyboardMarkup:
     """বাংলা / English. `welcome` marks the choice made right after linking."""
-    suffix = ":welcome" if welcome else ""
     return InlineKeyboardMarkup(
         [
-            [InlineKeyboardButton("বাংলা", callback_data=f"lang:bn{suffix}")],
-            [InlineKeyboardButton("English", callback_data=f"lang:en{suffix}")],
+            [InlineKeyboardButton("বাংলা", callback_data=callbacks.lang("bn", welcome=welcome))],
+            [InlineKeyboardButton("English", callback_data=callbacks.lang("en", welcome=welcome))],
         ]
     )

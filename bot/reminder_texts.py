@@ -12,6 +12,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot import callbacks
 from bot.i18n import _, current_language, format_date, format_number, format_time, weekday_name
 from domain.parsing import AmbiguousTime
 from domain.questionnaires import Instrument
@@ -64,9 +65,9 @@ def dose_buttons(reminder_id: int) -> InlineKeyboardMarkup:
     """Taken / Remind me later / Skipped, one per row (big targets for stiff fingers)."""
     return InlineKeyboardMarkup(
         [
-            [InlineKeyboardButton(_("✅ Taken"), callback_data=f"dose:{reminder_id}:taken")],
-            [InlineKeyboardButton(_("⏰ Remind me later"), callback_data=f"dose:{reminder_id}:later")],
-            [InlineKeyboardButton(_("Skipped"), callback_data=f"dose:{reminder_id}:skipped")],
+            [InlineKeyboardButton(_("✅ Taken"), callback_data=callbacks.dose(reminder_id, "taken"))],
+            [InlineKeyboardButton(_("⏰ Remind me later"), callback_data=callbacks.dose(reminder_id, "later"))],
+            [InlineKeyboardButton(_("Skipped"), callback_data=callbacks.dose(reminder_id, "skipped"))],
         ]
     )
 
@@ -103,8 +104,8 @@ def visit_buttons(week: int) -> InlineKeyboardMarkup:
     """I will come / I need another date."""
     return InlineKeyboardMarkup(
         [
-            [InlineKeyboardButton(_("I will come"), callback_data=f"visit:{week}:come")],
-            [InlineKeyboardButton(_("I need another date"), callback_data=f"visit:{week}:other")],
+            [InlineKeyboardButton(_("I will come"), callback_data=callbacks.visit(week, "come"))],
+            [InlineKeyboardButton(_("I need another date"), callback_data=callbacks.visit(week, "other"))],
         ]
     )
 
@@ -123,14 +124,14 @@ def invitation_text(kind: str, payload: Mapping[str, Any], instruments: Mapping[
 
 def invitation_buttons(instrument_id: str) -> InlineKeyboardMarkup:
     """One Start button that the questionnaire handlers pick up."""
-    return InlineKeyboardMarkup([[InlineKeyboardButton(_("Start"), callback_data=f"qstart:{instrument_id}")]])
+    return InlineKeyboardMarkup([[InlineKeyboardButton(_("Start"), callback_data=callbacks.start(instrument_id))]])
 
 
 def time_choice_buttons(choice: AmbiguousTime) -> InlineKeyboardMarkup:
     """The two readings of a time typed without the part of the day, one per row."""
     return InlineKeyboardMarkup(
         [
-            [InlineKeyboardButton(format_time(at), callback_data=f"settime:{at.hour:02d}{at.minute:02d}")]
+            [InlineKeyboardButton(format_time(at), callback_data=callbacks.settime(at.hour, at.minute))]
             for at in (choice.first, choice.second)
         ]
     )
@@ -140,7 +141,7 @@ def stop_confirm_buttons() -> InlineKeyboardMarkup:
     """/stop asks first: Yes, stop / No, keep them."""
     return InlineKeyboardMarkup(
         [
-            [InlineKeyboardButton(_("Yes, stop all messages"), callback_data="stop:yes")],
-            [InlineKeyboardButton(_("No, keep the reminders"), callback_data="stop:no")],
+            [InlineKeyboardButton(_("Yes, stop all messages"), callback_data=callbacks.stop(True))],
+            [InlineKeyboardButton(_("No, keep the reminders"), callback_data=callbacks.stop(False))],
         ]
     )

@@ -26,7 +26,8 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from bot.app import TrialApplication
 from bot.commands import set_menus
-from scheduler.runtime import HEARTBEAT_SECONDS, build_heartbeat
+from bot.jobs import build_heartbeat
+from scheduler.runtime import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,14 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.aio import PerLoop
-from bot.config import Settings
-from domain.clock import Clock
-from domain.questionnaires import Instrument, load_instruments
+from core.aio import PerLoop
+from core.clock import Clock
+from core.settings import Settings
+from domain.content import Content, load_content
+from domain.questionnaires import Instrument
 from domain.secrets import derive_key
-from domain.triage import check_cross_checks, default_triage_table
 from models.db import SessionFactory, create_engine, create_session_factory
-from scheduler.protocol import Protocol, load_protocol
-
-CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
+from scheduler.protocol import Protocol
 
 
 @dataclass
@@ -31,9 +29,18 @@ class Services:
     engine: AsyncEngine
     sessions: SessionFactory
     clock: Clock
-    protocol: Protocol
-    instruments: dict[str, Instrument]
+    content: Content
     _writer: PerLoop[asyncio.Lock] = field(default_factory=lambda: PerLoop(asyncio.Lock), repr=False)
+
+    @property
+    def protocol(self) -> Protocol:
+        """The trial's protocol (from the content loaded at start)."""
+        return self.content.protocol
+
+    @property
+    def instruments(self) -> dict[str, Instrument]:
+        """The questionnaires (from the content loaded at start)."""
+        return self.content.instruments
 
     def secret_key(self, purpose: str) -> bytes:
         """A key kept outside the database, one per purpose, derived from the bot token
@@ -55,18 +62,8 @@ class Services:
             yield
 
 
-def load_content(content_dir: Path = CONTENT_DIR) -> tuple[Protocol, dict[str, Instrument]]:
-    """The study team's files: instruments, then the protocol checked against
-    them. A mistake raises InstrumentError or ProtocolError naming file and place,
-    so a broken file stops the start instead of a questionnaire at 2 a.m."""
-    instruments = load_instruments(content_dir / "instruments")
-    protocol = load_protocol(content_dir / "protocol.yaml", known_instruments=set(instruments))
-    check_cross_checks(default_triage_table(), instruments)
-    return protocol, instruments
-
-
 def build_services(settings: Settings, clock: Clock, content_dir: Path | None = None) -> Services:
     """Everything a bot process needs, built once."""
-    protocol, instruments = load_content(content_dir or settings.content_dir or CONTENT_DIR)
+    content = load_content(content_dir or settings.content_dir)
     engine = create_engine(settings.database_url)
-    return Services(settings, engine, create_session_factory(engine), clock, protocol, instruments)
+    return Services(settings, engine, create_session_factory(engine), clock, content)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.clock import Clock, ManualClock, OffsetClock, SystemClock
+from core.clock import Clock, ManualClock, OffsetClock, SystemClock
 
 FIXED = "fixed:"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.i18n import N_, _, current_language, format_date, phone_as_dialled, use_locale, weekday_name
+from bot.i18n import N_, _, current_language, format_date, use_locale, weekday_name
+from core.digits import phone_as_dialled
 from models import Participant
 from scheduler.planner import resolve_dose_weekdays, visit_schedule
 from scheduler.protocol import Protocol
-from scheduler.store import default_protocol, plan_input
+from scheduler.store import plan_input
 
 
 def bilingual(render: Callable[[], str], phone: str = "") -> str:
@@ -36,42 +37,59 @@ def with_contact(text: str, phone: str) -> str:
     return text + "\n\n" + _("Study phone: {phone}").format(phone=number)
 
 
-def site_names(protocol: Protocol | None = None) -> dict[str, str]:
+def site_names(protocol: Protocol) -> dict[str, str]:
     """The institution, department and everyday hospital name from the protocol
     file, in the current language, for texts that name the place."""
-    site = (protocol or default_protocol()).site
+    site = protocol.site
     lang = current_language()
     return {"site": site.name.get(lang), "department": site.department.get(lang), "hospital": site.hospital.get(lang)}
 
 
-def regimen(participant: Participant) -> str:
+def regimen(participant: Participant, protocol: Protocol) -> str:
     """The participant's medicines in plain words, for the welcome and /help."""
-    if participant.arm == "A":
+    regimens = protocol.arm(participant.arm).regimens
+    # The days the planner uses for this participant (their own, or the protocol's rule).
+    days = resolve_dose_weekdays(plan_input(participant, [], protocol), protocol)
+    ids = {r.id for r in regimens}
+    if ids == {"baricitinib"}:  # the reviewed wording of this trial's drugs (see locales/)
         return _(
             "Baricitinib 4 mg: one tablet every day, at the same time each day. Never take two tablets on one day."
         )
-    # The days the planner uses for this participant (their own, or the protocol's rule).
-    days = resolve_dose_weekdays(plan_input(participant, []), default_protocol())
-    mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
-    return "\n".join(
-        [
-            _(
-                "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
-                "Never take it on any other day, and never take a missed dose later."
-            ).format(weekday=weekday_name(mtx_day)),
-            _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
-                weekday=weekday_name(folic_day)
-            ),
-        ]
-    )
+    if ids == {"methotrexate", "folic_acid"}:
+        mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
+        return "\n".join(
+            [
+                _(
+                    "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
+                    "Never take it on any other day, and never take a missed dose later."
+                ).format(weekday=weekday_name(mtx_day)),
+                _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
+                    weekday=weekday_name(folic_day)
+                ),
+            ]
+        )
+    # Any other protocol: each regimen's name and dose from the protocol file.
+    lang = current_language()
+    lines = []
+    for reg in regimens:
+        drug, dose = reg.drug.get(lang), reg.dose.get(lang)
+        if reg.id in days:
+            line = _("{drug}: {dose}, every {weekday}.").format(
+                weekday=weekday_name(days[reg.id]), drug=drug, dose=dose
+            )
+        elif reg.frequency == "daily":
+            line = _("{drug}: {dose}, every day.").format(drug=drug, dose=dose)
+        else:
+            line = _("{drug}: {dose}, once a week.").format(drug=drug, dose=dose)
+        lines.append(line)
+    return "\n".join(lines)
 
 
-def visit_lines(participant: Participant) -> list[str]:
+def visit_lines(participant: Participant, protocol: Protocol) -> list[str]:
     """The participant's clinic visits (weeks 4, 12, 24) with their dates, for the welcome."""
-    protocol = default_protocol()
     lang = "bn" if participant.language.value == "bn" else "en"
     lines = [_("Your clinic visits:")]
-    for vd in visit_schedule(plan_input(participant, []), protocol):
+    for vd in visit_schedule(plan_input(participant, [], protocol), protocol):
         if vd.week == 0:
             continue
         name = protocol.visit(vd.week).name
@@ -82,14 +100,14 @@ def visit_lines(participant: Participant) -> list[str]:
     return lines
 
 
-def not_enrolled(phone: str) -> str:
+def not_enrolled(phone: str, protocol: Protocol) -> str:
     """For someone the bot does not know: what it is and how to join. Bilingual."""
     return bilingual(
         lambda: _(
             "Hello! This bot is only for people taking part in the scleroderma "
             "(systemic sclerosis) study at {hospital} ({site}). To use it you need a personal link "
             "or code from the study team. If you are in the study, please ask them for it."
-        ).format_map(site_names()),
+        ).format_map(site_names(protocol)),
         phone,
     )
 
@@ -107,15 +125,15 @@ REFUSALS = {
 }
 
 
-def help_text(participant: Participant, phone: str) -> str:
+def help_text(participant: Participant, phone: str, protocol: Protocol) -> str:
     """/help: what the bot does, the commands, the study phone."""
     lines = [
         _("I am the helper of the scleroderma study at {hospital} ({site}). Your study number is {study_id}.").format(
-            study_id=participant.study_id, **site_names()
+            study_id=participant.study_id, **site_names(protocol)
         ),
         "",
         _("Your medicine:"),
-        regimen(participant),
+        regimen(participant, protocol),
         "",
         _("What you can send me:"),
         _("/checkin: answer this week's health questions"),
@@ -132,18 +150,18 @@ def help_text(participant: Participant, phone: str) -> str:
     return text + "\n\n" + _("If you feel very unwell, go to the nearest hospital emergency department now.")
 
 
-def welcome(participant: Participant, phone: str) -> str:
+def welcome(participant: Participant, phone: str, protocol: Protocol) -> str:
     """The first message in the chosen language, right after linking."""
     lines = [
         _("Welcome! Thank you for taking part in the scleroderma study at {hospital} ({site}).").format_map(
-            site_names()
+            site_names(protocol)
         ),
         _("Your study number is {study_id}.").format(study_id=participant.study_id),
         "",
         _("Your medicine:"),
-        regimen(participant),
+        regimen(participant, protocol),
         "",
-        *visit_lines(participant),
+        *visit_lines(participant, protocol),
         "",
         _("I will remind you of your medicines and clinic visits, and ask each week how you feel."),
         _("Send /help at any time to see what I can do."),

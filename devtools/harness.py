@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.app import TrialApplication, build_application
-from bot.config import Settings
+from bot.jobs import run_all
 from bot.runner import serve
 from bot.services import Services, build_services
+from core.clock import ManualClock
+from core.settings import Settings
 from devtools.botapi_server import BotAPIServer
-from domain.clock import ManualClock
-from scheduler.runtime import run_all
 
 TOKEN = "123456789:TEST-token-for-the-local-server"
 ADMIN_ID = 900

@@ -50,10 +50,10 @@ GROUPS: dict[str, Group] = {
     ),
     "enrollment": Group(("domain/enrollment.py",), ("tests/test_enrollment.py", "tests/test_safety_paths.py")),
     "dispatch": Group(
-        ("scheduler/dispatch.py",),
+        ("bot/dispatch.py", "domain/reminders.py", "scheduler/outbox.py"),
         ("tests/test_dispatch.py", "tests/test_safety_paths.py", "tests/test_reminders.py"),
     ),
-    "unit-of-work": Group(("bot/work.py",), ("tests/test_application.py", "tests/test_safety_paths.py")),
+    "unit-of-work": Group(("bot/unit_of_work.py",), ("tests/test_application.py", "tests/test_safety_paths.py")),
     "alerts": Group(("domain/alerts.py", "bot/alerting.py"), ("tests/test_alerts.py",)),
 }
 

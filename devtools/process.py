@@ -14,9 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from core.clock import Clock, OffsetClock
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN
-from domain.clock import Clock, OffsetClock
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESS_START = "2026-10-30T10:00:00+06:00"

@@ -2,7 +2,7 @@
 
 A participant cannot report their own death, and many admissions reach the team
 by a phone call from the family (CLINICAL.md). `/sae` in Telegram and
-`python -m bot.admin sae` record such an event: the same `adverse_events` row
+`python -m cli sae` record such an event: the same `adverse_events` row
 as a participant's /report (source "staff", who recorded it, when, their note),
 an URGENT alert with the 24-hour sponsor deadline (escalated like any urgent
 alert), an audit row, and the same export rows. A death also stops every
@@ -18,12 +18,13 @@ from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain import audit, participants
 from domain.alerts import raise_alert
+from domain.content import Content
 from domain.errors import DomainError
 from domain.parsing import ParseError, parse_date, parse_study_id
-from domain.triage import TriageTable, default_triage_table
+from domain.triage import TriageTable
 from models import AdverseEvent, Alert, AlertLevel, Participant, ParticipantStatus
 
 CRITERIA: dict[str, int] = {
@@ -135,7 +136,7 @@ async def record_staff_sae(
     display_name: str,
     now: datetime,
     coordinator_chats: Sequence[int],
-    table: TriageTable | None = None,
+    content: Content,
 ) -> StaffSaeRecorded:
     """Record a staff-reported serious event: the AE row, the URGENT alert with the
     24-hour deadline, the audit row, and for a death the end of all messages.
@@ -144,7 +145,7 @@ async def record_staff_sae(
     so that exports and the people on call cannot tell them apart except by
     `source`. An unknown study id is refused with the usage line.
     """
-    table = table or default_triage_table()
+    table = content.triage
     try:
         participant = await participants.by_study_id(db, request.study_id, for_update=True)
     except DomainError as error:
@@ -209,7 +210,12 @@ async def record_staff_sae(
     stopped = False
     if 1 in request.criteria and participant.status != ParticipantStatus.WITHDRAWN:
         await participants.withdraw(
-            db, participant.study_id, reason=f"{DEATH_REASON} (adverse event #{event.id})", actor=actor, now=now
+            db,
+            participant.study_id,
+            reason=f"{DEATH_REASON} (adverse event #{event.id})",
+            actor=actor,
+            now=now,
+            protocol=content.protocol,
         )
         stopped = True
     return StaffSaeRecorded(event, alert, participant, stopped, request.criteria)

@@ -51,7 +51,7 @@ from domain.questionnaires.grading import answer_label
 from domain.questionnaires.model import FreeTextItem
 from domain.questionnaires.parsing import is_back, is_skip
 from domain.quoting import participant_words
-from domain.triage import Level, TriageResult, triage
+from domain.triage import Level, TriageResult, TriageTable, triage
 from models import (
     AdverseEvent,
     Alert,
@@ -63,6 +63,7 @@ from models import (
     QuestionnaireSession,
     QuestionnaireStatus,
 )
+from scheduler.calendar import local_date
 
 REPORT_INSTRUMENT = "ae_report"
 CHECKIN_INSTRUMENT = "weekly_checkin"
@@ -83,9 +84,10 @@ CORRECTION_WINDOW = timedelta(hours=24)
 @dataclass(frozen=True)
 class Env:
     """What the questionnaire logic needs from the process: instruments, the
-    trial's time zone, the switches that are on, the coordinators' chats."""
+    triage table, the trial's time zone, the switches that are on, the coordinators' chats."""
 
     instruments: Mapping[str, Instrument]
+    triage: TriageTable
     tz: ZoneInfo
     switches: frozenset[str]
     coordinator_chats: Sequence[int]
@@ -133,7 +135,7 @@ def engine_context(participant: Participant, now: datetime, env: Env) -> Context
     """The engine's view of who answers when (local date, arm, language, switches)."""
     arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
-    return Context(arm=arm, today=now.astimezone(env.tz).date(), language=language, switches=env.switches)
+    return Context(arm=arm, today=local_date(now, env.tz), language=language, switches=env.switches)
 
 
 async def open_session(db: AsyncSession, participant: Participant) -> QuestionnaireSession | None:
@@ -183,7 +185,7 @@ def expires_at(participant: Participant, instrument_id: str, now: datetime, env:
         return now + env.report_idle_close
     if instrument_id != CHECKIN_INSTRUMENT:
         return None
-    week = study_week(participant, now.astimezone(env.tz).date())
+    week = study_week(participant, local_date(now, env.tz))
     end = participant.baseline_date + timedelta(days=7 * (week + 1))
     return datetime.combine(end, time(0), env.tz)
 
@@ -195,8 +197,8 @@ def is_past(session: QuestionnaireSession, participant: Participant, now: dateti
         return session.expires_at <= now
     if session.instrument_id != CHECKIN_INSTRUMENT:
         return False
-    started = study_week(participant, session.started_at.astimezone(env.tz).date())
-    return started < study_week(participant, now.astimezone(env.tz).date())
+    started = study_week(participant, local_date(session.started_at, env.tz))
+    return started < study_week(participant, local_date(now, env.tz))
 
 
 def _progress(
@@ -634,7 +636,9 @@ async def _triage(
     alerts at once); same-day findings wait for the end (or /cancel), when the
     whole picture decides between URGENT and SAME_DAY."""
     previous = await _previous_grades(db, participant, session)
-    result = triage(instrument, answers, participant.arm, previous, switches=env.switches, final=final)
+    result = triage(
+        instrument, answers, participant.arm, previous, switches=env.switches, table=env.triage, final=final
+    )
     if not final and result.level is Level.SAME_DAY:
         result = replace(result, level=Level.ROUTINE, advice=())
     return result

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain import audit
 from domain.errors import DomainError
 from domain.parsing import (
@@ -30,6 +30,7 @@ from domain.parsing import (
 )
 from domain.secrets import keyed_hash
 from models import AuditEntry, ChatLink, EnrollmentCode, Language, Participant, ParticipantStatus
+from scheduler.protocol import Protocol
 from scheduler.store import replan
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
@@ -172,7 +173,14 @@ async def enroll(
 
 
 async def unlink(
-    session: AsyncSession, study_id: str, *, actor: str, now: datetime, code_ttl: timedelta, code_key: bytes
+    session: AsyncSession,
+    study_id: str,
+    *,
+    actor: str,
+    now: datetime,
+    code_ttl: timedelta,
+    code_key: bytes,
+    protocol: Protocol,
 ) -> Enrolled:
     """A lost or stolen phone: the participant's chat is unlinked (the bot treats it as
     a stranger from now on), they are invited again, and a new one-time code links the
@@ -191,7 +199,7 @@ async def unlink(
     participant.pause_reason = None
     participant.updated_at = now
     await session.flush()
-    await replan(session, participant, now)  # nothing is sent to the old chat any more
+    await replan(session, participant, now, protocol)  # nothing is sent to the old chat any more
     audit.record(
         session,
         at=now,
@@ -256,7 +264,15 @@ async def _recent_failures(session: AsyncSession, actor: str, now: datetime) -> 
 
 
 async def redeem(
-    session: AsyncSession, code: str, *, chat_id: int, user_id: int, now: datetime, code_key: bytes, stranger_key: bytes
+    session: AsyncSession,
+    code: str,
+    *,
+    chat_id: int,
+    user_id: int,
+    now: datetime,
+    code_key: bytes,
+    stranger_key: bytes,
+    protocol: Protocol,
 ) -> RedeemResult:
     """Link `chat_id` to the participant the code belongs to, if the code is good,
     unused, unexpired and the chat is not linked already. Every refusal is audited
@@ -293,7 +309,7 @@ async def redeem(
     before = participant_snapshot(participant)
     participant.status = ParticipantStatus.ACTIVE
     participant.updated_at = now
-    await replan(session, participant, now)
+    await replan(session, participant, now, protocol)
     audit.record(
         session,
         at=now,

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain.errors import DomainError
+from scheduler import calendar
 
 
 class ParseError(DomainError):
@@ -24,22 +25,6 @@ class ParseError(DomainError):
 STUDY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}-[0-9]{1,6}$")
 ARMS = ("A", "B")
 
-_WEEKDAYS: dict[str, int] = {}
-for _i, _names in enumerate(
-    [
-        ("mon", "monday", "সোম", "সোমবার"),
-        ("tue", "tues", "tuesday", "মঙ্গল", "মঙ্গলবার"),
-        ("wed", "wednesday", "বুধ", "বুধবার"),
-        ("thu", "thur", "thurs", "thursday", "বৃহস্পতি", "বৃহস্পতিবার"),
-        ("fri", "friday", "শুক্র", "শুক্রবার"),
-        ("sat", "saturday", "শনি", "শনিবার"),
-        ("sun", "sunday", "রবি", "রবিবার"),
-    ]
-):
-    for _n in _names:
-        _WEEKDAYS[_n] = _i
-
-WEEKDAY_CODES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def normalize(text: str) -> str:
@@ -84,9 +69,10 @@ def parse_date(text: str) -> date:
 
 def parse_weekday(text: str) -> int:
     """A weekday name (English or Bangla, short or long) → 0 = Monday … 6 = Sunday."""
-    value = normalize(text).rstrip(".")
-    if value in _WEEKDAYS:
-        return _WEEKDAYS[value]
+    try:
+        return calendar.parse_weekday(normalize(text).rstrip("."))
+    except ValueError:
+        pass
     raise ParseError(f"'{text[:20]}' is not a weekday (use mon, tue, wed, thu, fri, sat or sun)")
 
 

@@ -13,6 +13,7 @@ from domain import audit
 from domain.enrollment import participant_snapshot, revoke_unused_codes
 from domain.errors import DomainError
 from models import ChatLink, Language, Participant, ParticipantStatus
+from scheduler.protocol import Protocol
 from scheduler.store import replan
 
 
@@ -78,7 +79,7 @@ async def set_language(session: AsyncSession, participant: Participant, language
 
 
 async def withdraw(
-    session: AsyncSession, study_id: str, *, reason: str | None, actor: str, now: datetime
+    session: AsyncSession, study_id: str, *, reason: str | None, actor: str, now: datetime, protocol: Protocol
 ) -> Participant:
     """Stop everything for a participant. Their data is kept; unused codes are revoked."""
     participant = await by_study_id(session, study_id, for_update=True)
@@ -90,7 +91,7 @@ async def withdraw(
     participant.withdrawal_reason = (reason or "")[:200] or None
     participant.updated_at = now
     await revoke_unused_codes(session, participant.id, now)
-    await replan(session, participant, now)
+    await replan(session, participant, now, protocol)
     audit.record(
         session,
         at=now,

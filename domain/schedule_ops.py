@@ -35,7 +35,7 @@ from models import (
     VisitStatus,
 )
 from scheduler import store
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date
 from scheduler.planner import MessageKind, PlannedMessage, make_remind_later
 from scheduler.protocol import Protocol
 
@@ -44,7 +44,7 @@ ADHERENCE_DAYS = 28
 
 
 def _today(now: datetime, protocol: Protocol) -> date:
-    return to_local(now, protocol.tz).date()
+    return local_date(now, protocol.tz)
 
 
 def _changed(

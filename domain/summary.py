@@ -35,6 +35,7 @@ from models import (
     QuestionnaireStatus,
     VisitStatus,
 )
+from scheduler.calendar import local_date
 from scheduler.planner import PlanError, resolve_dose_weekdays
 from scheduler.protocol import Protocol
 from scheduler.store import plan_input
@@ -126,7 +127,7 @@ async def load_record(
     stored = {v.week: v for v in await session.scalars(select(ClinicVisit).where(ClinicVisit.participant_id == pid))}
     visits = [_visit_info(protocol, person, week, stored.get(week)) for week in (v.week for v in protocol.visits)]
     try:
-        weekdays = resolve_dose_weekdays(plan_input(person, list(stored.values())), protocol)
+        weekdays = resolve_dose_weekdays(plan_input(person, list(stored.values()), protocol), protocol)
     except PlanError:
         weekdays = {}
     doses = list(
@@ -195,7 +196,7 @@ def _checkin_row(s: QuestionnaireSession, person: Participant, tz: tzinfo) -> Ch
     if not grades and not flags:
         return None
     when = s.completed_at or s.closed_at or s.updated_at
-    week = study_week(person, s.started_at.astimezone(tz).date())
+    week = study_week(person, local_date(s.started_at, tz))
     return CheckinRow(when, week, grades, flags, s.status.value)
 
 
@@ -250,7 +251,7 @@ def header(record: ParticipantRecord, protocol: Protocol, today: date) -> Header
     if p.status is ParticipantStatus.WITHDRAWN:
         flags.append("WITHDRAWN" + (f" {p.withdrawn_at.date().isoformat()}" if p.withdrawn_at else ""))
     if record.unreachable_since is not None:
-        flags.append(f"UNREACHABLE since {record.unreachable_since.astimezone(protocol.tz).date().isoformat()}")
+        flags.append(f"UNREACHABLE since {local_date(record.unreachable_since, protocol.tz).isoformat()}")
     return Header(
         p.study_id,
         p.arm,
@@ -422,7 +423,7 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
         criteria = [label for attr, label in CRITERIA if getattr(e, attr)]
         rows.append(
             EventRow(
-                e.onset_date or e.reported_at.astimezone(tz).date(),
+                e.onset_date or local_date(e.reported_at, tz),
                 "SAE" if e.serious else "AE",
                 event_what(e),
                 e.grade,
@@ -436,7 +437,7 @@ def event_table(record: ParticipantRecord, tz: tzinfo) -> list[EventRow]:
             continue
         rows.append(
             EventRow(
-                a.aware_at.astimezone(tz).date(),
+                local_date(a.aware_at, tz),
                 {"urgent": "URGENT", "same_day": "same-day"}.get(a.level.value, a.level.value),
                 _alert_what(a),
                 alert_grade(a),
@@ -515,7 +516,7 @@ def score_series(record: ParticipantRecord, tz: tzinfo) -> list[ScoreSeries]:
         for row in sorted(record.scores, key=lambda r: r.completed_at):
             if row.instrument != instrument or row.value is None:
                 continue
-            week = study_week(record.participant, row.completed_at.astimezone(tz).date())
+            week = study_week(record.participant, local_date(row.completed_at, tz))
             points[_nearest(visit_weeks, week)] = row.value
         out.append(ScoreSeries(instrument, label, sorted(points.items()), limits.get(instrument, (0.0, 10.0))))
     return out
@@ -548,7 +549,7 @@ def build_summary(
 ) -> Summary:
     """Every chart's data for one participant at `now`."""
     tz = protocol.tz
-    today = now.astimezone(tz).date()
+    today = local_date(now, tz)
     head = header(record, protocol, today)
     since = head.last_visit.attended_on or head.last_visit.day if head.last_visit else record.participant.baseline_date
     strips = adherence_strips(record, protocol, since, today, today)
@@ -621,12 +622,12 @@ def overview_row(record: ParticipantRecord, today: date) -> OverviewRow:
 
 def overview_rows(records: Sequence[ParticipantRecord], now: datetime, tz: tzinfo) -> list[OverviewRow]:
     """The trial at a glance: one row per participant, by study id."""
-    today = now.astimezone(tz).date()
+    today = local_date(now, tz)
     rows = []
     for record in sorted(records, key=lambda r: r.participant.study_id):
         row = overview_row(record, today)
         last = max((c.completed_at for c in record.checkins if c.status == "completed"), default=None)
-        rows.append(OverviewRow(**{**row.__dict__, "last_checkin": last.astimezone(tz).date() if last else None}))
+        rows.append(OverviewRow(**{**row.__dict__, "last_checkin": local_date(last, tz) if last else None}))
     return rows
 
 

@@ -17,20 +17,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.digits import to_bengali_digits
 from domain.questionnaires.conditions import Answer, Condition
 from domain.questionnaires.grading import SymptomGrade, symptom_grades
 from domain.questionnaires.loader import read_yaml
 from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Arm, Instrument, Text, YesNoItem
-from domain.questionnaires.parsing import bengali_digits
 from domain.questionnaires.visibility import effective_answers, item_visible
 
-DEFAULT_TABLE_PATH = Path(__file__).resolve().parent.parent / "content" / "triage.yaml"
 MTX_MIN_INTERVAL = timedelta(days=6)
 """Two confirmed methotrexate doses closer than this are a possible daily-dosing error."""
 
@@ -177,7 +175,7 @@ def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
-def load_triage_table(path: str | Path = DEFAULT_TABLE_PATH) -> TriageTable:
+def load_triage_table(path: str | Path) -> TriageTable:
     """Load and validate the triage table (refuses a broken file with its name)."""
     file = Path(path)
     try:
@@ -206,12 +204,6 @@ def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]
                 raise TriageTableError(
                     f"triage.yaml: cross_checks.{check.code}: no item '{missing[0]}' in {instrument_id}"
                 )
-
-
-@lru_cache(maxsize=1)
-def default_triage_table() -> TriageTable:
-    """The shipped content/triage.yaml, loaded once."""
-    return load_triage_table(DEFAULT_TABLE_PATH)
 
 
 @dataclass(frozen=True)
@@ -297,7 +289,7 @@ def _fill(template: Text, values: Mapping[str, Text | int | str]) -> Text:
             if isinstance(value, Text):
                 args[key] = value.get(lang)
             elif isinstance(value, int) and lang == "bn":
-                args[key] = bengali_digits(str(value))
+                args[key] = to_bengali_digits(str(value))
             else:
                 args[key] = str(value)
         out[lang] = template.get(lang).format_map(args)
@@ -311,7 +303,7 @@ def triage(
     previous_grades: Mapping[str, int] | None = None,
     *,
     switches: Iterable[str] = (),
-    table: TriageTable | None = None,
+    table: TriageTable,
     final: bool = True,
 ) -> TriageResult:
     """Triage one (possibly partial) set of answers for a participant in `arm`.
@@ -323,7 +315,6 @@ def triage(
     questionnaire is still being answered (cross-checks then wait for their
     `wait_for` items).
     """
-    table = table or default_triage_table()
     switch_set = set(switches)
     effective = effective_answers(instrument, answers, arm, switch_set)
     flags = _red_flags(instrument, effective, arm, switch_set)
@@ -485,9 +476,8 @@ def _worsened(details: Mapping[str, SymptomGrade], previous: Mapping[str, int] |
     return out
 
 
-def advice_text(key: str, language: str, phone: str, table: TriageTable | None = None) -> str:
+def advice_text(key: str, language: str, phone: str, table: TriageTable) -> str:
     """The participant's instruction for an advice key, with the study phone filled in."""
-    table = table or default_triage_table()
     entry = table.advice[key]  # type: ignore[index]
     # Latin digits in every language: Telegram links only a number as dialled,
     # and the same number must not appear in two scripts (GLOSSARY-bn.md).

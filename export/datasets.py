@@ -5,8 +5,7 @@ name or phone number is ever selected."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -19,8 +18,6 @@ from export.spec import Dataset, Variable
 from models import Alert, ChatLink, Participant
 from scheduler.protocol import Protocol
 
-ARMS = {"A": "Baricitinib 4 mg daily", "B": "Methotrexate 25 mg weekly + folic acid 5 mg weekly"}
-ARMS_BN = {"A": "বারিসিটিনিব ৪ মি.গ্রা. প্রতিদিন", "B": "মেথোট্রেক্সেট ২৫ মি.গ্রা. সাপ্তাহিক + ফলিক অ্যাসিড ৫ মি.গ্রা. সাপ্তাহিক"}
 LANGUAGES = {"bn": "Bangla", "en": "English"}
 STATUSES = {"invited": "Invited (not linked)", "active": "Active", "paused": "Paused", "withdrawn": "Withdrawn"}
 
@@ -74,7 +71,14 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
     """One row per participant."""
     variables = [
         STUDY_ID,
-        Variable("arm", "Randomised arm", "string", "participants.arm", ARMS, ARMS_BN),
+        Variable(
+            "arm",
+            "Randomised arm",
+            "string",
+            "participants.arm",
+            {arm_id: arm.summary_text("en") for arm_id, arm in scope.protocol.arms.items()},
+            {arm_id: arm.summary_text("bn") for arm_id, arm in scope.protocol.arms.items()},
+        ),
         Variable("baseline_date", "Baseline date (week 0)", "date", "participants.baseline_date"),
         Variable("language", "Language of the bot", "string", "participants.language", LANGUAGES),
         Variable("status", "Follow-up status at export", "string", "participants.status", STATUSES),
@@ -206,36 +210,9 @@ async def alerts(session: AsyncSession, scope: Scope) -> Dataset:
     )
 
 
-Builder = Callable[[AsyncSession, Scope], Awaitable[Dataset]]
-
-
 def _plain(value: object) -> object:
     """Enum members → their value; everything else unchanged."""
     return getattr(value, "value", value)
-
-
-def builders(scope: Scope) -> list[Builder]:
-    """Every dataset builder, in the order files are listed in the dictionary."""
-    from export import followup
-
-    per_instrument = [followup.responses(i, scope.protocol) for _, i in sorted(scope.instruments.items())]
-    return [participants, followup.visits, followup.doses, *per_instrument, followup.adverse_events, alerts]  # type: ignore[list-item]
-
-
-async def build_all(session: AsyncSession, scope: Scope) -> list[Dataset]:
-    """Every dataset, from the same snapshot (adherence is derived from the doses:
-    with `since`, from every dose of the participants with a dose changed since)."""
-    from export import followup
-
-    datasets = [await builder(session, scope) for builder in builders(scope)]
-    doses = next(d for d in datasets if d.name == "doses")
-    every_dose = doses
-    if scope.since is not None:
-        changed = frozenset(int(str(row["_participant_id"])) for row in doses.rows)
-        every_dose = await followup.doses(session, replace(scope, since=None, participant_ids=changed))
-    final_week = max(scope.visit_weeks, default=24)
-    datasets.insert(datasets.index(doses) + 1, followup.adherence(every_dose, final_week))
-    return datasets
 
 
 def plain_values(datasets: list[Dataset]) -> list[Dataset]:

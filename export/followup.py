@@ -16,6 +16,7 @@ from export.spec import Column, Dataset, Variable, row_of
 from models import Participant
 from models.questionnaires import AdverseEvent, QuestionnaireSession
 from models.schedule import ClinicVisit, DoseLog
+from scheduler.calendar import local_date
 from scheduler.protocol import Protocol
 
 VISIT_STATUSES = {"planned": "Not yet recorded", "done": "Attended", "missed": "Missed"}
@@ -364,7 +365,7 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
         for s in (await session.execute(query)).all():
             study_id, baseline = s.study_id, s.baseline_date
             answers = dict((s.state or {}).get("answers") or {})
-            day = s.started_at.astimezone(scope.tz).date()
+            day = local_date(s.started_at, scope.tz)
             result = ((s.triage or {}).get("result") or {}) if isinstance(s.triage, dict) else {}
             row: dict[str, object] = {
                 "response_id": s.id,

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from domain.questionnaires import Instrument
-from export.datasets import Scope, build_all, plain_values
+from export.build import build_all
+from export.datasets import Scope, plain_values
 from export.odm import write_odm
 from export.odm_schema import Validation, validate_odm
 from export.redcap import write_redcap
@@ -121,7 +122,7 @@ def write_audit_head(out_dir: Path, seq: int, digest: str, now: datetime) -> Pat
     path = out_dir / "audit_chain_head.txt"
     path.write_text(
         f"Audit chain head at {now.isoformat(timespec='seconds')}: #{seq} {digest}\n"
-        f"Check it later: python -m bot.admin audit-verify --published {seq}:{digest}\n",
+        f"Check it later: python -m cli audit-verify --published {seq}:{digest}\n",
         encoding="utf-8",
     )
     path.chmod(0o600)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 import models  # noqa: F401  (registers every table on Base.metadata)
-from bot.config import DatabaseSettings, describe_error
+from core.settings import DatabaseSettings, describe_error
 from models.base import Base
 from models.db import create_engine, run_sync
 

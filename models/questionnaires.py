@@ -66,7 +66,7 @@ class QuestionnaireAnswer(Base):
 
 class AdverseEvent(Base):
     """An adverse event reported with /report, or recorded by the study team
-    (`/sae`, `python -m bot.admin sae`: a death, an admission they heard of by
+    (`/sae`, `python -m cli sae`: a death, an admission they heard of by
     phone): what, since when, how bad, and each ICH E2A seriousness criterion,
     linked to the alert it raised. A report left unfinished with a seriousness
     criterion is still a row (complete False)."""

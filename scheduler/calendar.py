@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 
 __all__ = [
+    "WEEKDAY_CODES",
     "WEEKDAY_NAMES",
     "ClinicCalendar",
     "DayClock",
@@ -49,9 +50,20 @@ WEEKDAY_NAMES: tuple[str, ...] = (
     "saturday",
     "sunday",
 )
+WEEKDAY_CODES: tuple[str, ...] = tuple(name[:3] for name in WEEKDAY_NAMES)
+_OTHER_NAMES: tuple[tuple[str, ...], ...] = (  # what people type, in both study languages
+    ("সোম", "সোমবার"),
+    ("tues", "মঙ্গল", "মঙ্গলবার"),
+    ("বুধ", "বুধবার"),
+    ("thur", "thurs", "বৃহস্পতি", "বৃহস্পতিবার"),
+    ("শুক্র", "শুক্রবার"),
+    ("শনি", "শনিবার"),
+    ("রবি", "রবিবার"),
+)
 _WEEKDAY_LOOKUP: dict[str, int] = {
     **{name: i for i, name in enumerate(WEEKDAY_NAMES)},
-    **{name[:3]: i for i, name in enumerate(WEEKDAY_NAMES)},
+    **{code: i for i, code in enumerate(WEEKDAY_CODES)},
+    **{name: i for i, names in enumerate(_OTHER_NAMES) for name in names},
 }
 _ONE_DAY = timedelta(days=1)
 _Date = date  # VisitDate has a field called "date"
@@ -61,10 +73,11 @@ _Date = date  # VisitDate has a field called "date"
 
 
 def parse_weekday(value: str | int) -> int:
-    """Turn ``"friday"``, ``"Fri"`` or ``4`` into 0–6 (Monday = 0).
+    """Turn ``"friday"``, ``"Fri"``, ``"শুক্রবার"`` or ``4`` into 0–6 (Monday = 0).
 
-    Exists so that the protocol file, ``/enroll … fri`` and tests all name weekdays the same
-    way; anything else is refused with a message listing what is accepted.
+    The one weekday parser: the protocol file, ``/enroll … fri`` (through
+    domain.parsing) and tests all name weekdays the same way; anything else is
+    refused with a message listing what is accepted.
     """
     if isinstance(value, bool):  # bool is an int; never a weekday
         raise ValueError(f"not a weekday: {value!r}")

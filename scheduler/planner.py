@@ -72,6 +72,7 @@ from scheduler.calendar import (
     QuietHours,
     VisitDate,
     days_until_weekday,
+    local_date,
     local_to_utc,
     next_weekday_on_or_after,
     parse_weekday,
@@ -700,8 +701,8 @@ def plan(
     baseline = participant.baseline
     baseline_start = clock.midnight(baseline)
     floor_visits = max(floor, baseline_start)
-    first_useful = now.astimezone(c.tz).date() - c.lookback  # anything dated earlier is stale
-    last_useful = until.astimezone(c.tz).date() + _ONE_DAY if horizon is not None else date.max
+    first_useful = local_date(now, c.tz) - c.lookback  # anything dated earlier is stale
+    last_useful = local_date(until, c.tz) + _ONE_DAY if horizon is not None else date.max
     out: list[PlannedMessage] = []
     append = out.append
 

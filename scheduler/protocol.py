@@ -33,6 +33,7 @@ from pydantic import (
     ValidationError,
 )
 
+from core.text import BilingualText
 from scheduler.calendar import (
     ClinicCalendar,
     DayClock,
@@ -46,6 +47,7 @@ from scheduler.calendar import (
 
 __all__ = [
     "Arm",
+    "BilingualText",
     "Checkin",
     "ClinicHours",
     "Derived",
@@ -57,7 +59,6 @@ __all__ = [
     "Regimen",
     "StaleLimit",
     "Staleness",
-    "Text",
     "Visit",
     "VisitReminders",
     "VisitWindowCheck",
@@ -162,17 +163,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-class Text(_Model):
-    """A short text in both study languages."""
-
-    en: NonEmpty
-    bn: NonEmpty
-
-    def get(self, lang: str) -> str:
-        """The text in ``lang`` (Bangla for "bn", English otherwise)."""
-        return self.bn if lang == "bn" else self.en
-
-
 class WeekdayRule(_Model):
     """On which weekday a weekly regimen is taken.
 
@@ -193,10 +183,10 @@ class Regimen(_Model):
     """One drug an arm takes: what, how much, how often, and on which day."""
 
     id: Identifier
-    drug: Text
+    drug: BilingualText
     dose_amount: float = Field(gt=0)
     dose_unit: NonEmpty
-    dose: Text
+    dose: BilingualText
     frequency: Literal["daily", "weekly"]
     weekday: WeekdayRule | None = None
     never_same_day_as: tuple[str, ...] = ()
@@ -212,15 +202,20 @@ class Regimen(_Model):
 class Arm(_Model):
     """A randomised arm and the regimens it takes."""
 
-    label: Text
+    label: BilingualText
+    summary: BilingualText | None = None  # the treatment in one line, for the export's value labels
     regimens: tuple[Regimen, ...]
+
+    def summary_text(self, lang: str) -> str:
+        """The treatment in one line (the label when the file gives no summary)."""
+        return (self.summary or self.label).get(lang)
 
 
 class Visit(_Model):
     """A protocol visit ``week`` weeks after baseline with a ±``window_days`` window."""
 
     week: int = Field(ge=0)
-    name: Text
+    name: BilingualText
     window_days: int = Field(ge=0)
     reminders: bool = True
     window_check: bool = True
@@ -349,9 +344,9 @@ class Derived:
 class Site(_Model):
     """Where the study runs, as participants are told it: the study team's to set."""
 
-    name: Text  # the institution ("BSMMU")
-    department: Text  # the clinic participants come to
-    hospital: Text  # the name people know ("পিজি হাসপাতাল")
+    name: BilingualText  # the institution ("BSMMU")
+    department: BilingualText  # the clinic participants come to
+    hospital: BilingualText  # the name people know ("পিজি হাসপাতাল")
 
 
 class Protocol(_Model):

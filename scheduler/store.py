@@ -10,15 +10,13 @@ nothing recorded is deleted (pending rows are marked cancelled, not removed).
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import ClinicVisit, MessageStatus, Participant, ScheduledMessage, VisitStatus
 from models import ParticipantStatus as RowStatus
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date
 from scheduler.planner import (
     MessageKind,
     ParticipantStatus,
@@ -29,24 +27,11 @@ from scheduler.planner import (
     plan,
     replan_diff,
 )
-from scheduler.protocol import Protocol, load_protocol
-
-PROTOCOL_FILE = Path(__file__).resolve().parent.parent / "content" / "protocol.yaml"
+from scheduler.protocol import Protocol
 
 # Rows the dispatcher makes while running (never in plan()): kept by a re-plan while the
 # participant is still messaged, cancelled with everything else otherwise.
 DISPATCHER_KINDS = frozenset({MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value})
-
-
-@cache
-def default_protocol() -> Protocol:
-    """The trial's protocol file, for callers that have no services at hand (the domain
-    functions shared with the shell admin). The bot loads the same file at start: both
-    honour CONTENT_DIR."""
-    from bot.config import DatabaseSettings
-
-    content_dir = DatabaseSettings().content_dir
-    return load_protocol(content_dir / "protocol.yaml" if content_dir else PROTOCOL_FILE)
 
 
 def is_messaged(participant: Participant, today: date) -> bool:
@@ -61,8 +46,10 @@ def is_messaged(participant: Participant, today: date) -> bool:
     )
 
 
-def plan_input(participant: Participant, visits: list[ClinicVisit]) -> PlanInput:
-    """The planner's view of a participant row and its recorded visits."""
+def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Protocol) -> PlanInput:
+    """The planner's view of a participant row and its recorded visits. The row's two
+    weekday columns go to the regimens the protocol lets the participant place: the one
+    taken on their own weekday, and the one they may move off its default day."""
     status = {
         RowStatus.INVITED: ParticipantStatus.INVITED,
         RowStatus.ACTIVE: ParticipantStatus.ACTIVE,
@@ -70,11 +57,16 @@ def plan_input(participant: Participant, visits: list[ClinicVisit]) -> PlanInput
         RowStatus.WITHDRAWN: ParticipantStatus.WITHDRAWN,
     }[participant.status]
     weekdays: dict[str, int | str] = {}
-    if participant.arm == "B":
-        mtx = participant.mtx_weekday if participant.mtx_weekday is not None else participant.baseline_date.weekday()
-        weekdays["methotrexate"] = mtx
-        if participant.folic_weekday is not None:
-            weekdays["folic_acid"] = participant.folic_weekday
+    arm = protocol.arms.get(participant.arm)
+    for regimen in arm.regimens if arm is not None else ():
+        rule = regimen.weekday
+        if rule is None or regimen.frequency != "weekly":
+            continue
+        if rule.rule == "participant":
+            own = participant.mtx_weekday
+            weekdays[regimen.id] = own if own is not None else participant.baseline_date.weekday()
+        elif rule.rule == "after" and rule.participant_may_choose and participant.folic_weekday is not None:
+            weekdays[regimen.id] = participant.folic_weekday
     recorded = {
         v.week: RecordedVisit(VisitOutcome(v.status.value), v.attended_on)
         for v in visits
@@ -143,16 +135,13 @@ def new_row(participant_id: int, message: PlannedMessage, now: datetime) -> Sche
     return row
 
 
-async def replan(
-    session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol | None = None
-) -> dict[str, int]:
+async def replan(session: AsyncSession, participant: Participant, now: datetime, protocol: Protocol) -> dict[str, int]:
     """Bring the participant's pending rows in line with a fresh plan; returns counts
     (added, moved, cancelled) for the audit. Idempotent: a second call changes nothing."""
-    protocol = protocol or default_protocol()
     # One re-plan per participant at a time (two processes must not insert the same key).
     await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
     visits = await visits_of(session, participant, protocol) if participant.status != RowStatus.INVITED else []
-    wanted = plan(plan_input(participant, visits), protocol, now)
+    wanted = plan(plan_input(participant, visits, protocol), protocol, now)
     rows = {
         row.key: row
         for row in await session.scalars(
@@ -183,7 +172,7 @@ async def replan(
     for key in diff.to_cancel:
         _cancel(rows[key], now, "re-planned")
         cancelled += 1
-    if not is_messaged(participant, to_local(now, protocol.tz).date()):
+    if not is_messaged(participant, local_date(now, protocol.tz)):
         for row in rows.values():
             if row.status is MessageStatus.PLANNED and row.kind in DISPATCHER_KINDS:
                 _cancel(row, now, "participant not messaged")

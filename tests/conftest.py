@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.clock import ManualClock
 from devtools import databases
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import (
@@ -24,7 +25,6 @@ from devtools.harness import (
     TOKEN,
     BotHarness,
 )
-from domain.clock import ManualClock
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -1,4 +1,4 @@
-"""`python -m bot.admin`: the same actions as the Telegram admin commands, audited."""
+"""`python -m cli`: the same actions as the Telegram admin commands, audited."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.admin import run
+from cli.admin import run
+from core.clock import ManualClock
 from devtools.harness import DEFAULT_START
-from domain.clock import ManualClock
 from models import AuditEntry, Participant, ParticipantStatus
 from models.db import create_engine, create_session_factory
 
@@ -68,11 +68,11 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bot.admin", "participants"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "cli.admin", "participants"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0 and "No participants yet" in result.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "bot.admin", "withdraw", "BSM-404"],
+        [sys.executable, "-m", "cli.admin", "withdraw", "BSM-404"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -246,7 +246,7 @@ def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
 async def test_alerts_and_ack_from_the_shell(
     bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.admin import run
+    from cli.admin import run
 
     user = await linked(server, "BSM-019", "B", 1019, "bn")
     await double_dose(server, user)

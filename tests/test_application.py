@@ -13,12 +13,12 @@ from telegram.ext import CommandHandler
 
 from bot.app import build_application
 from bot.commands import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
-from bot.config import Settings
 from bot.logs import CAPPED, RedactFilter, setup_logging
 from bot.services import build_services
+from core.clock import SystemClock
+from core.settings import Settings
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import TOKEN, BotHarness
-from domain.clock import SystemClock
 from models import QuestionnaireAnswer
 from tests.bothelpers import enroll, link, says
 from tests.conftest import Figures

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.config import CoordinatorSettings, DatabaseSettings, Settings, describe_error
+from core.settings import CoordinatorSettings, DatabaseSettings, Settings, describe_error
 
 TOKEN = "123456:ABCDEFGHIJKLMNOP"
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +109,7 @@ def test_with_nothing_set_the_token_is_named_first() -> None:
 def test_admin_cli_and_migrations_need_no_chats_or_phone_but_sae_needs_coordinators() -> None:
     assert DatabaseSettings(_env_file=None).database_url  # type: ignore[call-arg]  # alembic, most CLI commands
     with pytest.raises(ValidationError) as info:
-        CoordinatorSettings(_env_file=None)  # type: ignore[call-arg]  # `bot.admin sae` queues an alert
+        CoordinatorSettings(_env_file=None)  # type: ignore[call-arg]  # `cli.admin sae` queues an alert
     assert describe_error(info.value).startswith("Configuration error: COORDINATOR_CHAT_IDS is not set")
     assert CoordinatorSettings(_env_file=None, coordinator_chat_ids="-5").coordinator_chat_ids == [-5]  # type: ignore[call-arg]
 

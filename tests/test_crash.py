@@ -202,13 +202,13 @@ async def test_random_kills_during_a_dispatch_lose_no_reminder(
     them. Every participant gets their reminder; no more duplicates than kills; every
     row ends SENT; each reminder opened exactly one dose-log row and one follow-up."""
     from bench.seed import CHAT_BASE, same_minute_profiles, seed
+    from domain.content import load_content
     from domain.schedule_ops import planned_from_row
     from models import DoseLog, MessageStatus, ScheduledMessage
     from scheduler.calendar import to_local
     from scheduler.planner import MessageKind, make_dose_followup
-    from scheduler.store import default_protocol
 
-    protocol = default_protocol()
+    protocol = load_content().protocol
     clock = test_clock()
     now = clock.now().replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)

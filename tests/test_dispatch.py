@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import build_application
+from bot.dispatch import claim
+from bot.jobs import run_all
 from bot.services import build_services
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SimUser
 from devtools.harness import BotHarness
-from domain.clock import ManualClock
 from models import Alert, AlertLevel, MessageStatus, ParticipantReach, QuestionnaireSession, QuestionnaireStatus
-from scheduler.dispatch import claim
-from scheduler.runtime import run_all
 from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, link, seed_due_reminders
 from tests.conftest import Figures
 from tests.schedule_helpers import dhaka, reminders, rows

@@ -270,7 +270,7 @@ async def test_export_command_sends_one_zip_to_the_admin_and_never_to_a_group(
 async def test_export_and_audit_check_from_the_shell(
     bot: BotHarness, server: BotAPIServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.admin import run
+    from cli.admin import run
 
     await build_trial(bot, server)
     monkeypatch.setenv("DATABASE_URL", db_url)

@@ -525,13 +525,14 @@ def test_clinic_hours_and_report_idle_close_are_checked_and_default() -> None:
 
 def test_finding_keys_add_grades_worsening_and_own_words_only_when_final() -> None:
     from domain.checkins import finding_keys
+    from domain.content import load_content
     from domain.questionnaires.loader import load_instruments
     from domain.triage import triage
 
     instruments = load_instruments(Path(__file__).resolve().parent.parent / "content" / "instruments")
     checkin = instruments["weekly_checkin"]
     answers = {"rf_mtx_extra_dose": True, "mouth_stomach_any": True, "nausea": "severe", "anything_else": "dizzy"}
-    result = triage(checkin, answers, "B")
+    result = triage(checkin, answers, "B", table=load_content().triage)
     partial = finding_keys(checkin, answers, result, final=False)
     assert partial == {"flag:mtx_extra_dose"}
     final = finding_keys(checkin, answers, result, final=True)

@@ -20,11 +20,11 @@ import pyreadstat
 import pytest
 from sqlalchemy import select, text
 
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN, BotHarness
 from devtools.process import ROOT, free_port, webhook_env
 from domain.alerts import raise_alert
-from domain.clock import ManualClock
 from models import (
     Alert,
     AlertDelivery,
@@ -341,7 +341,7 @@ async def test_3_a_long_digest_arrives_and_a_refused_one_is_reported_not_retried
 async def test_10_a_database_dump_gives_away_no_code_no_words_and_no_strangers_id(
     bot: BotHarness, server: BotAPIServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.admin import run
+    from cli.admin import run
 
     code = await enroll(server, "BSM-101 A 2026-10-25 en")
     monkeypatch.setenv("DATABASE_URL", db_url)
@@ -397,7 +397,7 @@ async def test_7_a_rewritten_audit_chain_fails_against_the_published_head(
 async def _rewrite_the_chain_and_verify(
     bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.admin import run
+    from cli.admin import run
     from domain.audit_chain import GENESIS, seal
 
     await enroll(server, "BSM-071 A 2026-10-25 en")
@@ -439,7 +439,7 @@ async def _rewrite_the_chain_and_verify(
 async def test_5_unlink_cuts_off_a_lost_phone_and_a_new_code_links_the_new_one(
     bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.admin import run
+    from cli.admin import run
 
     lost = await linked(server, "BSM-055", "A", 4551, "en")
     update = await server.group(COORDINATOR_CHAT).send(server.user(ADMIN_ID), "/unlink BSM-055")

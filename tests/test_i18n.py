@@ -17,10 +17,10 @@ from bot.i18n import (
     format_number,
     format_time,
     localize_digits,
-    to_ascii_digits,
     use_locale,
     weekday_name,
 )
+from core.digits import to_ascii_digits
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ROOT / "locales"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.i18n import to_ascii_digits
+from core.digits import to_ascii_digits
 from domain.enrollment import EnrollRequest, normalize_code, parse_enroll_args
 from domain.parsing import (
     ParseError,

@@ -8,17 +8,19 @@ from datetime import UTC, date, datetime
 import pytest
 
 from bot import reminder_texts
-from bot.config import Settings
 from bot.handlers.questionnaire import advice_message
 from bot.i18n import use_locale
 from bot.texts import bilingual, not_enrolled, regimen, with_contact
+from core.settings import Settings
+from core.text import BilingualText as Text
 from devtools.harness import TOKEN
+from domain.content import load_content
 from models import Language, Participant, ParticipantStatus
 from scheduler.planner import MessageKind
-from scheduler.protocol import Site, Text
-from scheduler.store import default_protocol
+from scheduler.protocol import Site
 
 DIALLED = "+8801711000000"
+CONTENT = load_content()
 
 
 def participant(arm: str = "B", mtx: int | None = 4, folic: int | None = None) -> Participant:
@@ -52,7 +54,7 @@ def test_the_study_phone_is_kept_as_dialled(typed: str) -> None:
 @pytest.mark.parametrize("lang", ["bn", "en"])
 def test_urgent_advice_gives_the_phone_once_in_latin_digits_even_with_two_instructions(lang: str) -> None:
     with use_locale(lang):
-        text = advice_message(("stop_mtx_call", "call_now"), "+880 1711-000000")
+        text = advice_message(("stop_mtx_call", "call_now"), "+880 1711-000000", CONTENT.triage)
     assert text.count(DIALLED) == 1
     assert "৮৮০" not in text and "১৭১১" not in text  # never a second copy in Bengali digits
     assert ("ওপরের নম্বরে" if lang == "bn" else "the number above") in text
@@ -69,14 +71,14 @@ def test_the_phone_line_is_added_only_when_the_text_lacks_the_number() -> None:
 
 
 def test_a_bilingual_message_gives_the_number_once_under_both_labels() -> None:
-    text = not_enrolled(DIALLED)
+    text = not_enrolled(DIALLED, CONTENT.protocol)
     assert text.count(DIALLED) == 1 and text.endswith(f"গবেষণা দলের ফোন / Study phone: {DIALLED}")
     assert "পিজি হাসপাতাল (বিএসএমএমইউ)" in text and "PG Hospital (BSMMU)" in text  # from content/protocol.yaml
     assert bilingual(lambda: "x") == "x\n\nx"
 
 
 def test_visit_reminders_name_the_place_from_the_protocol_file() -> None:
-    protocol = default_protocol()
+    protocol = CONTENT.protocol
     renamed = protocol.model_copy(
         update={
             "site": Site(
@@ -101,17 +103,17 @@ def test_medicine_days_come_from_the_participants_own_weekdays() -> None:
     # Methotrexate on Friday; the coordinator set folic acid on Monday (not the default Saturday).
     own = participant(mtx=4, folic=0)
     with use_locale("en"):
-        text = regimen(own)
+        text = regimen(own, CONTENT.protocol)
     assert "every Friday" in text and "every Monday" in text and "Saturday" not in text
     with use_locale("bn"):
-        assert "প্রতি সোমবার" in regimen(own) and "শনিবার" not in regimen(own)
+        assert "প্রতি সোমবার" in regimen(own, CONTENT.protocol) and "শনিবার" not in regimen(own, CONTENT.protocol)
     with use_locale("en"):  # the default rule: the day after methotrexate
-        assert "every Saturday" in regimen(participant(mtx=4, folic=None))
+        assert "every Saturday" in regimen(participant(mtx=4, folic=None), CONTENT.protocol)
 
 
 @pytest.mark.parametrize("lang", ["bn", "en"])
 def test_the_folic_acid_reminder_names_its_own_day_not_the_day_after_methotrexate(lang: str) -> None:
-    protocol = default_protocol()
+    protocol = CONTENT.protocol
     payload = {"regimen": "folic_acid", "frequency": "weekly", "weekday": "monday", "date": "2026-11-02"}
     with use_locale(lang):
         text = reminder_texts.dose_text(MessageKind.DOSE_REMINDER.value, payload, protocol, "B")
@@ -125,7 +127,7 @@ def test_the_folic_acid_reminder_names_its_own_day_not_the_day_after_methotrexat
 
 @pytest.mark.parametrize("lang", ["bn", "en"])
 def test_the_methotrexate_reminder_keeps_the_emphasis_and_both_nevers(lang: str) -> None:
-    protocol = default_protocol()
+    protocol = CONTENT.protocol
     payload = {"regimen": "methotrexate", "weekday": "friday", "dose_amount": 25, "frequency": "weekly"}
     with use_locale(lang):
         text = reminder_texts.dose_text(MessageKind.DOSE_REMINDER.value, payload, protocol, "B")
@@ -134,7 +136,7 @@ def test_the_methotrexate_reminder_keeps_the_emphasis_and_both_nevers(lang: str)
     else:
         assert text.count("কখনো") == 2 and "শুধু আজ" in text and "২৫ মিলিগ্রাম" in text
     with use_locale(lang):
-        weekly = regimen(participant())
+        weekly = regimen(participant(), CONTENT.protocol)
     if lang == "en":
         assert "once a WEEK only" in weekly and weekly.count("ever ") >= 2
     else:

@@ -12,9 +12,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from bot.jobs import run_tick
+from core.digits import to_bengali_digits
 from devtools.botapi_server import BotAPIServer, QueuedUpdate, SentMessage, SimUser
 from devtools.harness import COORDINATOR_CHAT, STUDY_PHONE, BotHarness
-from domain.questionnaires.parsing import bengali_digits
 from models import (
     AdverseEvent,
     Alert,
@@ -24,7 +25,6 @@ from models import (
     QuestionnaireSession,
     QuestionnaireStatus,
 )
-from scheduler.runtime import run_tick
 from tests.bothelpers import enroll, link, says
 
 THANKS = ("ধন্যবাদ", "Thank you")
@@ -146,13 +146,13 @@ async def test_bangla_checkin_with_methotrexate_double_dose_alerts_at_once(
     first = await says(server, user, "/checkin", is_question)
     assert "সাপ্তাহিক খোঁজখবর" in first.content  # the title, in Bangla
     assert "মেথোট্রেক্সেট" in first.content and q_item(first) == "rf_mtx_extra_dose"
-    assert bengali_digits("1") in first.content  # "প্রশ্ন ১ …" in Bengali digits
+    assert to_bengali_digits("1") in first.content  # "প্রশ্ন ১ …" in Bengali digits
     assert next(len(row) for row in first.buttons) <= 2  # big buttons, at most two a row
 
     update = await user.press(first, button_for(first, "yes"))
     advice, following = await server.wait_for(user.id, lambda m: "⚠️" in m.content or is_question(m), 2, since=update)
     assert "মেথোট্রেক্সেট খাবেন না" in advice.content  # stop methotrexate, in Bangla
-    assert advice.content.count(STUDY_PHONE) == 1 and bengali_digits(STUDY_PHONE) not in advice.content
+    assert advice.content.count(STUDY_PHONE) == 1 and to_bengali_digits(STUDY_PHONE) not in advice.content
     assert is_question(following) and q_item(following) == "rf_mtx_lung"
 
     # Within seconds, before the check-in is finished: the coordinators' alert.
@@ -339,13 +339,13 @@ def test_every_engine_error_has_a_translated_hint() -> None:
 
 
 def test_every_answer_button_fits_telegram_64_bytes() -> None:
-    from bot.handlers.questionnaire import callback_data
-    from bot.services import load_content
+    from bot import callbacks
+    from domain.content import load_content
     from domain.questionnaires import BACK_VALUE, SKIP_VALUE, options
 
-    _protocol, instruments = load_content()
+    instruments = load_content().instruments
     for instrument in instruments.values():
         for item in instrument.items:
             for value in [o.value for o in options(item, "en")] + [SKIP_VALUE, BACK_VALUE]:
-                data = callback_data(999_999_999, item.id, value)
+                data = callbacks.answer(999_999_999, item.id, value)
                 assert len(data.encode()) <= 64, data

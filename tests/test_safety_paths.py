@@ -11,10 +11,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START, TOKEN, BotHarness
 from domain.audit import stranger_actor
-from domain.clock import ManualClock
 from domain.questionnaires import Instrument
 from domain.secrets import AUDIT_STRANGERS
 from domain.triage import Level, TriageTableError, load_triage_table, mtx_double_dose, triage
@@ -178,8 +178,8 @@ async def test_a_code_is_refused_at_exactly_14_days(bot: BotHarness, server: Bot
 
 
 async def test_a_code_from_the_shell_lives_14_days(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Mutant: the shell's (`python -m bot.admin`) code lifetime in days read as hours."""
-    from bot.admin import run
+    """Mutant: the shell's (`python -m cli`) code lifetime in days read as hours."""
+    from cli.admin import run
     from models import EnrollmentCode
     from models.db import create_engine, create_session_factory
 
@@ -472,12 +472,14 @@ async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_res
 
     from telegram.error import BadRequest, NetworkError
 
-    from bot import work as uow
+    from bot import unit_of_work
 
-    monkeypatch.setattr(uow, "REPLY_RETRY_DELAYS", (0.0, 0.0, 0.0))  # the schedule, not the sleeping, is tested
+    monkeypatch.setattr(
+        unit_of_work, "REPLY_RETRY_DELAYS", (0.0, 0.0, 0.0)
+    )  # the schedule, not the sleeping, is tested
     calls: list[str] = []
 
-    def send(name: str, error: Exception | None = None) -> uow.Send:
+    def send(name: str, error: Exception | None = None) -> unit_of_work.Send:
         async def attempt() -> None:
             calls.append(name)
             if error is not None:
@@ -485,7 +487,7 @@ async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_res
 
         return attempt
 
-    work = uow.UpdateWork(SimpleNamespace(update_id=7), None, datetime(2026, 10, 25, tzinfo=UTC), None)  # type: ignore[arg-type]
+    work = unit_of_work.UpdateWork(SimpleNamespace(update_id=7), None, datetime(2026, 10, 25, tzinfo=UTC), None)  # type: ignore[arg-type]
     work.after_commit(send("refused", BadRequest("Chat not found")))
     work.after_commit(send("in transit", NetworkError("connection reset")))
     work.after_commit(send("broken", ValueError("not a Telegram error")))
@@ -496,7 +498,7 @@ async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_res
 
 
 def test_current_work_outside_an_update_says_so() -> None:
-    from bot.work import current_work
+    from bot.unit_of_work import current_work
 
     with pytest.raises(RuntimeError, match=r"^no update is being handled in this context$"):
         current_work()

@@ -9,7 +9,7 @@ the reminders and the alerts.
   5 minutes moves their ``claimed_until`` into the past, which is what the passing of
   the lease does. At most one reminder (the one whose send
   Telegram had accepted when the process died, before its "sent" was stored) may be
-  sent twice: the documented window of scheduler.dispatch.
+  sent twice: the documented window of bot.dispatch.
 - An URGENT alert raised by one process is escalated by the other once the first is
   dead (the wait for ESCALATE_AFTER_MINUTES is likewise moved into the past).
 
@@ -36,15 +36,15 @@ from aiohttp import ClientError, ClientSession, web
 from sqlalchemy import select, update
 
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
+from core.clock import OffsetClock
 from devtools.botapi_server import BotAPIServer, SentMessage
 from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
 from devtools.process import WebhookProcess, free_port, test_clock, webhook_env
-from domain.clock import OffsetClock
+from domain.content import load_content
 from models import Alert, AlertLevel, MessageStatus, ScheduledMessage
 from models.db import SessionFactory, create_engine, create_session_factory
 from scheduler.calendar import to_local
-from scheduler.store import default_protocol
 from tests.bothelpers import eventually, settled
 from tests.conftest import Figures
 
@@ -127,7 +127,7 @@ def _bot(
 async def _seed_due(url: str, first: int, count: int, clock: OffsetClock) -> None:
     """``count`` linked participants (from index ``first``) whose dose reminder is due now
     on the test's clock (the processes run on it too)."""
-    protocol = default_protocol()
+    protocol = load_content().protocol
     now = clock.now().replace(second=0, microsecond=0)
     local = to_local(now, protocol.tz)
     profiles = same_minute_profiles(local.date(), local.time())
@@ -222,7 +222,7 @@ async def test_two_webhook_processes_share_reminders_survive_a_kill_and_escalate
 
 
 def _claim_tokens(bot: WebhookProcess) -> set[str]:
-    """Every claim token the process logged (scheduler.dispatch.claim logs each claim)."""
+    """Every claim token the process logged (scheduler.outbox.claim logs each claim)."""
     return set(CLAIM_RE.findall(bot.log_path.read_text(errors="replace")))
 
 

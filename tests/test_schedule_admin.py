@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.admin import run
+from cli.admin import run
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import BotHarness
 from models import AuditEntry, DoseAnswer, DoseLog, Participant, ParticipantStatus

@@ -1,4 +1,4 @@
-"""Staff-reported serious events (`/sae`, `python -m bot.admin sae`): the same
+"""Staff-reported serious events (`/sae`, `python -m cli sae`): the same
 adverse-event row as a participant's report, an urgent alert with the 24-hour
 deadline that escalates, an audit row, the export rows, and for a death the end
 of every message to the participant. On SQLite and PostgreSQL, through the real
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.admin import run
+from cli.admin import run
 from devtools.botapi_server import BotAPIServer, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, BotHarness
 from domain.adverse_events import USAGE, SaeUsageError, StaffSae, parse_sae_args
@@ -284,5 +284,5 @@ async def test_bad_cli_sae_gets_the_usage_line_and_changes_nothing(
 ) -> None:
     await linked(server, "BSM-009", "B", 1009)
     code, text = await run(["sae", *args], bot.clock)
-    assert code == 1 and problem in text and "usage: python -m bot.admin sae STUDY_ID CRITERION" in text
+    assert code == 1 and problem in text and "usage: python -m cli sae STUDY_ID CRITERION" in text
     assert await rows(bot, AdverseEvent) == [] and await rows(bot, Alert) == []

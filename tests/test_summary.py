@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.admin import run
 from bot.app import build_application
+from bot.jobs import run_all
 from bot.services import build_services
 from charts import render_overview, render_summary
+from cli.admin import run
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentDocument, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, BotHarness
 from domain import summary
-from domain.clock import ManualClock
 from models import AdverseEvent, AuditEntry, DoseAnswer, DoseLog, QuestionnaireSession, QuestionnaireStatus, TeamReport
-from scheduler.runtime import run_all
 from tests.bothelpers import admin_says, enroll, link, presses, says
 from tests.schedule_helpers import dhaka, reminders, walk
 from tests.test_questionnaire_flow import answer_all, is_question
@@ -435,10 +435,10 @@ def test_pages_are_a4_even_when_nothing_is_recorded() -> None:
 
 def _record(arm: str = "B", **kw: object) -> summary.ParticipantRecord:
     """A participant's record built by hand (no database): the pure functions' input."""
-    from bot.services import load_content
+    from domain.content import load_content
     from models import Language, Participant, ParticipantStatus
 
-    protocol, _ = load_content()
+    protocol = load_content().protocol
     person = Participant(
         id=1,
         study_id="BSM-1",
@@ -481,9 +481,9 @@ def _dose(regimen: str, day: date, answer: DoseAnswer | None) -> DoseLog:
 
 
 def test_adherence_marks_each_planned_dose_day_from_the_log() -> None:
-    from bot.services import load_content
+    from domain.content import load_content
 
-    protocol, _ = load_content()
+    protocol = load_content().protocol
     fridays = [date(2026, 10, 30) + timedelta(weeks=w) for w in range(4)]
     doses = [
         _dose("methotrexate", fridays[0], DoseAnswer.TAKEN),

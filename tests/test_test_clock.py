@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.config import describe_error
 from bot.test_clock import TestClockSettings, is_loopback
-from domain.clock import ManualClock, OffsetClock, SystemClock
+from core.clock import ManualClock, OffsetClock, SystemClock
+from core.settings import describe_error
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "http://127.0.0.1:8081/bot"

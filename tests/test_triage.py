@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from domain.content import CONTENT_DIR
 from domain.questionnaires import (
     SKIP_VALUE,
     AnswerError,
@@ -45,6 +46,9 @@ TODAY = date(2026, 11, 22)
 ENGLISH = ("yes", "no", "en")
 BANGLA = ("হ্যাঁ", "না", "bn")
 LANGUAGES = pytest.mark.parametrize("words", [ENGLISH, BANGLA], ids=["typed-en", "typed-bn"])
+
+TRIAGE_FILE = CONTENT_DIR / "triage.yaml"
+TABLE = load_triage_table(TRIAGE_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,7 @@ def check(
     previous: Mapping[str, int] | None = None,
 ) -> TriageResult:
     state = run(instrument, arm, words, typed)
-    return triage(instrument, state.answers, arm, previous)
+    return triage(instrument, state.answers, arm, previous, table=TABLE)
 
 
 def assert_nothing_raised(result: TriageResult) -> None:
@@ -165,7 +169,7 @@ def test_a_red_flag_of_the_other_arm_is_ignored_even_if_present(
     weekly = instruments["weekly_checkin"]
     state = run(weekly, arm, ENGLISH)
     forged = {**state.answers, other_arm_item: True}
-    assert_nothing_raised(triage(weekly, forged, arm, None))
+    assert_nothing_raised(triage(weekly, forged, arm, None, table=TABLE))
 
 
 @pytest.mark.parametrize(
@@ -208,7 +212,7 @@ def test_a_red_flag_raises_the_alert_before_the_check_in_is_finished(
     ctx = Context(arm="B", today=TODAY)
     state = answer(weekly, start(weekly, ctx), "yes", ctx)
     assert isinstance(state, State) and state.current == "rf_mtx_lung"
-    result = triage(weekly, state.answers, "B")
+    result = triage(weekly, state.answers, "B", table=TABLE)
     assert result.level is Level.URGENT and result.advice == ("stop_mtx_call",)
     assert result.grades == {}  # unreached symptoms are not claimed as "none"
 
@@ -316,13 +320,15 @@ def test_a_fever_waits_for_the_thermometer_questions_until_the_session_ends(
     for later in ("fever", "fever_measured", "fever_temp", "anything_else"):
         answers.pop(later, None)
     answers["fever"] = True  # just answered; "did you measure it?" comes next
-    assert triage(weekly, answers, arm, final=False).red_flags == ()
+    assert triage(weekly, answers, arm, table=TABLE, final=False).red_flags == ()
     code, _ = FEVER_FLAG[arm]
-    assert [h.code for h in triage(weekly, answers, arm, final=True).red_flags] == [code]  # abandoned here: raised
+    assert [h.code for h in triage(weekly, answers, arm, table=TABLE, final=True).red_flags] == [
+        code
+    ]  # abandoned here: raised
     answers["fever_measured"] = True
-    assert triage(weekly, answers, arm, final=False).red_flags == ()
+    assert triage(weekly, answers, arm, table=TABLE, final=False).red_flags == ()
     answers["fever_temp"] = 37.2
-    assert triage(weekly, answers, arm, final=True).red_flags == ()
+    assert triage(weekly, answers, arm, table=TABLE, final=True).red_flags == ()
 
 
 @pytest.mark.parametrize("arm", ["A", "B"])
@@ -333,7 +339,7 @@ def test_a_red_flag_said_twice_is_one_flag(instruments: dict[str, Instrument], a
 
 
 def test_every_cross_check_reads_items_of_its_instruments(instruments: dict[str, Instrument]) -> None:
-    table = load_triage_table()
+    table = load_triage_table(TRIAGE_FILE)
     assert {c.code for c in table.cross_checks} == {
         "mtx_skin",
         "bari_gi_perforation",
@@ -363,7 +369,7 @@ def test_a_cross_check_on_a_missing_item_is_refused_at_start(
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(TriageTableError, match=message):
         check_cross_checks(load_triage_table(path), instruments)
-    check_cross_checks(load_triage_table(), instruments)  # the shipped table is fine
+    check_cross_checks(load_triage_table(TRIAGE_FILE), instruments)  # the shipped table is fine
 
 
 # --- advice matches urgency --------------------------------------------------------------------
@@ -372,7 +378,7 @@ def test_a_cross_check_on_a_missing_item_is_refused_at_start(
 def _urgent_rules(instruments: dict[str, Instrument]) -> list[tuple[str, str]]:
     """(where, advice key) of every finding that is URGENT: red flags on every
     instrument item, cross-checks, seriousness criteria and URGENT-level triggers."""
-    table = load_triage_table()
+    table = load_triage_table(TRIAGE_FILE)
     out = [
         (f"{instrument.id}.{item.id}.{flag.code}", flag.advice)
         for instrument in instruments.values()
@@ -395,13 +401,13 @@ def test_every_urgent_finding_is_told_to_act_now_never_today(instruments: dict[s
     rules = _urgent_rules(instruments)
     assert len(rules) > 30 and ("cross_checks.bari_infection", "hold_baricitinib_call") in rules
     for where, key in rules:
-        en, bn = advice_text(key, "en", "+8801711000000"), advice_text(key, "bn", "+8801711000000")
+        en, bn = advice_text(key, "en", "+8801711000000", TABLE), advice_text(key, "bn", "+8801711000000", TABLE)
         assert "now" in en.lower() and "today" not in en.lower(), (where, en)
         assert "এখনই" in bn and "আজই" not in bn, (where, bn)
 
 
 def test_the_baricitinib_infection_advice_says_call_now() -> None:
-    text = advice_text("hold_baricitinib_call", "en", "+8801711000000")
+    text = advice_text("hold_baricitinib_call", "en", "+8801711000000", TABLE)
     assert text.startswith("Call the study doctor now: +8801711000000.")
     assert "emergency department" in text
 
@@ -627,9 +633,9 @@ def test_the_result_is_plain_json(instruments: dict[str, Instrument]) -> None:
 
 
 def test_advice_text_fills_in_the_study_phone_as_dialled_in_every_language() -> None:
-    assert advice_text("call_today", "en", "01711-000111") == "Please call the study doctor today: 01711-000111."
-    assert advice_text("call_today", "bn", "+8801711000111") == "আজই গবেষণা দলের ডাক্তারকে ফোন করুন: +8801711000111।"
-    assert "methotrexate" in advice_text("stop_mtx_call", "en", "1")
+    assert advice_text("call_today", "en", "01711-000111", TABLE) == "Please call the study doctor today: 01711-000111."
+    assert advice_text("call_today", "bn", "+8801711000111", TABLE) == "আজই গবেষণা দলের ডাক্তারকে ফোন করুন: +8801711000111।"
+    assert "methotrexate" in advice_text("stop_mtx_call", "en", "1", TABLE)
 
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -662,7 +668,7 @@ def test_double_dose_check_refuses_mixing_naive_and_aware_times() -> None:
 
 
 def test_the_shipped_triage_table_loads() -> None:
-    table = load_triage_table()
+    table = load_triage_table(TRIAGE_FILE)
     assert [rule.level for rule in table.levels] == [Level.URGENT, Level.SAME_DAY]
     assert table.seriousness_criteria[2].implies_grade == 4
 

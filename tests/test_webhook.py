@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import httpx
 
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import BotHarness
 from devtools.process import free_port
-from domain.clock import ManualClock
 from tests.bothelpers import enroll, link, says
 
 

@@ -18,6 +18,7 @@ from domain import adverse_events, audit, enrollment, participants
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
 from domain.secrets import ENROLLMENT_CODES
+from scheduler.calendar import local_date
 
 Handler = Callable[[Update, BotContext], Coroutine[Any, Any, None]]
 
@@ -110,7 +111,12 @@ async def withdraw(update: Update, context: BotContext) -> None:
         raise DomainError("usage: /withdraw STUDY_ID [REASON…]")
     study_id = parse_study_id(args[0])
     participant = await participants.withdraw(
-        context.db, study_id, reason=" ".join(args[1:]) or None, actor=_actor(update), now=context.now
+        context.db,
+        study_id,
+        reason=" ".join(args[1:]) or None,
+        actor=_actor(update),
+        now=context.now,
+        protocol=context.services.protocol,
     )
     context.reply(admin_text.withdrawn(participant))
 
@@ -120,7 +126,7 @@ async def sae(update: Update, context: BotContext) -> None:
     """/sae STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]: record a serious event
     the team learned of (a death, an admission), alert the coordinators."""
     settings = context.services.settings
-    request = adverse_events.parse_sae_args(list(context.args or []), context.now.astimezone(settings.tz).date())
+    request = adverse_events.parse_sae_args(list(context.args or []), local_date(context.now, settings.tz))
     user = update.effective_user
     assert user is not None
     recorded = await adverse_events.record_staff_sae(
@@ -130,6 +136,7 @@ async def sae(update: Update, context: BotContext) -> None:
         display_name=user.first_name,
         now=context.now,
         coordinator_chats=settings.coordinator_chat_ids,
+        content=context.services.content,
     )
     context.reply(admin_text.sae_recorded(recorded, settings.tz))
 
@@ -148,6 +155,7 @@ async def unlink(update: Update, context: BotContext) -> None:
         now=context.now,
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=context.services.secret_key(ENROLLMENT_CODES),
+        protocol=context.services.protocol,
     )
     context.reply(
         "The old chat is unlinked: it gets nothing more.\n"

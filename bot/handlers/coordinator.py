@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import admin_text, alerting
+from bot import admin_text, alerting, callbacks
 from bot.context import BotContext
+from bot.handlers import common
 from bot.handlers.admin import admin_only, private_admin_only
 from bot.handlers.gate import stranger_actor
 from bot.i18n import _
@@ -46,9 +47,9 @@ async def acknowledge_button(update: Update, context: BotContext) -> None:
         context.answer(_("Sorry, this command is only for the study team."), alert=True)
         return
     try:
-        alert_id = parse_alert_id(query.data.partition(":")[2])
+        alert_id = parse_alert_id(callbacks.ack_field(query.data))
     except DomainError:
-        context.answer("This button is no longer active.")
+        context.answer(common.NO_LONGER_ACTIVE)
         return
     actor = audit.admin_actor(user.id) if is_admin else f"coordinator:{user.id}"
     try:

@@ -74,5 +74,5 @@ async def export(update: Update, context: BotContext) -> None:
     async def clean_up() -> None:
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
-    context.work.after_commit(send)  # retried on a transient error (bot.work)
+    context.work.after_commit(send)  # retried on a transient error (bot.unit_of_work)
     context.work.after_commit(clean_up)  # after the send and its retries

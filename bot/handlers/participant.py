@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import keyboards
+from bot import callbacks, keyboards
 from bot.context import BotContext
+from bot.handlers import common
 from bot.i18n import _, use_locale
 from bot.texts import REFUSALS, bilingual, help_text, not_enrolled, welcome, with_contact
 from domain import enrollment, participants
 from domain.enrollment import Redeem
 from domain.secrets import AUDIT_STRANGERS, ENROLLMENT_CODES
-from models import ParticipantStatus
 
 
 async def start(update: Update, context: BotContext) -> None:
@@ -21,7 +21,7 @@ async def start(update: Update, context: BotContext) -> None:
     known = context.participant
     if code is None:
         if known is None:
-            context.reply(not_enrolled(phone))
+            context.reply(not_enrolled(phone, context.services.protocol))
         else:
             context.reply(_("Welcome back! Send /help to see what I can do."))
         return
@@ -37,6 +37,7 @@ async def start(update: Update, context: BotContext) -> None:
         now=context.now,
         code_key=services.secret_key(ENROLLMENT_CODES),
         stranger_key=services.secret_key(AUDIT_STRANGERS),
+        protocol=services.protocol,
     )
     if result.outcome is Redeem.LINKED:
         context.reply(
@@ -63,7 +64,7 @@ async def start(update: Update, context: BotContext) -> None:
 async def language(update: Update, context: BotContext) -> None:
     """/language: offer বাংলা / English."""
     if context.participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return
     context.reply(
         bilingual(lambda: _("Which language do you want?")),
@@ -75,23 +76,21 @@ async def choose_language(update: Update, context: BotContext) -> None:
     """A language button: remember the choice and answer in that language."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context)
+    if participant is None:
         return
-    parts = query.data.split(":")
-    lang = parts[1] if len(parts) > 1 and parts[1] in ("bn", "en") else None
-    if lang is None:
-        context.answer(_("This button is no longer active."))
+    pressed = callbacks.parse_lang(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
         return
-    first_time = len(parts) > 2 and parts[2] == "welcome"
+    lang, first_time = pressed.language, pressed.welcome
     await participants.set_language(context.db, participant, lang, now=context.now)
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone
     with use_locale(lang):
         context.answer(_("Saved"))
         if first_time:
-            context.reply(welcome(participant, phone))
+            context.reply(welcome(participant, phone, context.services.protocol))
         else:
             name = "বাংলা" if lang == "bn" else "English"
             context.reply(_("Done. From now on I will write to you in {language}.").format(language=name))
@@ -101,6 +100,6 @@ async def help_command(update: Update, context: BotContext) -> None:
     """/help: what the bot does and the study phone number."""
     phone = context.services.settings.study_contact_phone
     if context.participant is None:
-        context.reply(not_enrolled(phone))
+        context.reply(not_enrolled(phone, context.services.protocol))
         return
-    context.reply(help_text(context.participant, phone))
+    context.reply(help_text(context.participant, phone, context.services.protocol))

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
+from bot import callbacks
 from bot.context import BotContext
 from bot.handlers import common
-from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext, phone_as_dialled
+from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext
 from bot.services import Services
 from bot.texts import not_enrolled, with_contact
+from core.digits import phone_as_dialled
+from core.text import Text
 from domain import audit, checkins
 from domain.questionnaires import (
     BACK_VALUE,
@@ -27,14 +30,13 @@ from domain.questionnaires import (
     progress,
     prompt,
 )
-from domain.questionnaires.model import FreeTextItem, Item, NumberItem, Text
-from domain.triage import advice_text
+from domain.questionnaires.model import FreeTextItem, Item, NumberItem
+from domain.triage import TriageTable, advice_text
 from models import Participant, ParticipantStatus, QuestionnaireSession
 
 if TYPE_CHECKING:
     from bot.app import TrialApplication
 
-CALLBACK_PREFIX = "q"
 CHOSEN = "✓ "
 SHORT_LABEL = 14
 """Buttons with labels up to this length go two to a row; longer ones get a row each."""
@@ -75,6 +77,7 @@ def env_of(services: Services) -> checkins.Env:
     switches = frozenset(name for name, on in protocol.switches().items() if on)
     return checkins.Env(
         instruments=services.instruments,
+        triage=services.content.triage,
         tz=services.settings.tz,
         switches=switches,
         coordinator_chats=services.settings.coordinator_chat_ids,
@@ -116,7 +119,7 @@ def marked_keyboard(markup: InlineKeyboardMarkup | None, chosen: str) -> InlineK
         kept = []
         for button in row:
             data = str(button.callback_data or "")
-            value = data.split(":", 3)[3] if data.count(":") >= 3 else ""
+            value = callbacks.answer_value(data)
             if value in (BACK_VALUE, SKIP_VALUE) or not value:
                 continue
             label = button.text.removeprefix(CHOSEN)
@@ -160,11 +163,6 @@ def _unit_text(unit: object) -> str:
     return " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
 
 
-def callback_data(session_id: int, item_id: str, value: str) -> str:
-    """`q:<session>:<item>:<value>`: an old or foreign button can be recognised."""
-    return f"{CALLBACK_PREFIX}:{session_id}:{item_id}:{value}"
-
-
 def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
     """The message for the current question: where we are, the question, its buttons."""
     item = current.item
@@ -178,14 +176,14 @@ def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | No
     if not choices or isinstance(item, NumberItem | FreeTextItem):
         text += "\n\n" + _("Please type your answer.")
     sid = current.session.id
-    buttons = [InlineKeyboardButton(o.label, callback_data=callback_data(sid, item.id, o.value)) for o in choices]
+    buttons = [InlineKeyboardButton(o.label, callback_data=callbacks.answer(sid, item.id, o.value)) for o in choices]
     per_row = 2 if all(len(o.label) <= SHORT_LABEL for o in choices) else 1
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
     extra = []
     if can_go_back(current.instrument, current.state, current.context):
-        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callback_data(sid, item.id, BACK_VALUE)))
+        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callbacks.answer(sid, item.id, BACK_VALUE)))
     if item.optional:
-        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callback_data(sid, item.id, SKIP_VALUE)))
+        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callbacks.answer(sid, item.id, SKIP_VALUE)))
     if extra:
         rows.append(extra)
     return text, InlineKeyboardMarkup(rows) if rows else None
@@ -234,13 +232,13 @@ def intro(current: checkins.Progress) -> str:
     return "\n".join(parts)
 
 
-def advice_message(keys: tuple[str, ...], phone: str) -> str:
+def advice_message(keys: tuple[str, ...], phone: str, table: TriageTable) -> str:
     """What the participant must do now, with the study phone (never delayed)."""
     lang = current_language()
     lines = ["⚠️ " + _("Important: please read this now.")]
     # The number once, in the first (most urgent) advice; the others point to it.
     lines += [
-        advice_text(key, lang, phone_as_dialled(phone) if i == 0 else _("the number above"))
+        advice_text(key, lang, phone_as_dialled(phone) if i == 0 else _("the number above"), table)
         for i, key in enumerate(keys)
     ]
     lines.append(_("The study team has been told."))
@@ -251,7 +249,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
     """Put an outcome into words: advice first, then thanks, then the next question."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
-        context.reply(advice_message(outcome.advice, phone))
+        context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     lead: str | None = None
     if outcome.completed is not None:
         if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
@@ -276,7 +274,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
 def _participant(context: BotContext) -> Participant | None:
     participant = context.participant
     if participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
     return participant
 
 
@@ -325,11 +323,10 @@ async def start_button(update: Update, context: BotContext) -> None:
     """The reminder's button `qstart:<instrument>`: start or continue that questionnaire."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
+    participant = common.button_participant(context, withdrawn_too=True)
     if participant is None:
-        context.answer(_("This button is no longer active."))
         return
-    instrument_id = query.data.partition(":")[2]
+    instrument_id = callbacks.parse_start(query.data)
     context.answer()
     context.edit_markup(None)
     await _begin(context, participant, instrument_id, checkins.ORIGIN_PROMPT)
@@ -339,12 +336,14 @@ async def answer_button(update: Update, context: BotContext) -> None:
     """An answer, Skip or Back button (`q:<session>:<item>:<value>`)."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    parts = query.data.split(":", 3)
-    if participant is None or len(parts) != 4 or not parts[1].isdecimal():
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
         return
-    session_id, item_id, value = int(parts[1]), parts[2], parts[3]
+    pressed = callbacks.parse_answer(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
+        return
+    session_id, item_id, value = pressed.session_id, pressed.item_id, pressed.value
     try:
         outcome = await checkins.answer(
             context.db, participant, value, now=context.now, env=env(context), session_id=session_id, item_id=item_id
@@ -409,7 +408,7 @@ def _show_correction(context: BotContext, outcome: checkins.Outcome) -> None:
     """Confirm a corrected red-flag or seriousness answer, with advice for a Yes."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
-        context.reply(advice_message(outcome.advice, phone))
+        context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     if outcome.corrected_to is True:
         context.reply(_("Your answer is changed to Yes. The study team has been told."))
     else:

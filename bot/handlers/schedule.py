@@ -6,8 +6,9 @@ from datetime import date, time
 
 from telegram import Update
 
-from bot import reminder_texts
+from bot import callbacks, reminder_texts
 from bot.context import BotContext
+from bot.handlers import common
 from bot.i18n import _, format_date, format_time
 from bot.texts import not_enrolled, with_contact
 from domain import schedule_ops
@@ -16,7 +17,7 @@ from domain.schedule_ops import DoseOutcome, VisitChoice
 from domain.triage import advice_text
 from models import DoseAnswer, Participant, ParticipantStatus, VisitStatus
 from scheduler import store
-from scheduler.calendar import to_local
+from scheduler.calendar import local_date, to_local
 from scheduler.planner import MessageKind
 
 
@@ -24,7 +25,7 @@ def _usable(context: BotContext) -> Participant | None:
     """The linked, not withdrawn participant; otherwise answer and return None."""
     participant = context.participant
     if participant is None:
-        context.reply(not_enrolled(context.services.settings.study_contact_phone))
+        context.reply(not_enrolled(context.services.settings.study_contact_phone, context.services.protocol))
         return None
     if participant.status == ParticipantStatus.WITHDRAWN:
         context.reply(_("You have left the study, so I send no more reminders. Thank you for your help."))
@@ -38,7 +39,7 @@ async def schedule(update: Update, context: BotContext) -> None:
     if participant is None:
         return
     protocol = context.services.protocol
-    today = to_local(context.now, protocol.tz).date()
+    today = local_date(context.now, protocol.tz)
     visits = await store.visits_of(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
     upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.window_end >= today]
@@ -110,15 +111,14 @@ async def settime_button(update: Update, context: BotContext) -> None:
     """One of the two buttons under an ambiguous /settime (morning or night)."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    raw = query.data.removeprefix("settime:")
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN or not raw.isdigit() or len(raw) != 4:
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context)
+    if participant is None:
         return
-    hour, minute = int(raw[:2]), int(raw[2:])
-    if hour > 23 or minute > 59:
-        context.answer(_("This button is no longer active."))
+    pressed = callbacks.parse_settime(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
         return
+    hour, minute = pressed
     context.answer(_("Saved"))
     context.edit_markup(None)
     await _set_time(context, participant, time(hour, minute))
@@ -138,13 +138,12 @@ async def stop_button(update: Update, context: BotContext) -> None:
     """The /stop confirmation buttons."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    if participant is None or participant.status == ParticipantStatus.WITHDRAWN:
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context)
+    if participant is None:
         return
     context.edit_markup(None)
     phone = context.services.settings.study_contact_phone
-    if query.data != "stop:yes":
+    if not callbacks.parse_stop(query.data):
         context.answer(_("Saved"))
         context.reply(_("Good. Your reminders continue as before."))
         return
@@ -174,24 +173,27 @@ async def dose_button(update: Update, context: BotContext) -> None:
     """Taken / Remind me later / Skipped under a dose reminder."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    parts = query.data.split(":")
-    if participant is None or len(parts) != 3 or parts[2] not in _DOSE_ANSWERS or not parts[1].isdigit():
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
         return
+    pressed = callbacks.parse_dose(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
+        return
+    reminder_id, answer = pressed
     services = context.services
     result = await schedule_ops.answer_dose(
         context.db,
         participant,
-        int(parts[1]),
-        _DOSE_ANSWERS[parts[2]],
+        reminder_id,
+        _DOSE_ANSWERS[answer],
         now=context.now,
         protocol=services.protocol,
         coordinator_chats=services.settings.coordinator_chat_ids,
     )
     outcome = result.outcome
     if outcome is DoseOutcome.UNKNOWN:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     if outcome is DoseOutcome.ALREADY:
         context.answer(_("Already saved. Thank you."))
@@ -217,33 +219,36 @@ async def dose_button(update: Update, context: BotContext) -> None:
         context.reply(_("Noted: you did not take this dose. Do not take a double dose to make up for it."))
     elif outcome is DoseOutcome.DOUBLE_DOSE:
         phone = services.settings.study_contact_phone
-        context.reply(advice_text("stop_mtx_call", participant.language.value, phone))
+        context.reply(advice_text("stop_mtx_call", participant.language.value, phone, services.content.triage))
 
 
 async def visit_button(update: Update, context: BotContext) -> None:
     """I will come / I need another date under a visit reminder."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    participant = context.participant
-    parts = query.data.split(":")
-    if participant is None or len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("come", "other"):
-        context.answer(_("This button is no longer active."))
+    participant = common.button_participant(context, withdrawn_too=True)
+    if participant is None:
         return
+    pressed = callbacks.parse_visit(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
+        return
+    week, choice = pressed
     visit = await schedule_ops.answer_visit(
         context.db,
         participant,
-        int(parts[1]),
-        VisitChoice(parts[2]),
+        week,
+        VisitChoice(choice),
         now=context.now,
         protocol=context.services.protocol,
         coordinator_chats=context.services.settings.coordinator_chat_ids,
     )
     if visit is None:
-        context.answer(_("This button is no longer active."))
+        common.button_no_longer_active(context)
         return
     context.answer(_("Saved"))
     context.edit_markup(None)
-    if parts[2] == "come":
+    if choice == "come":
         context.reply(_("Thank you. See you at the clinic."))
     else:
         context.reply(

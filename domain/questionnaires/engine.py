@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+from core.digits import to_bengali_digits
 from domain.questionnaires.conditions import Answer
 from domain.questionnaires.model import (
     DEFAULT_LABELS,
@@ -36,7 +37,6 @@ from domain.questionnaires.parsing import (
     SKIP_VALUE,
     STALE_BUTTON,
     AnswerError,
-    bengali_digits,
     is_back,
     is_skip,
     parse_answer,
@@ -282,7 +282,7 @@ def _scale_anchors(item: ScaleItem, language: str) -> str:
 
 
 def _digits(text: str, language: str) -> str:
-    return bengali_digits(text) if language == "bn" else text
+    return to_bengali_digits(text) if language == "bn" else text
 
 
 def _check(instrument: Instrument, state: State) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from core.digits import to_bengali_digits
 from domain.questionnaires.conditions import Answer
 from domain.questionnaires.model import (
     Instrument,
@@ -20,7 +21,6 @@ from domain.questionnaires.model import (
     Text,
     YesNoItem,
 )
-from domain.questionnaires.parsing import bengali_digits
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def answer_label(item: Item, value: Answer) -> Text:
         number = f"{value:.{item.decimals}f}"
         unit_en = f" {item.unit.get('en')}" if item.unit else ""
         unit_bn = f" {item.unit.get('bn')}" if item.unit else ""
-        return Text(en=number + unit_en, bn=bengali_digits(number) + unit_bn)
-    return Text(en=str(value), bn=bengali_digits(str(value)))
+        return Text(en=number + unit_en, bn=to_bengali_digits(number) + unit_bn)
+    return Text(en=str(value), bn=to_bengali_digits(str(value)))
 
 
 def symptom_grades(instrument: Instrument, answers: Mapping[str, Answer]) -> dict[str, SymptomGrade]:

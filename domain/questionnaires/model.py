@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.text import Text
 from domain.questionnaires.conditions import Answer, Condition, Scalar
 
 __all__ = [
@@ -77,18 +78,6 @@ class InstrumentError(ValueError):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Text(_Frozen):
-    """A participant-facing string in each language, verbatim."""
-
-    en: str | None = None
-    bn: str | None = None
-
-    def get(self, language: str) -> str:
-        """The text in `language`, falling back to English (then Bangla)."""
-        value = self.bn if language == "bn" else self.en
-        return value or self.en or self.bn or ""
 
 
 DEFAULT_LABELS: dict[str, Text] = {

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from core.digits import to_ascii_digits
 from domain.questionnaires.model import (
     DateItem,
     FreeTextItem,
@@ -93,8 +94,6 @@ YESTERDAY_WORDS = frozenset({"yesterday", "গতকাল", "গতকালক
 MAX_SHORT_INPUT = 100
 """Longer input for a button/number/date item is refused before any parsing."""
 
-BN_TO_LATIN = str.maketrans("০১২৩৪৫৬৭৮৯", "0123456789")
-LATIN_TO_BN = str.maketrans("0123456789", "০১২৩৪৫৬৭৮৯")
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _EDGE_PUNCTUATION = " .,!?।॥;:'\"()[]"
 _DEGREE_WORDS = ("degrees", "degree", "deg", "ডিগ্রি", "ডিগ্রী", "°", "º", "˚")
@@ -124,16 +123,6 @@ def fold(text: str) -> str:
     """Normalise typed text for comparison (NFC, no zero-width marks, one space, casefold)."""
     cleaned = unicodedata.normalize("NFC", text).translate(_ZERO_WIDTH)
     return " ".join(cleaned.split()).casefold().strip(_EDGE_PUNCTUATION)
-
-
-def latin_digits(text: str) -> str:
-    """Bengali digits (০-৯) to Latin, so '৩৮.৫' reads as 38.5."""
-    return text.translate(BN_TO_LATIN)
-
-
-def bengali_digits(text: str) -> str:
-    """Latin digits to Bengali, for Bangla messages built from numbers."""
-    return text.translate(LATIN_TO_BN)
 
 
 def text_dict(text: Text | None) -> dict[str, str] | None:
@@ -174,7 +163,7 @@ def _choice_keys(label: Text, aliases: list[str], value: str) -> set[str]:
 
 def choice_number(text: str) -> int | None:
     """'2', '২', '2.', '(2)' -> 2; anything else -> None."""
-    match = _CHOICE_NUMBER.match(latin_digits(text.strip()))
+    match = _CHOICE_NUMBER.match(to_ascii_digits(text.strip()))
     return int(match.group(1)) if match else None
 
 
@@ -207,7 +196,7 @@ def parse_yes_no(item: YesNoItem, raw: str) -> bool | AnswerError:
 
 
 def _split_number(raw: str) -> tuple[Decimal, str] | None:
-    text = latin_digits(unicodedata.normalize("NFC", raw).translate(_ZERO_WIDTH)).strip()
+    text = to_ascii_digits(unicodedata.normalize("NFC", raw).translate(_ZERO_WIDTH)).strip()
     match = _NUMBER.match(text)
     if match is None:
         return None
@@ -311,7 +300,7 @@ def parse_date(item: DateItem, raw: str, today: date) -> str | AnswerError:
         return today.isoformat()
     if key in YESTERDAY_WORDS:
         return (today - timedelta(days=1)).isoformat()
-    text = latin_digits(key).replace(" ", "")
+    text = to_ascii_digits(key).replace(" ", "")
     parsed: date | None = None
     try:
         if match := _ISO_DATE.match(text):

@@ -1,4 +1,4 @@
-"""Small asyncio helpers shared by the bot and the scheduler."""
+"""Small asyncio helpers shared by the bot and the scheduler (here, at the bottom, so both may use them)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.i18n import phone_as_dialled
+from core.digits import phone_as_dialled
 
 _TOKEN_RE = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{10,100}$")
 
@@ -90,7 +90,7 @@ def _required_ids(value: list[int]) -> list[int]:
 
 class CoordinatorSettings(DatabaseSettings):
     """What a process that raises alerts needs: somewhere to send them (the bot,
-    and `python -m bot.admin sae`, which queues the alert for the bot to send)."""
+    and `python -m cli sae`, which queues the alert for the bot to send)."""
 
     coordinator_chat_ids: IdList
 
@@ -153,7 +153,7 @@ class Settings(CoordinatorSettings, TokenSettings):
     """How long a claimed batch of reminders belongs to the process that claimed it; if
     that process dies mid-send, another takes the rows over when this runs out."""
     dispatch_concurrency: int = Field(default=1, ge=1, le=64)
-    """Reminders sent at once; a crash may repeat up to this many (see scheduler.dispatch)."""
+    """Reminders sent at once; a crash may repeat up to this many (see bot.dispatch)."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
     weekly_overview: bool = True

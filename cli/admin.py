@@ -1,18 +1,18 @@
-"""`python -m bot.admin …`: the admin actions from the shell, for scripts and for
+"""`python -m cli …`: the admin actions from the shell, for scripts and for
 when Telegram is unreachable. Same domain code, same audit, same texts as the
 Telegram commands; the actor is recorded as `cli:<os user>`.
 
-    python -m bot.admin enroll BSM-001 B 2026-10-25 bn fri
-    python -m bot.admin participants
-    python -m bot.admin withdraw BSM-001 moved away
-    python -m bot.admin unlink BSM-001
-    python -m bot.admin pause BSM-001 2026-12-01 travelling
-    python -m bot.admin resume BSM-001
-    python -m bot.admin status BSM-001
-    python -m bot.admin visit BSM-001 4 done 2026-11-22
-    python -m bot.admin sae BSM-001 hospitalisation 2026-11-20 daughter phoned
-    python -m bot.admin summary BSM-001 --out BSM-001.pdf
-    python -m bot.admin overview --out overview.pdf
+    python -m cli enroll BSM-001 B 2026-10-25 bn fri
+    python -m cli participants
+    python -m cli withdraw BSM-001 moved away
+    python -m cli unlink BSM-001
+    python -m cli pause BSM-001 2026-12-01 travelling
+    python -m cli resume BSM-001
+    python -m cli status BSM-001
+    python -m cli visit BSM-001 4 done 2026-11-22
+    python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli summary BSM-001 --out BSM-001.pdf
+    python -m cli overview --out overview.pdf
 """
 
 from __future__ import annotations
@@ -29,14 +29,18 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot import admin_text
-from bot.config import DatabaseSettings, describe_error
+from core.clock import Clock, SystemClock
+from core.settings import DatabaseSettings, describe_error
 from domain import audit, enrollment, participants, schedule_ops
-from domain.clock import Clock, SystemClock
+from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
+from domain.questionnaires import InstrumentError
 from domain.secrets import ENROLLMENT_CODES, derive_key
+from domain.triage import TriageTableError
 from models.db import create_engine, create_session_factory
-from scheduler.store import default_protocol
+from scheduler.calendar import local_date
+from scheduler.protocol import ProtocolError
 
 
 def _actor() -> str:
@@ -52,7 +56,7 @@ async def _bot_username() -> str | None:
     try:
         from telegram import Bot
 
-        from bot.config import TokenSettings
+        from core.settings import TokenSettings
 
         settings = TokenSettings()
         bot = Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
@@ -66,7 +70,7 @@ async def _bot_username() -> str | None:
 def _code_key() -> bytes:
     """The key codes are stored under, derived from the bot token as the bot does: a
     code issued here must work there."""
-    from bot.config import TokenSettings
+    from core.settings import TokenSettings
 
     try:
         token = TokenSettings().telegram_bot_token.get_secret_value()
@@ -78,10 +82,12 @@ def _code_key() -> bytes:
     return derive_key(token, ENROLLMENT_CODES)
 
 
-Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock], Awaitable[str]]
+Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Content], Awaitable[str]]
 
 
-async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _enroll(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = enrollment.parse_enroll_args(args.args)
     result = await enrollment.enroll(
         session,
@@ -94,7 +100,9 @@ async def _enroll(session: AsyncSession, args: argparse.Namespace, settings: Dat
     return admin_text.enrolled(result, settings.tz, await _bot_username())
 
 
-async def _unlink(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _unlink(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     result = await enrollment.unlink(
         session,
         parse_study_id(args.study_id),
@@ -102,6 +110,7 @@ async def _unlink(session: AsyncSession, args: argparse.Namespace, settings: Dat
         now=clock.now(),
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=_code_key(),
+        protocol=content.protocol,
     )
     return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
         result, settings.tz, await _bot_username()
@@ -109,58 +118,68 @@ async def _unlink(session: AsyncSession, args: argparse.Namespace, settings: Dat
 
 
 async def _participants(
-    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
     return admin_text.participant_list(await participants.list_all(session))
 
 
-async def _withdraw(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _withdraw(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     participant = await participants.withdraw(
         session,
         parse_study_id(args.study_id),
         reason=" ".join(args.reason) or None,
         actor=_actor(),
         now=clock.now(),
+        protocol=content.protocol,
     )
     return admin_text.withdrawn(participant)
 
 
-async def _pause(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _pause(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = schedule_ops.parse_pause_args(args.args)
-    participant = await schedule_ops.pause(
-        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
-    )
+    participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
     return admin_text.paused(participant)
 
 
-async def _resume(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _resume(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     participant = await schedule_ops.resume(
-        session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=default_protocol()
+        session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return admin_text.resumed(participant)
 
 
-async def _status(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    protocol = default_protocol()
+async def _status(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    protocol = content.protocol
     report = await schedule_ops.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
     return admin_text.status(report, protocol.tz)
 
 
-async def _visit(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _visit(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     request = schedule_ops.parse_visit_args(args.args)
     visit = await schedule_ops.record_visit(
-        session, request, actor=_actor(), now=clock.now(), protocol=default_protocol()
+        session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return admin_text.visit_recorded(request.study_id, visit)
 
 
-async def _export(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    from bot.services import load_content
+async def _export(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from export.run import export_trial_record
 
-    protocol, instruments = load_content(settings.content_dir) if settings.content_dir else load_content()
+    protocol, instruments = content.protocol, content.instruments
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
     since = parse_date(args.since) if args.since else None
@@ -203,12 +222,13 @@ async def _write_pages(out: str, png: bytes, pdf: bytes) -> str:
     return f"Wrote {path} and {path.with_suffix('.png').name}"
 
 
-async def _summary(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    from bot.services import load_content
+async def _summary(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from charts import summary_files
     from domain import summary
 
-    protocol, instruments = load_content(settings.content_dir) if settings.content_dir else load_content()
+    protocol, instruments = content.protocol, content.instruments
     now = clock.now()
     record = await summary.load_record(session, parse_study_id(args.study_id), protocol)
     page = summary.build_summary(record, protocol, instruments, now)
@@ -224,12 +244,13 @@ async def _summary(session: AsyncSession, args: argparse.Namespace, settings: Da
     return await _write_pages(args.out, rendered.png, rendered.pdf)
 
 
-async def _overview(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
-    from bot.services import load_content
+async def _overview(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from charts import overview_files
     from domain import summary
 
-    protocol, _instruments = load_content(settings.content_dir) if settings.content_dir else load_content()
+    protocol = content.protocol
     now = clock.now()
     rows = summary.overview_rows(await summary.load_all(session, protocol), now, protocol.tz)
     rendered = await overview_files(rows, protocol.trial_id, now, protocol.tz)
@@ -238,7 +259,7 @@ async def _overview(session: AsyncSession, args: argparse.Namespace, settings: D
 
 
 async def _audit_verify(
-    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
     from domain.audit_chain import parse_published, seal, verify
 
@@ -259,7 +280,9 @@ async def _audit_verify(
     )
 
 
-async def _alerts(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _alerts(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from bot import alerting
     from domain.acknowledgement import open_alerts
     from models import Participant
@@ -274,7 +297,9 @@ async def _alerts(session: AsyncSession, args: argparse.Namespace, settings: Dat
     return "\n\n".join(blocks)
 
 
-async def _ack(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _ack(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     from domain.acknowledgement import acknowledge, parse_alert_id
 
     actor = _actor()
@@ -292,9 +317,11 @@ async def _ack(session: AsyncSession, args: argparse.Namespace, settings: Databa
     return text
 
 
-async def _sae(session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock) -> str:
+async def _sae(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
     """Needs COORDINATOR_CHAT_IDS: the alert is queued here and sent by the running bot."""
-    from bot.config import CoordinatorSettings
+    from core.settings import CoordinatorSettings
     from domain import adverse_events
 
     try:
@@ -304,19 +331,25 @@ async def _sae(session: AsyncSession, args: argparse.Namespace, settings: Databa
     now = clock.now()
     actor = _actor()
     try:
-        request = adverse_events.parse_sae_args(args.args, now.astimezone(settings.tz).date())
+        request = adverse_events.parse_sae_args(args.args, local_date(now, settings.tz))
         recorded = await adverse_events.record_staff_sae(
-            session, request, actor=actor, display_name=actor.removeprefix("cli:"), now=now, coordinator_chats=chats
+            session,
+            request,
+            actor=actor,
+            display_name=actor.removeprefix("cli:"),
+            now=now,
+            coordinator_chats=chats,
+            content=content,
         )
     except adverse_events.SaeUsageError as error:
-        raise DomainError(str(error).replace("usage: /sae", "usage: python -m bot.admin sae")) from None
+        raise DomainError(str(error).replace("usage: /sae", "usage: python -m cli sae")) from None
     text = admin_text.sae_recorded(recorded, settings.tz)
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per admin action."""
-    parser = argparse.ArgumentParser(prog="python -m bot.admin", description="Admin actions from the shell.")
+    parser = argparse.ArgumentParser(prog="python -m cli", description="Admin actions from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
     p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
@@ -391,12 +424,16 @@ async def run(argv: list[str], clock: Clock | None = None) -> tuple[int, str]:
         settings = DatabaseSettings()
     except ValidationError as error:
         return 2, describe_error(error)
+    try:
+        content = load_content(settings.content_dir)
+    except (InstrumentError, ProtocolError, TriageTableError) as error:
+        return 2, str(error)
     engine = create_engine(settings.database_url)
     try:
         async with create_session_factory(engine)() as session:
             action: Action = args.action
             try:
-                text = await action(session, args, settings, clock or SystemClock())
+                text = await action(session, args, settings, clock or SystemClock(), content)
             except DomainError as error:
                 await session.rollback()
                 return 1, f"Not done: {error}"

@@ -1,0 +1,93 @@
+"""A second protocol file runs without touching code: a made-up two-arm trial
+(tests/second_trial/protocol.yaml: hydroxychloroquine daily against colchicine
+with vitamin D weekly, visits at weeks 2 and 6, another site) walked through the
+real bot: its plan, a dose reminder and the export all come from that file."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devtools.botapi_server import BotAPIServer
+from devtools.harness import BotHarness
+from domain.content import CONTENT_DIR
+from export.run import export_trial_record
+from scheduler.planner import MessageKind
+from tests.bothelpers import enroll, link
+from tests.schedule_helpers import dhaka, reminders, rows, walk
+
+SECOND_PROTOCOL = Path(__file__).resolve().parent / "second_trial" / "protocol.yaml"
+
+
+@pytest.fixture
+async def second_trial(server: BotAPIServer, db_url: str, tmp_path: Path) -> BotHarness:
+    """The real bot on a fresh database, its CONTENT_DIR holding the second protocol
+    (with the shipped instruments and triage table)."""
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR / "instruments", content / "instruments")
+    shutil.copy(CONTENT_DIR / "triage.yaml", content / "triage.yaml")
+    shutil.copy(SECOND_PROTOCOL, content / "protocol.yaml")
+    harness = BotHarness(server, db_url, overrides={"content_dir": content})
+    await harness.start()
+    yield harness  # type: ignore[misc]
+    await harness.stop()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+async def test_a_second_protocol_plans_reminds_and_exports_its_own_drugs_and_visits(
+    second_trial: BotHarness, server: BotAPIServer, tmp_path: Path
+) -> None:
+    bot = second_trial
+    assert bot.services is not None and bot.services.protocol.trial_id == "TEST-0002"
+    code = await enroll(server, "BSM-901 B 2026-10-25 en wed")
+    user = server.user(7001, "Second", language_code="en")
+    welcome = await link(server, user, code, "English")
+    # The welcome names this trial's place, drugs, days and visits (from the file).
+    assert "Osmani Hospital (SOMC)" in welcome.content
+    assert "colchicine: 1 mg once a week, every Wednesday." in welcome.content
+    assert "vitamin D: 40,000 IU once a week, every Friday." in welcome.content  # 2 days after colchicine
+    assert "Week 2 visit" in welcome.content and "Week 6 visit (last)" in welcome.content
+    assert "ethotrexate" not in welcome.content and "aricitinib" not in welcome.content
+
+    # The plan: this arm's regimens on their days, this protocol's visits.
+    planned = await rows(bot, "BSM-901")
+    doses = [r for r in planned if r.kind == MessageKind.DOSE_REMINDER.value]
+    assert {r.payload["regimen"] for r in doses} == {"colchicine", "vitamin_d"}
+    assert {r.payload["weekday"] for r in doses if r.payload["regimen"] == "colchicine"} == {"wednesday"}
+    assert {r.payload["weekday"] for r in doses if r.payload["regimen"] == "vitamin_d"} == {"friday"}
+    visit_weeks = {int(r.payload["week"]) for r in planned if r.kind == MessageKind.VISIT_REMINDER.value}
+    assert visit_weeks == {2, 6}
+
+    # A reminder: the first Wednesday, at the protocol's default time (08:30).
+    await walk(bot, dhaka(2026, 10, 28, 8, 35))
+    reminder = reminders(server, user.id)[-1]
+    assert reminder.content.startswith("Today is Wednesday, your colchicine day.")
+    assert "colchicine, 1 mg once a week" in reminder.content
+    data = next(d for row in reminder.buttons for _t, d in row if d and d.endswith(":taken"))
+    update = await user.press(reminder, data)
+    await server.wait_for(user.id, since=update)
+
+    # The export: the arm's label and the dose under this trial's regimen id.
+    services = bot.services
+    result = await export_trial_record(
+        services.engine,
+        tmp_path / "export",
+        services.settings.tz,
+        protocol=services.protocol,
+        instruments=services.instruments,
+        now=bot.clock.now(),
+    )
+    (participant,) = read_csv(result.directory / "participants.csv")
+    assert participant["study_id"] == "BSM-901" and participant["arm"] == "B"
+    (dose,) = read_csv(result.directory / "doses.csv")
+    assert dose["regimen"] == "colchicine" and dose["answer"] == "taken"
+    dictionary = {(r["dataset"], r["variable"]): r for r in read_csv(result.directory / "data_dictionary.csv")}
+    assert "Arm B: colchicine + vitamin D" in dictionary[("participants", "arm")]["allowed_values"]
+    assert "Hydroxychloroquine 200 mg daily" in dictionary[("participants", "arm")]["allowed_values"]
