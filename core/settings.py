@@ -22,12 +22,16 @@ IdList = Annotated[list[int], NoDecode]
 
 
 def _split_ids(value: object) -> object:
-    """Accept `1,2, 3`, a single int, or an empty value for the id-list variables."""
+    """Accept `1,2, 3`, a single int, or an empty value for the id-list variables;
+    anything else is refused with the one message every id list gives."""
     if isinstance(value, int):
         return [value]
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace(";", ",").split(",")]
-        return [int(p) for p in parts if p]
+        try:
+            return [int(p) for p in parts if p]
+        except ValueError as exc:
+            raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
     return value
 
 
@@ -97,10 +101,7 @@ class CoordinatorSettings(DatabaseSettings):
     @field_validator("coordinator_chat_ids", mode="before")
     @classmethod
     def _coordinator_ids(cls, value: object) -> object:
-        try:
-            return _split_ids(value)
-        except ValueError as exc:
-            raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+        return _split_ids(value)
 
     @field_validator("coordinator_chat_ids")
     @classmethod
@@ -162,10 +163,7 @@ class Settings(CoordinatorSettings, TokenSettings):
     @field_validator("admin_user_ids", "escalation_chat_ids", "audit_head_chat_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
-        try:
-            return _split_ids(value)
-        except ValueError as exc:
-            raise ValueError("must be comma-separated whole numbers, e.g. 123,-100456") from exc
+        return _split_ids(value)
 
     @field_validator("escalation_chat_ids")
     @classmethod
