@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install migrate run test demo bench i18n i18n-review lint lock clean mutate
+.PHONY: install migrate run test demo bench bench-readme i18n i18n-review lint lock clean mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: install  ## the whole journey against the local Bot API test server, as a 
 
 bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
 	$(BIN)/python -m bench $(if $(FULL),--full,--out bench/quick)
+
+bench-readme: install  ## rewrite the README's benchmark table from bench/results.json (tests/test_bench_readme.py checks it)
+	$(BIN)/python -m bench.report
 
 mutate: install  ## mutation testing of the safety-critical code (mutmut 3; slow, not in CI). GROUPS="triage dispatch" for some; MUTATE_JOBS=2 for two workers
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,mutation]"

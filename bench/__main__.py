@@ -22,13 +22,15 @@ from typing import Any
 
 from bench.common import Databases, databases
 from bench.export import run_export
-from bench.fanout import run_fanout
+from bench.fanout import run_fanout, run_send_floor
 from bench.inbound import run_floor, run_inbound
+from bench.peer import run_peer
 from bench.plot import plot
+from bench.report import ratio_figures, ratios, render_table
 from bench.ticks import run_ticks
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("fanout", "limited", "ticks", "inbound", "network", "export")
+SCENARIOS = ("fanout", "limited", "ticks", "inbound", "network", "export", "peer")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Sizes:
     inbound: int
     network: int  # the fan-out behind an 80 ms round trip
     export: tuple[int, ...]  # participants (with their history) exported while the bot serves
+    peer: tuple[int, ...] = (1_000, 10_000)  # participants: one job per reminder against our outbox
 
 
 TRIAL_SIZE = 24  # participants in the trial (SPEC.md)
@@ -76,7 +79,12 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
         "inbound": {},
         "network": {},
         "export": {},
+        "send_floor": {},
+        "peer": {},
     }
+    if "fanout" in only:
+        raw["send_floor"] = await run_send_floor(sizes.fanout)
+        _progress("send floor", "PTB", raw["send_floor"]["messages_per_s"], "msg/s")
     for kind in kinds:
         if "fanout" in only:
             async with dbs.fresh(kind) as url:
@@ -122,6 +130,13 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
                     result = await run_export(url, n)
                 raw["export"][kind].append(result)
                 _progress(f"export snapshot at {n:,}", kind, result["snapshot_s"], "s")
+    if "peer" in only:  # on the first database only: the peer's cost is its job list, not the database
+        raw["peer"][kinds[0]] = []
+        for n in sizes.peer:
+            async with dbs.fresh(kinds[0]) as url:
+                result = await run_peer(url, n)
+            raw["peer"][kinds[0]].append(result)
+            _progress(f"peer start-up at {n:,}", kinds[0], result["peer"]["startup_cpu_s"], "CPU s")
     if "inbound" in only:
         raw["inbound"]["floor"] = await run_floor(sizes.inbound)
         _progress("inbound floor", "PTB", raw["inbound"]["floor"]["updates_per_s"], "updates/s")
@@ -270,6 +285,33 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
                 None,
                 "export",
             )
+    send_floor = raw.get("send_floor") or None
+    if send_floor is not None:
+        add(
+            f"send floor: bare PTB send_message loop, {send_floor['n']:,} (msg/s)",
+            send_floor["messages_per_s"],
+            "-",
+            None,
+            "fanout",
+        )
+    for kind, results in raw.get("peer", {}).items():
+        for r in results:
+            n, ours, peer = r["participants"], r["ours"], r["peer"]
+            add(
+                f"start-up, {n:,} participants ({r['planned_rows']:,} rows), ours / peer "
+                f"({peer['jobs']:,} JobQueue jobs), {kind} (CPU s; wall s)",
+                f"{ours['startup_cpu_s']} / {peer['startup_cpu_s']} ({ours['startup_s']} / {peer['startup_s']})",
+                "-",
+                None,
+                "peer",
+            )
+            add(
+                f"  RSS when ready, ours / peer, {n:,}, {kind} (MB)",
+                f"{ours['rss_mb']} / {peer['rss_mb']}",
+                "-",
+                None,
+                "peer",
+            )
     if floor is not None:
         add(f"inbound floor: bare PTB, {floor['k']} at once (updates/s)", floor["updates_per_s"], "-", None, "inbound")
         add(
@@ -280,15 +322,6 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
             "inbound",
         )
     return rows
-
-
-def render_table(rows: list[dict[str, Any]]) -> str:
-    """The table as Markdown (printed, and pasted into the README)."""
-    lines = ["| figure | value | target | met? | command |", "|---|---|---|---|---|"]
-    for r in rows:
-        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
-        lines.append(f"| {r['figure']} | {r['value']} | {r['target']} | {met} | `{r['command']}` |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             if value:
                 kept[key] = {**kept.get(key, {}), **value} if isinstance(value, dict) else value
         raw = kept
-    rows = figures(raw, sizes, args.full)
+    rows = figures(raw, sizes, args.full) + ratio_figures(
+        raw, _command(args.full, "fanout"), _command(args.full, "inbound")
+    )
     elapsed = time.perf_counter() - started
     result = {
         "mode": "full" if args.full else "quick",
@@ -332,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "sizes": sizes.__dict__,
         "figures": rows,
+        **ratios(raw),
         "raw": raw,
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,27 @@ async def _statuses(app: Any) -> dict[str, int]:
         )
     counts["retry_after_left"] = int(retry or 0)
     return counts
+
+
+async def run_send_floor(n: int, *, latency_ms: float = 0.0) -> dict[str, Any]:
+    """PTB's own send floor: a bare ``Bot.send_message`` loop (one after another, no
+    database, no rendering), against the same test server, to ``n`` chats."""
+    async with BotAPIServer(token=_token()) as server:
+        server.latency = latency_ms / 1000
+        for i in range(n):
+            server.user(CHAT_BASE + i, f"P{i}", language_code="en")
+        async with server.make_bot() as bot:
+            await bot.get_me()  # connection warm, as the bot's is after initialize
+            server.clear_history()
+            started = time.time()
+            for i in range(n):
+                await bot.send_message(CHAT_BASE + i, "Time for your dose.")
+        ok = [r for r in server.requests if r.method == "sendMessage" and r.status == 200 and r.fault is None]
+    last = max((r.time for r in ok), default=started)
+    return {
+        "n": n,
+        "latency_ms": latency_ms,
+        "sent": len(ok),
+        "messages_per_s": round(len(ok) / (last - started), 1) if last > started else 0.0,
+        "sender": "bare PTB Bot.send_message loop, no database",
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -24,6 +25,7 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot import callbacks, unit_of_work
 from bot.context import BotContext
@@ -260,6 +262,23 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_error_handler(on_error)
 
 
+class TimedRequest(HTTPXRequest):
+    """PTB's HTTP client, keeping a moving average of the round trip of a ``sendMessage``
+    (network and server, not the rate limiter's waits): bot.dispatch sizes the messages
+    in flight to it (DISPATCH_CONCURRENCY=0)."""
+
+    round_trip_s: float = 0.0
+
+    async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        try:
+            return await super().do_request(url, method, *args, **kwargs)
+        finally:
+            if url.endswith("/sendMessage"):
+                took = time.perf_counter() - started
+                self.round_trip_s = took if self.round_trip_s == 0 else 0.8 * self.round_trip_s + 0.2 * took
+
+
 def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True) -> TrialApplication:
     """Build the bot for these services (settings, database, clock).
     `rate_limiter`: True = AIORateLimiter at Telegram's limits with 3 retries of a
@@ -281,6 +300,7 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
         # shutdown needs another, or it times out and updates are fetched again.
         .get_updates_connection_pool_size(2)
         .arbitrary_callback_data(False)
+        .request(TimedRequest(connection_pool_size=256))  # PTB's default pool, timed
     )
     if limiter is not None:
         builder = builder.rate_limiter(cast(Any, limiter))  # PTB types the builder for one limiter kind

@@ -6,11 +6,25 @@
    PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED``, so several processes
    never claim the same row; the UPDATE is conditional on the status on both databases,
    so a row is claimed by exactly one token.
-3. Deliver each claimed row in its own short transaction: re-check at send time (the
-   participant is messaged, the chat is linked, the row is not stale, the visit is not
-   recorded, the dose is not answered), defer bot-timed rows out of quiet hours, render
-   in the participant's language, send through PTB (the rate limiter is on), and record
-   SENT with the Telegram message id. No write lock is held across the network call.
+3. Deliver the batch as a pipeline (issue 18): one short transaction re-checks all its
+   rows at send time with a few set-based queries (the participants and their chats,
+   the doses answered, the visits recorded, the questionnaires answered:
+   ``domain.reminders.load_facts``), finishes the rows that send nothing, defers
+   bot-timed rows out of quiet hours and renders the rest in each participant's
+   language; then the rows are sent through PTB (the rate limiter is on) with a bounded
+   number in flight, and the outcomes are recorded as they come back, every outcome
+   that arrived while the last was being written in one transaction of Core statements
+   (the rows marked SENT with their Telegram message ids in one statement, the dose-log
+   rows and follow-ups in one ``INSERT … ON CONFLICT DO NOTHING`` each, the reach flags
+   in one UPDATE). No write lock is held across the network call.
+
+In flight: a send takes a slot that is given back only once its outcome is committed,
+so at most that many messages can have been accepted by Telegram and not recorded.
+DISPATCH_CONCURRENCY fixes the number of slots; 0, the default, sizes them to the
+measured round trip (``auto_slots``): one while a round trip is shorter than Telegram's
+interval between two messages (1/30 s), so on a nearby server a crash repeats at most
+one message; over a slow link as many as it takes to keep up with Telegram's 30
+messages a second, plus one (4 at an 80 ms round trip), at most AUTO_MOST.
 
 Failures: a network error, a timeout, a 5xx or RetryAfter leaves the row PLANNED with a
 back-off (it is never marked sent); Forbidden (the participant blocked the bot) marks the
@@ -19,30 +33,33 @@ are told once per episode (alert kind "unreachable", INFO). The next message tha
 through clears the flag.
 
 Exactly once: a row is sent by the one process that claimed it and recorded in the same
-step. The only window for a duplicate is a process killed after Telegram accepted the
-message and before the commit (milliseconds); the lease then expires and the row is sent
-again: we prefer a rare duplicate reminder to a lost one.
+step. The only window for a duplicate is a process killed after Telegram accepted a
+message and before its outcome's commit (milliseconds; at most the slots in flight); the
+lease then expires and the row is sent again: we prefer a rare duplicate reminder to a
+lost one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import reminder_texts
 from bot.i18n import use_locale
 from domain import reminders
-from domain.participants import chat_of
 from models import (
+    ChatLink,
     MessageStatus,
     Participant,
     ScheduledMessage,
@@ -70,56 +87,32 @@ _MESSAGE_KINDS = frozenset(
 )
 
 
-async def dispatch_tick(app: TrialApplication) -> None:
-    """Everything due at the clock's now: lift ended pauses, then claim and deliver.
+TELEGRAM_RATE = 30.0
+"""Messages a second Telegram lets a bot send to different chats."""
+AUTO_MOST = 8
+"""The most slots DISPATCH_CONCURRENCY=0 (auto) opens, whatever the round trip."""
 
-    DISPATCH_CONCURRENCY reminders are sent at once (each participant's rows still in
-    order). 1, the default, means that a process killed mid-send leaves at most one
-    message Telegram accepted but nobody recorded, sent again after the lease; N sends up
-    to N times faster when catching up and may repeat up to N. At 1 a process already
-    sends faster than Telegram's 30 messages a second (see the README's benchmark)."""
+
+def auto_slots(round_trip_s: float) -> int:
+    """Messages in flight needed to send at Telegram's rate over this round trip: one
+    while a round trip fits in Telegram's interval between two messages, else enough to
+    fill it plus one (for the time recording takes), at most AUTO_MOST."""
+    needed = TELEGRAM_RATE * round_trip_s
+    return 1 if needed <= 1 else min(AUTO_MOST, math.ceil(needed) + 1)
+
+
+async def dispatch_tick(app: TrialApplication) -> None:
+    """Everything due at the clock's now: lift ended pauses, then claim and deliver,
+    a batch at a time."""
     now = app.services.clock.now()
     await reminders.resume_ended_pauses(app.services.sessions, now, app.services.protocol)
-    concurrency = app.services.settings.dispatch_concurrency
     for _ in range(outbox.MAX_BATCHES):
         token = secrets.token_hex(8)
         claimed = await claim(app, now, token)
-        if concurrency <= 1:
-            for row_id, _participant in claimed:
-                await _deliver_or_release(app, row_id, token, now)
-        else:
-            await _deliver_concurrently(app, claimed, token, now, concurrency)
+        if claimed:
+            await deliver_batch(app, [row_id for row_id, _participant in claimed], token, now)
         if len(claimed) < outbox.BATCH:
             return
-
-
-async def _deliver_or_release(app: TrialApplication, row_id: int, token: str, now: datetime) -> None:
-    try:
-        await deliver(app, row_id, token, now)
-    except Exception as exc:  # one bad row must not stop the others
-        log.error("dispatch of row %s failed: %s", row_id, type(exc).__name__, exc_info=exc)
-        await outbox.release(app.services.sessions, row_id, token, now, type(exc).__name__)
-
-
-async def _deliver_concurrently(
-    app: TrialApplication, claimed: list[tuple[int, int]], token: str, now: datetime, concurrency: int
-) -> None:
-    """Up to ``concurrency`` rows at once; one participant's rows one after another, in
-    due order (a dose reminder before its follow-up)."""
-    chains: dict[int, list[int]] = {}
-    for row_id, participant_id in claimed:
-        chains.setdefault(participant_id, []).append(row_id)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def chain(row_ids: list[int]) -> None:
-        for row_id in row_ids:
-            async with gate:
-                await _deliver_or_release(app, row_id, token, now)
-
-    results = await asyncio.gather(*(chain(ids) for ids in chains.values()), return_exceptions=True)
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        raise failure  # a release failed too (the database is away): the tick is retried
 
 
 async def claim(app: TrialApplication, now: datetime, token: str) -> list[tuple[int, int]]:
@@ -128,123 +121,288 @@ async def claim(app: TrialApplication, now: datetime, token: str) -> list[tuple[
     return await outbox.claim(app.services.sessions, now, token, lease)
 
 
-async def deliver(app: TrialApplication, row_id: int, token: str, now: datetime) -> None:
-    """Re-check one claimed row, then send it (or carry it out) and record the result.
+@dataclass
+class _Send:
+    """A claimed row that passed its re-check, rendered."""
 
-    Three steps, none holding a transaction across another: prepare (read, re-check,
-    render; rows that send nothing are finished there), send, record. The outcome of a
-    send is recorded in a fresh transaction, tried again while the database is away
-    (``retry_transient``): a message Telegram accepted must be marked sent, or the lease
-    would send it twice."""
-    prepared = await _prepare(app, row_id, token, now)
-    if prepared is None:
-        return
-    chat_id, text, markup = prepared
-    outcome: Callable[[AsyncSession, ScheduledMessage, Participant], Awaitable[None]]
-    message_id: int | None = None  # set once Telegram accepted the message
+    row: ScheduledMessage  # as loaded by the re-check (detached)
+    chat_id: int
+    text: str
+    markup: InlineKeyboardMarkup | None
+
+
+@dataclass
+class _Result:
+    """What Telegram said to one send: a message id, or the error."""
+
+    send: _Send
+    message_id: int | None = None
+    error: TelegramError | None = None
+
+
+async def deliver_batch(app: TrialApplication, row_ids: list[int], token: str, now: datetime) -> None:
+    """Re-check the claimed rows together, send those still wanted, record the outcomes.
+
+    Should the batch's re-check fail (a bug in one row, or the database away), each row
+    is tried alone, so that one bad row holds back only itself."""
     try:
-        message_id = (await app.bot.send_message(chat_id, text, reply_markup=markup)).message_id
-    except Forbidden:
+        sends = await _prepare(app, row_ids, token, now)
+    except Exception as exc:
+        if len(row_ids) == 1:
+            log.error("dispatch of row %s failed: %s", row_ids[0], type(exc).__name__, exc_info=exc)
+            await outbox.release(app.services.sessions, row_ids[0], token, now, type(exc).__name__)
+            return
+        log.warning("dispatch: the batch's re-check failed (%s); one row at a time", type(exc).__name__)
+        for row_id in row_ids:
+            await deliver_batch(app, [row_id], token, now)
+        return
+    await _send_all(app, sends, token, now)
 
-        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+
+async def deliver(app: TrialApplication, row_id: int, token: str, now: datetime) -> None:
+    """One claimed row alone (a batch of one)."""
+    await deliver_batch(app, [row_id], token, now)
+
+
+class _Slots:
+    """The messages in flight: a slot is taken before a send and given back once its
+    outcome is committed. ``limit`` is read each time (auto: it follows the round trip)."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used < self._limit())
+            self._used += 1
+
+    async def give_back(self) -> None:
+        async with self._changed:
+            self._used -= 1
+            self._changed.notify_all()
+
+
+class _Recorder:
+    """Group commit: an outcome waits for the write in progress, then whoever writes next
+    takes every outcome that arrived meanwhile, in one transaction."""
+
+    def __init__(self, write: Callable[[list[_Result]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[tuple[_Result, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def record(self, result: _Result) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((result, done))
+        async with self._lock:
+            if not done.done():
+                group, self._pending = self._pending, []
+                try:
+                    await self._write([r for r, _ in group])
+                except Exception as exc:
+                    for _, future in group:
+                        future.set_exception(exc)
+                else:
+                    for _, future in group:
+                        future.set_result(None)
+        await done
+
+
+async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: datetime) -> None:
+    """Send with bounded slots, each participant's rows one after another in due order
+    (a dose reminder before its follow-up), recording outcomes as they come back."""
+    configured = app.services.settings.dispatch_concurrency
+    slots = _Slots(lambda: configured or auto_slots(_round_trip_s(app)))
+    recorder = _Recorder(lambda results: _record(app, results, token, now))
+    chains: dict[int, list[_Send]] = {}
+    for send in sends:
+        chains.setdefault(send.row.participant_id, []).append(send)
+
+    async def chain(items: list[_Send]) -> None:
+        for send in items:
+            await slots.take()
+            try:
+                try:
+                    result = await _send(app, send)
+                except Exception as exc:  # a bug in the send: this row is tried again later, the others go on
+                    log.error("dispatch of row %s failed: %s", send.row.id, type(exc).__name__, exc_info=exc)
+                    await outbox.release(app.services.sessions, send.row.id, token, now, type(exc).__name__)
+                    continue
+                await recorder.record(result)
+            finally:
+                await slots.give_back()
+
+    results = await asyncio.gather(*(chain(items) for items in chains.values()), return_exceptions=True)
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        raise failure  # an outcome could not be stored (the database away for minutes): the tick is retried
+
+
+def _round_trip_s(app: TrialApplication) -> float:
+    """The HTTP round trip of a send as this process measures it (bot.app.TimedRequest;
+    the rate limiter's waits are not in it)."""
+    return float(getattr(app.bot.request, "round_trip_s", 0.0))
+
+
+async def _send(app: TrialApplication, send: _Send) -> _Result:
+    try:
+        message = await app.bot.send_message(send.chat_id, send.text, reply_markup=send.markup)
+    except TelegramError as error:
+        return _Result(send, error=error)
+    return _Result(send, message_id=message.message_id)
+
+
+def _failure(app: TrialApplication, row_id: int, error: TelegramError, now: datetime) -> outbox.Outcome:
+    """What a refused or failed send does to its row (never marked sent)."""
+    if isinstance(error, Forbidden):
+
+        async def blocked(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
             outbox.finish(row, MessageStatus.FAILED, now, "Forbidden: the participant blocked the bot")
             await reminders.mark_unreachable(session, participant, now, app.services.settings.coordinator_chat_ids)
 
-    except RetryAfter as error:
+        return blocked
+    if isinstance(error, RetryAfter):
         wait = error.retry_after
         retry = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
 
-        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+        async def later(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
             outbox.retry_later(row, now, "RetryAfter", retry)
 
-    except BadRequest as error:
+        return later
+    if isinstance(error, BadRequest):
         # Permanent for this message (chat not found, bad markup): do not loop on it.
         log.warning("row %s refused by Telegram: %s", row_id, type(error).__name__)
         why = f"BadRequest: {str(error)[:150]}"
 
-        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+        async def refused(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
             outbox.finish(row, MessageStatus.FAILED, now, why)
 
-    except (NetworkError, TelegramError) as error:
-        name = type(error).__name__
+        return refused
+    name = type(error).__name__  # NetworkError, TimedOut, any other TelegramError: try again later
 
-        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
-            outbox.retry_later(row, now, name)
+    async def again(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
+        outbox.retry_later(row, now, name)
 
-    else:
+    return again
 
-        async def outcome(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
-            outbox.finish(row, MessageStatus.SENT, now)
-            row.sent_at = now
-            row.telegram_message_id = message_id
-            await reminders.after_send(session, row, participant, now, app.services.protocol)
-            await reminders.mark_reachable(session, participant.id)
 
+async def _record(app: TrialApplication, results: list[_Result], token: str, now: datetime) -> None:
+    """Store the outcomes of these sends in one transaction, tried again while the
+    database is away (``retry_transient``): a message Telegram accepted must be marked
+    sent, or the lease would send it twice."""
+    services = app.services
+
+    async def write() -> None:
+        async with services.sessions() as session:
+            ours = await outbox.still_ours(session, [r.send.row.id for r in results], token)
+            sent = [r for r in results if r.message_id is not None and r.send.row.id in ours]
+            await outbox.mark_sent(session, [(r.send.row.id, r.message_id) for r in sent if r.message_id], now)
+            await reminders.after_sends(session, [r.send.row for r in sent], now, services.protocol)
+            for r in results:
+                if r.error is not None and r.send.row.id in ours:
+                    await outbox.record_failure(session, r.send.row.id, _failure(app, r.send.row.id, r.error, now))
+            await session.commit()
+
+    ids = ", ".join(str(r.send.row.id) for r in results)
     try:
-        await retry_transient(
-            lambda: outbox.record(app.services.sessions, row_id, token, outcome),
-            what=f"recording the outcome of reminder {row_id}",
-        )
+        await retry_transient(write, what=f"recording the outcome of reminder(s) {ids}")
     except Exception as exc:
-        if message_id is None:
-            raise  # not sent: dispatch_tick releases the row for a later try
-        # Sent, but what follows a send failed (a bug, or the database away for minutes).
-        # Still mark it sent, alone, so it is not sent again and again.
+        accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
         failure = type(exc).__name__
-        log.error("reminder %s sent but not fully recorded: %s", row_id, failure, exc_info=exc)
+        for r in results:
+            if r.message_id is None:
+                log.error("dispatch of row %s failed: %s", r.send.row.id, failure, exc_info=exc)
+                await outbox.release(services.sessions, r.send.row.id, token, now, failure)
+        if not accepted:
+            return
+        # Sent, but what follows a send failed (a bug, or the database away for minutes).
+        # Still mark them sent, alone, so they are not sent again and again.
+        log.error("reminder(s) %s sent but not fully recorded: %s", ids, failure, exc_info=exc)
 
-        async def sent_only(session: AsyncSession, row: ScheduledMessage, participant: Participant) -> None:
-            outbox.finish(row, MessageStatus.SENT, now, f"sent; recording what follows failed: {failure}")
-            row.sent_at = now
-            row.telegram_message_id = message_id
+        async def sent_only() -> None:
+            async with services.sessions() as session:
+                ours = await outbox.still_ours(session, [row_id for row_id, _ in accepted], token)
+                why = f"sent; recording what follows failed: {failure}"
+                await outbox.mark_sent(session, [(i, m) for i, m in accepted if i in ours and m], now, why)
+                await session.commit()
 
-        await retry_transient(
-            lambda: outbox.record(app.services.sessions, row_id, token, sent_only),
-            what=f"marking reminder {row_id} sent",
+        await retry_transient(sent_only, what=f"marking reminder(s) {ids} sent")
+
+
+async def _prepare(app: TrialApplication, row_ids: list[int], token: str, now: datetime) -> list[_Send]:
+    """The re-check at send time, for a batch in one transaction: what to send, in the
+    claimed order; the rows finished here (cancelled, skipped, deferred, carried out) are
+    committed with it, and rows no longer this claim's are left alone."""
+    services = app.services
+    async with services.sessions() as session:
+        rows = {row.id: row for row in await outbox.claimed(session, row_ids, token)}
+        pids = {row.participant_id for row in rows.values()}
+        participants = {p.id: p for p in await session.scalars(select(Participant).where(Participant.id.in_(pids)))}
+        chats = dict(
+            (
+                await session.execute(
+                    select(ChatLink.participant_id, ChatLink.chat_id).where(ChatLink.participant_id.in_(pids))
+                )
+            )
+            .tuples()
+            .all()
         )
+        facts = await reminders.load_facts(session, list(rows.values()), now)
+        sends: list[_Send] = []
+        for row_id in row_ids:
+            row = rows.get(row_id)
+            if row is None:
+                continue
+            send = await _recheck(app, session, row, participants[row.participant_id], chats, facts, now)
+            if send is not None:
+                sends.append(send)
+        await session.commit()
+    return sends
 
 
-async def _prepare(
-    app: TrialApplication, row_id: int, token: str, now: datetime
-) -> tuple[int, str, InlineKeyboardMarkup | None] | None:
-    """The re-check at send time: (chat, text, buttons) to send, or None when the row
-    was finished here (cancelled, skipped, deferred, carried out) or is not ours."""
+async def _recheck(
+    app: TrialApplication,
+    session: AsyncSession,
+    row: ScheduledMessage,
+    participant: Participant,
+    chats: dict[int, int],
+    facts: reminders.Facts,
+    now: datetime,
+) -> _Send | None:
+    """One row's re-check: the send, or None when the row was finished here."""
     services = app.services
     protocol = services.protocol
-    async with services.sessions() as session:
-        row = await session.get(ScheduledMessage, row_id)
-        if row is None or row.claim_token != token or row.status is not MessageStatus.SENDING:
-            return None
-        participant = await session.get(Participant, row.participant_id)
-        assert participant is not None
-        today = local_date(now, protocol.tz)
-        if not store.is_messaged(participant, today):
-            outbox.finish(row, MessageStatus.CANCELLED, now, f"participant {participant.status.value}")
-        elif now >= row.stale_after:
-            outbox.finish(row, MessageStatus.SKIPPED, now, "stale")
-        elif row.respects_quiet_hours and protocol.quiet.is_quiet(now, protocol.tz):
-            later = protocol.quiet.defer(now, protocol.tz)
-            if later >= row.stale_after:
-                outbox.finish(row, MessageStatus.SKIPPED, now, "stale after quiet hours")
-            else:
-                row.next_attempt_at = later
-                outbox.finish(row, MessageStatus.PLANNED, now, "quiet hours")
-        elif not await reminders.still_wanted(session, row, participant, now, services.settings.coordinator_chat_ids):
-            pass  # finished there
-        elif row.kind not in _MESSAGE_KINDS:
-            outbox.finish(row, MessageStatus.SKIPPED, now, "unknown kind")
-        elif (chat_id := await chat_of(session, participant.id)) is None:
-            outbox.finish(row, MessageStatus.CANCELLED, now, "no chat linked")
+    today = local_date(now, protocol.tz)
+    if not store.is_messaged(participant, today):
+        outbox.finish(row, MessageStatus.CANCELLED, now, f"participant {participant.status.value}")
+    elif now >= row.stale_after:
+        outbox.finish(row, MessageStatus.SKIPPED, now, "stale")
+    elif row.respects_quiet_hours and protocol.quiet.is_quiet(now, protocol.tz):
+        later = protocol.quiet.defer(now, protocol.tz)
+        if later >= row.stale_after:
+            outbox.finish(row, MessageStatus.SKIPPED, now, "stale after quiet hours")
         else:
-            with use_locale(participant.language.value):
-                text, markup = await _render(session, row, participant, app)
-            return chat_id, text, markup
-        await session.commit()
-        return None
+            row.next_attempt_at = later
+            outbox.finish(row, MessageStatus.PLANNED, now, "quiet hours")
+    elif not await reminders.still_wanted(
+        session, row, participant, now, services.settings.coordinator_chat_ids, facts
+    ):
+        pass  # finished there
+    elif row.kind not in _MESSAGE_KINDS:
+        outbox.finish(row, MessageStatus.SKIPPED, now, "unknown kind")
+    elif (chat_id := chats.get(participant.id)) is None:
+        outbox.finish(row, MessageStatus.CANCELLED, now, "no chat linked")
+    else:
+        with use_locale(participant.language.value):
+            text, markup = _render(row, participant, facts, app)
+        return _Send(row, chat_id, text, markup)
+    return None
 
 
-async def _render(
-    session: AsyncSession, row: ScheduledMessage, participant: Participant, app: TrialApplication
+def _render(
+    row: ScheduledMessage, participant: Participant, facts: reminders.Facts, app: TrialApplication
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     protocol = app.services.protocol
     payload = row.payload
@@ -252,12 +410,7 @@ async def _render(
     if kind == MessageKind.DOSE_REMINDER.value:
         return reminder_texts.dose_text(kind, payload, protocol, participant.arm), reminder_texts.dose_buttons(row.id)
     if kind in (MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value):
-        reminder_id = await session.scalar(
-            select(ScheduledMessage.id).where(
-                ScheduledMessage.participant_id == participant.id,
-                ScheduledMessage.key == str(payload.get("reminder_key")),
-            )
-        )
+        reminder_id = facts.reminder_ids.get((participant.id, str(payload.get("reminder_key"))))
         assert reminder_id is not None
         text = reminder_texts.dose_text(kind, payload, protocol, participant.arm)
         return text, reminder_texts.dose_buttons(reminder_id)

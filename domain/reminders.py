@@ -7,10 +7,11 @@ The bot renders and sends; the outbox (scheduler.outbox) claims and records."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
@@ -30,7 +31,7 @@ from models import (
     ScheduledMessage,
     VisitStatus,
 )
-from models.db import SessionFactory
+from models.db import SessionFactory, insert_new
 from scheduler import store
 from scheduler.calendar import local_date
 from scheduler.outbox import finish
@@ -38,6 +39,67 @@ from scheduler.planner import MessageKind, make_dose_followup
 from scheduler.protocol import Protocol
 
 RECENTLY_ANSWERED = timedelta(days=3)  # a questionnaire completed this recently is not invited again
+
+_DOSE_KEYED = frozenset(
+    {MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value, MessageKind.DOSE_NO_ANSWER_CLOSE.value}
+)
+_INVITATIONS = frozenset({MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value})
+_VISITS = frozenset({MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value})
+
+
+@dataclass
+class Facts:
+    """What the re-check of a batch of rows needs, read with a few set-based queries
+    (``load_facts``) instead of one query per row: the dose-log rows and reminder rows
+    the dose follow-ups refer to, the visits the visit rows are about, and the
+    invitations recently answered."""
+
+    dose_logs: dict[tuple[int, str], DoseLog] = field(default_factory=dict)
+    reminder_ids: dict[tuple[int, str], int] = field(default_factory=dict)
+    visits: dict[tuple[int, int], ClinicVisit] = field(default_factory=dict)
+    recently_answered: set[tuple[int, str]] = field(default_factory=set)
+
+
+async def load_facts(session: AsyncSession, rows: Sequence[ScheduledMessage], now: datetime) -> Facts:
+    """The facts for ``rows``: at most four statements whatever their number, none
+    when no row needs them (a batch of dose reminders needs none)."""
+    facts = Facts()
+    dosed = [r for r in rows if r.kind in _DOSE_KEYED]
+    if dosed:
+        pids = {r.participant_id for r in dosed}
+        keys = {str(r.payload.get("reminder_key")) for r in dosed}
+        for log_row in await session.scalars(
+            select(DoseLog).where(DoseLog.participant_id.in_(pids), DoseLog.reminder_key.in_(keys))
+        ):
+            facts.dose_logs[(log_row.participant_id, log_row.reminder_key)] = log_row
+        for pid, key, row_id in await session.execute(
+            select(ScheduledMessage.participant_id, ScheduledMessage.key, ScheduledMessage.id).where(
+                ScheduledMessage.participant_id.in_(pids), ScheduledMessage.key.in_(keys)
+            )
+        ):
+            facts.reminder_ids[(pid, key)] = row_id
+    visited = [r for r in rows if r.kind in _VISITS]
+    if visited:
+        weeks = {int(r.payload["week"]) for r in visited}
+        for visit in await session.scalars(
+            select(ClinicVisit).where(
+                ClinicVisit.participant_id.in_({r.participant_id for r in visited}), ClinicVisit.week.in_(weeks)
+            )
+        ):
+            facts.visits[(visit.participant_id, visit.week)] = visit
+    invited = [r for r in rows if r.kind in _INVITATIONS]
+    if invited:
+        found = await session.execute(
+            select(QuestionnaireSession.participant_id, QuestionnaireSession.instrument_id)
+            .where(
+                QuestionnaireSession.participant_id.in_({r.participant_id for r in invited}),
+                QuestionnaireSession.instrument_id.in_({str(r.payload.get("instrument", "")) for r in invited}),
+                QuestionnaireSession.completed_at >= now - RECENTLY_ANSWERED,
+            )
+            .distinct()
+        )
+        facts.recently_answered = {(pid, instrument) for pid, instrument in found}
+    return facts
 
 
 async def resume_ended_pauses(sessions: SessionFactory, now: datetime, protocol: Protocol) -> None:
@@ -71,19 +133,21 @@ async def still_wanted(
     participant: Participant,
     now: datetime,
     coordinator_chats: Sequence[int],
+    facts: Facts | None = None,
 ) -> bool:
     """Kind-specific re-check; carries out the rows that send nothing. False when the row
-    was finished here (cancelled, skipped or done)."""
+    was finished here (cancelled, skipped or done). ``facts``: what ``load_facts`` read
+    for the row's batch (without them, each is read here)."""
     kind = row.kind
     payload = row.payload
     if kind in (MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value):
-        log_row = await dose_log(session, participant.id, str(payload.get("reminder_key")))
+        log_row = await _dose_log_of(session, facts, participant.id, str(payload.get("reminder_key")))
         if log_row is None or log_row.answer in (DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER):
             finish(row, MessageStatus.CANCELLED, now, "dose answered")
             return False
         return True
     if kind == MessageKind.DOSE_NO_ANSWER_CLOSE.value:
-        log_row = await dose_log(session, participant.id, str(payload.get("reminder_key")))
+        log_row = await _dose_log_of(session, facts, participant.id, str(payload.get("reminder_key")))
         if log_row is None:
             finish(row, MessageStatus.SKIPPED, now, "no reminder was sent")
         elif log_row.answer in (None, DoseAnswer.LATER):
@@ -105,6 +169,11 @@ async def still_wanted(
         return False
     if kind in (MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value):
         # Already answered (e.g. with /checkin) shortly before: no invitation needed.
+        if facts is not None:
+            if (participant.id, str(payload.get("instrument", ""))) in facts.recently_answered:
+                finish(row, MessageStatus.SKIPPED, now, "already answered")
+                return False
+            return True
         done = await session.scalar(
             select(QuestionnaireSession.id)
             .where(
@@ -119,9 +188,13 @@ async def still_wanted(
             return False
         return True
     if kind in (MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value):
-        visit = await session.scalar(
-            select(ClinicVisit).where(
-                ClinicVisit.participant_id == participant.id, ClinicVisit.week == int(payload["week"])
+        visit = (
+            facts.visits.get((participant.id, int(payload["week"])))
+            if facts is not None
+            else await session.scalar(
+                select(ClinicVisit).where(
+                    ClinicVisit.participant_id == participant.id, ClinicVisit.week == int(payload["week"])
+                )
             )
         )
         if visit is not None and visit.status is not VisitStatus.PLANNED:
@@ -154,6 +227,14 @@ async def still_wanted(
     return True
 
 
+async def _dose_log_of(
+    session: AsyncSession, facts: Facts | None, participant_id: int, reminder_key: str
+) -> DoseLog | None:
+    if facts is not None:
+        return facts.dose_logs.get((participant_id, reminder_key))
+    return await dose_log(session, participant_id, reminder_key)
+
+
 async def dose_log(session: AsyncSession, participant_id: int, reminder_key: str) -> DoseLog | None:
     """The dose-log row a dose reminder opened, if it was sent."""
     found: DoseLog | None = await session.scalar(
@@ -166,33 +247,61 @@ async def after_send(
     session: AsyncSession, row: ScheduledMessage, participant: Participant, now: datetime, protocol: Protocol
 ) -> None:
     """A dose reminder that went out opens its dose-log row and plans its one follow-up."""
-    if row.kind != MessageKind.DOSE_REMINDER.value:
-        return
-    payload = row.payload
-    hh, mm = (int(x) for x in str(payload.get("local_time", "09:00")).split(":"))
-    existing = await dose_log(session, participant.id, row.key)
-    if existing is None:
-        session.add(
-            DoseLog(
-                participant_id=participant.id,
-                reminder_key=row.key,
-                regimen=str(payload.get("regimen", "")),
-                drug=str(payload.get("drug", ""))[:64],
-                dose_date=date.fromisoformat(str(payload["date"])),
-                planned_time=time(hh, mm),
-                reminded_at=now,
-                later_count=0,
-            )
+    await after_sends(session, [row], now, protocol)
+
+
+async def after_sends(
+    session: AsyncSession, rows: Iterable[ScheduledMessage], now: datetime, protocol: Protocol
+) -> None:
+    """What follows the sends of a batch, in two statements whatever its size: each dose
+    reminder opens its dose-log row and plans its one follow-up (``INSERT … ON CONFLICT
+    DO NOTHING``: a row already there, from a send repeated after a crash, stays), and
+    every participant reached is reachable again (``clear_unreachable``)."""
+    logs: list[dict[str, object]] = []
+    followups: list[dict[str, object]] = []
+    reached: set[int] = set()
+    for row in rows:
+        reached.add(row.participant_id)
+        if row.kind != MessageKind.DOSE_REMINDER.value:
+            continue
+        payload = row.payload
+        hh, mm = (int(x) for x in str(payload.get("local_time", "09:00")).split(":"))
+        logs.append(
+            {
+                "participant_id": row.participant_id,
+                "reminder_key": row.key,
+                "regimen": str(payload.get("regimen", "")),
+                "drug": str(payload.get("drug", ""))[:64],
+                "dose_date": date.fromisoformat(str(payload["date"])),
+                "planned_time": time(hh, mm),
+                "reminded_at": now,
+                "later_count": 0,
+            }
         )
-    followup = make_dose_followup(planned_from_row(row), now, protocol)
-    if followup is not None:
-        taken = await session.scalar(
-            select(ScheduledMessage.id).where(
-                ScheduledMessage.participant_id == participant.id, ScheduledMessage.key == followup.key
+        followup = make_dose_followup(planned_from_row(row), now, protocol)
+        if followup is not None:
+            followups.append(_as_values(store.new_row(row.participant_id, followup, now)))
+    await insert_new(session, DoseLog, logs, ("participant_id", "reminder_key"))
+    await insert_new(session, ScheduledMessage, followups, ("participant_id", "key"))
+    await clear_unreachable(session, reached)
+
+
+def _as_values(row: ScheduledMessage) -> dict[str, object]:
+    """An ORM row not yet added, as the column values of a Core INSERT."""
+    return {c.key: getattr(row, c.key) for c in ScheduledMessage.__table__.columns if c.key != "id"}
+
+
+async def clear_unreachable(session: AsyncSession, participant_ids: set[int]) -> None:
+    """Messages got through: these participants are reachable again (one statement)."""
+    if participant_ids:
+        await session.execute(
+            update(ParticipantReach)
+            .where(
+                ParticipantReach.participant_id.in_(participant_ids), ParticipantReach.unreachable_since.is_not(None)
             )
+            .values(unreachable_since=None, notified_at=None, last_error=None)
+            .execution_options(synchronize_session=False)
         )
-        if taken is None:
-            session.add(store.new_row(participant.id, followup, now))
 
 
 async def mark_unreachable(

@@ -109,3 +109,15 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+async def insert_new(session: AsyncSession, model: Any, rows: Sequence[dict[str, Any]], unique: Sequence[str]) -> None:
+    """``INSERT … ON CONFLICT (unique) DO NOTHING`` of ``rows`` in one statement (several
+    value sets), on SQLite and PostgreSQL: rows that already exist are left alone."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(model.__table__).on_conflict_do_nothing(index_elements=list(unique)), list(rows))

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import MessageStatus, Participant, ScheduledMessage
@@ -114,3 +114,68 @@ async def record(
         row.attempts += 1
         await outcome(session, row, participant)
         await session.commit()
+
+
+async def claimed(session: AsyncSession, row_ids: list[int], token: str) -> list[ScheduledMessage]:
+    """The rows of ``row_ids`` still claimed under ``token``, in one statement (a batch's
+    re-check loads them together)."""
+    rows = await session.scalars(
+        select(ScheduledMessage).where(
+            ScheduledMessage.id.in_(row_ids),
+            ScheduledMessage.claim_token == token,
+            ScheduledMessage.status == MessageStatus.SENDING,
+        )
+    )
+    return list(rows)
+
+
+async def still_ours(session: AsyncSession, row_ids: list[int], token: str) -> set[int]:
+    """Which of ``row_ids`` are still this claim's, locked for the outcome's transaction
+    (PostgreSQL: ``FOR UPDATE``; SQLite's one writer needs no lock)."""
+    query = select(ScheduledMessage.id).where(
+        ScheduledMessage.id.in_(row_ids),
+        ScheduledMessage.claim_token == token,
+        ScheduledMessage.status == MessageStatus.SENDING,
+    )
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    ours = set(await session.scalars(query))
+    for row_id in set(row_ids) - ours:
+        log.warning("reminder %s: its claim passed to another process before the outcome was stored", row_id)
+    return ours
+
+
+_MARK_SENT = (
+    update(ScheduledMessage.__table__)  # Core: one statement, many value sets
+    .where(ScheduledMessage.__table__.c.id == bindparam("b_id"))
+    .values(
+        status=MessageStatus.SENT,
+        sent_at=bindparam("b_now"),
+        telegram_message_id=bindparam("b_message_id"),
+        attempts=ScheduledMessage.__table__.c.attempts + 1,
+        claim_token=None,
+        claimed_until=None,
+        last_error=bindparam("b_why"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+async def mark_sent(session: AsyncSession, sent: list[tuple[int, int]], now: datetime, why: str | None = None) -> None:
+    """Record sends Telegram accepted, (row id, message id) each, in one statement; the
+    caller checked the rows are still its claim (``still_ours``) in the same transaction."""
+    if sent:
+        await session.execute(
+            _MARK_SENT,
+            [{"b_id": row_id, "b_message_id": message_id, "b_now": now, "b_why": why} for row_id, message_id in sent],
+        )
+
+
+async def record_failure(session: AsyncSession, row_id: int, outcome: Outcome) -> None:
+    """A send that failed: its outcome applied to the row (rare; the ORM path)."""
+    row = await session.get(ScheduledMessage, row_id)
+    assert row is not None
+    participant = await session.get(Participant, row.participant_id)
+    assert participant is not None
+    row.attempts += 1
+    await outcome(session, row, participant)
