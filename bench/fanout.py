@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from bench.common import register_team_chats, running_app
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
-from bot.dispatch import dispatch_tick
+from bot.dispatch import auto_slots, dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START
 from domain.content import load_content
@@ -23,10 +23,11 @@ LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is l
 
 
 async def run_fanout(
-    url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 1, latency_ms: float = 0.0
+    url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 0, latency_ms: float = 0.0
 ) -> dict[str, Any]:
     """Seed ``n`` reminders due now, dispatch until none is left (``concurrency``:
-    DISPATCH_CONCURRENCY; ``latency_ms``: the server's round trip), and measure."""
+    DISPATCH_CONCURRENCY, 0 the default: sized to the round trip; ``latency_ms``: the
+    server's round trip), and measure."""
     protocol = load_content().protocol
     now = DEFAULT_START  # Sunday 09:00 in Dhaka
     local = to_local(now, protocol.tz)
@@ -51,6 +52,7 @@ async def run_fanout(
                     break
             elapsed = time.time() - started
             statuses = await _statuses(app)
+            round_trip_s = float(getattr(app.bot.request, "round_trip_s", 0.0))
         sends = [r for r in server.requests if r.method == "sendMessage"]
         ok = [r for r in sends if r.status == 200 and r.fault is None]
         per_chat = Counter(m.chat_id for i in range(n) for m in server.messages(CHAT_BASE + i))
@@ -64,6 +66,8 @@ async def run_fanout(
         "n": n,
         "limiter": limiter,
         "concurrency": concurrency,
+        "round_trip_ms": round(round_trip_s * 1000, 1),
+        "slots": concurrency or auto_slots(round_trip_s),
         "latency_ms": latency_ms,
         "sent": len(ok),
         "messages_per_s": round(rate, 1),

@@ -153,8 +153,10 @@ class Settings(CoordinatorSettings, TokenSettings):
     reminder_lease_seconds: float = Field(default=300, ge=1, le=3600)
     """How long a claimed batch of reminders belongs to the process that claimed it; if
     that process dies mid-send, another takes the rows over when this runs out."""
-    dispatch_concurrency: int = Field(default=1, ge=1, le=64)
-    """Reminders sent at once; a crash may repeat up to this many (see bot.dispatch)."""
+    dispatch_concurrency: int = Field(default=0, ge=0, le=64)
+    """Reminders in flight at once; a crash may repeat up to this many (see bot.dispatch).
+    0 (the default): as many as the measured round trip needs to keep up with Telegram's
+    30 messages a second, one on a nearby server (``bot.dispatch.auto_slots``)."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
     weekly_overview: bool = True

@@ -654,10 +654,14 @@ def _advise(session: QuestionnaireSession, result: TriageResult) -> tuple[str, .
 
 async def set_message_id(db: AsyncSession, session_id: int, message_id: int) -> None:
     """Remember which Telegram message shows the current question (to take its
-    buttons away when the participant types the answer instead)."""
-    session = await db.get(QuestionnaireSession, session_id)
-    if session is not None:
-        session.current_message_id = message_id
+    buttons away when the participant types the answer instead). One UPDATE, nothing read
+    first: it runs in its own short transaction after every question sent."""
+    await db.execute(
+        update(QuestionnaireSession)
+        .where(QuestionnaireSession.id == session_id)
+        .values(current_message_id=message_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _resume_suspended(db: AsyncSession, participant: Participant, now: datetime, env: Env) -> Progress | None:
