@@ -129,6 +129,7 @@ class _Send:
     chat_id: int
     text: str
     markup: InlineKeyboardMarkup | None
+    flagged: bool = False  # the participant was flagged unreachable at the re-check
 
 
 @dataclass
@@ -215,7 +216,8 @@ async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: 
     (a dose reminder before its follow-up), recording outcomes as they come back."""
     configured = app.services.settings.dispatch_concurrency
     slots = _Slots(lambda: configured or auto_slots(_round_trip_s(app)))
-    recorder = _Recorder(lambda results: _record(app, results, token, now))
+    flagged = {send.row.participant_id for send in sends if send.flagged}
+    recorder = _Recorder(lambda results: _record(app, results, token, now, flagged))
     chains: dict[int, list[_Send]] = {}
     for send in sends:
         chains.setdefault(send.row.participant_id, []).append(send)
@@ -288,20 +290,25 @@ def _failure(app: TrialApplication, row_id: int, error: TelegramError, now: date
     return again
 
 
-async def _record(app: TrialApplication, results: list[_Result], token: str, now: datetime) -> None:
+async def _record(app: TrialApplication, results: list[_Result], token: str, now: datetime, flagged: set[int]) -> None:
     """Store the outcomes of these sends in one transaction, tried again while the
     database is away (``retry_transient``): a message Telegram accepted must be marked
-    sent, or the lease would send it twice."""
+    sent, or the lease would send it twice. ``flagged``: the participants who may be
+    flagged unreachable (at the re-check, or by a refusal in this batch)."""
     services = app.services
 
     async def write() -> None:
         async with services.sessions() as session:
-            ours = await outbox.still_ours(session, [r.send.row.id for r in results], token)
-            sent = [r for r in results if r.message_id is not None and r.send.row.id in ours]
-            await outbox.mark_sent(session, [(r.send.row.id, r.message_id) for r in sent if r.message_id], now)
-            await reminders.after_sends(session, [r.send.row for r in sent], now, services.protocol)
-            for r in results:
-                if r.error is not None and r.send.row.id in ours:
+            accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
+            marked = await outbox.mark_sent(session, accepted, token, now)
+            sent = [r.send.row for r in results if r.send.row.id in marked]
+            await reminders.after_sends(session, sent, now, services.protocol, flagged)
+            failed = [r for r in results if r.error is not None]
+            ours = await outbox.still_ours(session, [r.send.row.id for r in failed], token) if failed else set()
+            for r in failed:
+                if r.send.row.id in ours and r.error is not None:
+                    if isinstance(r.error, Forbidden):
+                        flagged.add(r.send.row.participant_id)
                     await outbox.record_failure(session, r.send.row.id, _failure(app, r.send.row.id, r.error, now))
             await session.commit()
 
@@ -323,9 +330,8 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
 
         async def sent_only() -> None:
             async with services.sessions() as session:
-                ours = await outbox.still_ours(session, [row_id for row_id, _ in accepted], token)
                 why = f"sent; recording what follows failed: {failure}"
-                await outbox.mark_sent(session, [(i, m) for i, m in accepted if i in ours and m], now, why)
+                await outbox.mark_sent(session, [(i, m) for i, m in accepted if m is not None], token, now, why)
                 await session.commit()
 
         await retry_transient(sent_only, what=f"marking reminder(s) {ids} sent")
@@ -397,7 +403,7 @@ async def _recheck(
     else:
         with use_locale(participant.language.value):
             text, markup = _render(row, participant, facts, app)
-        return _Send(row, chat_id, text, markup)
+        return _Send(row, chat_id, text, markup, participant.id in facts.unreachable)
     return None
 
 

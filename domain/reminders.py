@@ -58,12 +58,22 @@ class Facts:
     reminder_ids: dict[tuple[int, str], int] = field(default_factory=dict)
     visits: dict[tuple[int, int], ClinicVisit] = field(default_factory=dict)
     recently_answered: set[tuple[int, str]] = field(default_factory=set)
+    unreachable: set[int] = field(default_factory=set)  # participants flagged unreachable
 
 
 async def load_facts(session: AsyncSession, rows: Sequence[ScheduledMessage], now: datetime) -> Facts:
-    """The facts for ``rows``: at most four statements whatever their number, none
-    when no row needs them (a batch of dose reminders needs none)."""
+    """The facts for ``rows``: at most five statements whatever their number (a batch
+    of dose reminders needs one: who is flagged unreachable)."""
     facts = Facts()
+    if rows:
+        facts.unreachable = set(
+            await session.scalars(
+                select(ParticipantReach.participant_id).where(
+                    ParticipantReach.participant_id.in_({r.participant_id for r in rows}),
+                    ParticipantReach.unreachable_since.is_not(None),
+                )
+            )
+        )
     dosed = [r for r in rows if r.kind in _DOSE_KEYED]
     if dosed:
         pids = {r.participant_id for r in dosed}
@@ -251,12 +261,17 @@ async def after_send(
 
 
 async def after_sends(
-    session: AsyncSession, rows: Iterable[ScheduledMessage], now: datetime, protocol: Protocol
+    session: AsyncSession,
+    rows: Iterable[ScheduledMessage],
+    now: datetime,
+    protocol: Protocol,
+    flagged: set[int] | None = None,
 ) -> None:
-    """What follows the sends of a batch, in two statements whatever its size: each dose
-    reminder opens its dose-log row and plans its one follow-up (``INSERT … ON CONFLICT
-    DO NOTHING``: a row already there, from a send repeated after a crash, stays), and
-    every participant reached is reachable again (``clear_unreachable``)."""
+    """What follows the sends of a batch, in at most three statements whatever its size:
+    each dose reminder opens its dose-log row and plans its one follow-up (``INSERT …
+    ON CONFLICT DO NOTHING``: a row already there, from a send repeated after a crash,
+    stays), and every participant reached is reachable again (``clear_unreachable``;
+    ``flagged``: only these can be flagged, so the others need no statement)."""
     logs: list[dict[str, object]] = []
     followups: list[dict[str, object]] = []
     reached: set[int] = set()
@@ -283,7 +298,7 @@ async def after_sends(
             followups.append(_as_values(store.new_row(row.participant_id, followup, now)))
     await insert_new(session, DoseLog, logs, ("participant_id", "reminder_key"))
     await insert_new(session, ScheduledMessage, followups, ("participant_id", "key"))
-    await clear_unreachable(session, reached)
+    await clear_unreachable(session, reached if flagged is None else reached & flagged)
 
 
 def _as_values(row: ScheduledMessage) -> dict[str, object]:

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import MessageStatus, Participant, ScheduledMessage
@@ -145,30 +145,40 @@ async def still_ours(session: AsyncSession, row_ids: list[int], token: str) -> s
     return ours
 
 
-_MARK_SENT = (
-    update(ScheduledMessage.__table__)  # Core: one statement, many value sets
-    .where(ScheduledMessage.__table__.c.id == bindparam("b_id"))
-    .values(
-        status=MessageStatus.SENT,
-        sent_at=bindparam("b_now"),
-        telegram_message_id=bindparam("b_message_id"),
-        attempts=ScheduledMessage.__table__.c.attempts + 1,
-        claim_token=None,
-        claimed_until=None,
-        last_error=bindparam("b_why"),
-        updated_at=bindparam("b_now"),
-    )
-)
-
-
-async def mark_sent(session: AsyncSession, sent: list[tuple[int, int]], now: datetime, why: str | None = None) -> None:
-    """Record sends Telegram accepted, (row id, message id) each, in one statement; the
-    caller checked the rows are still its claim (``still_ours``) in the same transaction."""
-    if sent:
-        await session.execute(
-            _MARK_SENT,
-            [{"b_id": row_id, "b_message_id": message_id, "b_now": now, "b_why": why} for row_id, message_id in sent],
+async def mark_sent(
+    session: AsyncSession, sent: list[tuple[int, int]], token: str, now: datetime, why: str | None = None
+) -> set[int]:
+    """Record sends Telegram accepted, (row id, message id) each, in one statement
+    (``UPDATE … SET telegram_message_id = CASE id WHEN … END WHERE id IN (…) AND <still
+    this claim's> RETURNING id``); returns the rows it marked: a row whose claim passed
+    to another process is left alone."""
+    if not sent:
+        return set()
+    message_ids = dict(sent)
+    result = await session.execute(
+        update(ScheduledMessage)
+        .where(
+            ScheduledMessage.id.in_(message_ids),
+            ScheduledMessage.claim_token == token,
+            ScheduledMessage.status == MessageStatus.SENDING,
         )
+        .values(
+            status=MessageStatus.SENT,
+            sent_at=now,
+            telegram_message_id=case(message_ids, value=ScheduledMessage.id),
+            attempts=ScheduledMessage.attempts + 1,
+            claim_token=None,
+            claimed_until=None,
+            last_error=why,
+            updated_at=now,
+        )
+        .returning(ScheduledMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    marked = set(result.scalars())
+    for row_id in set(message_ids) - marked:
+        log.warning("reminder %s: its claim passed to another process before the outcome was stored", row_id)
+    return marked
 
 
 async def record_failure(session: AsyncSession, row_id: int, outcome: Outcome) -> None:
