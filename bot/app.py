@@ -64,6 +64,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     (see `bot.unit_of_work`) and the process's services attached."""
 
     services: Services
+    dispatch_record_s: float = 0.0  # moving average of one outcome transaction (bot.dispatch.auto_slots)
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
     _slots: PerLoop[asyncio.Semaphore] | None = None
 

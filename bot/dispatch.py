@@ -45,6 +45,7 @@ import asyncio
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,12 +94,14 @@ AUTO_MOST = 8
 """The most slots DISPATCH_CONCURRENCY=0 (auto) opens, whatever the round trip."""
 
 
-def auto_slots(round_trip_s: float) -> int:
-    """Messages in flight needed to send at Telegram's rate over this round trip: one
-    while a round trip fits in Telegram's interval between two messages, else enough to
-    fill it plus one (for the time recording takes), at most AUTO_MOST."""
-    needed = TELEGRAM_RATE * round_trip_s
-    return 1 if needed <= 1 else min(AUTO_MOST, math.ceil(needed) + 1)
+def auto_slots(round_trip_s: float, record_s: float = 0.0) -> int:
+    """Messages in flight needed to send at Telegram's rate: one while a round trip fits
+    in Telegram's interval between two messages (a nearby server); beyond that, enough to
+    fill a slot's whole cycle (the round trip and the recording of the outcome) at 30 a
+    second, plus one, at most AUTO_MOST."""
+    if TELEGRAM_RATE * round_trip_s <= 1:
+        return 1
+    return min(AUTO_MOST, math.ceil(TELEGRAM_RATE * (round_trip_s + record_s)) + 1)
 
 
 async def dispatch_tick(app: TrialApplication) -> None:
@@ -215,7 +218,7 @@ async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: 
     """Send with bounded slots, each participant's rows one after another in due order
     (a dose reminder before its follow-up), recording outcomes as they come back."""
     configured = app.services.settings.dispatch_concurrency
-    slots = _Slots(lambda: configured or auto_slots(_round_trip_s(app)))
+    slots = _Slots(lambda: configured or auto_slots(_round_trip_s(app), app.dispatch_record_s))
     flagged = {send.row.participant_id for send in sends if send.flagged}
     recorder = _Recorder(lambda results: _record(app, results, token, now, flagged))
     chains: dict[int, list[_Send]] = {}
@@ -313,8 +316,11 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
             await session.commit()
 
     ids = ", ".join(str(r.send.row.id) for r in results)
+    started = time.perf_counter()
     try:
         await retry_transient(write, what=f"recording the outcome of reminder(s) {ids}")
+        took = time.perf_counter() - started
+        app.dispatch_record_s = took if app.dispatch_record_s == 0 else 0.8 * app.dispatch_record_s + 0.2 * took
     except Exception as exc:
         accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
         failure = type(exc).__name__

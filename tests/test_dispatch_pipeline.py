@@ -28,6 +28,13 @@ def test_auto_slots_follow_the_round_trip(round_trip_ms: float, slots: int) -> N
     assert auto_slots(round_trip_ms / 1000) == slots
 
 
+def test_auto_slots_count_the_recording_beyond_a_nearby_server() -> None:
+    """Over a slow link a slot's cycle is the round trip and the outcome's transaction;
+    on a nearby server one slot, however long recording takes."""
+    assert auto_slots(0.080, 0.030) == 5
+    assert auto_slots(0.020, 0.050) == 1
+
+
 class _Statements:
     """Counts the statements the engine runs, and the executemany UPDATEs that mark rows sent."""
 
