@@ -134,7 +134,8 @@ def visit_recorded(study_id: str, visit: ClinicVisit) -> str:
 
 
 def _window(visit: ClinicVisit) -> str:
-    return f"target {visit.target_date.isoformat()}, window {visit.window_start.isoformat()} to {visit.window_end.isoformat()}"
+    start, end = visit.window_start.isoformat(), visit.window_end.isoformat()
+    return f"target {visit.target_date.isoformat()}, window {start} to {end}"
 
 
 def visit_date_agreed(agreed: AgreedDate) -> str:

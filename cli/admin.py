@@ -395,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_id")
     p.set_defaults(action=_status)
     p = sub.add_parser(
-        "visit", help="record a clinic visit: STUDY_ID WEEK done|missed [DATE], or agree its date: STUDY_ID WEEK on DATE"
+        "visit",
+        help="record a clinic visit: STUDY_ID WEEK done|missed [DATE], or agree its date: STUDY_ID WEEK on DATE",
     )
     p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE] | STUDY_ID WEEK on DATE")
     p.add_argument(

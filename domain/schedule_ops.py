@@ -339,11 +339,10 @@ async def agree_visit_date(
     visit.agreed_at = now
     visit.deviation = result.outside_window
     facts = _visit_facts(visit)
-    audit.record(
-        session, at=now, actor=actor, action="visit.agree_date", participant_id=participant.id, before=before, after=facts
-    )
+    pid = participant.id
+    audit.record(session, at=now, actor=actor, action="visit.agree_date", participant_id=pid, before=before, after=facts)
     if visit.deviation:
-        audit.record(session, at=now, actor=actor, action="visit.deviation", participant_id=participant.id, after=facts)
+        audit.record(session, at=now, actor=actor, action="visit.deviation", participant_id=pid, after=facts)
     await store.replan(session, participant, now, protocol)
     await _queue_date_notice(session, participant, visit, now=now, protocol=protocol)
     return result
@@ -357,7 +356,8 @@ async def _movable_visit(
         raise DomainError(f"{participant.study_id} is {participant.status.value}; only a linked participant is told")
     weeks = [v.week for v in protocol.visits if v.week > 0]
     if request.week not in weeks:
-        raise DomainError(f"the protocol has no visit at week {request.week} to move (visits: {', '.join(map(str, weeks))})")
+        listed = ", ".join(map(str, weeks))
+        raise DomainError(f"the protocol has no visit at week {request.week} to move (visits: {listed})")
     if request.on < _today(now, protocol):
         raise DomainError(f"{request.on.isoformat()} is in the past; agree a date from today on")
     visits = await store.visits_of(session, participant, protocol)
