@@ -340,7 +340,8 @@ async def agree_visit_date(
     visit.deviation = result.outside_window
     facts = _visit_facts(visit)
     pid = participant.id
-    audit.record(session, at=now, actor=actor, action="visit.agree_date", participant_id=pid, before=before, after=facts)
+    action = "visit.agree_date"
+    audit.record(session, at=now, actor=actor, action=action, participant_id=pid, before=before, after=facts)
     if visit.deviation:
         audit.record(session, at=now, actor=actor, action="visit.deviation", participant_id=pid, after=facts)
     await store.replan(session, participant, now, protocol)
