@@ -213,7 +213,7 @@ VIEW_COLUMNS = {
     "trial_participants": "study_id arm baseline_date language status enrolled_at linked_at paused_until "
     "pause_reason withdrawn_at withdrawal_reason",
     "trial_visits": "study_id week target_date visit_date window_start window_end status attended_on "
-    "reschedule_requested_at recorded_at",
+    "reschedule_requested_at recorded_at agreed_date agreed_at deviation",
     "trial_doses": "dose_id study_id regimen drug dose_date planned_time reminded_at answer answered_at",
     "trial_questionnaire_responses": "response_id study_id instrument_id instrument_version status started_at "
     "completed_at scores_json triage_json",
