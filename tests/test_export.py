@@ -267,6 +267,17 @@ async def test_the_read_only_views_have_their_documented_columns_and_no_telegram
                 for value in row:
                     assert str(value) not in {str(uid) for uid in USERS} | {str(ADMIN_ID)}, (view, value)
         participants = (await conn.execute(text("SELECT study_id, status FROM trial_participants ORDER BY 1"))).all()
+        agreed = (
+            await conn.execute(
+                text("SELECT week, agreed_date, deviation FROM trial_visits WHERE study_id = 'BSM-001' ORDER BY week")
+            )
+        ).all()
+    assert [(w, str(d) if d else None, bool(x)) for w, d, x in agreed] == [
+        (0, None, False),
+        (4, "2026-11-24", False),
+        (12, "2027-01-31", True),
+        (24, None, False),
+    ]
     assert [tuple(r) for r in participants] == [("BSM-001", "active"), ("BSM-002", "active"), ("BSM-003", "withdrawn")]
 
 
