@@ -142,9 +142,14 @@ def visit_date_agreed(agreed: AgreedDate) -> str:
     """The reply to /visit … on DATE once the date is stored."""
     visit = agreed.visit
     deviation = " Outside the window: recorded as a protocol deviation." if visit.deviation else ""
+    told = (
+        "the participant is told in their language."
+        if agreed.told
+        else "the participant is paused and gets no message: please tell them by phone."
+    )
     return (
         f"{agreed.study_id}: week {visit.week} visit agreed for {agreed.on.isoformat()} ({_window(visit)}).{deviation} "
-        "Its reminders and window check follow the new date; the participant is told in their language."
+        f"Its reminders and window check follow the new date; {told}"
     )
 
 

@@ -305,6 +305,7 @@ class AgreedDate:
     visit: ClinicVisit
     on: date
     needs_confirmation: bool
+    told: bool = True  # False while paused: no message goes, the team tells them by phone
 
     @property
     def outside_window(self) -> bool:
@@ -346,7 +347,8 @@ async def agree_visit_date(
         audit.record(session, at=now, actor=actor, action="visit.deviation", participant_id=pid, after=facts)
     await store.replan(session, participant, now, protocol)
     await _queue_date_notice(session, participant, visit, now=now, protocol=protocol)
-    return result
+    told = store.is_messaged(participant, _today(now, protocol))
+    return AgreedDate(participant.study_id, visit, request.on, needs_confirmation=False, told=told)
 
 
 async def _movable_visit(

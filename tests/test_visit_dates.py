@@ -189,8 +189,17 @@ async def test_past_dates_weeks_that_are_no_visit_and_recorded_visits_are_refuse
     reply = await admin_says(server, "/visit BSM-013 4 on 2026-11-20", "Not done")
     assert "already recorded as done on 2026-11-15" in reply.content
     await says(server, user, "/visit BSM-013 12 on 2027-01-17", "only for the study team")
-    assert await audit_of(bot, "visit.agree_date") == []
-    assert (await visit_row(bot, "BSM-013", 12)).agreed_date is None
+    # Paused: the date is stored and the reminders move, but no message goes; the admin is told so.
+    await admin_says(server, "/pause BSM-013", "paused")
+    reply = await admin_says(server, "/visit BSM-013 12 on 2027-01-18", "agreed for")
+    assert "paused and gets no message: please tell them by phone" in reply.content
+    await bot.tick()
+    assert notices(server, 1013, "as agreed with the study team") == []
+    await admin_says(server, "/visit BSM-013 12 on 2027-01-19", "agreed for")
+    assert [a.after["agreed_date"] for a in await audit_of(bot, "visit.agree_date") if a.after] == [
+        "2027-01-18",
+        "2027-01-19",
+    ]  # none of the refused ones
 
 
 async def test_the_same_from_the_shell(
