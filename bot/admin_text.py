@@ -8,7 +8,7 @@ from datetime import tzinfo
 from domain.adverse_events import CRITERIA, StaffSaeRecorded
 from domain.enrollment import Enrolled
 from domain.participants import ParticipantLine
-from domain.schedule_ops import StatusReport
+from domain.schedule_ops import AgreedDate, StatusReport
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
@@ -133,6 +133,34 @@ def visit_recorded(study_id: str, visit: ClinicVisit) -> str:
     return f"{study_id}: week {visit.week} visit recorded as {what}. Its reminders and window check are stopped."
 
 
+def _window(visit: ClinicVisit) -> str:
+    start, end = visit.window_start.isoformat(), visit.window_end.isoformat()
+    return f"target {visit.target_date.isoformat()}, window {start} to {end}"
+
+
+def visit_date_agreed(agreed: AgreedDate) -> str:
+    """The reply to /visit … on DATE once the date is stored."""
+    visit = agreed.visit
+    deviation = " Outside the window: recorded as a protocol deviation." if visit.deviation else ""
+    told = (
+        "the participant is told in their language."
+        if agreed.told
+        else "the participant is paused and gets no message: please tell them by phone."
+    )
+    return (
+        f"{agreed.study_id}: week {visit.week} visit agreed for {agreed.on.isoformat()} ({_window(visit)}).{deviation} "
+        f"Its reminders and window check follow the new date; {told}"
+    )
+
+
+def visit_date_outside_window(agreed: AgreedDate) -> str:
+    """The question when the agreed date lies outside the window."""
+    return (
+        f"{agreed.study_id}: {agreed.on.isoformat()} is outside the week {agreed.visit.week} visit window "
+        f"({_window(agreed.visit)}). Confirm to record it as a protocol deviation; nothing is changed until you do."
+    )
+
+
 def status(report: StatusReport, tz: tzinfo) -> str:
     """The reply to /status: one fact per line."""
     p = report.participant
@@ -150,6 +178,12 @@ def status(report: StatusReport, tz: tzinfo) -> str:
             f"Next visit: week {v.week} on {v.visit_date.isoformat()} "
             f"(window {v.window_start.isoformat()} to {v.window_end.isoformat()})"
         )
+        if v.agreed_date is not None:
+            deviation = ", outside the window: protocol deviation" if v.deviation else ""
+            lines.append(
+                f"Agreed date: {v.agreed_date.isoformat()} (target {v.target_date.isoformat()}, "
+                f"window {v.window_start.isoformat()} to {v.window_end.isoformat()}{deviation})"
+            )
     if report.adherence is None:
         lines.append("Adherence (last 4 weeks): — (no dose reminders yet)")
     else:

@@ -250,6 +250,9 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=callbacks.pattern(callbacks.ANSWER)))
     app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=callbacks.pattern(callbacks.START)))
     app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=callbacks.pattern(callbacks.ACK)))
+    app.add_handler(
+        CallbackQueryHandler(schedule_admin.visit_date_button, pattern=callbacks.pattern(callbacks.VISIT_DATE))
+    )
     app.add_handler(CallbackQueryHandler(common.stale_button))
 
     # Whatever is left.

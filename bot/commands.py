@@ -40,7 +40,7 @@ ADMIN_COMMANDS: list[tuple[str, str]] = [
     ("pause", "STUDY_ID [UNTIL_DATE] [REASON]: pause reminders"),
     ("resume", "STUDY_ID: restart reminders"),
     ("status", "STUDY_ID: arm, next visit, adherence, alerts"),
-    ("visit", "STUDY_ID WEEK done|missed [DATE]: record a visit"),
+    ("visit", "STUDY_ID WEEK done|missed [DATE] | on DATE: record a visit or agree its date"),
     ("summary", "STUDY_ID: one-page visit summary (picture and PDF)"),
     ("overview", "the whole trial at a glance (picture and PDF)"),
     ("export", "[SINCE_DATE]: trial-record files (CSV, SPSS, ODM) as a zip, here"),

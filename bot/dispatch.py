@@ -66,6 +66,7 @@ _MESSAGE_KINDS = frozenset(
         MessageKind.VISIT_REMINDER.value,
         MessageKind.CHECKIN_PROMPT.value,
         MessageKind.QUESTIONNAIRE_PROMPT.value,
+        MessageKind.VISIT_DATE_NOTICE.value,
     }
 )
 
@@ -263,6 +264,8 @@ async def _render(
         return text, reminder_texts.dose_buttons(reminder_id)
     if kind == MessageKind.VISIT_REMINDER.value:
         return reminder_texts.visit_text(payload, protocol), reminder_texts.visit_buttons(int(payload["week"]))
+    if kind == MessageKind.VISIT_DATE_NOTICE.value:
+        return reminder_texts.visit_date_notice(payload, protocol), None
     instrument = str(payload.get("instrument", ""))
     text = reminder_texts.invitation_text(kind, payload, app.services.instruments)
     return text, reminder_texts.invitation_buttons(instrument)

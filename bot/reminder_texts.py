@@ -100,6 +100,24 @@ def visit_text(payload: Mapping[str, Any], protocol: Protocol) -> str:
     )
 
 
+def visit_date_notice(payload: Mapping[str, Any], protocol: Protocol) -> str:
+    """The visit date agreed with the study team (after "I need another date")."""
+    visit = protocol.visit(int(payload["week"]))
+    lang = current_language()
+    day = date.fromisoformat(str(payload["visit_date"]))
+    site = protocol.site
+    return _(
+        "Your {visit} is now on {date}, at the {department}, {hospital} ({site}), as agreed with "
+        "the study team. I will remind you before the day."
+    ).format(
+        visit=visit.name.bn if lang == "bn" else visit.name.en,
+        date=format_date(day, "long"),
+        department=site.department.get(lang),
+        hospital=site.hospital.get(lang),
+        site=site.name.get(lang),
+    )
+
+
 def visit_buttons(week: int) -> InlineKeyboardMarkup:
     """I will come / I need another date."""
     return InlineKeyboardMarkup(

@@ -10,6 +10,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli resume BSM-001
     python -m cli status BSM-001
     python -m cli visit BSM-001 4 done 2026-11-22
+    python -m cli visit BSM-001 4 on 2026-11-24 [--confirm-deviation]
     python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
     python -m cli summary BSM-001 --out BSM-001.pdf
     python -m cli overview --out overview.pdf
@@ -167,11 +168,32 @@ async def _status(
 async def _visit(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
+    if schedule_ops.is_agreed_date(args.args):
+        return await _agree_visit_date(session, args, content, clock)
     request = schedule_ops.parse_visit_args(args.args)
     visit = await schedule_ops.record_visit(
         session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return admin_text.visit_recorded(request.study_id, visit)
+
+
+async def _agree_visit_date(session: AsyncSession, args: argparse.Namespace, content: Content, clock: Clock) -> str:
+    """`visit STUDY_ID WEEK on DATE [--confirm-deviation]`: the flag is the shell's
+    Confirm button for a date outside the window."""
+    request = schedule_ops.parse_agreed_date_args(args.args)
+    agreed = await schedule_ops.agree_visit_date(
+        session,
+        request,
+        actor=_actor(),
+        now=clock.now(),
+        protocol=content.protocol,
+        deviation_confirmed=args.confirm_deviation,
+    )
+    if agreed.needs_confirmation:
+        raise DomainError(
+            admin_text.visit_date_outside_window(agreed).replace("Confirm to", "Run again with --confirm-deviation to")
+        )
+    return admin_text.visit_date_agreed(agreed)
 
 
 async def _export(
@@ -372,8 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="arm, next visit, adherence, last check-in, open alerts")
     p.add_argument("study_id")
     p.set_defaults(action=_status)
-    p = sub.add_parser("visit", help="record a clinic visit: STUDY_ID WEEK done|missed [DATE]")
-    p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE]")
+    p = sub.add_parser(
+        "visit",
+        help="record a clinic visit: STUDY_ID WEEK done|missed [DATE], or agree its date: STUDY_ID WEEK on DATE",
+    )
+    p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE] | STUDY_ID WEEK on DATE")
+    p.add_argument(
+        "--confirm-deviation",
+        action="store_true",
+        help="with on DATE: the date is outside the window; record it as a protocol deviation",
+    )
     p.set_defaults(action=_visit)
     p = sub.add_parser("alerts", help="open (unacknowledged) alerts, oldest first")
     p.set_defaults(action=_alerts)

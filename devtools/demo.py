@@ -150,6 +150,24 @@ async def staff_recorded_admission(demo: Demo) -> None:
     )
 
 
+async def visit_date_agreed(demo: Demo) -> None:
+    """Issue 14: BSM-001 cannot come on Sunday 22 November (week 4). The coordinator phones
+    her and they agree Tuesday the 24th, inside the window: the admin types it, the visit's
+    reminders move to it, and at the next heartbeat the participant is told in Bangla. A
+    week-12 date outside its window needs the admin's confirm button and is recorded as a
+    protocol deviation."""
+    await demo.admin_says("/visit BSM-001 4 on 2026-11-24", "agreed for")
+    before = len(demo.server.messages(PARTICIPANT_ID))
+    await demo.bot.tick()
+    told = demo.server.messages(PARTICIPANT_ID)[before:]
+    assert any("২৪ নভেম্বর" in m.content for m in told), [m.content for m in told]
+    await demo.participant_says("/schedule", "ঠিক করা তারিখ")
+    question = await demo.admin_says("/visit BSM-001 12 on 2027-01-31", "outside")
+    update = await demo.admin.press(question, "Confirm: record a deviation")
+    await demo.server.wait_for(ADMIN_ID, "protocol deviation", since=update)
+    await demo.admin_says("/status BSM-001", "Agreed date")
+
+
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
     same files, with the REDCap folder, are written to demo-output/ for a look,
@@ -233,6 +251,7 @@ SCENES: list[Scene] = [
     dose_reminder,
     times_as_people_say_them,
     staff_recorded_admission,
+    visit_date_agreed,
     trial_record_export,
     hardening,
     pictures,

@@ -37,6 +37,9 @@ from scheduler.outbox import finish
 from scheduler.planner import MessageKind, make_dose_followup
 from scheduler.protocol import Protocol
 
+_VISIT_KINDS = frozenset(
+    {MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value, MessageKind.VISIT_DATE_NOTICE.value}
+)
 RECENTLY_ANSWERED = timedelta(days=3)  # a questionnaire completed this recently is not invited again
 
 
@@ -118,7 +121,7 @@ async def still_wanted(
             finish(row, MessageStatus.SKIPPED, now, "already answered")
             return False
         return True
-    if kind in (MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value):
+    if kind in _VISIT_KINDS:
         visit = await session.scalar(
             select(ClinicVisit).where(
                 ClinicVisit.participant_id == participant.id, ClinicVisit.week == int(payload["week"])
@@ -126,6 +129,11 @@ async def still_wanted(
         )
         if visit is not None and visit.status is not VisitStatus.PLANNED:
             finish(row, MessageStatus.CANCELLED, now, "visit recorded")
+            return False
+        if kind == MessageKind.VISIT_DATE_NOTICE.value and (
+            visit is None or visit.agreed_date is None or visit.agreed_date.isoformat() != payload.get("visit_date")
+        ):
+            finish(row, MessageStatus.CANCELLED, now, "another date was agreed")
             return False
         if kind == MessageKind.VISIT_WINDOW_CHECK.value:
             await raise_alert(

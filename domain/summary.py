@@ -174,7 +174,7 @@ def _visit_info(protocol: Protocol, person: Participant, week: int, row: ClinicV
             week,
             name,
             row.target_date,
-            row.visit_date,
+            row.due_date,  # an agreed date (/visit … on DATE) wins
             row.window_start,
             row.window_end,
             row.status.value,

@@ -71,6 +71,19 @@ VISIT_COLUMNS: list[Column[VisitRecord]] = [
         lambda r: r[0].reschedule_requested_at is not None,
     ),
     Column(
+        Variable("agreed_date", "Date agreed with the participant (rescheduled)", "date", "clinic_visits.agreed_date"),
+        lambda r: r[0].agreed_date,
+    ),
+    Column(
+        Variable(
+            "deviation",
+            "Agreed date outside the visit window (protocol deviation)",
+            "boolean",
+            "clinic_visits.deviation",
+        ),
+        lambda r: bool(r[0].deviation),
+    ),
+    Column(
         Variable("recorded_by_role", "Recorded by (role)", "string", "clinic_visits.recorded_by"),
         lambda r: staff_role(r[0].recorded_by),
     ),
@@ -80,6 +93,7 @@ VISIT_TIMES = (
     ClinicVisit.recorded_at,
     ClinicVisit.will_come_at,
     ClinicVisit.reschedule_requested_at,
+    ClinicVisit.agreed_at,
     Participant.created_at,
 )
 

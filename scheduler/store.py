@@ -29,9 +29,11 @@ from scheduler.planner import (
 )
 from scheduler.protocol import Protocol
 
-# Rows the dispatcher makes while running (never in plan()): kept by a re-plan while the
+# Rows made while running (never in plan()): kept by a re-plan while the
 # participant is still messaged, cancelled with everything else otherwise.
-DISPATCHER_KINDS = frozenset({MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value})
+DISPATCHER_KINDS = frozenset(
+    {MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value, MessageKind.VISIT_DATE_NOTICE.value}
+)
 
 
 def is_messaged(participant: Participant, today: date) -> bool:
@@ -81,6 +83,7 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
         status=status,
         paused_until=participant.paused_until,
         recorded_visits=recorded,
+        visit_dates={v.week: v.agreed_date for v in visits if v.agreed_date is not None},
     )
 
 
@@ -179,6 +182,22 @@ async def replan(session: AsyncSession, participant: Participant, now: datetime,
                 cancelled += 1
     await session.flush()
     return {"added": added, "moved": moved, "cancelled": cancelled}
+
+
+def reuse(row: ScheduledMessage, message: PlannedMessage, now: datetime) -> None:
+    """A finished row of the same key planned again (e.g. the same visit date agreed a
+    second time): PLANNED again with the new message, history fields cleared."""
+    _apply(row, message, now)
+    row.status = MessageStatus.PLANNED
+    row.attempts = 0
+    row.sent_at = None
+    row.telegram_message_id = None
+    row.last_error = None
+
+
+def cancel(row: ScheduledMessage, now: datetime, why: str) -> None:
+    """Mark one pending row cancelled (kept as history, never deleted)."""
+    _cancel(row, now, why)
 
 
 def _cancel(row: ScheduledMessage, now: datetime, why: str) -> None:

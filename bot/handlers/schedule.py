@@ -42,16 +42,16 @@ async def schedule(update: Update, context: BotContext) -> None:
     today = local_date(context.now, protocol.tz)
     visits = await store.visits_of(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
-    upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.window_end >= today]
+    upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.open_until >= today]
     for visit in upcoming:
         name = protocol.visit(visit.week)
-        lines.append(
-            "• "
-            + "{visit}: {date}".format(
-                visit=name.name.bn if participant.language.value == "bn" else name.name.en,
-                date=format_date(visit.visit_date, "long"),
-            )
+        line = "{visit}: {date}".format(
+            visit=name.name.bn if participant.language.value == "bn" else name.name.en,
+            date=format_date(visit.due_date, "long"),
         )
+        if visit.agreed_date is not None:
+            line += " " + _("(the date agreed with the study team)")
+        lines.append("• " + line)
     if not upcoming:
         lines.append("• " + _("No more visits are planned."))
     lines.append("")
