@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LANG, DOSE, VISIT, STOP, SETTIME, ANSWER, START, ACK = "lang", "dose", "visit", "stop", "settime", "q", "qstart", "ack"
+MEDIA = "mrep"
 DOSE_ANSWERS = ("taken", "later", "skipped")
 VISIT_CHOICES = ("come", "other")
 LANGUAGES = ("bn", "en")
@@ -61,6 +62,11 @@ def start(instrument_id: str) -> str:
 def ack(alert_id: int) -> str:
     """`ack:<alert id>`: the Acknowledge button under an alert."""
     return f"{ACK}:{alert_id}"
+
+
+def report_media(media_id: int) -> str:
+    """`mrep:<media id>`: "Report a problem with this photo" under a file sent outside a report."""
+    return f"{MEDIA}:{media_id}"
 
 
 # ---------------------------------------------------------------- parse
@@ -143,3 +149,9 @@ def parse_start(data: str) -> str:
 def ack_field(data: str) -> str:
     """`ack:…` → the alert id as typed (domain.acknowledgement.parse_alert_id reads it)."""
     return data.partition(":")[2]
+
+
+def parse_report_media(data: str) -> int | None:
+    """`mrep:…` → the held file's id."""
+    raw = data.partition(":")[2]
+    return int(raw) if raw.isdecimal() else None
