@@ -22,9 +22,9 @@ from domain import media as domain_media
 from export.archive import zip_export
 from export.run import export_trial_record
 from models import AlertDelivery, AuditEntry, MediaStatus, QuestionnaireSession, ReportMedia
-from tests.bothelpers import says
+from tests.bothelpers import eventually, says
 from tests.test_findings import answer_until
-from tests.test_questionnaire_flow import count, is_question, linked, rows
+from tests.test_questionnaire_flow import count, is_question, linked, push_press, rows
 
 ULCER = b"\xff\xd8\xff\xe0finger-ulcer-photo" + bytes(range(256)) * 4
 VOICE = b"OggS\x00voice-note-about-the-rash" * 10
@@ -158,11 +158,16 @@ async def test_a_failed_forward_and_a_failed_download_are_retried_with_back_off(
     sent = await user.send_photo(content=ULCER)
     await server.wait_for(user.id, "Your photo is added", since=sent)
     await server.wait_for_request("download", count=1)
+
+    async def retry_recorded() -> bool:
+        return await count(bot, ReportMedia, ReportMedia.attempts == 1) == 1
+
+    await eventually(retry_recorded, 5, "the failed download recorded for a retry")
     (waiting,) = await rows(bot, ReportMedia)
     assert waiting.status is MediaStatus.PENDING and waiting.attempts == 1 and waiting.sha256 is None
     assert server.media(COORDINATOR_CHAT) == []
 
-    server.faults.add("sendPhoto", "502")
+    server.faults.add("sendPhoto", "500")
     bot.clock.advance(timedelta(seconds=15))  # the alert deliveries' first back-off
     await bot.tick()
     (stored,) = await rows(bot, ReportMedia)
@@ -191,6 +196,8 @@ async def test_a_photo_outside_a_report_offers_one_button_that_starts_report_wit
     await bot.tick()
     assert server.media(COORDINATOR_CHAT) == [] and not [r for r in server.requests if r.method == "getFile"]
 
+    ((_text, data),) = offer.buttons[0]
+    assert data is not None
     pressed = await user.press(offer, "Report a problem with this photo")
     await server.wait_for(user.id, is_question, since=pressed)
     await server.wait_for(user.id, "Your photo is added to your report", since=pressed)
@@ -202,9 +209,16 @@ async def test_a_photo_outside_a_report_offers_one_button_that_starts_report_wit
     assert photo.document is not None and photo.document.reply_to == info.message_id
     (attached,) = await rows(bot, ReportMedia)
     assert attached.session_id == report.id and attached.status is MediaStatus.STORED
-    again = await user.press(offer, "Report a problem with this photo")
-    assert server.callback_answer(again) is not None
-    assert await count(bot, QuestionnaireSession) == 1
+    assert offer.reply_markup is None  # the button is gone; an old copy of it changes nothing
+    again = push_press(server, user, offer, data)
+
+    async def answered() -> bool:
+        return server.callback_answer(again) is not None
+
+    await eventually(answered, 5, "the old button answered")
+    answer = server.callback_answer(again)
+    assert answer is not None and answer.text == "This button is no longer active."
+    assert await count(bot, QuestionnaireSession) == 1 and await count(bot, ReportMedia) == 1
 
 
 @pytest.mark.parametrize("lang", ["en", "bn"])
