@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import zipfile
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from cli.admin import run
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import COORDINATOR_CHAT, BotHarness
 from domain import media as domain_media
 from export.archive import zip_export
 from export.run import export_trial_record
 from models import AlertDelivery, AuditEntry, MediaStatus, QuestionnaireSession, ReportMedia
-from tests.bothelpers import eventually, says
+from tests.bothelpers import admin_says, eventually, says
 from tests.test_findings import answer_until
 from tests.test_questionnaire_flow import count, is_question, linked, push_press, rows
 
@@ -232,3 +234,39 @@ async def test_a_voice_note_after_the_report_is_finished_goes_with_it_while_its_
     await server.wait_for(user.id, "Your voice message" if lang == "en" else "ভয়েস মেসেজ", since=sent)
     (voice,) = await server.wait_for(COORDINATOR_CHAT, is_file("voice"))
     assert voice.document is not None and voice.document.reply_to == alert.message_id
+
+
+async def test_export_lists_files_and_includes_them_only_with_files_in_telegram_and_the_shell(
+    bot: BotHarness, server: BotAPIServer, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await linked(server, "BSM-206", "A", 1206, "en")
+    await urgent_report(server, user)
+    await user.send_photo(content=ULCER)
+    await user.send_voice(content=VOICE)
+    await server.wait_for(COORDINATOR_CHAT, lambda m: m.document is not None, count=2)
+
+    plain = await admin_says(server, "/export", lambda m: m.document is not None)
+    assert plain.document is not None
+    names = zipfile.ZipFile(io.BytesIO(plain.document.content)).namelist()
+    assert "media.csv" in names and "media.sav" in names and not [n for n in names if n.startswith("media/")]
+    assert "0 errors" in (plain.caption or "")  # the ODM with the media form still validates
+
+    full = await admin_says(server, "/export with-files", lambda m: m.document is not None and m.seq > plain.seq)
+    assert full.document is not None and "With 2 photo/voice file(s) under media/" in (full.caption or "")
+    opened = zipfile.ZipFile(io.BytesIO(full.document.content))
+    files = sorted(n for n in opened.namelist() if n.startswith("media/"))
+    assert len(files) == 2 and {hashlib.sha256(opened.read(n)).hexdigest() for n in files} == {
+        hashlib.sha256(ULCER).hexdigest(),
+        hashlib.sha256(VOICE).hexdigest(),
+    }
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    code, text = await run(["export", "--out", str(tmp_path / "shell"), "--with-files", "--validate"], bot.clock)
+    assert code == 0, text
+    written = sorted(p for p in (tmp_path / "shell" / "media").rglob("*") if p.is_file())
+    assert [p.read_bytes() for p in written] == [ULCER, VOICE]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in written)
+    code, text = await run(["export", "--out", str(tmp_path / "bare")], bot.clock)
+    assert code == 0 and not (tmp_path / "bare" / "media").exists()
+    (entry, *_) = await rows(bot, AuditEntry, AuditEntry.action == "export.run", AuditEntry.actor.like("cli:%"))
+    assert entry.after is not None and entry.after.get("with_files") is True
