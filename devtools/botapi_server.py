@@ -2397,7 +2397,8 @@ class BotAPIServer:
             kind,
             sent.content
             if sent.document is None
-            else {"photo": "🖼 ", "voice": "🎤 ", "audio": "🎵 "}.get(sent.document.kind, "📎 ")
+            else (f"↩ #{sent.document.reply_to} " if sent.document.reply_to else "")
+            + {"photo": "🖼 ", "voice": "🎤 ", "audio": "🎵 "}.get(sent.document.kind, "📎 ")
             + f"{sent.document.filename} ({_size(len(sent.document.content))})"
             + (f" {sent.caption}" if sent.caption else ""),
             tuple(tuple(t for t, _ in row) for row in buttons(sent)),
