@@ -27,7 +27,7 @@ from bot.handlers import common, questionnaire
 from bot.i18n import _, format_number
 from domain import checkins, media
 from domain.media import Incoming, Received, Refusal
-from models import Alert, AlertDelivery, DeliveryStatus, Participant, ParticipantStatus, ReportMedia
+from models import Alert, AlertDelivery, DeliveryStatus, MediaStatus, Participant, ParticipantStatus, ReportMedia
 
 if TYPE_CHECKING:
     from telegram import Bot
@@ -125,7 +125,7 @@ async def report_button(update: Update, context: BotContext) -> None:
         return
     media_id = callbacks.parse_report_media(query.data)
     held = await context.db.get(ReportMedia, media_id) if media_id is not None else None
-    if held is None or held.participant_id != participant.id or held.status is not media.MediaStatus.HELD:
+    if held is None or held.participant_id != participant.id or held.status is not MediaStatus.HELD:
         common.button_no_longer_active(context)
         return
     context.answer()

@@ -32,6 +32,9 @@ How tests use it
         await alice.press(welcome, "English")             # by button text or callback_data
         await server.wait_for(1001, lambda m: m.edits == 1)
         server.faults.add("sendMessage", "429", retry_after=3)  # next send gets RetryAfter(3)
+        server.faults.add("download", "500")              # next file download (/file/bot…) fails
+        await alice.send_photo(content=b"…", media_group_id="album")  # getFile serves it
+        server.media(-1001)     # photos/voice/audio the bot sent there, with caption and reply_to
         print(server.format_transcript())
 
 ``server.make_bot()`` gives a plain ``telegram.Bot`` pointed at the server.

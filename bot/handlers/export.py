@@ -21,6 +21,7 @@ from export.archive import zip_export
 from export.run import export_trial_record
 
 WITH_FILES = "with-files"
+TELEGRAM_DOCUMENT_LIMIT = 50 * 1024 * 1024
 
 
 @private_admin_only
@@ -71,11 +72,21 @@ async def export(update: Update, context: BotContext) -> None:
     )
     rows = ", ".join(f"{name} {count}" for name, count in result.row_counts.items())
     check = result.validation.summary() if result.validation else ""
-    files = f" With {result.row_counts.get('media', 0)} photo/voice file(s) under media/." if with_files else ""
+    written = sum(1 for f in result.files if f.relative_to(result.directory).parts[0] == "media")
+    files = f" With {written} photo/voice file(s) under media/." if with_files else ""
     caption = f"Trial record export{' since ' + since.isoformat() if since else ''}. {check}.{files} Rows: {rows}"[
         :1024
     ]
     bot = context.bot
+    size = archive.stat().st_size
+    if size > TELEGRAM_DOCUMENT_LIMIT:  # Telegram would refuse it: say so instead of failing
+        shutil.rmtree(workdir, ignore_errors=True)
+        context.reply(
+            f"The export zip is {size / 1024 / 1024:.0f} MB, over the {TELEGRAM_DOCUMENT_LIMIT // 1024 // 1024} MB "
+            "Telegram lets a bot send. Export from the shell instead: python -m cli export --out DIR"
+            + (" --with-files" if with_files else "")
+        )
+        return
 
     async def send() -> None:
         with archive.open("rb") as handle:
