@@ -66,7 +66,8 @@ async def file_message(update: Update, context: BotContext) -> None:
     if report is None and media.supported(incoming):
         received = await media.receive(context.db, participant, incoming, None, context.now)
         if received.media is not None:
-            _offer_report(context, received.media)
+            if not received.quiet:  # an album gets one offer, for all its photos
+                _offer_report(context, received.media)
             return
     else:
         received = await media.receive(context.db, participant, incoming, report, context.now)

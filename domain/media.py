@@ -153,6 +153,8 @@ async def receive(
         if len(kept) >= MAX_FILES:
             return Received(refusal=Refusal.TOO_MANY)
         quiet = incoming.media_group_id is not None and any(m.media_group_id == incoming.media_group_id for m in kept)
+    elif incoming.media_group_id is not None:  # an album outside a report: one offer for all its photos
+        quiet = bool(await _held_album(db, participant, incoming.media_group_id))
     media = ReportMedia(
         participant_id=participant.id,
         session_id=report.id if report else None,
@@ -179,22 +181,42 @@ async def receive(
 async def attach_held(
     db: AsyncSession, participant: Participant, media_id: int, report: QuestionnaireSession, now: datetime
 ) -> Received:
-    """ "Report a problem with this photo": the held file goes with `report` (the
-    same limits as a file sent during it); None-like Received when it is not held."""
+    """The "Report a problem with this photo" button: the held file (with the rest of
+    its album) goes with `report`, under the same limits as a file sent during it; an
+    empty Received when it is not held any more."""
     media = await db.get(ReportMedia, media_id)
     if media is None or media.participant_id != participant.id or media.status is not MediaStatus.HELD:
         return Received()
+    album = await _held_album(db, participant, media.media_group_id) if media.media_group_id else [media]
     kept = await _kept(db, report.id)
-    if any(m.file_unique_id == media.file_unique_id for m in kept):
+    attached: list[ReportMedia] = []
+    for held in album:
+        if any(m.file_unique_id == held.file_unique_id for m in kept):
+            continue
+        if len(kept) >= MAX_FILES:
+            return Received(media=attached[0] if attached else None, refusal=Refusal.TOO_MANY)
+        held.session_id, held.status, held.next_attempt_at = report.id, MediaStatus.PENDING, now
+        _audit(db, held, participant, now, "media.attach")
+        kept.append(held)
+        attached.append(held)
+    if not attached:
         return Received(already=True)
-    if len(kept) >= MAX_FILES:
-        return Received(refusal=Refusal.TOO_MANY)
-    media.session_id = report.id
-    media.status = MediaStatus.PENDING
-    media.next_attempt_at = now
-    _audit(db, media, participant, now, "media.attach")
     db.info[ALERTS_RAISED] = True
-    return Received(media=media)
+    return Received(media=attached[0])
+
+
+async def _held_album(db: AsyncSession, participant: Participant, group: str) -> list[ReportMedia]:
+    """The held files of one album (sent outside a report), in the order they came."""
+    found = await db.scalars(
+        select(ReportMedia)
+        .where(
+            ReportMedia.participant_id == participant.id,
+            ReportMedia.media_group_id == group,
+            ReportMedia.status == MediaStatus.HELD,
+        )
+        .order_by(ReportMedia.id)
+    )
+    return list(found)
 
 
 async def _kept(db: AsyncSession, session_id: int) -> list[ReportMedia]:

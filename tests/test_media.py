@@ -15,6 +15,7 @@ import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+import pyreadstat
 import pytest
 
 from cli.admin import run
@@ -105,6 +106,10 @@ async def test_a_photo_and_a_voice_note_during_report_reach_the_coordinators_as_
     ]
     (report,) = await rows(bot, QuestionnaireSession)
     assert {r["response_id"] for r in manifest} == {str(report.id)}
+    frame, meta = pyreadstat.read_sav(str(result.directory / "media.sav"))
+    assert list(frame["sha256"]) == [r["sha256"] for r in manifest]
+    assert list(frame["size_bytes"]) == [len(ULCER), len(VOICE)]
+    assert meta.variable_value_labels["kind"]["voice"] == "Voice note"
     archive = zip_export(result, tmp_path / "export.zip")
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
@@ -221,6 +226,22 @@ async def test_a_photo_outside_a_report_offers_one_button_that_starts_report_wit
     answer = server.callback_answer(again)
     assert answer is not None and answer.text == "This button is no longer active."
     assert await count(bot, QuestionnaireSession) == 1 and await count(bot, ReportMedia) == 1
+
+
+async def test_an_album_outside_a_report_gets_one_offer_and_the_button_attaches_all_of_it(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-207", "A", 1207, "en")
+    first = await user.send_photo(content=ULCER + b"a", media_group_id="album-2")
+    await user.send_photo(content=ULCER + b"b", media_group_id="album-2")
+    await server.wait_for(user.id, "Press the button", since=first)
+    await says(server, user, "/help", "/report")  # both photos handled by now: a chat's updates go in order
+    offers = [m for m in server.messages(user.id) if m.seq > first.seq and "Press the button" in m.content]
+    assert len(offers) == 1 and await count(bot, ReportMedia, ReportMedia.status == MediaStatus.HELD) == 2
+    pressed = await user.press(offers[0], "Report a problem with this photo")
+    await server.wait_for(user.id, "Your photos are added to your report", since=pressed)
+    photos = await server.wait_for(COORDINATOR_CHAT, is_file("photo"), count=2)
+    assert [p.document.content for p in photos if p.document] == [ULCER + b"a", ULCER + b"b"]
 
 
 @pytest.mark.parametrize("lang", ["en", "bn"])
