@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +34,9 @@ ULCER = b"\xff\xd8\xff\xe0finger-ulcer-photo" + bytes(range(256)) * 4
 VOICE = b"OggS\x00voice-note-about-the-rash" * 10
 
 
-def is_file(kind: str):
+def is_file(kind: str) -> Callable[[SentMessage], bool]:
+    """A predicate: a file of `kind` the bot sent."""
+
     def check(message: SentMessage) -> bool:
         return message.document is not None and message.document.kind == kind
 
