@@ -21,7 +21,7 @@ import pytest
 
 from cli.admin import run
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
-from devtools.harness import COORDINATOR_CHAT, BotHarness
+from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, BotHarness
 from domain import media as domain_media
 from export.archive import zip_export
 from export.run import export_trial_record
@@ -245,6 +245,44 @@ async def test_an_album_outside_a_report_gets_one_offer_and_the_button_attaches_
     await server.wait_for(user.id, "Your photos are added to your report", since=pressed)
     photos = await server.wait_for(COORDINATOR_CHAT, is_file("photo"), count=2)
     assert [p.document.content for p in photos if p.document] == [ULCER + b"a", ULCER + b"b"]
+
+
+@pytest.mark.logs_errors("refused its download for good")
+async def test_a_download_refused_for_good_is_dead_lettered_and_the_admins_told(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-208", "A", 1208, "en")
+    await urgent_report(server, user)
+    server.faults.add("getFile", "error", code=400, description="Bad Request: file is too big")
+    sent = await user.send_photo(content=ULCER)
+    await server.wait_for(user.id, "Your photo is added", since=sent)
+    (told,) = await server.wait_for(ADMIN_ID, "could not be downloaded")
+    assert "File is too big" in told.content and "media #" in told.content
+    (dead,) = await rows(bot, ReportMedia)
+    assert dead.status is MediaStatus.DEAD and dead.attempts == 1 and dead.sha256 is None
+    bot.clock.advance(timedelta(minutes=10))
+    await bot.tick()
+    assert len([r for r in server.requests if r.method == "getFile"]) == 1  # never retried
+    assert await count(bot, AuditEntry, AuditEntry.action == "media.download.dead") == 1
+    assert server.media(COORDINATOR_CHAT) == []
+
+
+async def test_an_audio_file_and_a_picture_sent_as_a_file_are_taken_a_pdf_is_not(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-209", "A", 1209, "en")
+    alert = await urgent_report(server, user)
+    sent = await user.send_audio(content=VOICE + b"mp3")
+    await server.wait_for(user.id, "Your voice message is added", since=sent)
+    sent = await user.send_document("hand.jpg", ULCER + b"file", mime_type="image/jpeg")
+    await server.wait_for(user.id, "Your photo is added", since=sent)
+    sent = await user.send_document("labs.pdf", b"%PDF-1.4 labs")
+    await server.wait_for(user.id, "photos, voice messages and audio files only", since=sent)
+    audio, picture = await server.wait_for(COORDINATOR_CHAT, lambda m: m.document is not None, count=2)
+    assert audio.document is not None and audio.document.kind == "audio" and audio.document.content == VOICE + b"mp3"
+    assert picture.document is not None and picture.document.kind == "document"
+    assert {audio.document.reply_to, picture.document.reply_to} == {alert.message_id}
+    assert sorted(m.mime_type for m in await rows(bot, ReportMedia)) == ["audio/mpeg", "image/jpeg"]
 
 
 @pytest.mark.parametrize("lang", ["en", "bn"])
