@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import zipfile
 from collections.abc import Callable
 from datetime import timedelta
@@ -53,12 +54,13 @@ async def urgent_report(server: BotAPIServer, user: SimUser) -> SentMessage:
 
 
 async def test_a_photo_and_a_voice_note_during_report_reach_the_coordinators_as_replies_stored_once(
-    bot: BotHarness, server: BotAPIServer, tmp_path: Path
+    bot: BotHarness, server: BotAPIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     user = await linked(server, "BSM-201", "A", 1201, "en")
     alert = await urgent_report(server, user)
 
-    sent = await user.send_photo(content=ULCER)
+    sent = await user.send_photo("Rahima Begum's left hand", content=ULCER)
     (ack,) = await server.wait_for(user.id, "Your photo is added to your report", since=sent)
     assert ack.content.startswith("Thank you")
     (photo,) = await server.wait_for(COORDINATOR_CHAT, is_file("photo"))
@@ -67,6 +69,7 @@ async def test_a_photo_and_a_voice_note_during_report_reach_the_coordinators_as_
     caption = photo.caption or ""
     assert "BSM-201" in caption and "photo 1 of 1" in caption and "report #" in caption
     assert user.user_dict["first_name"] not in caption  # the study id, never the name
+    assert "Rahima" not in caption  # nor the participant's own caption
 
     sent = await user.send_voice(content=VOICE)
     await server.wait_for(user.id, "Your voice message is added", since=sent)
@@ -89,6 +92,10 @@ async def test_a_photo_and_a_voice_note_during_report_reach_the_coordinators_as_
     assert all(m.received_by == "participant:BSM-201" for m in files)
     assert len([m for m in server.messages(COORDINATOR_CHAT) if m.document is not None]) == 2
     assert await count(bot, AuditEntry, AuditEntry.action == "media.store") == 2
+    # ours and PTB's lines (httpx is capped at WARNING by the real logging set-up: its lines carry the token)
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "media 1 downloaded" in logged and "Rahima" not in logged and "finger-ulcer" not in logged
+    assert "file_" not in logged.replace("file_id", "")  # no file names (paths) either
 
     assert bot.services is not None
     services = bot.services
