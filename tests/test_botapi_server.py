@@ -337,7 +337,7 @@ async def test_a_users_photo_and_voice_are_served_and_sent_on_by_file_id_as_repl
         ("voice", "BSM-001 voice", alert.message_id, b"OggS-voice-bytes"),
     ]
     assert [k[0] for k in kinds[2:]] == ["photo", "photo"] and server.media(-1001)[3].media_group_id is not None
-    with pytest.raises(BadRequest, match="(?i)wrong file identifier"):
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
         await bot.send_voice(-1001, "no-such-file")
 
 
