@@ -24,8 +24,10 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest
 
 from bot import callbacks
+from bot import media as media_files
 from bot.digest import split_digest
 from domain import audit
+from domain import media as domain_media
 from domain.acknowledgement import DIGEST_KIND
 from domain.alerts import queue_delivery, raise_alert
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
@@ -105,9 +107,11 @@ def ack_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
 
 
 async def alerts_tick(app: TrialApplication) -> None:
-    """Escalate what waited too long, build the 08:00 digest, send what is pending."""
+    """Escalate what waited too long, build the 08:00 digest, download the files
+    attached to reports (which queues their forwards), send what is pending."""
     await escalate_due(app)
     await build_digest(app)
+    await media_files.download_pending(app)
     await send_pending(app)
 
 
@@ -262,14 +266,28 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
         alert = await session.get(Alert, delivery.alert_id)
         assert alert is not None
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        chat_id = delivery.chat_id
+        media_id = domain_media.media_id_of(delivery.purpose)
+        file: media_files.Forward | None = None
+        if media_id is not None:  # a participant's photo or voice note: a reply to the alert's message
+            prepared = await media_files.prepare_forward(session, alert, participant, delivery, media_id)
+            if prepared is None:  # the file's row is gone: nothing to send, ever
+                delivery.status, delivery.last_error = DeliveryStatus.DEAD, "file not found"
+            if not isinstance(prepared, media_files.Forward):  # else the alert's own message goes first
+                delivery.next_attempt_at = prepared or now
+                await session.commit()
+                return
+            file = prepared
         text = render(
             alert, participant, settings.tz, purpose=delivery.purpose, escalate_after=settings.escalate_after_minutes
         )
         markup = ack_keyboard(alert)
-        chat_id = delivery.chat_id
         await session.commit()
     try:
-        message = await app.bot.send_message(chat_id, text, reply_markup=markup)
+        if file is not None:
+            message = await media_files.forward(app.bot, chat_id, file)
+        else:
+            message = await app.bot.send_message(chat_id, text, reply_markup=markup)
     except BadRequest as exc:  # the same request would be refused again: never retried
         await dead_letter(app, delivery_id, exc)
         return
@@ -365,6 +383,7 @@ async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | 
                     AlertDelivery.alert_id == alert_id,
                     AlertDelivery.status == DeliveryStatus.SENT,
                     AlertDelivery.message_id.is_not(None),
+                    AlertDelivery.purpose.not_like(f"{domain_media.MEDIA_PURPOSE}%"),  # a file has no text to redraw
                 )
             )
         )

@@ -25,7 +25,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import callbacks, unit_of_work
+from bot import callbacks, media, unit_of_work
 from bot.context import BotContext
 from bot.handlers import (
     admin,
@@ -253,10 +253,14 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(
         CallbackQueryHandler(schedule_admin.visit_date_button, pattern=callbacks.pattern(callbacks.VISIT_DATE))
     )
+    app.add_handler(CallbackQueryHandler(media.report_button, pattern=callbacks.pattern(callbacks.MEDIA)))
     app.add_handler(CallbackQueryHandler(common.stale_button))
 
     # Whatever is left.
     app.add_handler(MessageHandler(filters.COMMAND & private, common.unknown_command))
+    # A photo, voice note or audio file: attached to a report, or offered as one.
+    files = filters.PHOTO | filters.VOICE | filters.AUDIO | filters.Document.ALL | filters.VIDEO | filters.VIDEO_NOTE
+    app.add_handler(MessageHandler(private & files, media.file_message))
     # An answer typed to the open question; anything else goes on to common.not_understood.
     app.add_handler(MessageHandler(private & ~filters.COMMAND, questionnaire.typed_answer))
 

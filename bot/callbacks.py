@@ -12,6 +12,7 @@ from datetime import date
 
 LANG, DOSE, VISIT, STOP, SETTIME, ANSWER, START, ACK = "lang", "dose", "visit", "stop", "settime", "q", "qstart", "ack"
 VISIT_DATE = "vdate"
+MEDIA = "mrep"
 DOSE_ANSWERS = ("taken", "later", "skipped")
 VISIT_CHOICES = ("come", "other")
 LANGUAGES = ("bn", "en")
@@ -69,6 +70,11 @@ def visit_date(study_id: str, week: int, on: str, confirmed: bool) -> str:
     """`vdate:<study id>:<week>:<YYYYMMDD>:<yes|no>`: the admin's answer to a visit date
     outside its window (a protocol deviation)."""
     return f"{VISIT_DATE}:{study_id}:{week}:{on.replace('-', '')}:{'yes' if confirmed else 'no'}"
+
+
+def report_media(media_id: int) -> str:
+    """`mrep:<media id>`: "Report a problem with this photo" under a file sent outside a report."""
+    return f"{MEDIA}:{media_id}"
 
 
 # ---------------------------------------------------------------- parse
@@ -177,3 +183,9 @@ def parse_visit_date(data: str) -> VisitDatePress | None:
     except ValueError:
         return None
     return VisitDatePress(parts[1], int(parts[2]), iso, parts[4] == "yes")
+
+
+def parse_report_media(data: str) -> int | None:
+    """`mrep:…` → the held file's id."""
+    raw = data.partition(":")[2]
+    return int(raw) if raw.isdecimal() else None

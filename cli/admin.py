@@ -215,8 +215,11 @@ async def _export(
         now=now,
         since=since,
         validate=args.validate,
+        with_files=args.with_files,
     )
     after: dict[str, object] = {"since": since.isoformat() if since else None, "rows": result.row_counts}
+    if args.with_files:
+        after["with_files"] = True
     if result.validation is not None:
         after["odm_schema_errors"] = len(result.validation.errors)
     audit.record(session, at=now, actor=_actor(), action="export.run", after=after)
@@ -428,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate",
         action="store_true",
         help="check the ODM file against the official CDISC ODM 1.3.2 schema (exit 1 if it is refused)",
+    )
+    p.add_argument(
+        "--with-files",
+        action="store_true",
+        help="also write the photos and voice notes the media manifest lists, under media/ (large and personal)",
     )
     p.set_defaults(action=_export)
     p = sub.add_parser("summary", help="one-page visit summary of a participant: A4 PDF (and a PNG beside it)")

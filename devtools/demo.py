@@ -168,6 +168,23 @@ async def visit_date_agreed(demo: Demo) -> None:
     await demo.admin_says("/status BSM-001", "Agreed date")
 
 
+async def finger_ulcer_photo(demo: Demo) -> None:
+    """Issue 14: during /report BSM-001 sends a photo of a finger ulcer; it is downloaded,
+    stored with its SHA-256, acknowledged in Bangla, and reaches the coordinators as a
+    reply to the report's alert, with the study id in the caption (never a name)."""
+    server = demo.server
+    first = await demo.participant_says("/report", "সমস্যাটা কী")
+    update = await demo.participant.press(first, "আঙুলের সমস্যা (ঘা, রং বদলানো)")
+    await server.wait_for(PARTICIPANT_ID, "প্রশ্ন", since=update)
+    update = await demo.participant.send_photo(content=b"\xff\xd8\xff\xe0finger-ulcer" + bytes(range(256)) * 8)
+    await server.wait_for(PARTICIPANT_ID, "ছবিটি", since=update)
+    (photo,) = await server.wait_for(
+        COORDINATOR_CHAT, lambda m: m.document is not None and m.document.kind == "photo" and "BSM-001" in m.content
+    )
+    assert photo.document is not None and photo.document.reply_to is not None  # a reply to the alert
+    await demo.participant_says("/cancel", "বন্ধ")
+
+
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
     same files, with the REDCap folder, are written to demo-output/ for a look,
@@ -252,6 +269,7 @@ SCENES: list[Scene] = [
     times_as_people_say_them,
     staff_recorded_admission,
     visit_date_agreed,
+    finger_ulcer_photo,
     trial_record_export,
     hardening,
     pictures,
