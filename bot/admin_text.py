@@ -9,6 +9,7 @@ from domain.adverse_events import CRITERIA, StaffSaeRecorded
 from domain.enrollment import Enrolled
 from domain.participants import ParticipantLine
 from domain.schedule_ops import StatusReport
+from domain.visit_questionnaires import SwitchResult
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
@@ -121,6 +122,19 @@ def paused(participant: Participant) -> str:
 def resumed(participant: Participant) -> str:
     """The reply to /resume."""
     return f"{participant.study_id}: reminders restarted from now on."
+
+
+def switch_set(result: SwitchResult, what: str) -> str:
+    """The reply to a per-participant switch (/raynaud)."""
+    study_id, state = result.participant.study_id, "ON" if result.on else "OFF"
+    if not result.changed:
+        return f"{study_id}: the {what} was already {state}; nothing changed."
+    if result.on:
+        return (
+            f"{study_id}: the {what} is ON: a prompt on each of the 7 days before each visit "
+            f"({result.planned} planned from now on)."
+        )
+    return f"{study_id}: the {what} is OFF: no more prompts (answers already given are kept)."
 
 
 def visit_recorded(study_id: str, visit: ClinicVisit) -> str:

@@ -81,6 +81,7 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
         status=status,
         paused_until=participant.paused_until,
         recorded_visits=recorded,
+        switches={str(name): bool(on) for name, on in (participant.switches or {}).items()},
     )
 
 
