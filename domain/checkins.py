@@ -199,9 +199,13 @@ def study_week(participant: Participant, day: date) -> int:
 
 def expires_at(participant: Participant, instrument_id: str, now: datetime, env: Env) -> datetime | None:
     """When a session of `instrument_id` left alone from `now` on is closed as expired:
-    a check-in at the end of its study week, a report after the idle limit, others never."""
+    a check-in at the end of its study week, a report after the idle limit, a daily diary
+    at the end of its day (tomorrow is another day's rating), others never."""
     if instrument_id == REPORT_INSTRUMENT:
         return now + env.report_idle_close
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id) if env.protocol is not None else None
+    if rule is not None and rule.daily_before_visit is not None:
+        return datetime.combine(local_date(now, env.tz) + timedelta(days=1), time(0), env.tz)
     if instrument_id != CHECKIN_INSTRUMENT:
         return None
     week = study_week(participant, local_date(now, env.tz))

@@ -265,6 +265,13 @@ async def test_raynaud_diary_switched_on_for_one_participant_only(
     odm_row = odm_values(out / "trial_record_odm.xml", "BSM-201", 4, "IG.RESPONSES_RAYNAUD_CONDITION_SCORE")
     assert odm_row["I.RESPONSES_RAYNAUD_CONDITION_SCORE.SCORE_RCS"] == "6"
 
+    # Day 2's rating started and left: it closes at midnight (the next day is another rating).
+    await start(server, diary, "raynaud_condition_score")
+    bot.clock.set(dhaka(2026, 11, 17, 0, 5))
+    await bot.tick()
+    statuses = [s.status for s in await rows(bot, QuestionnaireSession)]
+    assert statuses == [QuestionnaireStatus.COMPLETED, QuestionnaireStatus.EXPIRED]
+
     # Off again: the remaining diary prompts are cancelled, the answer is kept.
     reply = await admin_says(server, "/raynaud BSM-201 off", "BSM-201")
     assert "OFF" in reply.content
@@ -281,3 +288,22 @@ async def test_raynaud_command_refuses_bad_arguments(bot: BotHarness, server: Bo
     assert await rows(bot, AuditEntry, AuditEntry.action == "participant.switch") == []
     async with bot.services.sessions() as db:  # type: ignore[union-attr]
         assert await db.scalar(select(ScheduledMessage.id).where(ScheduledMessage.key.contains("raynaud"))) is None
+
+
+async def test_raynaud_from_the_shell_is_audited_as_cli_and_plans_the_diary(
+    bot: BotHarness, server: BotAPIServer, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.admin import run
+
+    await linked(server, "BSM-204", "B", 1204, "bn")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    status, text = await run(["raynaud", "BSM-204", "on"], bot.clock)
+    assert status == 0 and "ON" in text and "21 planned" in text, text
+    status, again = await run(["raynaud", "BSM-204", "on"], bot.clock)
+    assert status == 0 and "already ON" in again
+    status, refused = await run(["raynaud", "BSM-204", "sometimes"], bot.clock)
+    assert status == 1 and "usage" in refused
+    audits = await rows(bot, AuditEntry, AuditEntry.action == "participant.switch")
+    assert [a.actor.split(":")[0] for a in audits] == ["cli", "cli"] and audits[1].detail == "unchanged"
+    planned = await rows(bot, ScheduledMessage, ScheduledMessage.key.startswith("questionnaire:raynaud"))
+    assert len(planned) == 21 and {r.status.value for r in planned} == {"planned"}
