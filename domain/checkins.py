@@ -282,23 +282,21 @@ async def begin(
         return Outcome(not_available=True)
     if not is_available(instrument, context):
         return Outcome(not_available=True)
+    open_now, visit_week = await _visit_of(db, participant, instrument_id, context.today, env)
+    if not open_now:
+        return Outcome(not_available=True)
     current = await current_progress(db, participant, now, env)
     if current is not None and current.session.instrument_id == instrument_id:
-        return Outcome(current=current, resumed=True)
+        if current.session.visit_week == visit_week:
+            return Outcome(current=current, resumed=True)
+        await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left unfinished
+        current = None
     if current is not None and current.session.instrument_id == REPORT_INSTRUMENT:
         return Outcome(current=current, resumed=True, finish_report_first=True)
-    visit_week: int | None = None
-    rule = visit_questionnaires.rule_for(env.protocol, instrument_id) if env.protocol is not None else None
-    if rule is not None and env.protocol is not None:
-        visit_week = await visit_questionnaires.visit_week_on(db, participant, rule, context.today, env.protocol)
-        if visit_week is None:
-            return Outcome(not_available=True)
-        if await visit_questionnaires.answered_for_visit(
-            db, participant, rule, visit_week, context.today, env.protocol
-        ):
-            _refused_second(db, participant, instrument_id, visit_week, now)
-            return Outcome(already_answered=visit_week)
-        context = replace(context, visit_week=visit_week)
+    if visit_week is not None and await _answered(db, participant, instrument_id, visit_week, context.today, env):
+        _refused_second(db, participant, instrument_id, visit_week, now)
+        return Outcome(already_answered=visit_week)
+    context = replace(context, visit_week=visit_week)
     if current is not None:
         _close(db, participant, current.session, QuestionnaireStatus.SUSPENDED, now, f"put aside for {instrument_id}")
     suspended = (
@@ -313,7 +311,7 @@ async def begin(
             .limit(1)
         )
     ).first()
-    if suspended is not None and is_past(suspended, participant, now, env):
+    if suspended is not None and (is_past(suspended, participant, now, env) or suspended.visit_week != visit_week):
         await expire(db, participant, suspended, now=now, env=env)
         suspended = None
     if suspended is not None:
@@ -351,6 +349,30 @@ async def begin(
         },
     )
     return Outcome(current=Progress(session, instrument, state, context), started=True)
+
+
+async def _visit_of(
+    db: AsyncSession, participant: Participant, instrument_id: str, today: date, env: Env
+) -> tuple[bool, int | None]:
+    """(may it start today, the visit week a response started today belongs to). Not a
+    visit questionnaire: (True, None); a visit questionnaire before its first visit's
+    period: (False, None)."""
+    protocol = env.protocol
+    rule = visit_questionnaires.rule_for(protocol, instrument_id) if protocol is not None else None
+    if rule is None or protocol is None:
+        return True, None
+    week = await visit_questionnaires.visit_week_on(db, participant, rule, today, protocol)
+    return week is not None, week
+
+
+async def _answered(
+    db: AsyncSession, participant: Participant, instrument_id: str, week: int, today: date, env: Env
+) -> bool:
+    """Whether this visit (a diary: this day) has its completed response already."""
+    assert env.protocol is not None
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id)
+    assert rule is not None
+    return await visit_questionnaires.answered_for_visit(db, participant, rule, week, today, env.protocol)
 
 
 def _refused_second(db: AsyncSession, participant: Participant, instrument_id: str, week: int, now: datetime) -> None:

@@ -225,6 +225,24 @@ async def test_a_late_response_stays_with_its_visit_when_finished_in_the_next_vi
     assert weeks == [4, 12]
 
 
+async def test_an_unfinished_response_of_an_earlier_visit_is_closed_not_continued_at_the_next(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-104", "A", 1104, "en")
+    await catch_up(bot, WEEK4_VISIT)
+    await start(server, user, "haq_di")
+    await answer_haq(server, user, "en", stop_after=2)
+    await catch_up(bot, dhaka(2027, 1, 17, 10, 0))  # the week-12 visit: its own invitation
+    first = await start(server, user, "haq_di")
+    assert q_item(first) == "haq_dress" and "Question 1 of" in first.content
+    sessions = await rows(bot, QuestionnaireSession)
+    assert [(s.visit_week, s.status) for s in sessions] == [
+        (4, QuestionnaireStatus.EXPIRED),  # answers kept, never continued as week 12's
+        (12, QuestionnaireStatus.IN_PROGRESS),
+    ]
+    assert len(sessions[0].state["answers"]) == 2
+
+
 @LANGS
 async def test_raynaud_diary_switched_on_for_one_participant_only(
     bot: BotHarness, server: BotAPIServer, tmp_path: Path, lang: str
