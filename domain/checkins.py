@@ -78,6 +78,9 @@ ORIGIN_COMMAND = "command"
 ORIGIN_PROMPT = "prompt"
 ORIGIN_REPORT = "report"
 OPEN = (QuestionnaireStatus.IN_PROGRESS, QuestionnaireStatus.SUSPENDED)
+CARRY_OVER = timedelta(hours=24)
+"""An unfinished visit questionnaire answered this recently is continued by Start even when
+today belongs to the next visit: it keeps the visit it was started in."""
 CORRECTION_WINDOW = timedelta(hours=24)
 """How long after its session closed a red-flag or seriousness answer can still be corrected to Yes."""
 
@@ -287,9 +290,9 @@ async def begin(
         return Outcome(not_available=True)
     current = await current_progress(db, participant, now, env)
     if current is not None and current.session.instrument_id == instrument_id:
-        if current.session.visit_week == visit_week:
+        if _continues(current.session, visit_week, now):
             return Outcome(current=current, resumed=True)
-        await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left unfinished
+        await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left long ago
         current = None
     if current is not None and current.session.instrument_id == REPORT_INSTRUMENT:
         return Outcome(current=current, resumed=True, finish_report_first=True)
@@ -311,7 +314,9 @@ async def begin(
             .limit(1)
         )
     ).first()
-    if suspended is not None and (is_past(suspended, participant, now, env) or suspended.visit_week != visit_week):
+    if suspended is not None and (
+        is_past(suspended, participant, now, env) or not _continues(suspended, visit_week, now)
+    ):
         await expire(db, participant, suspended, now=now, env=env)
         suspended = None
     if suspended is not None:
@@ -349,6 +354,13 @@ async def begin(
         },
     )
     return Outcome(current=Progress(session, instrument, state, context), started=True)
+
+
+def _continues(session: QuestionnaireSession, visit_week: int | None, now: datetime) -> bool:
+    """Whether an open response is continued by a new start: one of the same visit, or one
+    of an earlier visit answered within the last day (finished the next day, it keeps its
+    visit). Left longer, an earlier visit's response is closed and a fresh one starts."""
+    return session.visit_week == visit_week or now - session.updated_at < CARRY_OVER
 
 
 async def _visit_of(

@@ -209,8 +209,12 @@ async def test_a_late_response_stays_with_its_visit_when_finished_in_the_next_vi
     update = await user.press(invitation, "qstart:haq_di")
     await server.wait_for(user.id, is_question, since=update)
     await answer_haq(server, user, "en", stop_after=2)
-    # … finished the next morning, inside the week-12 window: it stays the week-4 response.
+    # … continued the next morning, inside the week-12 window (the Start button again: it
+    # continues where it stopped), and finished: it stays the week-4 response.
     await catch_up(bot, dhaka(2027, 1, 10, 9, 0))
+    update = push_press(server, user, invitation, "qstart:haq_di")
+    (resumed,) = await server.wait_for(user.id, is_question, since=update)
+    assert "continue" in resumed.content and q_item(resumed) not in (None, "haq_dress")
     await answer_haq(server, user, "en")
     [late] = await rows(bot, QuestionnaireSession)
     assert late.status is QuestionnaireStatus.COMPLETED and late.visit_week == 4
