@@ -281,18 +281,41 @@ async def test_raynaud_diary_switched_on_for_one_participant_only(
     [session] = await rows(bot, QuestionnaireSession)
     assert session.visit_week == 4 and session.scores == {"rcs": 6}
 
-    out = await export(bot, tmp_path / "export")
-    [row] = read_csv(out / "responses_raynaud_condition_score.csv")
-    assert (row["study_id"], row["visit_week"], row["score_rcs"]) == ("BSM-201", "4", "6")
-    odm_row = odm_values(out / "trial_record_odm.xml", "BSM-201", 4, "IG.RESPONSES_RAYNAUD_CONDITION_SCORE")
-    assert odm_row["I.RESPONSES_RAYNAUD_CONDITION_SCORE.SCORE_RCS"] == "6"
-
-    # Day 2's rating started and left: it closes at midnight (the next day is another rating).
+    # Day 2 answered too; a second rating the same day is refused kindly.
     await start(server, diary, "raynaud_condition_score")
-    bot.clock.set(dhaka(2026, 11, 17, 0, 5))
+    await typed(server, diary, "৩")
+    update = push_press(server, diary, invitation, "qstart:raynaud_condition_score")
+    (again,) = await server.wait_for(diary.id, answered, since=update)
+    assert ("আজ আগেই দিয়েছেন" if lang == "bn" else "already answered") in again.content and not is_question(again)
+    # Day 3's rating started and left: it closes at midnight (the next day is another rating).
+    await catch_up(bot, dhaka(2026, 11, 17, 20, 0))
+    await start(server, diary, "raynaud_condition_score")
+    bot.clock.set(dhaka(2026, 11, 18, 0, 5))
     await bot.tick()
-    statuses = [s.status for s in await rows(bot, QuestionnaireSession)]
-    assert statuses == [QuestionnaireStatus.COMPLETED, QuestionnaireStatus.EXPIRED]
+    sessions = await rows(bot, QuestionnaireSession)
+    assert [(s.visit_week, s.status.value, s.scores) for s in sessions] == [
+        (4, "completed", {"rcs": 6}),
+        (4, "completed", {"rcs": 3}),
+        (4, "expired", None),
+    ]
+
+    # Every day's rating under the week-4 visit in the exports (the ODM repeats the form).
+    out = await export(bot, tmp_path / "export")
+    exported = read_csv(out / "responses_raynaud_condition_score.csv")
+    assert [(r["study_id"], r["visit_week"], r["status"], r["score_rcs"]) for r in exported] == [
+        ("BSM-201", "4", "completed", "6"),
+        ("BSM-201", "4", "completed", "3"),
+        ("BSM-201", "4", "expired", ""),
+    ]
+    root = ET.parse(out / "trial_record_odm.xml").getroot()
+    subject = next(x for x in root.iter(f"{ODM}SubjectData") if x.get("SubjectKey") == "BSM-201")
+    week4 = next(e for e in subject.iter(f"{ODM}StudyEventData") if e.get("StudyEventOID") == "SE.WEEK4")
+    scores = [
+        d.get("Value")
+        for d in week4.iter(f"{ODM}ItemData")
+        if d.get("ItemOID") == "I.RESPONSES_RAYNAUD_CONDITION_SCORE.SCORE_RCS"
+    ]
+    assert sorted(scores) == ["3", "6"]
 
     # Off again: the remaining diary prompts are cancelled, the answer is kept.
     reply = await admin_says(server, "/raynaud BSM-201 off", "BSM-201")
