@@ -26,7 +26,7 @@ def _weekday(day: int | None) -> str:
 
 
 def describe(participant: Participant) -> str:
-    """One line: study id, arm, baseline, language, doses, status."""
+    """One line: study id, arm, baseline, language, doses, status, switches set on (e.g. "raynaud on")."""
     parts = [
         participant.study_id,
         f"arm {participant.arm}",
@@ -42,6 +42,7 @@ def describe(participant: Participant) -> str:
             else ((mtx + 1) % 7 if mtx is not None else None)
         )
         parts.append(f"MTX {_weekday(mtx)}, folic {_weekday(folic)}")
+    parts += [f"{name} on" for name, on in sorted((participant.switches or {}).items()) if on]
     return " · ".join(parts)
 
 

@@ -255,6 +255,8 @@ async def test_raynaud_diary_switched_on_for_one_participant_only(
     other = await linked(server, "BSM-202", "A", 1202, lang)
     reply = await admin_says(server, "/raynaud BSM-201 on", "BSM-201")
     assert "ON" in reply.content and "21 planned" in reply.content  # 7 days before weeks 4, 12 and 24
+    listed = await admin_says(server, "/participants", "BSM-201")
+    assert ["raynaud on" in line for line in listed.content.splitlines()[1:]] == [True, False]
     [switched] = await rows(bot, AuditEntry, AuditEntry.action == "participant.switch")
     assert switched.after == {"switch": "raynaud", "on": True} and switched.actor.startswith("admin:")
 
