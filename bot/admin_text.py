@@ -9,6 +9,7 @@ from domain.adverse_events import CRITERIA, StaffSaeRecorded
 from domain.enrollment import Enrolled
 from domain.participants import ParticipantLine
 from domain.schedule_ops import AgreedDate, StatusReport
+from domain.visit_questionnaires import SwitchResult
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
@@ -25,7 +26,7 @@ def _weekday(day: int | None) -> str:
 
 
 def describe(participant: Participant) -> str:
-    """One line: study id, arm, baseline, language, doses, status."""
+    """One line: study id, arm, baseline, language, doses, status, switches set on (e.g. "raynaud on")."""
     parts = [
         participant.study_id,
         f"arm {participant.arm}",
@@ -41,6 +42,7 @@ def describe(participant: Participant) -> str:
             else ((mtx + 1) % 7 if mtx is not None else None)
         )
         parts.append(f"MTX {_weekday(mtx)}, folic {_weekday(folic)}")
+    parts += [f"{name} on" for name, on in sorted((participant.switches or {}).items()) if on]
     return " · ".join(parts)
 
 
@@ -121,6 +123,19 @@ def paused(participant: Participant) -> str:
 def resumed(participant: Participant) -> str:
     """The reply to /resume."""
     return f"{participant.study_id}: reminders restarted from now on."
+
+
+def switch_set(result: SwitchResult, what: str) -> str:
+    """The reply to a per-participant switch (/raynaud)."""
+    study_id, state = result.participant.study_id, "ON" if result.on else "OFF"
+    if not result.changed:
+        return f"{study_id}: the {what} was already {state}; nothing changed."
+    if result.on:
+        return (
+            f"{study_id}: the {what} is ON: a prompt on each of the 7 days before each visit "
+            f"({result.planned} planned from now on)."
+        )
+    return f"{study_id}: the {what} is OFF: no more prompts (answers already given are kept)."
 
 
 def visit_recorded(study_id: str, visit: ClinicVisit) -> str:

@@ -41,6 +41,7 @@ ADMIN_COMMANDS: list[tuple[str, str]] = [
     ("resume", "STUDY_ID: restart reminders"),
     ("status", "STUDY_ID: arm, next visit, adherence, alerts"),
     ("visit", "STUDY_ID WEEK done|missed [DATE] | on DATE: record a visit or agree its date"),
+    ("raynaud", "STUDY_ID on|off: the Raynaud's diary (7 days before each visit) for one participant"),
     ("summary", "STUDY_ID: one-page visit summary (picture and PDF)"),
     ("overview", "the whole trial at a glance (picture and PDF)"),
     ("export", "[SINCE_DATE]: trial-record files (CSV, SPSS, ODM) as a zip, here"),

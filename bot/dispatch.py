@@ -230,7 +230,9 @@ async def _prepare(
             else:
                 row.next_attempt_at = later
                 outbox.finish(row, MessageStatus.PLANNED, now, "quiet hours")
-        elif not await reminders.still_wanted(session, row, participant, now, services.settings.coordinator_chat_ids):
+        elif not await reminders.still_wanted(
+            session, row, participant, now, services.settings.coordinator_chat_ids, services.protocol
+        ):
             pass  # finished there
         elif row.kind not in _MESSAGE_KINDS:
             outbox.finish(row, MessageStatus.SKIPPED, now, "unknown kind")

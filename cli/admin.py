@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot import admin_text
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
-from domain import audit, enrollment, participants, schedule_ops
+from domain import audit, enrollment, participants, schedule_ops, visit_questionnaires
 from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
@@ -163,6 +163,21 @@ async def _status(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
     return admin_text.status(report, protocol.tz)
+
+
+async def _raynaud(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    request = visit_questionnaires.parse_switch_args("raynaud", [args.study_id, args.state])
+    result = await visit_questionnaires.set_switch(
+        session,
+        request,
+        visit_questionnaires.RAYNAUD_SWITCH,
+        actor=_actor(),
+        now=clock.now(),
+        protocol=content.protocol,
+    )
+    return admin_text.switch_set(result, "Raynaud's diary")
 
 
 async def _visit(
@@ -408,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with on DATE: the date is outside the window; record it as a protocol deviation",
     )
     p.set_defaults(action=_visit)
+    p = sub.add_parser("raynaud", help="the Raynaud's diary for one participant: STUDY_ID on|off")
+    p.add_argument("study_id")
+    p.add_argument("state", metavar="on|off")
+    p.set_defaults(action=_raynaud)
     p = sub.add_parser("alerts", help="open (unacknowledged) alerts, oldest first")
     p.set_defaults(action=_alerts)
     p = sub.add_parser("ack", help="acknowledge an alert: ALERT_ID [NOTE…] (stops its escalation)")

@@ -39,7 +39,7 @@ class Demo:
 
     async def admin_says(self, text: str, expect: Predicate = None) -> SentMessage:
         update = await self.admin.send(text)
-        return (await self.server.wait_for(ADMIN_ID, expect, since=update))[0]
+        return (await self.server.wait_for(ADMIN_ID, expect, since=update, timeout=30))[0]
 
     async def participant_says(self, text: str, expect: str | None = None) -> SentMessage:
         update = await self.participant.send(text)
@@ -185,6 +185,48 @@ async def finger_ulcer_photo(demo: Demo) -> None:
     await demo.participant_says("/cancel", "বন্ধ")
 
 
+def _question_item(message: SentMessage) -> str | None:
+    """The item a question message asks (from its answer buttons), None for other messages."""
+    data = [d for row in message.buttons for _t, d in row if d and d.startswith("q:")]
+    return data[0].split(":")[2] if data else None
+
+
+async def week4_questionnaires(demo: Demo) -> None:
+    """Issue 14: the admin switches the Raynaud's diary on for BSM-001 only; the clock moves to
+    the week-4 visit (Sunday 22 November, 10:00); the invitations come, and the participant
+    answers the patient global and the HAQ-DI by typing Bengali digits (a cane and help with
+    gripping lift those categories to 2: index 1.25). Both responses belong to the week-4 visit,
+    in the export below and on the /summary page."""
+    server, bot = demo.server, demo.bot
+    await demo.admin_says("/raynaud BSM-001 on", "BSM-001")
+    bot.clock.set(datetime(2026, 11, 22, 4, 0, tzinfo=UTC))  # 10:00 in Dhaka
+    for _ in range(5):
+        await bot.tick()
+    invitations = {
+        d.removeprefix("qstart:"): m
+        for m in server.messages(PARTICIPANT_ID)
+        for row in m.buttons
+        for _t, d in row
+        if d and d.startswith("qstart:")
+    }
+    await demo.participant_presses(invitations["patient_global"], "qstart:patient_global", "প্রশ্ন ১ (মোট")
+    await demo.participant_says("৭", "ধন্যবাদ")
+    message = await demo.participant_presses(invitations["haq_di"], "qstart:haq_di", "প্রশ্ন ১ (মোট")
+    yes = {"aids_1_any", "aid_cane", "help_2_any", "help_grip"}
+
+    def next_one(m: SentMessage) -> bool:  # the next question or the thanks (not an edit of an old one)
+        return _question_item(m) is not None or "ধন্যবাদ" in m.content
+
+    while (item := _question_item(message)) is not None:
+        if item.startswith("aid_other"):  # "other aid (write it)": skipped with its button
+            skip = next(d for row in message.buttons for _t, d in row if d and d.endswith(":__skip__"))
+            update = await demo.participant.press(message, skip)
+        else:
+            update = await demo.participant.send("২" if item.startswith("haq_") else ("হ্যাঁ" if item in yes else "না"))
+        message = (await server.wait_for(PARTICIPANT_ID, next_one, since=update))[0]
+    assert "ধন্যবাদ" in message.content, message.content
+
+
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
     same files, with the REDCap folder, are written to demo-output/ for a look,
@@ -270,6 +312,7 @@ SCENES: list[Scene] = [
     staff_recorded_admission,
     visit_date_agreed,
     finger_ulcer_photo,
+    week4_questionnaires,
     trial_record_export,
     hardening,
     pictures,

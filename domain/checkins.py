@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, visit_questionnaires
 from domain.alerts import SAE_REPORTING_WINDOW, queue_delivery, raise_alert
 from domain.questionnaires import (
     AnswerError,
@@ -64,6 +64,7 @@ from models import (
     QuestionnaireStatus,
 )
 from scheduler.calendar import local_date
+from scheduler.protocol import Protocol
 
 REPORT_INSTRUMENT = "ae_report"
 CHECKIN_INSTRUMENT = "weekly_checkin"
@@ -77,6 +78,9 @@ ORIGIN_COMMAND = "command"
 ORIGIN_PROMPT = "prompt"
 ORIGIN_REPORT = "report"
 OPEN = (QuestionnaireStatus.IN_PROGRESS, QuestionnaireStatus.SUSPENDED)
+CARRY_OVER = timedelta(hours=24)
+"""An unfinished visit questionnaire answered this recently is continued by Start even when
+today belongs to the next visit: it keeps the visit it was started in."""
 CORRECTION_WINDOW = timedelta(hours=24)
 """How long after its session closed a red-flag or seriousness answer can still be corrected to Yes."""
 
@@ -93,6 +97,7 @@ class Env:
     coordinator_chats: Sequence[int]
     same_day_window: Callable[[datetime], tuple[datetime, datetime]] | None = None  # clinic hours
     report_idle_close: timedelta = timedelta(hours=2)
+    protocol: Protocol | None = None  # visit questionnaires and per-participant switches (None: neither)
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Outcome:
     resumed: bool = False  # `current` continues an earlier (suspended or open) questionnaire
     finish_report_first: bool = False  # asked for another questionnaire during a report
     not_available: bool = False  # the instrument is not for this participant (arm, switch)
+    already_answered: int | None = None  # the visit week whose response exists already (refused)
     corrected: Item | None = None  # a red-flag or seriousness answer given again (a correction)
     corrected_to: Answer = None  # its new value
 
@@ -131,11 +137,27 @@ class NotYours(Exception):
     """A button of a questionnaire session that belongs to another participant."""
 
 
-def engine_context(participant: Participant, now: datetime, env: Env) -> Context:
-    """The engine's view of who answers when (local date, arm, language, switches)."""
+def engine_context(participant: Participant, now: datetime, env: Env, visit_week: int | None = None) -> Context:
+    """The engine's view of who answers when (local date, arm, language, the visit the
+    response belongs to, the switches this participant has on)."""
     arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
-    return Context(arm=arm, today=local_date(now, env.tz), language=language, switches=env.switches)
+    return Context(
+        arm=arm,
+        today=local_date(now, env.tz),
+        language=language,
+        visit_week=visit_week,
+        switches=participant_switches(participant, env),
+    )
+
+
+def participant_switches(participant: Participant, env: Env) -> frozenset[str]:
+    """The engine's switches for this participant: the process's, with the protocol's
+    per-participant switches (the Raynaud's diary) as the study team set them."""
+    if env.protocol is None:
+        return env.switches
+    switchable = frozenset(q.instrument for q in env.protocol.questionnaires if q.switch is not None)
+    return (env.switches - switchable) | visit_questionnaires.enabled_instruments(participant, env.protocol)
 
 
 async def open_session(db: AsyncSession, participant: Participant) -> QuestionnaireSession | None:
@@ -180,9 +202,13 @@ def study_week(participant: Participant, day: date) -> int:
 
 def expires_at(participant: Participant, instrument_id: str, now: datetime, env: Env) -> datetime | None:
     """When a session of `instrument_id` left alone from `now` on is closed as expired:
-    a check-in at the end of its study week, a report after the idle limit, others never."""
+    a check-in at the end of its study week, a report after the idle limit, a daily diary
+    at the end of its day (tomorrow is another day's rating), others never."""
     if instrument_id == REPORT_INSTRUMENT:
         return now + env.report_idle_close
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id) if env.protocol is not None else None
+    if rule is not None and rule.daily_before_visit is not None:
+        return datetime.combine(local_date(now, env.tz) + timedelta(days=1), time(0), env.tz)
     if instrument_id != CHECKIN_INSTRUMENT:
         return None
     week = study_week(participant, local_date(now, env.tz))
@@ -212,7 +238,7 @@ def _progress(
     if instrument is None or state is None or not is_compatible(instrument, state):
         _close(db, participant, session, QuestionnaireStatus.CANCELLED, now, "instrument_changed")
         return None
-    return Progress(session, instrument, state, engine_context(participant, now, env))
+    return Progress(session, instrument, state, engine_context(participant, now, env, session.visit_week))
 
 
 def _close(
@@ -259,11 +285,21 @@ async def begin(
         return Outcome(not_available=True)
     if not is_available(instrument, context):
         return Outcome(not_available=True)
+    open_now, visit_week = await _visit_of(db, participant, instrument_id, context.today, env)
+    if not open_now:
+        return Outcome(not_available=True)
     current = await current_progress(db, participant, now, env)
     if current is not None and current.session.instrument_id == instrument_id:
-        return Outcome(current=current, resumed=True)
+        if _continues(current.session, visit_week, now):
+            return Outcome(current=current, resumed=True)
+        await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left long ago
+        current = None
     if current is not None and current.session.instrument_id == REPORT_INSTRUMENT:
         return Outcome(current=current, resumed=True, finish_report_first=True)
+    if visit_week is not None and await _answered(db, participant, instrument_id, visit_week, context.today, env):
+        _refused_second(db, participant, instrument_id, visit_week, now)
+        return Outcome(already_answered=visit_week)
+    context = replace(context, visit_week=visit_week)
     if current is not None:
         _close(db, participant, current.session, QuestionnaireStatus.SUSPENDED, now, f"put aside for {instrument_id}")
     suspended = (
@@ -278,7 +314,9 @@ async def begin(
             .limit(1)
         )
     ).first()
-    if suspended is not None and is_past(suspended, participant, now, env):
+    if suspended is not None and (
+        is_past(suspended, participant, now, env) or not _continues(suspended, visit_week, now)
+    ):
         await expire(db, participant, suspended, now=now, env=env)
         suspended = None
     if suspended is not None:
@@ -293,6 +331,7 @@ async def begin(
         instrument_version=instrument.version,
         status=QuestionnaireStatus.IN_PROGRESS,
         origin=origin,
+        visit_week=visit_week,
         state=state.to_dict(),
         started_at=now,
         updated_at=now,
@@ -306,9 +345,59 @@ async def begin(
         actor=audit.participant_actor(participant.study_id),
         action="questionnaire.start",
         participant_id=participant.id,
-        after={"session": session.id, "instrument": instrument.id, "version": instrument.version, "origin": origin},
+        after={
+            "session": session.id,
+            "instrument": instrument.id,
+            "version": instrument.version,
+            "origin": origin,
+            "visit_week": visit_week,
+        },
     )
     return Outcome(current=Progress(session, instrument, state, context), started=True)
+
+
+def _continues(session: QuestionnaireSession, visit_week: int | None, now: datetime) -> bool:
+    """Whether an open response is continued by a new start: one of the same visit, or one
+    of an earlier visit answered within the last day (finished the next day, it keeps its
+    visit). Left longer, an earlier visit's response is closed and a fresh one starts."""
+    return session.visit_week == visit_week or now - session.updated_at < CARRY_OVER
+
+
+async def _visit_of(
+    db: AsyncSession, participant: Participant, instrument_id: str, today: date, env: Env
+) -> tuple[bool, int | None]:
+    """(may it start today, the visit week a response started today belongs to). Not a
+    visit questionnaire: (True, None); a visit questionnaire before its first visit's
+    period: (False, None)."""
+    protocol = env.protocol
+    rule = visit_questionnaires.rule_for(protocol, instrument_id) if protocol is not None else None
+    if rule is None or protocol is None:
+        return True, None
+    week = await visit_questionnaires.visit_week_on(db, participant, rule, today, protocol)
+    return week is not None, week
+
+
+async def _answered(
+    db: AsyncSession, participant: Participant, instrument_id: str, week: int, today: date, env: Env
+) -> bool:
+    """Whether this visit (a diary: this day) has its completed response already."""
+    assert env.protocol is not None
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id)
+    assert rule is not None
+    return await visit_questionnaires.answered_for_visit(db, participant, rule, week, today, env.protocol)
+
+
+def _refused_second(db: AsyncSession, participant: Participant, instrument_id: str, week: int, now: datetime) -> None:
+    """A second response for a visit that has one: refused (the first stands), audited."""
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="questionnaire.refuse_second",
+        participant_id=participant.id,
+        after={"instrument": instrument_id, "visit_week": week},
+        detail="a response for this visit exists already",
+    )
 
 
 async def answer(
@@ -390,7 +479,7 @@ async def answer(
         db, participant, session, instrument, result.answers, triaged, now, env, final=is_complete(result)
     )
     if is_complete(result):
-        session.scores = compute_scores(instrument, result.answers, participant.arm, env.switches)
+        session.scores = compute_scores(instrument, result.answers, participant.arm, context.switches)
         _close(db, participant, session, QuestionnaireStatus.COMPLETED, now, "all questions answered")
         if instrument.id == REPORT_INSTRUMENT:
             await _record_adverse_event(

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, visit_questionnaires
 from domain.alerts import raise_alert
 from domain.errors import DomainError
 from domain.schedule_ops import planned_from_row, resume
@@ -74,9 +74,11 @@ async def still_wanted(
     participant: Participant,
     now: datetime,
     coordinator_chats: Sequence[int],
+    protocol: Protocol | None = None,
 ) -> bool:
     """Kind-specific re-check; carries out the rows that send nothing. False when the row
-    was finished here (cancelled, skipped or done)."""
+    was finished here (cancelled, skipped or done). With `protocol`, a visit questionnaire
+    is not invited again for a visit (a diary: a day) that has its response."""
     kind = row.kind
     payload = row.payload
     if kind in (MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value):
@@ -106,6 +108,11 @@ async def still_wanted(
         else:
             finish(row, MessageStatus.SKIPPED, now, "already answered")
         return False
+    if kind == MessageKind.QUESTIONNAIRE_PROMPT.value and protocol is not None:
+        if await visit_questionnaires.prompt_answered(session, participant, dict(payload), now, protocol):
+            finish(row, MessageStatus.SKIPPED, now, "already answered for this visit")
+            return False
+        return True
     if kind in (MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value):
         # Already answered (e.g. with /checkin) shortly before: no invitation needed.
         done = await session.scalar(

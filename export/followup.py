@@ -342,7 +342,12 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             Variable("started_at", "Started", "datetime", "questionnaire_sessions.started_at"),
             Variable("completed_at", "Completed", "datetime", "questionnaire_sessions.completed_at"),
             Variable("study_week", "Study week (days since baseline / 7)", "integer", "derived"),
-            Variable("visit_week", "Visit week whose window holds the answer date", "integer", "derived"),
+            Variable(
+                "visit_week",
+                "Visit the response belongs to (fixed when it was started)",
+                "integer",
+                "questionnaire_sessions.visit_week",
+            ),
             *items,
             *_score_variables(instrument),
             Variable(
@@ -389,7 +394,7 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
                 "started_at": s.started_at,
                 "completed_at": s.completed_at,
                 "study_week": (day - baseline).days // 7,
-                "visit_week": _visit_week(protocol, baseline, day),
+                "visit_week": s.visit_week if s.visit_week is not None else _visit_week(protocol, baseline, day),
                 "triage_level": result.get("level"),
                 "triage_grade": result.get("grade"),
                 "red_flags": ", ".join(f.get("code", "") for f in result.get("red_flags", [])) or None,

@@ -84,6 +84,7 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
         paused_until=participant.paused_until,
         recorded_visits=recorded,
         visit_dates={v.week: v.agreed_date for v in visits if v.agreed_date is not None},
+        switches={str(name): bool(on) for name, on in (participant.switches or {}).items()},
     )
 
 

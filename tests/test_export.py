@@ -241,7 +241,7 @@ VIEW_COLUMNS = {
     "reschedule_requested_at recorded_at agreed_date agreed_at deviation",
     "trial_doses": "dose_id study_id regimen drug dose_date planned_time reminded_at answer answered_at",
     "trial_questionnaire_responses": "response_id study_id instrument_id instrument_version status started_at "
-    "completed_at scores_json triage_json",
+    "completed_at scores_json triage_json visit_week",
     "trial_questionnaire_answers": "response_id study_id instrument_id instrument_version item_id value_json "
     "skipped answered_at",
     "trial_adverse_events": "ae_id study_id response_id category term onset_date grade serious results_in_death "

@@ -14,7 +14,7 @@ from bot import admin_text
 from bot.context import BotContext
 from bot.handlers.gate import stranger_actor
 from bot.i18n import _
-from domain import adverse_events, audit, enrollment, participants
+from domain import adverse_events, audit, enrollment, participants, visit_questionnaires
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
 from domain.secrets import ENROLLMENT_CODES
@@ -161,3 +161,19 @@ async def unlink(update: Update, context: BotContext) -> None:
         "The old chat is unlinked: it gets nothing more.\n"
         + admin_text.enrolled(result, settings.tz, context.bot.username)
     )
+
+
+@private_admin_only
+async def raynaud(update: Update, context: BotContext) -> None:
+    """/raynaud STUDY_ID on|off: the Raynaud's diary for this participant (the 7 days
+    before each visit), audited and re-planned."""
+    request = visit_questionnaires.parse_switch_args("raynaud", list(context.args or []))
+    result = await visit_questionnaires.set_switch(
+        context.db,
+        request,
+        visit_questionnaires.RAYNAUD_SWITCH,
+        actor=_actor(update),
+        now=context.now,
+        protocol=context.services.protocol,
+    )
+    context.reply(admin_text.switch_set(result, "Raynaud's diary"))
