@@ -193,13 +193,13 @@ def _question_item(message: SentMessage) -> str | None:
 
 async def week4_questionnaires(demo: Demo) -> None:
     """Issue 14: the admin switches the Raynaud's diary on for BSM-001 only; the clock moves to
-    the week-4 visit (Sunday 22 November, 10:00); the invitations come, and the participant
+    the week-4 visit (Tuesday 24 November, 10:00, the date agreed above); the invitations come, and the participant
     answers the patient global and the HAQ-DI by typing Bengali digits (a cane and help with
     gripping lift those categories to 2: index 1.25). Both responses belong to the week-4 visit,
     in the export below and on the /summary page."""
     server, bot = demo.server, demo.bot
     await demo.admin_says("/raynaud BSM-001 on", "BSM-001")
-    bot.clock.set(datetime(2026, 11, 22, 4, 0, tzinfo=UTC))  # 10:00 in Dhaka
+    bot.clock.set(datetime(2026, 11, 24, 4, 0, tzinfo=UTC))  # 10:00 in Dhaka, the agreed day
     for _ in range(5):
         await bot.tick()
     invitations = {
