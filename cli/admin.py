@@ -88,7 +88,7 @@ Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Co
 async def _enroll(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    request = enrollment.parse_enroll_args(args.args)
+    request = enrollment.parse_enroll_args(args.args, content.protocol)
     result = await enrollment.enroll(
         session,
         request,
@@ -97,7 +97,7 @@ async def _enroll(
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=_code_key(),
     )
-    return admin_text.enrolled(result, settings.tz, await _bot_username())
+    return admin_text.enrolled(result, settings.tz, await _bot_username(), content.protocol)
 
 
 async def _unlink(
@@ -113,14 +113,14 @@ async def _unlink(
         protocol=content.protocol,
     )
     return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
-        result, settings.tz, await _bot_username()
+        result, settings.tz, await _bot_username(), content.protocol
     )
 
 
 async def _participants(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    return admin_text.participant_list(await participants.list_all(session))
+    return admin_text.participant_list(await participants.list_all(session), content.protocol)
 
 
 async def _withdraw(
@@ -293,7 +293,15 @@ async def _alerts(
     blocks = [admin_text.open_alerts_header(len(alerts))]
     for alert in alerts:
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
-        blocks.append(alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes))
+        blocks.append(
+            alerting.render(
+                alert,
+                participant,
+                settings.tz,
+                protocol=content.protocol,
+                escalate_after=settings.escalate_after_minutes,
+            )
+        )
     return "\n\n".join(blocks)
 
 

@@ -84,7 +84,7 @@ def _actor(update: Update) -> str:
 @private_admin_only
 async def enroll(update: Update, context: BotContext) -> None:
     """/enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: register and issue a one-time code."""
-    request = enrollment.parse_enroll_args(list(context.args or []))
+    request = enrollment.parse_enroll_args(list(context.args or []), context.services.protocol)
     settings = context.services.settings
     result = await enrollment.enroll(
         context.db,
@@ -94,13 +94,13 @@ async def enroll(update: Update, context: BotContext) -> None:
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=context.services.secret_key(ENROLLMENT_CODES),
     )
-    context.reply(admin_text.enrolled(result, settings.tz, context.bot.username))
+    context.reply(admin_text.enrolled(result, settings.tz, context.bot.username, context.services.protocol))
 
 
 @private_admin_only
 async def list_participants(update: Update, context: BotContext) -> None:
     """/participants: one line each."""
-    context.reply(admin_text.participant_list(await participants.list_all(context.db)))
+    context.reply(admin_text.participant_list(await participants.list_all(context.db), context.services.protocol))
 
 
 @private_admin_only
@@ -159,5 +159,5 @@ async def unlink(update: Update, context: BotContext) -> None:
     )
     context.reply(
         "The old chat is unlinked: it gets nothing more.\n"
-        + admin_text.enrolled(result, settings.tz, context.bot.username)
+        + admin_text.enrolled(result, settings.tz, context.bot.username, context.services.protocol)
     )

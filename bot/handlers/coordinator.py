@@ -101,6 +101,12 @@ async def list_alerts(update: Update, context: BotContext) -> None:
     for alert in alerts:
         participant = await context.db.get(Participant, alert.participant_id) if alert.participant_id else None
         context.reply(
-            alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes),
+            alerting.render(
+                alert,
+                participant,
+                settings.tz,
+                protocol=context.services.protocol,
+                escalate_after=settings.escalate_after_minutes,
+            ),
             alerting.ack_keyboard(alert),
         )

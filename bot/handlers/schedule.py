@@ -218,8 +218,9 @@ async def dose_button(update: Update, context: BotContext) -> None:
     elif outcome is DoseOutcome.SKIPPED:
         context.reply(_("Noted: you did not take this dose. Do not take a double dose to make up for it."))
     elif outcome is DoseOutcome.DOUBLE_DOSE:
+        assert result.advice is not None
         phone = services.settings.study_contact_phone
-        context.reply(advice_text("stop_mtx_call", participant.language.value, phone, services.content.triage))
+        context.reply(advice_text(result.advice, participant.language.value, phone, services.content.triage))
 
 
 async def visit_button(update: Update, context: BotContext) -> None:
