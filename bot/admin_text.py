@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
-from domain.adverse_events import CRITERIA, StaffSaeRecorded
+from domain.adverse_events import CRITERIA, OUTCOMES, OutcomeSet, StaffSaeRecorded
 from domain.enrollment import Enrolled, enroll_usage
 from domain.participants import ParticipantLine
 from domain.schedule_ops import StatusReport
@@ -104,6 +104,16 @@ def sae_recorded(recorded: StaffSaeRecorded, tz: tzinfo) -> str:
             f"{recorded.participant.study_id} is withdrawn (died): no more messages will be sent; all data is kept."
         )
     return "\n".join(lines)
+
+
+def outcome_set(result: OutcomeSet) -> str:
+    """The reply to /outcome: which event, what it was, what it is now."""
+    event = result.event
+    now = OUTCOMES[event.outcome or "unknown"]
+    if not result.changed:
+        return f"Adverse event #{event.id} ({result.study_id}) already has the outcome {now}: nothing changed."
+    was = OUTCOMES[result.previous] if result.previous else "not recorded"
+    return f"Adverse event #{event.id} ({result.study_id}): outcome {now} (was: {was})."
 
 
 def alert_acknowledged(alert: Alert, already: bool, tz: tzinfo) -> str:

@@ -37,6 +37,7 @@ ADMIN_COMMANDS: list[tuple[str, str]] = [
     ("alerts", "open alerts, each with its Acknowledge button"),
     ("ack", "ALERT_ID [NOTE]: acknowledge an alert"),
     ("sae", "STUDY_ID CRITERIA [ONSET_DATE] [NOTE]: record a serious event (death, admission…)"),
+    ("outcome", "AE_NUMBER OUTCOME: an adverse event's outcome (recovered, recovering, fatal…)"),
     ("pause", "STUDY_ID [UNTIL_DATE] [REASON]: pause reminders"),
     ("resume", "STUDY_ID: restart reminders"),
     ("status", "STUDY_ID: arm, next visit, adherence, alerts"),

@@ -11,6 +11,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli status BSM-001
     python -m cli visit BSM-001 4 done 2026-11-22
     python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli outcome 12 recovered
     python -m cli summary BSM-001 --out BSM-001.pdf
     python -m cli overview --out overview.pdf
 """
@@ -355,6 +356,19 @@ async def _sae(
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
 
 
+async def _outcome(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    from domain import adverse_events
+
+    try:
+        request = adverse_events.parse_outcome_args(args.args)
+    except adverse_events.OutcomeUsageError as error:
+        raise DomainError(str(error).replace("usage: /outcome", "usage: python -m cli outcome")) from None
+    result = await adverse_events.set_outcome(session, request, actor=_actor(), now=clock.now())
+    return admin_text.outcome_set(result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line, one sub-command per admin action."""
     parser = argparse.ArgumentParser(prog="python -m cli", description="Admin actions from the shell.")
@@ -396,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("args", nargs="*", metavar="STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]")
     p.set_defaults(action=_sae)
+    p = sub.add_parser(
+        "outcome",
+        help="an adverse event's outcome: AE_NUMBER OUTCOME "
+        "(recovered, recovering, not_recovered, recovered_with_sequelae, fatal, unknown)",
+    )
+    p.add_argument("args", nargs="*", metavar="AE_NUMBER OUTCOME")
+    p.set_defaults(action=_outcome)
     p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
     p.add_argument("--out", required=True, help="directory to write into")
     p.add_argument(

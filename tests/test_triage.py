@@ -34,8 +34,8 @@ from domain.triage import (
     TriageTableError,
     advice_text,
     check_cross_checks,
-    load_triage_table,
     double_dose,
+    load_triage_table,
     triage,
 )
 

@@ -142,6 +142,14 @@ async def sae(update: Update, context: BotContext) -> None:
 
 
 @private_admin_only
+async def outcome(update: Update, context: BotContext) -> None:
+    """/outcome AE_NUMBER OUTCOME: record how an adverse event ended (or is going), audited."""
+    request = adverse_events.parse_outcome_args(list(context.args or []))
+    result = await adverse_events.set_outcome(context.db, request, actor=_actor(update), now=context.now)
+    context.reply(admin_text.outcome_set(result))
+
+
+@private_admin_only
 async def unlink(update: Update, context: BotContext) -> None:
     """/unlink STUDY_ID: a lost or stolen phone; unlink the chat and issue a new code."""
     args = list(context.args or [])
