@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot import admin_text
+from bot import staff_replies
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
 from domain import audit, enrollment, participants, schedule_ops
@@ -98,7 +98,7 @@ async def _enroll(
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=_code_key(),
     )
-    return admin_text.enrolled(result, settings.tz, await _bot_username(), content.protocol)
+    return staff_replies.enrolled(result, settings.tz, await _bot_username(), content.protocol)
 
 
 async def _unlink(
@@ -113,7 +113,7 @@ async def _unlink(
         code_key=_code_key(),
         protocol=content.protocol,
     )
-    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
+    return "The old chat is unlinked: it gets nothing more.\n" + staff_replies.enrolled(
         result, settings.tz, await _bot_username(), content.protocol
     )
 
@@ -121,7 +121,7 @@ async def _unlink(
 async def _participants(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    return admin_text.participant_list(await participants.list_all(session), content.protocol)
+    return staff_replies.participant_list(await participants.list_all(session), content.protocol)
 
 
 async def _withdraw(
@@ -135,7 +135,7 @@ async def _withdraw(
         now=clock.now(),
         protocol=content.protocol,
     )
-    return admin_text.withdrawn(participant)
+    return staff_replies.withdrawn(participant)
 
 
 async def _pause(
@@ -143,7 +143,7 @@ async def _pause(
 ) -> str:
     request = schedule_ops.parse_pause_args(args.args)
     participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
-    return admin_text.paused(participant)
+    return staff_replies.paused(participant)
 
 
 async def _resume(
@@ -152,7 +152,7 @@ async def _resume(
     participant = await schedule_ops.resume(
         session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.resumed(participant)
+    return staff_replies.resumed(participant)
 
 
 async def _status(
@@ -162,7 +162,7 @@ async def _status(
     report = await schedule_ops.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
-    return admin_text.status(report, protocol.tz)
+    return staff_replies.status(report, protocol.tz)
 
 
 async def _visit(
@@ -172,7 +172,7 @@ async def _visit(
     visit = await schedule_ops.record_visit(
         session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.visit_recorded(request.study_id, visit)
+    return staff_replies.visit_recorded(request.study_id, visit)
 
 
 async def _export(
@@ -290,8 +290,8 @@ async def _alerts(
 
     alerts = await open_alerts(session)
     if not alerts:
-        return admin_text.no_open_alerts()
-    blocks = [admin_text.open_alerts_header(len(alerts))]
+        return staff_replies.no_open_alerts()
+    blocks = [staff_replies.open_alerts_header(len(alerts))]
     for alert in alerts:
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
         blocks.append(
@@ -320,7 +320,7 @@ async def _ack(
         note=" ".join(args.note) or None,
         now=clock.now(),
     )
-    text = admin_text.alert_acknowledged(done.alert, done.already, settings.tz)
+    text = staff_replies.alert_acknowledged(done.alert, done.already, settings.tz)
     if not done.already:
         text += "\n(The copies in Telegram show it the next time someone presses their button.)"
     return text
@@ -352,7 +352,7 @@ async def _sae(
         )
     except adverse_events.SaeUsageError as error:
         raise DomainError(str(error).replace("usage: /sae", "usage: python -m cli sae")) from None
-    text = admin_text.sae_recorded(recorded, settings.tz)
+    text = staff_replies.sae_recorded(recorded, settings.tz)
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
 
 
@@ -366,7 +366,7 @@ async def _outcome(
     except adverse_events.OutcomeUsageError as error:
         raise DomainError(str(error).replace("usage: /outcome", "usage: python -m cli outcome")) from None
     result = await adverse_events.set_outcome(session, request, actor=_actor(), now=clock.now())
-    return admin_text.outcome_set(result)
+    return staff_replies.outcome_set(result)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -240,7 +240,7 @@ async def record_visit(
     today = _today(now, protocol)
     if request.on is not None and request.on > today:
         raise DomainError(f"the visit date {request.on.isoformat()} is in the future")
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next(v for v in visits if v.week == request.week)
     before = {"status": visit.status.value, "attended_on": visit.attended_on.isoformat() if visit.attended_on else None}
     visit.status = request.outcome
@@ -284,7 +284,7 @@ async def answer_visit(
     """ "I will come" is recorded; "I need another date" also alerts the coordinators
     (INFO: they call the participant to agree a date; nothing is unsafe yet).
     None when the visit does not exist or is already recorded."""
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next((v for v in visits if v.week == week), None)
     if visit is None or visit.status is not VisitStatus.PLANNED:
         return None
@@ -525,7 +525,7 @@ async def status_report(session: AsyncSession, study_id: str, *, now: datetime, 
     """/status STUDY_ID: arm, status, next visit, adherence, last check-in, open alerts."""
     participant = await by_study_id(session, study_id)
     visits = (
-        await store.visits_of(session, participant, protocol) if participant.status != ParticipantStatus.INVITED else []
+        await store.ensure_visits(session, participant, protocol) if participant.status != ParticipantStatus.INVITED else []
     )
     today = _today(now, protocol)
     next_visit = next(

@@ -43,7 +43,7 @@ from scheduler.calendar import (
     parse_weekday,
     same_day_window,
     schedule_visit,
-    weekday_name,
+    weekday_key,
 )
 
 __all__ = [
@@ -788,7 +788,7 @@ def _semantic_problems(
                     ):
                         add(
                             (*base, "weekday", "day"),
-                            f"{weekday_name(rule.day)} is also the {other} day, which never_same_day_as forbids",
+                            f"{weekday_key(rule.day)} is also the {other} day, which never_same_day_as forbids",
                         )
                     elif (
                         o.weekday is not None
@@ -872,7 +872,7 @@ def _semantic_problems(
     seen_days: set[int] = set()
     for i, day in enumerate(proto.clinic_days):
         if day in seen_days:
-            add(("clinic_days", i), f"{weekday_name(day)} is listed twice")
+            add(("clinic_days", i), f"{weekday_key(day)} is listed twice")
         seen_days.add(day)
 
     # staleness

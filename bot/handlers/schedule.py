@@ -40,7 +40,7 @@ async def schedule(update: Update, context: BotContext) -> None:
         return
     protocol = context.services.protocol
     today = local_date(context.now, protocol.tz)
-    visits = await store.visits_of(context.db, participant, protocol)
+    visits = await store.ensure_visits(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
     upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.window_end >= today]
     for visit in upcoming:
