@@ -26,7 +26,7 @@ def _weekday(day: int | None) -> str:
 
 
 def _dose_days(participant: Participant, protocol: Protocol) -> str:
-    """"MTX fri, folic sat": each weekly regimen's short name and the participant's day
+    """ "MTX fri, folic sat": each weekly regimen's short name and the participant's day
     (their own, or the protocol's rule), "-" when the row has no day yet."""
     arm = protocol.arms.get(participant.arm)
     days: dict[str, int | None] = {}

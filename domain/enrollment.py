@@ -74,9 +74,7 @@ def enroll_usage(protocol: Protocol) -> str:
 
 def _own_weekday_regimens(protocol: Protocol) -> dict[str, Regimen]:
     """The arms whose participants choose a weekday at enrolment, and the regimen it is for."""
-    return {
-        arm_id: reg for arm_id, arm in protocol.arms.items() if (reg := arm.own_weekday_regimen) is not None
-    }
+    return {arm_id: reg for arm_id, arm in protocol.arms.items() if (reg := arm.own_weekday_regimen) is not None}
 
 
 def parse_enroll_args(args: list[str], protocol: Protocol) -> EnrollRequest:

@@ -25,7 +25,6 @@ class ParseError(DomainError):
 STUDY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}-[0-9]{1,6}$")
 
 
-
 def normalize(text: str) -> str:
     """Trim, fold case and turn Bengali digits into ASCII ones."""
     return to_ascii_digits(text).strip().casefold()

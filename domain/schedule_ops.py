@@ -524,9 +524,8 @@ async def _last_checkin(session: AsyncSession, participant_id: int, instrument: 
 async def status_report(session: AsyncSession, study_id: str, *, now: datetime, protocol: Protocol) -> StatusReport:
     """/status STUDY_ID: arm, status, next visit, adherence, last check-in, open alerts."""
     participant = await by_study_id(session, study_id)
-    visits = (
-        await store.ensure_visits(session, participant, protocol) if participant.status != ParticipantStatus.INVITED else []
-    )
+    invited = participant.status == ParticipantStatus.INVITED
+    visits = [] if invited else await store.ensure_visits(session, participant, protocol)
     today = _today(now, protocol)
     next_visit = next(
         (v for v in visits if v.status is VisitStatus.PLANNED and v.week > 0 and v.window_end >= today), None

@@ -415,6 +415,7 @@ class Protocol(_Model):
     clinic_days: tuple[WeekdayNumber, ...]
     clinic_hours: ClinicHours = ClinicHours()
     report_idle_close: Duration = timedelta(hours=2)
+    report_instrument: Identifier  # what /report asks (an instrument file's id)
     holidays: tuple[Holiday, ...] = ()
     staleness: Staleness
     doses: DoseRules
@@ -487,7 +488,9 @@ class Protocol(_Model):
 
     def instrument_ids(self) -> frozenset[str]:
         """Every instrument the protocol asks for (to check against the instrument files)."""
-        return frozenset({q.instrument for q in self.questionnaires} | {self.checkin.instrument})
+        return frozenset(
+            {q.instrument for q in self.questionnaires} | {self.checkin.instrument, self.report_instrument}
+        )
 
     def switches(self) -> dict[str, bool]:
         """Every per-participant switch the protocol knows, with its default."""
@@ -863,6 +866,12 @@ def _semantic_problems(
         add(
             ("checkin", "instrument"),
             f"unknown questionnaire {proto.checkin.instrument!r}; "
+            f"known: {', '.join(sorted(known_instruments)) or '(none)'}",
+        )
+    if known_instruments is not None and proto.report_instrument not in known_instruments:
+        add(
+            ("report_instrument",),
+            f"unknown questionnaire {proto.report_instrument!r}; "
             f"known: {', '.join(sorted(known_instruments)) or '(none)'}",
         )
     if proto.checkin.end_week < proto.checkin.start_week:

@@ -22,6 +22,7 @@ from scheduler.protocol import (
 
 SHIPPED = Path(__file__).resolve().parents[1] / "content" / "protocol.yaml"
 KNOWN = frozenset({"patient_global", "haq_di", "raynaud_condition_score", "weekly_checkin"})
+ASKED = KNOWN | {"ae_report"}  # and what /report asks (the protocol's report_instrument)
 MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
 
 Data = dict[str, Any]
@@ -29,7 +30,7 @@ Data = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def shipped() -> Protocol:
-    return load_protocol(SHIPPED, KNOWN)
+    return load_protocol(SHIPPED, ASKED)
 
 
 def base() -> Data:
@@ -103,7 +104,7 @@ def test_shipped_questionnaires_by_visit_week(shipped: Protocol) -> None:
     assert rcs.offsets_days == (-7, -6, -5, -4, -3, -2, -1)
     assert rcs.switch == "raynaud" and rcs.default_enabled is False
     assert shipped.switches() == {"raynaud": False}
-    assert shipped.instrument_ids() == KNOWN
+    assert shipped.instrument_ids() == ASKED
 
 
 def test_shipped_checkin_quiet_hours_and_clinic_days(shipped: Protocol) -> None:

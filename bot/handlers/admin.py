@@ -24,7 +24,8 @@ def _actor(update: Update) -> str:
 
 @private_admin_only
 async def enroll(update: Update, context: BotContext) -> None:
-    """/enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: register and issue a one-time code."""
+    """/enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: register and issue a one-time code
+    (the weekday, for an arm whose drug is taken on the participant's own day: the protocol's)."""
     request = enrollment.parse_enroll_args(list(context.args or []), context.services.protocol)
     settings = context.services.settings
     result = await enrollment.enroll(
