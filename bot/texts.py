@@ -75,7 +75,7 @@ def _regimen_line(reg: Regimen, days: Mapping[str, int], lang: str) -> str:
 
 
 def visit_lines(participant: Participant, protocol: Protocol) -> list[str]:
-    """The participant's clinic visits (weeks 4, 12, 24) with their dates, for the welcome."""
+    """The participant's clinic visits after the first (the protocol's) with their dates, for the welcome."""
     lang = "bn" if participant.language.value == "bn" else "en"
     lines = [_("Your clinic visits:")]
     for vd in visit_schedule(plan_input(participant, [], protocol), protocol):
