@@ -32,6 +32,7 @@ from domain.acknowledgement import DIGEST_KIND
 from domain.alerts import queue_delivery, raise_alert
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
 from models.db import retry_transient
+from scheduler.protocol import Protocol
 
 if TYPE_CHECKING:
     from bot.app import TrialApplication
@@ -42,7 +43,6 @@ DIGEST_TIME = time(8, 0)
 BACKOFF = (timedelta(seconds=15), timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2))
 MAX_BACKOFF = timedelta(minutes=5)
 
-ARM_DRUG = {"A": "baricitinib", "B": "methotrexate"}
 HEADERS = {
     AlertLevel.URGENT: "🚨 URGENT",
     AlertLevel.SAME_DAY: "🟠 SAME-DAY REVIEW",
@@ -59,14 +59,26 @@ def _local(value: datetime, tz: tzinfo) -> str:
     return value.astimezone(tz).strftime("%a %d %b %Y %H:%M")
 
 
+def arm_drug(protocol: Protocol, arm_id: str) -> str:
+    """The arm's main drug (its first regimen in the protocol file), in English, for staff."""
+    arm = protocol.arms.get(arm_id)
+    return arm.regimens[0].drug.en if arm is not None and arm.regimens else "?"
+
+
 def render(
-    alert: Alert, participant: Participant | None, tz: tzinfo, *, purpose: str = "alert", escalate_after: int = 30
+    alert: Alert,
+    participant: Participant | None,
+    tz: tzinfo,
+    *,
+    protocol: Protocol,
+    purpose: str = "alert",
+    escalate_after: int = 30,
 ) -> str:
     """The coordinator's message for an alert (or its escalation), as it stands now."""
     if alert.kind == DIGEST_KIND:
         return alert.summary
     who = participant.study_id if participant else "no participant"
-    arm = f" · arm {participant.arm} ({ARM_DRUG.get(participant.arm, '?')})" if participant else ""
+    arm = f" · arm {participant.arm} ({arm_drug(protocol, participant.arm)})" if participant else ""
     lines = []
     if purpose == "escalation" and alert.level is AlertLevel.SAME_DAY:
         lines.append("⏫ ESCALATED: nobody acknowledged this same-day item by the end of clinic hours")
@@ -279,7 +291,12 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
                 return
             file = prepared
         text = render(
-            alert, participant, settings.tz, purpose=delivery.purpose, escalate_after=settings.escalate_after_minutes
+            alert,
+            participant,
+            settings.tz,
+            protocol=services.protocol,
+            purpose=delivery.purpose,
+            escalate_after=settings.escalate_after_minutes,
         )
         markup = ack_keyboard(alert)
         await session.commit()
@@ -393,13 +410,14 @@ async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | 
                 alert,
                 participant,
                 settings.tz,
+                protocol=services.protocol,
                 purpose=delivery.purpose,
                 escalate_after=settings.escalate_after_minutes,
             )
             assert delivery.message_id is not None
             targets.append((delivery.chat_id, delivery.message_id, text))
         if extra is not None and (extra[0], extra[1]) not in {(c, m) for c, m, _ in targets}:
-            targets.append((extra[0], extra[1], render(alert, participant, settings.tz)))
+            targets.append((extra[0], extra[1], render(alert, participant, settings.tz, protocol=services.protocol)))
         markup = ack_keyboard(alert)
     for chat_id, message_id, text in targets:
         try:

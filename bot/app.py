@@ -230,6 +230,7 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("participants", admin.list_participants))
     app.add_handler(CommandHandler("withdraw", admin.withdraw))
     app.add_handler(CommandHandler("sae", admin.sae))
+    app.add_handler(CommandHandler("outcome", admin.outcome))
     app.add_handler(CommandHandler("unlink", admin.unlink))
     app.add_handler(CommandHandler("raynaud", admin.raynaud))
     app.add_handler(CommandHandler("export", export.export))

@@ -62,7 +62,7 @@ async def file_message(update: Update, context: BotContext) -> None:
         await questionnaire.typed_answer(update, context)
         return
     await checkins.current_progress(context.db, participant, context.now, questionnaire.env(context))  # expiry
-    report = await media.report_for_files(context.db, participant)
+    report = await media.report_for_files(context.db, participant, context.services.protocol.report_instrument)
     if report is None and media.supported(incoming):
         received = await media.receive(context.db, participant, incoming, None, context.now)
         if received.media is not None:
@@ -133,7 +133,7 @@ async def report_button(update: Update, context: BotContext) -> None:
     context.edit_markup(None)
     environment = questionnaire.env(context)
     outcome = await checkins.begin(
-        context.db, participant, checkins.REPORT_INSTRUMENT, checkins.ORIGIN_REPORT, now=context.now, env=environment
+        context.db, participant, environment.report_instrument, checkins.ORIGIN_REPORT, now=context.now, env=environment
     )
     if outcome.current is None:
         context.reply(_("These questions are not for you right now."))

@@ -12,6 +12,7 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli visit BSM-001 4 done 2026-11-22
     python -m cli visit BSM-001 4 on 2026-11-24 [--confirm-deviation]
     python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli outcome 12 recovered
     python -m cli summary BSM-001 --out BSM-001.pdf
     python -m cli overview --out overview.pdf
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot import admin_text
+from bot import staff_replies
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
 from domain import audit, enrollment, participants, schedule_ops, visit_questionnaires
@@ -89,7 +90,7 @@ Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Co
 async def _enroll(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    request = enrollment.parse_enroll_args(args.args)
+    request = enrollment.parse_enroll_args(args.args, content.protocol)
     result = await enrollment.enroll(
         session,
         request,
@@ -98,7 +99,7 @@ async def _enroll(
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=_code_key(),
     )
-    return admin_text.enrolled(result, settings.tz, await _bot_username())
+    return staff_replies.enrolled(result, settings.tz, await _bot_username(), content.protocol)
 
 
 async def _unlink(
@@ -113,15 +114,15 @@ async def _unlink(
         code_key=_code_key(),
         protocol=content.protocol,
     )
-    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
-        result, settings.tz, await _bot_username()
+    return "The old chat is unlinked: it gets nothing more.\n" + staff_replies.enrolled(
+        result, settings.tz, await _bot_username(), content.protocol
     )
 
 
 async def _participants(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    return admin_text.participant_list(await participants.list_all(session))
+    return staff_replies.participant_list(await participants.list_all(session), content.protocol)
 
 
 async def _withdraw(
@@ -135,7 +136,7 @@ async def _withdraw(
         now=clock.now(),
         protocol=content.protocol,
     )
-    return admin_text.withdrawn(participant)
+    return staff_replies.withdrawn(participant)
 
 
 async def _pause(
@@ -143,7 +144,7 @@ async def _pause(
 ) -> str:
     request = schedule_ops.parse_pause_args(args.args)
     participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
-    return admin_text.paused(participant)
+    return staff_replies.paused(participant)
 
 
 async def _resume(
@@ -152,7 +153,7 @@ async def _resume(
     participant = await schedule_ops.resume(
         session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.resumed(participant)
+    return staff_replies.resumed(participant)
 
 
 async def _status(
@@ -162,7 +163,7 @@ async def _status(
     report = await schedule_ops.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
-    return admin_text.status(report, protocol.tz)
+    return staff_replies.status(report, protocol.tz)
 
 
 async def _raynaud(
@@ -177,7 +178,7 @@ async def _raynaud(
         now=clock.now(),
         protocol=content.protocol,
     )
-    return admin_text.switch_set(result, "Raynaud's diary")
+    return staff_replies.switch_set(result, "Raynaud's diary")
 
 
 async def _visit(
@@ -189,7 +190,7 @@ async def _visit(
     visit = await schedule_ops.record_visit(
         session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.visit_recorded(request.study_id, visit)
+    return staff_replies.visit_recorded(request.study_id, visit)
 
 
 async def _agree_visit_date(session: AsyncSession, args: argparse.Namespace, content: Content, clock: Clock) -> str:
@@ -206,9 +207,11 @@ async def _agree_visit_date(session: AsyncSession, args: argparse.Namespace, con
     )
     if agreed.needs_confirmation:
         raise DomainError(
-            admin_text.visit_date_outside_window(agreed).replace("Confirm to", "Run again with --confirm-deviation to")
+            staff_replies.visit_date_outside_window(agreed).replace(
+                "Confirm to", "Run again with --confirm-deviation to"
+            )
         )
-    return admin_text.visit_date_agreed(agreed)
+    return staff_replies.visit_date_agreed(agreed)
 
 
 async def _export(
@@ -329,11 +332,19 @@ async def _alerts(
 
     alerts = await open_alerts(session)
     if not alerts:
-        return admin_text.no_open_alerts()
-    blocks = [admin_text.open_alerts_header(len(alerts))]
+        return staff_replies.no_open_alerts()
+    blocks = [staff_replies.open_alerts_header(len(alerts))]
     for alert in alerts:
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
-        blocks.append(alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes))
+        blocks.append(
+            alerting.render(
+                alert,
+                participant,
+                settings.tz,
+                protocol=content.protocol,
+                escalate_after=settings.escalate_after_minutes,
+            )
+        )
     return "\n\n".join(blocks)
 
 
@@ -351,7 +362,7 @@ async def _ack(
         note=" ".join(args.note) or None,
         now=clock.now(),
     )
-    text = admin_text.alert_acknowledged(done.alert, done.already, settings.tz)
+    text = staff_replies.alert_acknowledged(done.alert, done.already, settings.tz)
     if not done.already:
         text += "\n(The copies in Telegram show it the next time someone presses their button.)"
     return text
@@ -383,8 +394,21 @@ async def _sae(
         )
     except adverse_events.SaeUsageError as error:
         raise DomainError(str(error).replace("usage: /sae", "usage: python -m cli sae")) from None
-    text = admin_text.sae_recorded(recorded, settings.tz)
+    text = staff_replies.sae_recorded(recorded, settings.tz)
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
+
+
+async def _outcome(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    from domain import adverse_events
+
+    try:
+        request = adverse_events.parse_outcome_args(args.args)
+    except adverse_events.OutcomeUsageError as error:
+        raise DomainError(str(error).replace("usage: /outcome", "usage: python -m cli outcome")) from None
+    result = await adverse_events.set_outcome(session, request, actor=_actor(), now=clock.now())
+    return staff_replies.outcome_set(result)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("args", nargs="*", metavar="STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]")
     p.set_defaults(action=_sae)
+    p = sub.add_parser(
+        "outcome",
+        help="an adverse event's outcome: AE_NUMBER OUTCOME "
+        "(recovered, recovering, not_recovered, recovered_with_sequelae, fatal, unknown)",
+    )
+    p.add_argument("args", nargs="*", metavar="AE_NUMBER OUTCOME")
+    p.set_defaults(action=_outcome)
     p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
     p.add_argument("--out", required=True, help="directory to write into")
     p.add_argument(

@@ -66,8 +66,6 @@ from models import (
 from scheduler.calendar import local_date
 from scheduler.protocol import Protocol
 
-REPORT_INSTRUMENT = "ae_report"
-CHECKIN_INSTRUMENT = "weekly_checkin"
 FREE_TEXT_IN_ALERT = 300
 """Characters of a participant's own words quoted in an alert."""
 
@@ -95,6 +93,8 @@ class Env:
     tz: ZoneInfo
     switches: frozenset[str]
     coordinator_chats: Sequence[int]
+    report_instrument: str  # /report's instrument (the protocol's report_instrument)
+    checkin_instrument: str  # the weekly check-in's (the protocol's checkin.instrument)
     same_day_window: Callable[[datetime], tuple[datetime, datetime]] | None = None  # clinic hours
     report_idle_close: timedelta = timedelta(hours=2)
     protocol: Protocol | None = None  # visit questionnaires and per-participant switches (None: neither)
@@ -204,12 +204,12 @@ def expires_at(participant: Participant, instrument_id: str, now: datetime, env:
     """When a session of `instrument_id` left alone from `now` on is closed as expired:
     a check-in at the end of its study week, a report after the idle limit, a daily diary
     at the end of its day (tomorrow is another day's rating), others never."""
-    if instrument_id == REPORT_INSTRUMENT:
+    if instrument_id == env.report_instrument:
         return now + env.report_idle_close
     rule = visit_questionnaires.rule_for(env.protocol, instrument_id) if env.protocol is not None else None
     if rule is not None and rule.daily_before_visit is not None:
         return datetime.combine(local_date(now, env.tz) + timedelta(days=1), time(0), env.tz)
-    if instrument_id != CHECKIN_INSTRUMENT:
+    if instrument_id != env.checkin_instrument:
         return None
     week = study_week(participant, local_date(now, env.tz))
     end = participant.baseline_date + timedelta(days=7 * (week + 1))
@@ -221,7 +221,7 @@ def is_past(session: QuestionnaireSession, participant: Participant, now: dateti
     a check-in of an earlier study week)."""
     if session.expires_at is not None:
         return session.expires_at <= now
-    if session.instrument_id != CHECKIN_INSTRUMENT:
+    if session.instrument_id != env.checkin_instrument:
         return False
     started = study_week(participant, local_date(session.started_at, env.tz))
     return started < study_week(participant, local_date(now, env.tz))
@@ -294,7 +294,7 @@ async def begin(
             return Outcome(current=current, resumed=True)
         await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left long ago
         current = None
-    if current is not None and current.session.instrument_id == REPORT_INSTRUMENT:
+    if current is not None and current.session.instrument_id == env.report_instrument:
         return Outcome(current=current, resumed=True, finish_report_first=True)
     if visit_week is not None and await _answered(db, participant, instrument_id, visit_week, context.today, env):
         _refused_second(db, participant, instrument_id, visit_week, now)
@@ -447,7 +447,7 @@ async def answer(
         return Outcome(current=progress, error=result)
     session.state = result.to_dict()
     session.updated_at = now
-    if session.instrument_id == REPORT_INSTRUMENT:
+    if session.instrument_id == env.report_instrument:
         session.expires_at = expires_at(participant, session.instrument_id, now, env)  # idle from the last answer
     if asked is not None and not is_back(raw) and asked.id in result.answers:
         value = result.answers[asked.id]
@@ -481,7 +481,7 @@ async def answer(
     if is_complete(result):
         session.scores = compute_scores(instrument, result.answers, participant.arm, context.switches)
         _close(db, participant, session, QuestionnaireStatus.COMPLETED, now, "all questions answered")
-        if instrument.id == REPORT_INSTRUMENT:
+        if instrument.id == env.report_instrument:
             await _record_adverse_event(
                 db, participant, session, instrument, result.answers, triaged, now, complete=True
             )
@@ -576,7 +576,7 @@ async def _correct(
     triaged = await _triage(db, participant, session, instrument, answers, env, final=final)
     outcome.advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=final)
-    if instrument.id == REPORT_INSTRUMENT and triaged.serious and session.status not in OPEN:
+    if instrument.id == env.report_instrument and triaged.serious and session.status not in OPEN:
         complete = session.status is QuestionnaireStatus.COMPLETED
         await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=complete)
     return outcome
@@ -646,7 +646,7 @@ async def expire(
         participant_id=participant.id,
         before={"session": session.id, "status": before},
         after={"session": session.id, "status": "expired", "instrument": session.instrument_id},
-        detail="week over" if session.instrument_id == CHECKIN_INSTRUMENT else "no answer in time",
+        detail="week over" if session.instrument_id == env.checkin_instrument else "no answer in time",
     )
     instrument = env.instruments.get(session.instrument_id)
     if instrument is not None:
@@ -666,13 +666,13 @@ async def backfill_expiry(db: AsyncSession, env: Env, limit: int = 200) -> int:
             .where(
                 QuestionnaireSession.status.in_(OPEN),
                 QuestionnaireSession.expires_at.is_(None),
-                QuestionnaireSession.instrument_id.in_((CHECKIN_INSTRUMENT, REPORT_INSTRUMENT)),
+                QuestionnaireSession.instrument_id.in_((env.checkin_instrument, env.report_instrument)),
             )
             .limit(limit)
         )
     ).all()
     for session, participant in rows:
-        since = session.updated_at if session.instrument_id == REPORT_INSTRUMENT else session.started_at
+        since = session.updated_at if session.instrument_id == env.report_instrument else session.started_at
         session.expires_at = expires_at(participant, session.instrument_id, since, env)
     return len(rows)
 
@@ -706,7 +706,7 @@ async def _final_findings(
     triaged = await _triage(db, participant, session, instrument, answers, env, final=True)
     advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=True)
-    if instrument.id == REPORT_INSTRUMENT and triaged.serious:
+    if instrument.id == env.report_instrument and triaged.serious:
         await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=False)
     return advice
 
@@ -724,7 +724,7 @@ async def _triage(
     """Triage the answers so far. Before the end only URGENT counts (a red flag
     alerts at once); same-day findings wait for the end (or /cancel), when the
     whole picture decides between URGENT and SAME_DAY."""
-    previous = await _previous_grades(db, participant, session)
+    previous = await _previous_grades(db, participant, session, env)
     result = triage(
         instrument, answers, participant.arm, previous, switches=env.switches, table=env.triage, final=final
     )
@@ -772,10 +772,10 @@ async def _resume_suspended(db: AsyncSession, participant: Participant, now: dat
 
 
 async def _previous_grades(
-    db: AsyncSession, participant: Participant, session: QuestionnaireSession
+    db: AsyncSession, participant: Participant, session: QuestionnaireSession, env: Env
 ) -> dict[str, int] | None:
     """Last completed session's grades of the same instrument (for "worse than last week")."""
-    if session.instrument_id != CHECKIN_INSTRUMENT:
+    if session.instrument_id != env.checkin_instrument:
         return None
     last = (
         await db.scalars(
@@ -827,10 +827,13 @@ def _kind(result: TriageResult) -> str:
     return "same_day_review"
 
 
-def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult) -> list[str]:
-    """What the participant reported, in plain English for the coordinator."""
+def reported_lines(
+    instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult, *, report: bool
+) -> list[str]:
+    """What the participant reported, in plain English for the coordinator (``report``:
+    the instrument is /report's)."""
     lines: list[str] = []
-    if instrument.id == REPORT_INSTRUMENT:
+    if report:
         what = answers.get("ae_what")
         if what is not None:
             item = instrument.item("ae_what")
@@ -850,7 +853,7 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
     for item_id in flagged:
         lines.append(f"Answered YES to: {instrument.item(item_id).text.get('en')}")
     for detail in result.symptom_details.values():
-        if detail.grade >= 3 and instrument.id != REPORT_INSTRUMENT:
+        if detail.grade >= 3 and not report:
             lines.append(f"{detail.name.get('en')}: {detail.answer_label.get('en')}")
     for item in instrument.items:
         value = answers.get(item.id)
@@ -893,7 +896,8 @@ async def _sync_alerts(
         return
     finished = is_complete_dict(session.state)
     title = instrument.title.get("en") + ("" if finished else " (not finished)")
-    summary = "\n".join([title, *reported_lines(instrument, answers, result)])
+    lines = reported_lines(instrument, answers, result, report=instrument.id == env.report_instrument)
+    summary = "\n".join([title, *lines])
     reasons = [reason.get("en") for reason in result.reasons]
     details: dict[str, Any] = {
         "keys": sorted(keys | known),

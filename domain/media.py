@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
 from domain.alerts import ALERTS_RAISED, queue_delivery, raise_alert
-from domain.checkins import REPORT_INSTRUMENT
 from models import (
     Alert,
     AlertLevel,
@@ -107,7 +106,9 @@ async def report_alert(db: AsyncSession, session_id: int) -> Alert | None:
     return found.first()
 
 
-async def report_for_files(db: AsyncSession, participant: Participant) -> QuestionnaireSession | None:
+async def report_for_files(
+    db: AsyncSession, participant: Participant, report_instrument: str
+) -> QuestionnaireSession | None:
     """The report a file goes with now: the open /report, else the latest report
     whose alert nobody has acknowledged yet ("right after it"); None otherwise."""
     reports = list(
@@ -115,7 +116,7 @@ async def report_for_files(db: AsyncSession, participant: Participant) -> Questi
             select(QuestionnaireSession)
             .where(
                 QuestionnaireSession.participant_id == participant.id,
-                QuestionnaireSession.instrument_id == REPORT_INSTRUMENT,
+                QuestionnaireSession.instrument_id == report_instrument,
             )
             .order_by(QuestionnaireSession.id.desc())
             .limit(1)

@@ -20,7 +20,7 @@ from domain.enrollment import participant_snapshot
 from domain.errors import DomainError
 from domain.parsing import ParseError, parse_date, parse_study_id
 from domain.participants import by_study_id
-from domain.triage import mtx_double_dose
+from domain.triage import double_dose
 from models import (
     Alert,
     AlertLevel,
@@ -38,7 +38,7 @@ from models import (
 from scheduler import store
 from scheduler.calendar import local_date
 from scheduler.planner import MessageKind, PlannedMessage, make_remind_later
-from scheduler.protocol import Protocol
+from scheduler.protocol import DoubleDoseCheck, Protocol
 
 PARTICIPANT_STOP = "participant_stop"
 ADHERENCE_DAYS = 28
@@ -251,7 +251,7 @@ async def record_visit(
     today = _today(now, protocol)
     if request.on is not None and request.on > today:
         raise DomainError(f"the visit date {request.on.isoformat()} is in the future")
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next(v for v in visits if v.week == request.week)
     before = {"status": visit.status.value, "attended_on": visit.attended_on.isoformat() if visit.attended_on else None}
     visit.status = request.outcome
@@ -363,7 +363,7 @@ async def _movable_visit(
         raise DomainError(f"the protocol has no visit at week {request.week} to move (visits: {listed})")
     if request.on < _today(now, protocol):
         raise DomainError(f"{request.on.isoformat()} is in the past; agree a date from today on")
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next(v for v in visits if v.week == request.week)
     if visit.status is not VisitStatus.PLANNED:
         on = f" on {visit.attended_on.isoformat()}" if visit.attended_on else ""
@@ -445,7 +445,7 @@ async def answer_visit(
     """ "I will come" is recorded; "I need another date" also alerts the coordinators
     (INFO: they call the participant to agree a date; nothing is unsafe yet).
     None when the visit does not exist or is already recorded."""
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next((v for v in visits if v.week == week), None)
     if visit is None or visit.status is not VisitStatus.PLANNED:
         return None
@@ -498,7 +498,7 @@ class DoseOutcome(enum.StrEnum):
     ALREADY = "already"  # a final answer was already recorded: nothing changed
     CLOSED = "closed"  # recorded as no answer (the next day came)
     UNKNOWN = "unknown"
-    DOUBLE_DOSE = "double_dose"  # taken, and methotrexate less than 6 days after the last one
+    DOUBLE_DOSE = "double_dose"  # taken too soon after the last one (the regimen's double_dose_check)
 
 
 @dataclass(frozen=True)
@@ -508,6 +508,7 @@ class DoseResult:
     outcome: DoseOutcome
     log: DoseLog | None = None
     later_at: datetime | None = None
+    advice: str | None = None  # DOUBLE_DOSE: the triage table's advice the participant gets
 
 
 def planned_from_row(row: ScheduledMessage) -> PlannedMessage:
@@ -515,6 +516,13 @@ def planned_from_row(row: ScheduledMessage) -> PlannedMessage:
     return PlannedMessage(
         row.key, MessageKind(row.kind), row.due_at, row.stale_after, row.respects_quiet_hours, dict(row.payload)
     )
+
+
+def _double_dose_check(protocol: Protocol, participant: Participant, regimen_id: str) -> DoubleDoseCheck | None:
+    """The regimen's double-dose check from the protocol file (None: it has none)."""
+    arm = protocol.arms.get(participant.arm)
+    regimen = next((r for r in arm.regimens if r.id == regimen_id), None) if arm is not None else None
+    return regimen.double_dose_check if regimen is not None else None
 
 
 async def answer_dose(
@@ -575,7 +583,8 @@ async def answer_dose(
         )
         return DoseResult(DoseOutcome.LATER, log, later.due_at)
     previous = None
-    if log.regimen == "methotrexate" and answer is DoseAnswer.TAKEN:
+    check = _double_dose_check(protocol, participant, log.regimen)
+    if check is not None and answer is DoseAnswer.TAKEN:
         # Lock the participant's dose log: two "Taken" presses at once in two processes
         # must see each other, or neither raises the double-dose alert (PostgreSQL; SQLite
         # has one writer at a time).
@@ -583,7 +592,7 @@ async def answer_dose(
         previous = await session.scalar(
             select(func.max(DoseLog.answered_at)).where(
                 DoseLog.participant_id == participant.id,
-                DoseLog.regimen == "methotrexate",
+                DoseLog.regimen == log.regimen,
                 DoseLog.answer == DoseAnswer.TAKEN,
                 DoseLog.id != log.id,
             )
@@ -600,28 +609,26 @@ async def answer_dose(
         before=before,
         after={"reminder_key": reminder.key, "answer": answer.value, "dose_date": log.dose_date.isoformat()},
     )
-    if answer is DoseAnswer.TAKEN and mtx_double_dose(previous, now):
+    if answer is DoseAnswer.TAKEN and check is not None and double_dose(previous, now, check.within):
         assert previous is not None
         hours = (now - previous).total_seconds() / 3600
+        drug = protocol.arm(participant.arm).regimen(log.regimen).drug.en
         await raise_alert(
             session,
             participant=participant,
-            kind="mtx_double_dose",
+            kind=check.alert_kind,
             level=AlertLevel.URGENT,
             summary=(
-                f"{participant.study_id} confirmed a methotrexate dose {hours:.0f} hours after the previous "
+                f"{participant.study_id} confirmed a {drug} dose {hours:.0f} hours after the previous "
                 f"confirmed dose (dose of {log.dose_date.isoformat()})."
             ),
-            reasons=[
-                "Methotrexate is taken once a WEEK: two doses less than 6 days apart is a possible overdose "
-                "(weekly methotrexate taken daily is a known fatal medication error)."
-            ],
+            reasons=[check.why],
             now=now,
             coordinator_chats=coordinator_chats,
             details={"previous_taken_at": previous.isoformat(), "this_taken_at": now.isoformat()},
             source=f"dose_log:{log.id}",
         )
-        return DoseResult(DoseOutcome.DOUBLE_DOSE, log)
+        return DoseResult(DoseOutcome.DOUBLE_DOSE, log, advice=check.advice)
     return DoseResult(DoseOutcome.TAKEN if answer is DoseAnswer.TAKEN else DoseOutcome.SKIPPED, log)
 
 
@@ -678,9 +685,8 @@ async def _last_checkin(session: AsyncSession, participant_id: int, instrument: 
 async def status_report(session: AsyncSession, study_id: str, *, now: datetime, protocol: Protocol) -> StatusReport:
     """/status STUDY_ID: arm, status, next visit, adherence, last check-in, open alerts."""
     participant = await by_study_id(session, study_id)
-    visits = (
-        await store.visits_of(session, participant, protocol) if participant.status != ParticipantStatus.INVITED else []
-    )
+    invited = participant.status == ParticipantStatus.INVITED
+    visits = [] if invited else await store.ensure_visits(session, participant, protocol)
     today = _today(now, protocol)
     next_visit = next(
         (v for v in visits if v.status is VisitStatus.PLANNED and v.week > 0 and v.open_until >= today), None

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.acknowledgement import DIGEST_KIND
-from domain.checkins import CHECKIN_INSTRUMENT, study_week
+from domain.checkins import study_week
 from domain.participants import by_study_id
 from domain.questionnaires import Instrument
 from models import (
@@ -149,7 +149,7 @@ async def load_record(
         )
     )
     tz = protocol.tz
-    checkin_id = protocol.checkin.instrument or CHECKIN_INSTRUMENT
+    checkin_id = protocol.checkin.instrument
     checkins = [row for s in sessions if s.instrument_id == checkin_id and (row := _checkin_row(s, person, tz))]
     scores = [row for s in sessions for row in _score_rows(s)]
     events = list(

@@ -153,7 +153,7 @@ async def visit_week_on(
 ) -> int | None:
     """The visit a response of `rule`'s instrument started on `today` belongs to: the
     latest of its visits whose period has begun (None: before the first one)."""
-    visits = {v.week: v for v in await store.visits_of(db, participant, protocol)}
+    visits = {v.week: v for v in await store.ensure_visits(db, participant, protocol)}
     begun = [week for week in rule.visit_weeks if week in visits and period_start(rule, visits[week]) <= today]
     return max(begun) if begun else None
 

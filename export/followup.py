@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.adverse_events import OUTCOMES, OUTCOMES_BN
 from domain.questionnaires import Instrument
 from export.datasets import STUDY_ID, Scope, selected, staff_role
 from export.spec import Column, Dataset, Variable, row_of
@@ -503,6 +504,21 @@ AE_COLUMNS: list[Column[AeRecord]] = [
         Variable("recorded_by", "Recorded by (staff role)", "string", "adverse_events.recorded_by"),
         lambda r: staff_role(r[0].recorded_by),
     ),
+    Column(
+        Variable(
+            "outcome",
+            "Outcome (CDISC AEOUT; empty: not recorded yet)",
+            "string",
+            "adverse_events.outcome",
+            values=OUTCOMES,
+            values_bn=OUTCOMES_BN,
+        ),
+        lambda r: r[0].outcome,
+    ),
+    Column(
+        Variable("outcome_at", "Outcome recorded at", "datetime", "adverse_events.outcome_at"),
+        lambda r: r[0].outcome_at,
+    ),
 ]
 
 
@@ -512,7 +528,7 @@ def _ae_complete(row: dict[str, object]) -> bool:
 
 
 # An adverse event's own times, for `since`.
-AE_TIMES = (AdverseEvent.reported_at,)
+AE_TIMES = (AdverseEvent.reported_at, AdverseEvent.outcome_at)
 
 
 async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:

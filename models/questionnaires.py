@@ -101,3 +101,7 @@ class AdverseEvent(Base):
     important_medical_event: Mapped[bool]
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     reported_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """CDISC AEOUT-like (domain.adverse_events.OUTCOMES); None: not recorded yet."""
+    outcome_at: Mapped[datetime | None]
+    """When the study team last set the outcome (who: the audit row)."""

@@ -86,7 +86,7 @@ from scheduler.calendar import (
     schedule_visit,
     time_offset,
     to_local,
-    weekday_name,
+    weekday_key,
 )
 from scheduler.protocol import Protocol, Regimen, StaleLimit
 
@@ -309,7 +309,7 @@ def resolve_dose_weekdays(participant: PlanInput, protocol: Protocol) -> dict[st
         elif rule.rule == "fixed":
             assert rule.day is not None
             if reg.id in chosen and chosen[reg.id] != rule.day:
-                raise PlanError(f"{participant.study_id}: {reg.id} is always on {weekday_name(rule.day)}")
+                raise PlanError(f"{participant.study_id}: {reg.id} is always on {weekday_key(rule.day)}")
             result[reg.id] = rule.day
         else:
             assert rule.regimen is not None and rule.days is not None
@@ -325,7 +325,7 @@ def resolve_dose_weekdays(participant: PlanInput, protocol: Protocol) -> dict[st
         for other in reg.never_same_day_as:
             if reg.id in result and other in result and result[reg.id] == result[other]:
                 raise PlanError(
-                    f"{participant.study_id}: {reg.id} cannot be on {weekday_name(result[reg.id])}, the {other} day"
+                    f"{participant.study_id}: {reg.id} cannot be on {weekday_key(result[reg.id])}, the {other} day"
                 )
     return result
 
@@ -738,7 +738,7 @@ def plan(
             continue
         static = dict(static0)
         if reg.frequency == "weekly":
-            static["weekday"] = weekday_name(weekdays[reg.id])
+            static["weekday"] = weekday_key(weekdays[reg.id])
         static["local_time"] = local_time
         static["participant_time"] = not bot_timed
         step_td = timedelta(days=step)

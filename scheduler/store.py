@@ -88,8 +88,9 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
     )
 
 
-async def visits_of(session: AsyncSession, participant: Participant, protocol: Protocol) -> list[ClinicVisit]:
-    """The participant's visit rows, created from the protocol on first use (week order)."""
+async def ensure_visits(session: AsyncSession, participant: Participant, protocol: Protocol) -> list[ClinicVisit]:
+    """The participant's visit rows (week order), creating from the protocol any that are missing
+    (on first use, or a visit added to the protocol later)."""
     rows = list(
         await session.scalars(
             select(ClinicVisit).where(ClinicVisit.participant_id == participant.id).order_by(ClinicVisit.week)
@@ -144,7 +145,7 @@ async def replan(session: AsyncSession, participant: Participant, now: datetime,
     (added, moved, cancelled) for the audit. Idempotent: a second call changes nothing."""
     # One re-plan per participant at a time (two processes must not insert the same key).
     await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
-    visits = await visits_of(session, participant, protocol) if participant.status != RowStatus.INVITED else []
+    visits = await ensure_visits(session, participant, protocol) if participant.status != RowStatus.INVITED else []
     wanted = plan(plan_input(participant, visits, protocol), protocol, now)
     rows = {
         row.key: row

@@ -246,7 +246,7 @@ VIEW_COLUMNS = {
     "skipped answered_at",
     "trial_adverse_events": "ae_id study_id response_id category term onset_date grade serious results_in_death "
     "life_threatening hospitalisation disability congenital_anomaly important_medical_event reported_at alert_id "
-    "source recorded_by complete",
+    "source recorded_by complete outcome outcome_at",
     "trial_alerts": "alert_id study_id kind level summary aware_at sae_deadline_at acknowledged_at escalated_at",
 }
 

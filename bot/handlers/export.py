@@ -13,7 +13,7 @@ from pathlib import Path
 from telegram import Update
 
 from bot.context import BotContext
-from bot.handlers.admin import private_admin_only
+from bot.handlers.guards import private_admin_only
 from domain import audit
 from domain.errors import DomainError
 from domain.parsing import parse_date

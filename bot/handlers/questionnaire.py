@@ -80,6 +80,8 @@ def env_of(services: Services) -> checkins.Env:
         tz=services.settings.tz,
         switches=visit_questionnaires.default_instruments(protocol),
         coordinator_chats=services.settings.coordinator_chat_ids,
+        report_instrument=protocol.report_instrument,
+        checkin_instrument=protocol.checkin.instrument,
         same_day_window=protocol.same_day_window,
         report_idle_close=protocol.report_idle_close,
         protocol=protocol,
@@ -252,7 +254,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
         context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     lead: str | None = None
     if outcome.completed is not None:
-        if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
+        if outcome.completed.instrument_id == context.services.protocol.report_instrument:
             context.reply(_("Thank you. Your report is saved and the study team will see it."))
         else:
             context.reply(_("Thank you! You have answered all the questions."))
@@ -279,7 +281,10 @@ def _participant(context: BotContext) -> Participant | None:
 
 
 async def _begin(context: BotContext, participant: Participant, instrument_id: str, origin: str) -> None:
-    if participant.status is ParticipantStatus.WITHDRAWN and instrument_id != checkins.REPORT_INSTRUMENT:
+    if (
+        participant.status is ParticipantStatus.WITHDRAWN
+        and instrument_id != context.services.protocol.report_instrument
+    ):
         context.reply(_("You are no longer in the study follow-up, so there are no questions for you."))
         return
     outcome = await checkins.begin(context.db, participant, instrument_id, origin, now=context.now, env=env(context))
@@ -322,7 +327,7 @@ async def report_command(update: Update, context: BotContext) -> None:
     """/report: report a problem at any time, also in the middle of another questionnaire."""
     participant = _participant(context)
     if participant is not None:
-        await _begin(context, participant, checkins.REPORT_INSTRUMENT, checkins.ORIGIN_REPORT)
+        await _begin(context, participant, context.services.protocol.report_instrument, checkins.ORIGIN_REPORT)
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:

@@ -7,10 +7,10 @@ from datetime import date
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import admin_text, callbacks
+from bot import callbacks, staff_replies
 from bot.context import BotContext
 from bot.handlers import common
-from bot.handlers.admin import private_admin_only
+from bot.handlers.guards import private_admin_only
 from domain import audit, schedule_ops
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
@@ -28,7 +28,7 @@ async def pause(update: Update, context: BotContext) -> None:
     participant = await schedule_ops.pause(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.paused(participant))
+    context.reply(staff_replies.paused(participant))
 
 
 @private_admin_only
@@ -40,7 +40,7 @@ async def resume(update: Update, context: BotContext) -> None:
     participant = await schedule_ops.resume(
         context.db, parse_study_id(args[0]), actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.resumed(participant))
+    context.reply(staff_replies.resumed(participant))
 
 
 @private_admin_only
@@ -51,7 +51,7 @@ async def status(update: Update, context: BotContext) -> None:
         raise DomainError("usage: /status STUDY_ID")
     protocol = context.services.protocol
     report = await schedule_ops.status_report(context.db, parse_study_id(args[0]), now=context.now, protocol=protocol)
-    context.reply(admin_text.status(report, protocol.tz))
+    context.reply(staff_replies.status(report, protocol.tz))
 
 
 @private_admin_only
@@ -66,7 +66,7 @@ async def visit(update: Update, context: BotContext) -> None:
     recorded = await schedule_ops.record_visit(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.visit_recorded(request.study_id, recorded))
+    context.reply(staff_replies.visit_recorded(request.study_id, recorded))
 
 
 async def _agree_date(
@@ -82,9 +82,9 @@ async def _agree_date(
         deviation_confirmed=confirmed,
     )
     if agreed.needs_confirmation:
-        context.reply(admin_text.visit_date_outside_window(agreed), _deviation_buttons(agreed))
+        context.reply(staff_replies.visit_date_outside_window(agreed), _deviation_buttons(agreed))
     else:
-        context.reply(admin_text.visit_date_agreed(agreed))
+        context.reply(staff_replies.visit_date_agreed(agreed))
 
 
 @private_admin_only
