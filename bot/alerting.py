@@ -24,12 +24,15 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest
 
 from bot import callbacks
+from bot import media as media_files
 from bot.digest import split_digest
 from domain import audit
+from domain import media as domain_media
 from domain.acknowledgement import DIGEST_KIND
 from domain.alerts import queue_delivery, raise_alert
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
 from models.db import retry_transient
+from scheduler.protocol import Protocol
 
 if TYPE_CHECKING:
     from bot.app import TrialApplication
@@ -40,7 +43,6 @@ DIGEST_TIME = time(8, 0)
 BACKOFF = (timedelta(seconds=15), timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2))
 MAX_BACKOFF = timedelta(minutes=5)
 
-ARM_DRUG = {"A": "baricitinib", "B": "methotrexate"}
 HEADERS = {
     AlertLevel.URGENT: "🚨 URGENT",
     AlertLevel.SAME_DAY: "🟠 SAME-DAY REVIEW",
@@ -57,14 +59,26 @@ def _local(value: datetime, tz: tzinfo) -> str:
     return value.astimezone(tz).strftime("%a %d %b %Y %H:%M")
 
 
+def arm_drug(protocol: Protocol, arm_id: str) -> str:
+    """The arm's main drug (its first regimen in the protocol file), in English, for staff."""
+    arm = protocol.arms.get(arm_id)
+    return arm.regimens[0].drug.en if arm is not None and arm.regimens else "?"
+
+
 def render(
-    alert: Alert, participant: Participant | None, tz: tzinfo, *, purpose: str = "alert", escalate_after: int = 30
+    alert: Alert,
+    participant: Participant | None,
+    tz: tzinfo,
+    *,
+    protocol: Protocol,
+    purpose: str = "alert",
+    escalate_after: int = 30,
 ) -> str:
     """The coordinator's message for an alert (or its escalation), as it stands now."""
     if alert.kind == DIGEST_KIND:
         return alert.summary
     who = participant.study_id if participant else "no participant"
-    arm = f" · arm {participant.arm} ({ARM_DRUG.get(participant.arm, '?')})" if participant else ""
+    arm = f" · arm {participant.arm} ({arm_drug(protocol, participant.arm)})" if participant else ""
     lines = []
     if purpose == "escalation" and alert.level is AlertLevel.SAME_DAY:
         lines.append("⏫ ESCALATED: nobody acknowledged this same-day item by the end of clinic hours")
@@ -105,9 +119,11 @@ def ack_keyboard(alert: Alert) -> InlineKeyboardMarkup | None:
 
 
 async def alerts_tick(app: TrialApplication) -> None:
-    """Escalate what waited too long, build the 08:00 digest, send what is pending."""
+    """Escalate what waited too long, build the 08:00 digest, download the files
+    attached to reports (which queues their forwards), send what is pending."""
     await escalate_due(app)
     await build_digest(app)
+    await media_files.download_pending(app)
     await send_pending(app)
 
 
@@ -262,14 +278,33 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
         alert = await session.get(Alert, delivery.alert_id)
         assert alert is not None
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+        chat_id = delivery.chat_id
+        media_id = domain_media.media_id_of(delivery.purpose)
+        file: media_files.Forward | None = None
+        if media_id is not None:  # a participant's photo or voice note: a reply to the alert's message
+            prepared = await media_files.prepare_forward(session, alert, participant, delivery, media_id)
+            if prepared is None:  # the file's row is gone: nothing to send, ever
+                delivery.status, delivery.last_error = DeliveryStatus.DEAD, "file not found"
+            if not isinstance(prepared, media_files.Forward):  # else the alert's own message goes first
+                delivery.next_attempt_at = prepared or now
+                await session.commit()
+                return
+            file = prepared
         text = render(
-            alert, participant, settings.tz, purpose=delivery.purpose, escalate_after=settings.escalate_after_minutes
+            alert,
+            participant,
+            settings.tz,
+            protocol=services.protocol,
+            purpose=delivery.purpose,
+            escalate_after=settings.escalate_after_minutes,
         )
         markup = ack_keyboard(alert)
-        chat_id = delivery.chat_id
         await session.commit()
     try:
-        message = await app.bot.send_message(chat_id, text, reply_markup=markup)
+        if file is not None:
+            message = await media_files.forward(app.bot, chat_id, file)
+        else:
+            message = await app.bot.send_message(chat_id, text, reply_markup=markup)
     except BadRequest as exc:  # the same request would be refused again: never retried
         await dead_letter(app, delivery_id, exc)
         return
@@ -365,6 +400,7 @@ async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | 
                     AlertDelivery.alert_id == alert_id,
                     AlertDelivery.status == DeliveryStatus.SENT,
                     AlertDelivery.message_id.is_not(None),
+                    AlertDelivery.purpose.not_like(f"{domain_media.MEDIA_PURPOSE}%"),  # a file has no text to redraw
                 )
             )
         )
@@ -374,13 +410,14 @@ async def redraw(app: TrialApplication, alert_id: int, extra: tuple[int, int] | 
                 alert,
                 participant,
                 settings.tz,
+                protocol=services.protocol,
                 purpose=delivery.purpose,
                 escalate_after=settings.escalate_after_minutes,
             )
             assert delivery.message_id is not None
             targets.append((delivery.chat_id, delivery.message_id, text))
         if extra is not None and (extra[0], extra[1]) not in {(c, m) for c, m, _ in targets}:
-            targets.append((extra[0], extra[1], render(alert, participant, settings.tz)))
+            targets.append((extra[0], extra[1], render(alert, participant, settings.tz, protocol=services.protocol)))
         markup = ack_keyboard(alert)
     for chat_id, message_id, text in targets:
         try:

@@ -27,7 +27,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot import callbacks, unit_of_work
+from bot import callbacks, media, unit_of_work
 from bot.context import BotContext
 from bot.handlers import (
     admin,
@@ -233,7 +233,9 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CommandHandler("participants", admin.list_participants))
     app.add_handler(CommandHandler("withdraw", admin.withdraw))
     app.add_handler(CommandHandler("sae", admin.sae))
+    app.add_handler(CommandHandler("outcome", admin.outcome))
     app.add_handler(CommandHandler("unlink", admin.unlink))
+    app.add_handler(CommandHandler("raynaud", admin.raynaud))
     app.add_handler(CommandHandler("export", export.export))
     app.add_handler(CommandHandler("alerts", coordinator.list_alerts))
     app.add_handler(CommandHandler("ack", coordinator.ack_command))
@@ -253,10 +255,17 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_handler(CallbackQueryHandler(questionnaire.answer_button, pattern=callbacks.pattern(callbacks.ANSWER)))
     app.add_handler(CallbackQueryHandler(questionnaire.start_button, pattern=callbacks.pattern(callbacks.START)))
     app.add_handler(CallbackQueryHandler(coordinator.acknowledge_button, pattern=callbacks.pattern(callbacks.ACK)))
+    app.add_handler(
+        CallbackQueryHandler(schedule_admin.visit_date_button, pattern=callbacks.pattern(callbacks.VISIT_DATE))
+    )
+    app.add_handler(CallbackQueryHandler(media.report_button, pattern=callbacks.pattern(callbacks.MEDIA)))
     app.add_handler(CallbackQueryHandler(common.stale_button))
 
     # Whatever is left.
     app.add_handler(MessageHandler(filters.COMMAND & private, common.unknown_command))
+    # A photo, voice note or audio file: attached to a report, or offered as one.
+    files = filters.PHOTO | filters.VOICE | filters.AUDIO | filters.Document.ALL | filters.VIDEO | filters.VIDEO_NOTE
+    app.add_handler(MessageHandler(private & files, media.file_message))
     # An answer typed to the open question; anything else goes on to common.not_understood.
     app.add_handler(MessageHandler(private & ~filters.COMMAND, questionnaire.typed_answer))
 

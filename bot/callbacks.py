@@ -8,8 +8,11 @@ handler answers "This button is no longer active." instead of guessing."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 LANG, DOSE, VISIT, STOP, SETTIME, ANSWER, START, ACK = "lang", "dose", "visit", "stop", "settime", "q", "qstart", "ack"
+VISIT_DATE = "vdate"
+MEDIA = "mrep"
 DOSE_ANSWERS = ("taken", "later", "skipped")
 VISIT_CHOICES = ("come", "other")
 LANGUAGES = ("bn", "en")
@@ -61,6 +64,17 @@ def start(instrument_id: str) -> str:
 def ack(alert_id: int) -> str:
     """`ack:<alert id>`: the Acknowledge button under an alert."""
     return f"{ACK}:{alert_id}"
+
+
+def visit_date(study_id: str, week: int, on: str, confirmed: bool) -> str:
+    """`vdate:<study id>:<week>:<YYYYMMDD>:<yes|no>`: the admin's answer to a visit date
+    outside its window (a protocol deviation)."""
+    return f"{VISIT_DATE}:{study_id}:{week}:{on.replace('-', '')}:{'yes' if confirmed else 'no'}"
+
+
+def report_media(media_id: int) -> str:
+    """`mrep:<media id>`: "Report a problem with this photo" under a file sent outside a report."""
+    return f"{MEDIA}:{media_id}"
 
 
 # ---------------------------------------------------------------- parse
@@ -143,3 +157,35 @@ def parse_start(data: str) -> str:
 def ack_field(data: str) -> str:
     """`ack:…` → the alert id as typed (domain.acknowledgement.parse_alert_id reads it)."""
     return data.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class VisitDatePress:
+    """The admin's answer to an out-of-window visit date: which visit, which date, yes or no."""
+
+    study_id: str
+    week: int
+    on: str  # ISO date
+    confirmed: bool
+
+
+def parse_visit_date(data: str) -> VisitDatePress | None:
+    """`vdate:…` → study id, week, ISO date and the answer (None when malformed)."""
+    parts = data.split(":")
+    if len(parts) != 5 or not parts[2].isdigit() or parts[4] not in ("yes", "no"):
+        return None
+    day = parts[3]
+    if len(day) != 8 or not day.isdigit():
+        return None
+    iso = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+    try:
+        date.fromisoformat(iso)
+    except ValueError:
+        return None
+    return VisitDatePress(parts[1], int(parts[2]), iso, parts[4] == "yes")
+
+
+def parse_report_media(data: str) -> int | None:
+    """`mrep:…` → the held file's id."""
+    raw = data.partition(":")[2]
+    return int(raw) if raw.isdecimal() else None

@@ -11,6 +11,7 @@ from telegram import BotCommand, BotCommandScopeAllPrivateChats, BotCommandScope
 from telegram.error import TelegramError
 
 from bot.i18n import N_, _, use_locale
+from domain.enrollment import enroll_usage
 
 if TYPE_CHECKING:
     from bot.app import TrialApplication
@@ -30,17 +31,19 @@ PARTICIPANT_COMMANDS: list[tuple[str, str]] = [
 
 # Admin menu descriptions are for the study team: English.
 ADMIN_COMMANDS: list[tuple[str, str]] = [
-    ("enroll", "STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: enroll, get a one-time code"),
+    ("enroll", "{enroll_usage}: enroll, get a one-time code"),  # the arguments from the protocol
     ("participants", "everyone, one line each"),
     ("withdraw", "STUDY_ID [REASON]: stop everything; data kept"),
     ("unlink", "STUDY_ID: lost phone; unlink the chat, new code"),
     ("alerts", "open alerts, each with its Acknowledge button"),
     ("ack", "ALERT_ID [NOTE]: acknowledge an alert"),
     ("sae", "STUDY_ID CRITERIA [ONSET_DATE] [NOTE]: record a serious event (death, admission…)"),
+    ("outcome", "AE_NUMBER OUTCOME: an adverse event's outcome (recovered, recovering, fatal…)"),
     ("pause", "STUDY_ID [UNTIL_DATE] [REASON]: pause reminders"),
     ("resume", "STUDY_ID: restart reminders"),
     ("status", "STUDY_ID: arm, next visit, adherence, alerts"),
-    ("visit", "STUDY_ID WEEK done|missed [DATE]: record a visit"),
+    ("visit", "STUDY_ID WEEK done|missed [DATE] | on DATE: record a visit or agree its date"),
+    ("raynaud", "STUDY_ID on|off: the Raynaud's diary (7 days before each visit) for one participant"),
     ("summary", "STUDY_ID: one-page visit summary (picture and PDF)"),
     ("overview", "the whole trial at a glance (picture and PDF)"),
     ("export", "[SINCE_DATE]: trial-record files (CSV, SPSS, ODM) as a zip, here"),
@@ -62,7 +65,8 @@ async def set_menus(app: TrialApplication) -> None:
     with use_locale("bn"):
         await bot.set_my_commands(participant_menu(), scope=BotCommandScopeAllPrivateChats(), language_code="bn")
     with use_locale("en"):
-        admin_menu = [BotCommand(n, d) for n, d in ADMIN_COMMANDS] + participant_menu()
+        usage = enroll_usage(app.services.protocol)
+        admin_menu = [BotCommand(n, d.format(enroll_usage=usage)) for n, d in ADMIN_COMMANDS] + participant_menu()
     settings = app.services.settings
     for chat_id in (*settings.admin_user_ids, *settings.coordinator_chat_ids):
         try:

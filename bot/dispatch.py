@@ -84,6 +84,7 @@ _MESSAGE_KINDS = frozenset(
         MessageKind.VISIT_REMINDER.value,
         MessageKind.CHECKIN_PROMPT.value,
         MessageKind.QUESTIONNAIRE_PROMPT.value,
+        MessageKind.VISIT_DATE_NOTICE.value,
     }
 )
 
@@ -399,7 +400,7 @@ async def _recheck(
             row.next_attempt_at = later
             outbox.finish(row, MessageStatus.PLANNED, now, "quiet hours")
     elif not await reminders.still_wanted(
-        session, row, participant, now, services.settings.coordinator_chat_ids, facts
+        session, row, participant, now, services.settings.coordinator_chat_ids, facts, protocol
     ):
         pass  # finished there
     elif row.kind not in _MESSAGE_KINDS:
@@ -428,6 +429,8 @@ def _render(
         return text, reminder_texts.dose_buttons(reminder_id)
     if kind == MessageKind.VISIT_REMINDER.value:
         return reminder_texts.visit_text(payload, protocol), reminder_texts.visit_buttons(int(payload["week"]))
+    if kind == MessageKind.VISIT_DATE_NOTICE.value:
+        return reminder_texts.visit_date_notice(payload, protocol), None
     instrument = str(payload.get("instrument", ""))
     text = reminder_texts.invitation_text(kind, payload, app.services.instruments)
     return text, reminder_texts.invitation_buttons(instrument)

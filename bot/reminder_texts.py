@@ -18,7 +18,7 @@ from domain.parsing import AmbiguousTime
 from domain.questionnaires import Instrument
 from scheduler.calendar import parse_weekday
 from scheduler.planner import MessageKind
-from scheduler.protocol import Protocol
+from scheduler.protocol import BilingualText, Protocol
 
 
 def _regimen_text(protocol: Protocol, arm: str, regimen: str) -> tuple[str, str]:
@@ -30,6 +30,11 @@ def _regimen_text(protocol: Protocol, arm: str, regimen: str) -> tuple[str, str]
     return regimen, ""
 
 
+def _own_reminder(protocol: Protocol, arm: str, regimen: str) -> BilingualText | None:
+    """The regimen's own reminder wording from the protocol file, if it has one."""
+    return next((reg.reminder for reg in protocol.arm(arm).regimens if reg.id == regimen), None)
+
+
 def drug_name(protocol: Protocol, arm: str, regimen: str) -> str:
     """The drug's name in the current language (for /schedule)."""
     return _regimen_text(protocol, arm, regimen)[0]
@@ -39,13 +44,14 @@ def dose_text(kind: str, payload: Mapping[str, Any], protocol: Protocol, arm: st
     """A dose reminder, its 2-hour follow-up or its "remind me later" repeat."""
     regimen = str(payload.get("regimen", ""))
     drug, dose = _regimen_text(protocol, arm, regimen)
-    if regimen == "methotrexate":
-        amount = payload.get("dose_amount", 25)
-        weekday = parse_weekday(str(payload.get("weekday", "monday")))
-        body = _(
-            "Today is {weekday}, your methotrexate day. Take your weekly dose of methotrexate: {amount} mg, "
-            "today only. Never take it twice in one week, and never take a missed dose on another day."
-        ).format(weekday=weekday_name(weekday), amount=format_number(int(float(str(amount)))))
+    own_words = _own_reminder(protocol, arm, regimen)
+    if own_words is not None and payload.get("weekday"):
+        # The regimen's reviewed reminder from the protocol file (e.g. weekly methotrexate).
+        amount = payload.get("dose_amount", 0)
+        body = own_words.get(current_language()).format(
+            weekday=weekday_name(parse_weekday(str(payload["weekday"]))),
+            amount=format_number(int(float(str(amount)))),
+        )
     elif payload.get("frequency") == "weekly" and payload.get("weekday"):
         # The participant's own day, not the protocol's default rule ("the day after methotrexate").
         body = _("Today is {weekday}, your {drug} day. Time for your medicine: {drug}, {dose}.").format(
@@ -97,6 +103,24 @@ def visit_text(payload: Mapping[str, Any], protocol: Protocol) -> str:
         )
         + "\n"
         + _("Will you come? If this day is not possible, press the second button and the study team will call you.")
+    )
+
+
+def visit_date_notice(payload: Mapping[str, Any], protocol: Protocol) -> str:
+    """The visit date agreed with the study team (after "I need another date")."""
+    visit = protocol.visit(int(payload["week"]))
+    lang = current_language()
+    day = date.fromisoformat(str(payload["visit_date"]))
+    site = protocol.site
+    return _(
+        "Your {visit} is now on {date}, at the {department}, {hospital} ({site}), as agreed with "
+        "the study team. I will remind you before the day."
+    ).format(
+        visit=visit.name.bn if lang == "bn" else visit.name.en,
+        date=format_date(day, "long"),
+        department=site.department.get(lang),
+        hospital=site.hospital.get(lang),
+        site=site.name.get(lang),
     )
 
 

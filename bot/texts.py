@@ -3,13 +3,13 @@ Every string goes through the gettext catalog; numbers and dates are localised."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bot.i18n import N_, _, current_language, format_date, use_locale, weekday_name
 from core.digits import phone_as_dialled
 from models import Participant
 from scheduler.planner import resolve_dose_weekdays, visit_schedule
-from scheduler.protocol import Protocol
+from scheduler.protocol import Protocol, Regimen
 from scheduler.store import plan_input
 
 
@@ -40,53 +40,42 @@ def with_contact(text: str, phone: str) -> str:
 def site_names(protocol: Protocol) -> dict[str, str]:
     """The institution, department and everyday hospital name from the protocol
     file, in the current language, for texts that name the place."""
-    site = protocol.site
+    site, condition = protocol.site, protocol.condition
     lang = current_language()
-    return {"site": site.name.get(lang), "department": site.department.get(lang), "hospital": site.hospital.get(lang)}
+    return {
+        "site": site.name.get(lang),
+        "department": site.department.get(lang),
+        "hospital": site.hospital.get(lang),
+        "condition": condition.name.get(lang),
+        "condition_explained": condition.explained.get(lang),
+    }
 
 
 def regimen(participant: Participant, protocol: Protocol) -> str:
-    """The participant's medicines in plain words, for the welcome and /help."""
+    """The participant's medicines in plain words, for the welcome and /help: each
+    regimen's reviewed wording from the protocol file (``instructions``), or its name
+    and dose from the file when it has none."""
     regimens = protocol.arm(participant.arm).regimens
     # The days the planner uses for this participant (their own, or the protocol's rule).
     days = resolve_dose_weekdays(plan_input(participant, [], protocol), protocol)
-    ids = {r.id for r in regimens}
-    if ids == {"baricitinib"}:  # the reviewed wording of this trial's drugs (see locales/)
-        return _(
-            "Baricitinib 4 mg: one tablet every day, at the same time each day. Never take two tablets on one day."
-        )
-    if ids == {"methotrexate", "folic_acid"}:
-        mtx_day, folic_day = days["methotrexate"], days["folic_acid"]
-        return "\n".join(
-            [
-                _(
-                    "Methotrexate 25 mg: once a WEEK only, every {weekday}. "
-                    "Never take it on any other day, and never take a missed dose later."
-                ).format(weekday=weekday_name(mtx_day)),
-                _("Folic acid 5 mg: once a week, every {weekday} (never on the methotrexate day).").format(
-                    weekday=weekday_name(folic_day)
-                ),
-            ]
-        )
-    # Any other protocol: each regimen's name and dose from the protocol file.
     lang = current_language()
-    lines = []
-    for reg in regimens:
-        drug, dose = reg.drug.get(lang), reg.dose.get(lang)
-        if reg.id in days:
-            line = _("{drug}: {dose}, every {weekday}.").format(
-                weekday=weekday_name(days[reg.id]), drug=drug, dose=dose
-            )
-        elif reg.frequency == "daily":
-            line = _("{drug}: {dose}, every day.").format(drug=drug, dose=dose)
-        else:
-            line = _("{drug}: {dose}, once a week.").format(drug=drug, dose=dose)
-        lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(_regimen_line(reg, days, lang) for reg in regimens)
+
+
+def _regimen_line(reg: Regimen, days: Mapping[str, int], lang: str) -> str:
+    weekday = weekday_name(days[reg.id]) if reg.id in days else ""
+    if reg.instructions is not None:
+        return reg.instructions.get(lang).format(weekday=weekday)
+    drug, dose = reg.drug.get(lang), reg.dose.get(lang)
+    if reg.id in days:
+        return _("{drug}: {dose}, every {weekday}.").format(weekday=weekday, drug=drug, dose=dose)
+    if reg.frequency == "daily":
+        return _("{drug}: {dose}, every day.").format(drug=drug, dose=dose)
+    return _("{drug}: {dose}, once a week.").format(drug=drug, dose=dose)
 
 
 def visit_lines(participant: Participant, protocol: Protocol) -> list[str]:
-    """The participant's clinic visits (weeks 4, 12, 24) with their dates, for the welcome."""
+    """The participant's clinic visits after the first (the protocol's) with their dates, for the welcome."""
     lang = "bn" if participant.language.value == "bn" else "en"
     lines = [_("Your clinic visits:")]
     for vd in visit_schedule(plan_input(participant, [], protocol), protocol):
@@ -104,8 +93,8 @@ def not_enrolled(phone: str, protocol: Protocol) -> str:
     """For someone the bot does not know: what it is and how to join. Bilingual."""
     return bilingual(
         lambda: _(
-            "Hello! This bot is only for people taking part in the scleroderma "
-            "(systemic sclerosis) study at {hospital} ({site}). To use it you need a personal link "
+            "Hello! This bot is only for people taking part in the {condition_explained} "
+            "study at {hospital} ({site}). To use it you need a personal link "
             "or code from the study team. If you are in the study, please ask them for it."
         ).format_map(site_names(protocol)),
         phone,
@@ -128,7 +117,7 @@ REFUSALS = {
 def help_text(participant: Participant, phone: str, protocol: Protocol) -> str:
     """/help: what the bot does, the commands, the study phone."""
     lines = [
-        _("I am the helper of the scleroderma study at {hospital} ({site}). Your study number is {study_id}.").format(
+        _("I am the helper of the {condition} study at {hospital} ({site}). Your study number is {study_id}.").format(
             study_id=participant.study_id, **site_names(protocol)
         ),
         "",
@@ -153,7 +142,7 @@ def help_text(participant: Participant, phone: str, protocol: Protocol) -> str:
 def welcome(participant: Participant, phone: str, protocol: Protocol) -> str:
     """The first message in the chosen language, right after linking."""
     lines = [
-        _("Welcome! Thank you for taking part in the scleroderma study at {hospital} ({site}).").format_map(
+        _("Welcome! Thank you for taking part in the {condition} study at {hospital} ({site}).").format_map(
             site_names(protocol)
         ),
         _("Your study number is {study_id}.").format(study_id=participant.study_id),

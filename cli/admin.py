@@ -10,7 +10,9 @@ Telegram commands; the actor is recorded as `cli:<os user>`.
     python -m cli resume BSM-001
     python -m cli status BSM-001
     python -m cli visit BSM-001 4 done 2026-11-22
+    python -m cli visit BSM-001 4 on 2026-11-24 [--confirm-deviation]
     python -m cli sae BSM-001 hospitalisation 2026-11-20 daughter phoned
+    python -m cli outcome 12 recovered
     python -m cli summary BSM-001 --out BSM-001.pdf
     python -m cli overview --out overview.pdf
 """
@@ -28,10 +30,10 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot import admin_text
+from bot import staff_replies
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
-from domain import audit, enrollment, participants, schedule_ops
+from domain import audit, enrollment, participants, schedule_ops, visit_questionnaires
 from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
@@ -88,7 +90,7 @@ Action = Callable[[AsyncSession, argparse.Namespace, DatabaseSettings, Clock, Co
 async def _enroll(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    request = enrollment.parse_enroll_args(args.args)
+    request = enrollment.parse_enroll_args(args.args, content.protocol)
     result = await enrollment.enroll(
         session,
         request,
@@ -97,7 +99,7 @@ async def _enroll(
         code_ttl=timedelta(days=settings.enrollment_code_days),
         code_key=_code_key(),
     )
-    return admin_text.enrolled(result, settings.tz, await _bot_username())
+    return staff_replies.enrolled(result, settings.tz, await _bot_username(), content.protocol)
 
 
 async def _unlink(
@@ -112,15 +114,15 @@ async def _unlink(
         code_key=_code_key(),
         protocol=content.protocol,
     )
-    return "The old chat is unlinked: it gets nothing more.\n" + admin_text.enrolled(
-        result, settings.tz, await _bot_username()
+    return "The old chat is unlinked: it gets nothing more.\n" + staff_replies.enrolled(
+        result, settings.tz, await _bot_username(), content.protocol
     )
 
 
 async def _participants(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    return admin_text.participant_list(await participants.list_all(session))
+    return staff_replies.participant_list(await participants.list_all(session), content.protocol)
 
 
 async def _withdraw(
@@ -134,7 +136,7 @@ async def _withdraw(
         now=clock.now(),
         protocol=content.protocol,
     )
-    return admin_text.withdrawn(participant)
+    return staff_replies.withdrawn(participant)
 
 
 async def _pause(
@@ -142,7 +144,7 @@ async def _pause(
 ) -> str:
     request = schedule_ops.parse_pause_args(args.args)
     participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
-    return admin_text.paused(participant)
+    return staff_replies.paused(participant)
 
 
 async def _resume(
@@ -151,7 +153,7 @@ async def _resume(
     participant = await schedule_ops.resume(
         session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.resumed(participant)
+    return staff_replies.resumed(participant)
 
 
 async def _status(
@@ -161,17 +163,55 @@ async def _status(
     report = await schedule_ops.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
-    return admin_text.status(report, protocol.tz)
+    return staff_replies.status(report, protocol.tz)
+
+
+async def _raynaud(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    request = visit_questionnaires.parse_switch_args("raynaud", [args.study_id, args.state])
+    result = await visit_questionnaires.set_switch(
+        session,
+        request,
+        visit_questionnaires.RAYNAUD_SWITCH,
+        actor=_actor(),
+        now=clock.now(),
+        protocol=content.protocol,
+    )
+    return staff_replies.switch_set(result, "Raynaud's diary")
 
 
 async def _visit(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
+    if schedule_ops.is_agreed_date(args.args):
+        return await _agree_visit_date(session, args, content, clock)
     request = schedule_ops.parse_visit_args(args.args)
     visit = await schedule_ops.record_visit(
         session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
     )
-    return admin_text.visit_recorded(request.study_id, visit)
+    return staff_replies.visit_recorded(request.study_id, visit)
+
+
+async def _agree_visit_date(session: AsyncSession, args: argparse.Namespace, content: Content, clock: Clock) -> str:
+    """`visit STUDY_ID WEEK on DATE [--confirm-deviation]`: the flag is the shell's
+    Confirm button for a date outside the window."""
+    request = schedule_ops.parse_agreed_date_args(args.args)
+    agreed = await schedule_ops.agree_visit_date(
+        session,
+        request,
+        actor=_actor(),
+        now=clock.now(),
+        protocol=content.protocol,
+        deviation_confirmed=args.confirm_deviation,
+    )
+    if agreed.needs_confirmation:
+        raise DomainError(
+            staff_replies.visit_date_outside_window(agreed).replace(
+                "Confirm to", "Run again with --confirm-deviation to"
+            )
+        )
+    return staff_replies.visit_date_agreed(agreed)
 
 
 async def _export(
@@ -193,8 +233,11 @@ async def _export(
         now=now,
         since=since,
         validate=args.validate,
+        with_files=args.with_files,
     )
     after: dict[str, object] = {"since": since.isoformat() if since else None, "rows": result.row_counts}
+    if args.with_files:
+        after["with_files"] = True
     if result.validation is not None:
         after["odm_schema_errors"] = len(result.validation.errors)
     audit.record(session, at=now, actor=_actor(), action="export.run", after=after)
@@ -289,11 +332,19 @@ async def _alerts(
 
     alerts = await open_alerts(session)
     if not alerts:
-        return admin_text.no_open_alerts()
-    blocks = [admin_text.open_alerts_header(len(alerts))]
+        return staff_replies.no_open_alerts()
+    blocks = [staff_replies.open_alerts_header(len(alerts))]
     for alert in alerts:
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
-        blocks.append(alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes))
+        blocks.append(
+            alerting.render(
+                alert,
+                participant,
+                settings.tz,
+                protocol=content.protocol,
+                escalate_after=settings.escalate_after_minutes,
+            )
+        )
     return "\n\n".join(blocks)
 
 
@@ -311,7 +362,7 @@ async def _ack(
         note=" ".join(args.note) or None,
         now=clock.now(),
     )
-    text = admin_text.alert_acknowledged(done.alert, done.already, settings.tz)
+    text = staff_replies.alert_acknowledged(done.alert, done.already, settings.tz)
     if not done.already:
         text += "\n(The copies in Telegram show it the next time someone presses their button.)"
     return text
@@ -343,8 +394,21 @@ async def _sae(
         )
     except adverse_events.SaeUsageError as error:
         raise DomainError(str(error).replace("usage: /sae", "usage: python -m cli sae")) from None
-    text = admin_text.sae_recorded(recorded, settings.tz)
+    text = staff_replies.sae_recorded(recorded, settings.tz)
     return text.replace("sent to the coordinators", "queued for the coordinators (the running bot sends it)")
+
+
+async def _outcome(
+    session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
+) -> str:
+    from domain import adverse_events
+
+    try:
+        request = adverse_events.parse_outcome_args(args.args)
+    except adverse_events.OutcomeUsageError as error:
+        raise DomainError(str(error).replace("usage: /outcome", "usage: python -m cli outcome")) from None
+    result = await adverse_events.set_outcome(session, request, actor=_actor(), now=clock.now())
+    return staff_replies.outcome_set(result)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,9 +436,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="arm, next visit, adherence, last check-in, open alerts")
     p.add_argument("study_id")
     p.set_defaults(action=_status)
-    p = sub.add_parser("visit", help="record a clinic visit: STUDY_ID WEEK done|missed [DATE]")
-    p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE]")
+    p = sub.add_parser(
+        "visit",
+        help="record a clinic visit: STUDY_ID WEEK done|missed [DATE], or agree its date: STUDY_ID WEEK on DATE",
+    )
+    p.add_argument("args", nargs="+", metavar="STUDY_ID WEEK done|missed [DATE] | STUDY_ID WEEK on DATE")
+    p.add_argument(
+        "--confirm-deviation",
+        action="store_true",
+        help="with on DATE: the date is outside the window; record it as a protocol deviation",
+    )
     p.set_defaults(action=_visit)
+    p = sub.add_parser("raynaud", help="the Raynaud's diary for one participant: STUDY_ID on|off")
+    p.add_argument("study_id")
+    p.add_argument("state", metavar="on|off")
+    p.set_defaults(action=_raynaud)
     p = sub.add_parser("alerts", help="open (unacknowledged) alerts, oldest first")
     p.set_defaults(action=_alerts)
     p = sub.add_parser("ack", help="acknowledge an alert: ALERT_ID [NOTE…] (stops its escalation)")
@@ -388,6 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("args", nargs="*", metavar="STUDY_ID CRITERION[,CRITERION…] [ONSET_DATE] [NOTE…]")
     p.set_defaults(action=_sae)
+    p = sub.add_parser(
+        "outcome",
+        help="an adverse event's outcome: AE_NUMBER OUTCOME "
+        "(recovered, recovering, not_recovered, recovered_with_sequelae, fatal, unknown)",
+    )
+    p.add_argument("args", nargs="*", metavar="AE_NUMBER OUTCOME")
+    p.set_defaults(action=_outcome)
     p = sub.add_parser("export", help="write the trial-record files (CSV, SPSS, dictionary, ODM)")
     p.add_argument("--out", required=True, help="directory to write into")
     p.add_argument(
@@ -398,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate",
         action="store_true",
         help="check the ODM file against the official CDISC ODM 1.3.2 schema (exit 1 if it is refused)",
+    )
+    p.add_argument(
+        "--with-files",
+        action="store_true",
+        help="also write the photos and voice notes the media manifest lists, under media/ (large and personal)",
     )
     p.set_defaults(action=_export)
     p = sub.add_parser("summary", help="one-page visit summary of a participant: A4 PDF (and a PNG beside it)")

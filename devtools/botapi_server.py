@@ -32,6 +32,9 @@ How tests use it
         await alice.press(welcome, "English")             # by button text or callback_data
         await server.wait_for(1001, lambda m: m.edits == 1)
         server.faults.add("sendMessage", "429", retry_after=3)  # next send gets RetryAfter(3)
+        server.faults.add("download", "500")              # next file download (/file/bot…) fails
+        await alice.send_photo(content=b"…", media_group_id="album")  # getFile serves it
+        server.media(-1001)     # photos/voice/audio the bot sent there, with caption and reply_to
         print(server.format_transcript())
 
 ``server.make_bot()`` gives a plain ``telegram.Bot`` pointed at the server.
@@ -189,7 +192,11 @@ class QueuedUpdate(dict[str, Any]):
 class SentDocument:
     """A document the bot sent (``sendDocument``): file name, bytes and caption.
     Also a photo (``sendPhoto``): then ``kind`` is "photo" and ``width``/``height``
-    are the picture's (read from the PNG or JPEG header)."""
+    are the picture's (read from the PNG or JPEG header); a voice note (``sendVoice``,
+    kind "voice") or an audio file (``sendAudio``, kind "audio"). Sent by a file_id the
+    bot received, ``content`` is that file's bytes. ``reply_to`` is the message id it
+    replied to (``reply_parameters`` or ``reply_to_message_id``), ``media_group_id``
+    is set for the items of one ``sendMediaGroup``."""
 
     chat_id: int
     message_id: int
@@ -201,6 +208,8 @@ class SentDocument:
     kind: str = "document"
     width: int = 0
     height: int = 0
+    reply_to: int | None = None
+    media_group_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -833,6 +842,7 @@ class _Chat:
         "id",
         "kicked",
         "label",
+        "media",
         "messages",
         "next_id",
         "photos",
@@ -855,6 +865,7 @@ class _Chat:
         self.sent_by_id: dict[int, SentMessage] = {}
         self.documents: list[SentDocument] = []
         self.photos: list[SentDocument] = []
+        self.media: list[SentDocument] = []  # every photo, voice, audio or document sent, in order
         self.signal = _Signal()
 
     def take_id(self) -> int:
@@ -959,8 +970,10 @@ _STRING_FIELDS = frozenset(
         "document",
         "photo",
         "voice",
+        "audio",
         "sticker",
         "thumbnail",
+        "media_group_id",
     }
 )
 _INT_RE = re.compile(r"-?\d{1,20}")
@@ -1092,8 +1105,13 @@ class SimUser(SimChat):
         *,
         chat: ChatRef | None = None,
         content: bytes = b"\xff\xd8\xff\xe0fake-jpeg",
+        media_group_id: str | None = None,
+        file_size: int | None = None,
     ) -> QueuedUpdate:
-        """Send a photo (two sizes, as Telegram does)."""
+        """Send a photo (two sizes, as Telegram does); the bot can fetch either with
+        getFile and download it. ``media_group_id`` makes it one photo of an album (send
+        each with the same id, as Telegram delivers an album); ``file_size`` overrides
+        the size announced for the large one (a file over the Bot API's 20 MB limit)."""
         small = self.server._store_file(content[:64], "photos", "jpg")
         large = self.server._store_file(content, "photos", "jpg")
         extra: JSONDict = {
@@ -1110,12 +1128,14 @@ class SimUser(SimChat):
                     "file_unique_id": large.file_unique_id,
                     "width": 1280,
                     "height": 960,
-                    "file_size": len(large.content),
+                    "file_size": len(large.content) if file_size is None else file_size,
                 },
             ]
         }
         if caption:
             extra["caption"] = caption
+        if media_group_id:
+            extra["media_group_id"] = media_group_id
         return self._message(chat, extra, "photo", f"(photo) {caption or ''}".strip())
 
     async def send_sticker(self, emoji: str = "👍", *, chat: ChatRef | None = None) -> QueuedUpdate:
@@ -1142,8 +1162,9 @@ class SimUser(SimChat):
         *,
         chat: ChatRef | None = None,
         content: bytes = b"OggS-fake-voice",
+        file_size: int | None = None,
     ) -> QueuedUpdate:
-        """Send a voice note."""
+        """Send a voice note (``file_size`` overrides the size announced)."""
         stored = self.server._store_file(content, "voice", "oga")
         extra = {
             "voice": {
@@ -1151,10 +1172,49 @@ class SimUser(SimChat):
                 "file_unique_id": stored.file_unique_id,
                 "duration": duration,
                 "mime_type": "audio/ogg",
-                "file_size": len(content),
+                "file_size": len(content) if file_size is None else file_size,
             }
         }
         return self._message(chat, extra, "voice", f"(voice {duration}s)")
+
+    async def send_audio(
+        self,
+        duration: int = 30,
+        *,
+        chat: ChatRef | None = None,
+        content: bytes = b"ID3-fake-mp3",
+        mime_type: str = "audio/mpeg",
+        file_name: str = "recording.mp3",
+    ) -> QueuedUpdate:
+        """Send an audio file (a recording from the phone's recorder app, say)."""
+        stored = self.server._store_file(content, "music", file_name.rpartition(".")[2])
+        extra = {
+            "audio": {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "duration": duration,
+                "file_name": file_name,
+                "mime_type": mime_type,
+                "file_size": len(content),
+            }
+        }
+        return self._message(chat, extra, "audio", f"(audio {duration}s)")
+
+    async def send_video(self, *, chat: ChatRef | None = None, content: bytes = b"fake-mp4") -> QueuedUpdate:
+        """Send a video (a kind of file the trial bot does not take)."""
+        stored = self.server._store_file(content, "videos", "mp4")
+        extra = {
+            "video": {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "width": 640,
+                "height": 480,
+                "duration": 5,
+                "mime_type": "video/mp4",
+                "file_size": len(content),
+            }
+        }
+        return self._message(chat, extra, "video", "(video)")
 
     async def send_document(
         self,
@@ -1607,6 +1667,17 @@ class BotAPIServer:
         state = self._chats.get(chat if isinstance(chat, int) else chat.id)
         return list(state.photos) if state else []
 
+    def media(self, chat: ChatRef) -> list[SentDocument]:
+        """Every file the bot sent to ``chat``, in order: photos, voice notes, audio
+        files and documents, singly or in a ``sendMediaGroup`` (each with its
+        ``kind``, ``caption``, ``reply_to`` and ``media_group_id``)."""
+        state = self._chats.get(chat if isinstance(chat, int) else chat.id)
+        return list(state.media) if state else []
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes behind a file id (what a download of it gives)."""
+        return self._files[file_id].content
+
     def commands(self, scope: Any = None, language_code: str = "") -> list[JSONDict]:
         """The command menu set for ``scope`` (dict, PTB scope or type name) and language."""
         return [dict(c) for c in self._commands.get((_scope_key(scope), language_code), [])]
@@ -1951,6 +2022,9 @@ class BotAPIServer:
             "answerCallbackQuery": self._answer_callback_query,
             "sendDocument": self._send_document,
             "sendPhoto": self._send_photo,
+            "sendVoice": self._send_file_kind("voice"),
+            "sendAudio": self._send_file_kind("audio"),
+            "sendMediaGroup": self._send_media_group,
             "sendChatAction": self._send_chat_action,
             "getChat": self._get_chat,
             "leaveChat": self._leave_chat,
@@ -2107,8 +2181,17 @@ class BotAPIServer:
     async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return self._error(ApiError(401, "Unauthorized"))
-        stored = self._files_by_path.get(request.match_info["path"])
+        path = request.match_info["path"]
+        record = RequestRecord("download", {"file_path": path}, self._clock(), request.method)
+        self.requests.append(record)
+        self._activity_signal.fire()
+        fault = self.faults._take("download", {}) if self.faults._faults else None
+        if fault is not None:  # server.faults.add("download", "500"): the next file download fails
+            record.fault = fault.kind
+            return await self._apply_fault(request, fault, record)
+        stored = self._files_by_path.get(path)
         if stored is None:
+            record.status = 404
             return self._error(ApiError(404, "Not Found"))
         return web.Response(body=stored.content, content_type="application/octet-stream")
 
@@ -2256,7 +2339,7 @@ class BotAPIServer:
         }
         if sent.edit_date is not None:
             message["edit_date"] = sent.edit_date
-        for key in ("reply_to_message", "has_protected_content"):
+        for key in ("reply_to_message", "has_protected_content", "media_group_id"):
             if key in sent.raw:
                 message[key] = sent.raw[key]
         if sent.document is not None and sent.document.kind == "photo":
@@ -2271,6 +2354,18 @@ class BotAPIServer:
                     "file_size": len(doc.content),
                 }
             ]
+            if sent.caption:
+                message["caption"] = sent.caption
+        elif sent.document is not None and sent.document.kind in ("voice", "audio"):
+            doc = sent.document
+            stored = self._files[doc.file_id]
+            message[doc.kind] = {
+                "file_id": doc.file_id,
+                "file_unique_id": stored.file_unique_id,
+                "duration": 1,
+                "mime_type": "audio/ogg" if doc.kind == "voice" else doc.mime_type,
+                "file_size": len(doc.content),
+            }
             if sent.caption:
                 message["caption"] = sent.caption
         elif sent.document is not None:
@@ -2305,7 +2400,8 @@ class BotAPIServer:
             kind,
             sent.content
             if sent.document is None
-            else ("🖼 " if sent.document.kind == "photo" else "📎 ")
+            else (f"↩ #{sent.document.reply_to} " if sent.document.reply_to else "")
+            + {"photo": "🖼 ", "voice": "🎤 ", "audio": "🎵 "}.get(sent.document.kind, "📎 ")
             + f"{sent.document.filename} ({_size(len(sent.document.content))})"
             + (f" {sent.caption}" if sent.caption else ""),
             tuple(tuple(t for t, _ in row) for row in buttons(sent)),
@@ -2468,6 +2564,8 @@ class BotAPIServer:
         state.sent.append(sent)
         state.sent_by_id[sent.message_id] = sent
         state.documents.append(document)
+        document.reply_to = _reply_id(reply)
+        state.media.append(document)
         state.messages[sent.message_id] = raw
         return raw
 
@@ -2476,6 +2574,8 @@ class BotAPIServer:
         empty, over 10 MB, not a picture, or its sides are too long or too lopsided."""
         state = self._target(p)
         ref = p.get("photo")
+        if isinstance(ref, str) and ref in self._files:
+            return self._send_by_file_id(state, p, "photo", self._files[ref])
         upload = f.get(ref[len("attach://") :]) if isinstance(ref, str) and ref.startswith("attach://") else None
         upload = upload or f.get("photo")
         if upload is None:
@@ -2509,13 +2609,102 @@ class BotAPIServer:
             width=width,
             height=height,
         )
+        photo.reply_to = _reply_id(reply)
         sent.document = photo
         raw = self._publish(sent, state, "photo")
         state.sent.append(sent)
         state.sent_by_id[sent.message_id] = sent
         state.photos.append(photo)
+        state.media.append(photo)
         state.messages[sent.message_id] = raw
         return raw
+
+    def _send_file_kind(self, kind: str) -> _ApiHandler:
+        """sendVoice / sendAudio: by a file_id the bot received, or an upload."""
+
+        def handler(p: JSONDict, f: dict[str, _Upload]) -> JSONDict:
+            state = self._target(p)
+            ref = p.get(kind)
+            if isinstance(ref, str) and ref in self._files:
+                return self._send_by_file_id(state, p, kind, self._files[ref])
+            upload = f.get(ref[len("attach://") :]) if isinstance(ref, str) and ref.startswith("attach://") else None
+            upload = upload or f.get(kind)
+            if upload is None:
+                if ref:
+                    raise _bad("wrong file identifier/HTTP URL specified")
+                raise _bad(f"there is no {kind} in the request")
+            if not upload.content:
+                raise _bad("file must be non-empty")
+            stored = self._store_file(upload.content, kind, (upload.filename or "").rpartition(".")[2] or "ogg")
+            return self._send_by_file_id(state, p, kind, stored)
+
+        return handler
+
+    def _send_by_file_id(
+        self, state: _Chat, p: JSONDict, kind: str, stored: _StoredFile, group: str | None = None
+    ) -> JSONDict:
+        """A photo, voice note, audio file or document sent by a file_id the server knows."""
+        caption, entities = self._text(p, "caption")
+        markup = self._markup(p)
+        reply = self._reply_to(state, p)
+        sent = self._new_sent(state, p, None, entities, markup, reply)
+        sent.source_text = None
+        sent.caption = caption or None
+        name = stored.file_path.rpartition("/")[2]
+        size = _picture_size(stored.content) if kind == "photo" else None
+        item = SentDocument(
+            chat_id=state.id,
+            message_id=sent.message_id,
+            filename=name,
+            content=stored.content,
+            mime_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            caption=sent.caption,
+            file_id=stored.file_id,
+            kind=kind,
+            width=size[0] if size else 0,
+            height=size[1] if size else 0,
+            reply_to=_reply_id(reply),
+            media_group_id=group,
+        )
+        sent.document = item
+        if group is not None:
+            sent.raw["media_group_id"] = group
+        raw = self._publish(sent, state, kind)
+        state.sent.append(sent)
+        state.sent_by_id[sent.message_id] = sent
+        (state.photos if kind == "photo" else state.documents if kind == "document" else []).append(item)
+        state.media.append(item)
+        state.messages[sent.message_id] = raw
+        return raw
+
+    def _send_media_group(self, p: JSONDict, f: dict[str, _Upload]) -> list[JSONDict]:
+        """sendMediaGroup: 2-10 photos, audio files or documents (by file_id or upload),
+        one message each, sharing a media_group_id; the caption of each item is its own."""
+        state = self._target(p)
+        media = p.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _bad("wrong number of media items: must include 2-10 items")
+        stored_items: list[tuple[str, _StoredFile, JSONDict]] = []
+        for item in media:
+            if not isinstance(item, dict) or item.get("type") not in ("photo", "audio", "document", "video"):
+                raise _bad("can't parse InputMedia: media type is invalid")
+            ref = str(item.get("media") or "")
+            if ref in self._files:
+                stored = self._files[ref]
+            elif ref.startswith("attach://") and ref[len("attach://") :] in f:
+                upload = f[ref[len("attach://") :]]
+                stored = self._store_file(upload.content, "media", (upload.filename or "").rpartition(".")[2])
+            else:
+                raise _bad("wrong file identifier/HTTP URL specified")
+            stored_items.append((str(item["type"]), stored, item))
+        self._reply_to(state, p)  # a missing message refuses the whole group
+        group = f"{next(self._file_ids):012d}"
+        results = []
+        for kind, stored, item in stored_items:
+            params = {**p, "caption": item.get("caption"), "parse_mode": item.get("parse_mode")}
+            params.pop("reply_markup", None)
+            results.append(self._send_by_file_id(state, params, kind, stored, group))
+        return results
 
     def _send_chat_action(self, p: JSONDict, f: dict[str, _Upload]) -> bool:
         self._target(p)
@@ -2746,6 +2935,10 @@ class BotAPIServer:
             hook.last_error_message = error
             self.webhook_deliveries.append(WebhookDelivery(entry.update_id, attempt, status, error, self._clock()))
             self._activity_signal.fire()
+
+
+def _reply_id(reply: JSONDict | None) -> int | None:
+    return None if reply is None else int(reply["message_id"])
 
 
 def _picture_size(content: bytes) -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ class Demo:
 
     async def admin_says(self, text: str, expect: Predicate = None) -> SentMessage:
         update = await self.admin.send(text)
-        return (await self.server.wait_for(ADMIN_ID, expect, since=update))[0]
+        return (await self.server.wait_for(ADMIN_ID, expect, since=update, timeout=30))[0]
 
     async def participant_says(self, text: str, expect: str | None = None) -> SentMessage:
         update = await self.participant.send(text)
@@ -150,6 +150,83 @@ async def staff_recorded_admission(demo: Demo) -> None:
     )
 
 
+async def visit_date_agreed(demo: Demo) -> None:
+    """Issue 14: BSM-001 cannot come on Sunday 22 November (week 4). The coordinator phones
+    her and they agree Tuesday the 24th, inside the window: the admin types it, the visit's
+    reminders move to it, and at the next heartbeat the participant is told in Bangla. A
+    week-12 date outside its window needs the admin's confirm button and is recorded as a
+    protocol deviation."""
+    await demo.admin_says("/visit BSM-001 4 on 2026-11-24", "agreed for")
+    before = len(demo.server.messages(PARTICIPANT_ID))
+    await demo.bot.tick()
+    told = demo.server.messages(PARTICIPANT_ID)[before:]
+    assert any("২৪ নভেম্বর" in m.content for m in told), [m.content for m in told]
+    await demo.participant_says("/schedule", "ঠিক করা তারিখ")
+    question = await demo.admin_says("/visit BSM-001 12 on 2027-01-31", "outside")
+    update = await demo.admin.press(question, "Confirm: record a deviation")
+    await demo.server.wait_for(ADMIN_ID, "protocol deviation", since=update)
+    await demo.admin_says("/status BSM-001", "Agreed date")
+
+
+async def finger_ulcer_photo(demo: Demo) -> None:
+    """Issue 14: during /report BSM-001 sends a photo of a finger ulcer; it is downloaded,
+    stored with its SHA-256, acknowledged in Bangla, and reaches the coordinators as a
+    reply to the report's alert, with the study id in the caption (never a name)."""
+    server = demo.server
+    first = await demo.participant_says("/report", "সমস্যাটা কী")
+    update = await demo.participant.press(first, "আঙুলের সমস্যা (ঘা, রং বদলানো)")
+    await server.wait_for(PARTICIPANT_ID, "প্রশ্ন", since=update)
+    update = await demo.participant.send_photo(content=b"\xff\xd8\xff\xe0finger-ulcer" + bytes(range(256)) * 8)
+    await server.wait_for(PARTICIPANT_ID, "ছবিটি", since=update)
+    (photo,) = await server.wait_for(
+        COORDINATOR_CHAT, lambda m: m.document is not None and m.document.kind == "photo" and "BSM-001" in m.content
+    )
+    assert photo.document is not None and photo.document.reply_to is not None  # a reply to the alert
+    await demo.participant_says("/cancel", "বন্ধ")
+
+
+def _question_item(message: SentMessage) -> str | None:
+    """The item a question message asks (from its answer buttons), None for other messages."""
+    data = [d for row in message.buttons for _t, d in row if d and d.startswith("q:")]
+    return data[0].split(":")[2] if data else None
+
+
+async def week4_questionnaires(demo: Demo) -> None:
+    """Issue 14: the admin switches the Raynaud's diary on for BSM-001 only; the clock moves to
+    the week-4 visit (Tuesday 24 November, 10:00, the date agreed above); the invitations come, and the participant
+    answers the patient global and the HAQ-DI by typing Bengali digits (a cane and help with
+    gripping lift those categories to 2: index 1.25). Both responses belong to the week-4 visit,
+    in the export below and on the /summary page."""
+    server, bot = demo.server, demo.bot
+    await demo.admin_says("/raynaud BSM-001 on", "BSM-001")
+    bot.clock.set(datetime(2026, 11, 24, 4, 0, tzinfo=UTC))  # 10:00 in Dhaka, the agreed day
+    for _ in range(5):
+        await bot.tick()
+    invitations = {
+        d.removeprefix("qstart:"): m
+        for m in server.messages(PARTICIPANT_ID)
+        for row in m.buttons
+        for _t, d in row
+        if d and d.startswith("qstart:")
+    }
+    await demo.participant_presses(invitations["patient_global"], "qstart:patient_global", "প্রশ্ন ১ (মোট")
+    await demo.participant_says("৭", "ধন্যবাদ")
+    message = await demo.participant_presses(invitations["haq_di"], "qstart:haq_di", "প্রশ্ন ১ (মোট")
+    yes = {"aids_1_any", "aid_cane", "help_2_any", "help_grip"}
+
+    def next_one(m: SentMessage) -> bool:  # the next question or the thanks (not an edit of an old one)
+        return _question_item(m) is not None or "ধন্যবাদ" in m.content
+
+    while (item := _question_item(message)) is not None:
+        if item.startswith("aid_other"):  # "other aid (write it)": skipped with its button
+            skip = next(d for row in message.buttons for _t, d in row if d and d.endswith(":__skip__"))
+            update = await demo.participant.press(message, skip)
+        else:
+            update = await demo.participant.send("২" if item.startswith("haq_") else ("হ্যাঁ" if item in yes else "না"))
+        message = (await server.wait_for(PARTICIPANT_ID, next_one, since=update))[0]
+    assert "ধন্যবাদ" in message.content, message.content
+
+
 async def trial_record_export(demo: Demo) -> None:
     """The data manager's view: the admin asks for /export and gets one zip; the
     same files, with the REDCap folder, are written to demo-output/ for a look,
@@ -233,6 +310,9 @@ SCENES: list[Scene] = [
     dose_reminder,
     times_as_people_say_them,
     staff_recorded_admission,
+    visit_date_agreed,
+    finger_ulcer_photo,
+    week4_questionnaires,
     trial_record_export,
     hardening,
     pictures,

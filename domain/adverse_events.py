@@ -219,3 +219,102 @@ async def record_staff_sae(
         )
         stopped = True
     return StaffSaeRecorded(event, alert, participant, stopped, request.criteria)
+
+
+# --------------------------------------------------------------------------- outcome
+
+OUTCOMES: dict[str, str] = {
+    "recovered": "Recovered/resolved",
+    "recovering": "Recovering/resolving",
+    "not_recovered": "Not recovered/not resolved",
+    "recovered_with_sequelae": "Recovered/resolved with sequelae",
+    "fatal": "Fatal",
+    "unknown": "Unknown",
+}
+"""An adverse event's outcome, as CDISC's AEOUT code list (the codes staff type)."""
+OUTCOMES_BN: dict[str, str] = {
+    "recovered": "সেরে উঠেছেন",
+    "recovering": "সেরে উঠছেন",
+    "not_recovered": "সেরে ওঠেননি",
+    "recovered_with_sequelae": "সেরে উঠেছেন, তবে স্থায়ী সমস্যা রয়ে গেছে",
+    "fatal": "মৃত্যু",
+    "unknown": "জানা নেই",
+}
+_OUTCOME_ALIASES = {
+    "resolved": "recovered",
+    "resolving": "recovering",
+    "not_resolved": "not_recovered",
+    "sequelae": "recovered_with_sequelae",
+    "died": "fatal",
+    "death": "fatal",
+}
+OUTCOME_USAGE = (
+    "usage: /outcome AE_NUMBER OUTCOME; outcomes: "
+    + ", ".join(OUTCOMES)
+    + " (e.g. /outcome 12 recovered; the AE number is in /alerts, the alert and the export)"
+)
+
+
+class OutcomeUsageError(DomainError):
+    """Arguments that do not say what /outcome needs; the message ends with the usage line."""
+
+
+@dataclass(frozen=True)
+class OutcomeRequest:
+    """An outcome to set on an adverse event, as typed."""
+
+    ae_id: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class OutcomeSet:
+    """What setting it did (for the admin's reply)."""
+
+    event: AdverseEvent
+    study_id: str
+    previous: str | None
+    changed: bool
+
+
+def parse_outcome_args(args: Sequence[str]) -> OutcomeRequest:
+    """`AE_NUMBER OUTCOME` → OutcomeRequest.
+
+    Why: a mistyped outcome on a safety record must be refused with the usage
+    line, never stored as something else (``#12`` and Bengali digits are read)."""
+    if len(args) != 2:
+        raise OutcomeUsageError(f"an adverse event number and one outcome are needed\n{OUTCOME_USAGE}")
+    number = to_ascii_digits(args[0]).strip().lstrip("#")
+    if not number.isdecimal():
+        raise OutcomeUsageError(f"'{args[0][:20]}' is not an adverse event number\n{OUTCOME_USAGE}")
+    key = args[1].strip().casefold().replace("-", "_").replace("/", "_")
+    key = _OUTCOME_ALIASES.get(key, key)
+    if key not in OUTCOMES:
+        raise OutcomeUsageError(f"unknown outcome '{args[1].strip()[:40]}'\n{OUTCOME_USAGE}")
+    return OutcomeRequest(int(number), key)
+
+
+async def set_outcome(db: AsyncSession, request: OutcomeRequest, *, actor: str, now: datetime) -> OutcomeSet:
+    """Record an adverse event's outcome (the same one again changes nothing); audited
+    with the outcome before and after. Any adverse event: a participant's report or a
+    staff-recorded one."""
+    event = await db.get(AdverseEvent, request.ae_id, with_for_update=True)
+    if event is None:
+        raise DomainError(f"no adverse event #{request.ae_id}")
+    participant = await db.get(Participant, event.participant_id)
+    assert participant is not None
+    previous = event.outcome
+    if previous == request.outcome:
+        return OutcomeSet(event, participant.study_id, previous, changed=False)
+    event.outcome = request.outcome
+    event.outcome_at = now
+    audit.record(
+        db,
+        at=now,
+        actor=actor,
+        action="adverse_event.outcome",
+        participant_id=event.participant_id,
+        before={"adverse_event": event.id, "outcome": previous},
+        after={"adverse_event": event.id, "outcome": request.outcome},
+    )
+    return OutcomeSet(event, participant.study_id, previous, changed=True)

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, visit_questionnaires
 from domain.alerts import SAE_REPORTING_WINDOW, queue_delivery, raise_alert
 from domain.questionnaires import (
     AnswerError,
@@ -64,9 +64,8 @@ from models import (
     QuestionnaireStatus,
 )
 from scheduler.calendar import local_date
+from scheduler.protocol import Protocol
 
-REPORT_INSTRUMENT = "ae_report"
-CHECKIN_INSTRUMENT = "weekly_checkin"
 FREE_TEXT_IN_ALERT = 300
 """Characters of a participant's own words quoted in an alert."""
 
@@ -77,6 +76,9 @@ ORIGIN_COMMAND = "command"
 ORIGIN_PROMPT = "prompt"
 ORIGIN_REPORT = "report"
 OPEN = (QuestionnaireStatus.IN_PROGRESS, QuestionnaireStatus.SUSPENDED)
+CARRY_OVER = timedelta(hours=24)
+"""An unfinished visit questionnaire answered this recently is continued by Start even when
+today belongs to the next visit: it keeps the visit it was started in."""
 CORRECTION_WINDOW = timedelta(hours=24)
 """How long after its session closed a red-flag or seriousness answer can still be corrected to Yes."""
 
@@ -91,8 +93,11 @@ class Env:
     tz: ZoneInfo
     switches: frozenset[str]
     coordinator_chats: Sequence[int]
+    report_instrument: str  # /report's instrument (the protocol's report_instrument)
+    checkin_instrument: str  # the weekly check-in's (the protocol's checkin.instrument)
     same_day_window: Callable[[datetime], tuple[datetime, datetime]] | None = None  # clinic hours
     report_idle_close: timedelta = timedelta(hours=2)
+    protocol: Protocol | None = None  # visit questionnaires and per-participant switches (None: neither)
 
 
 @dataclass
@@ -123,6 +128,7 @@ class Outcome:
     resumed: bool = False  # `current` continues an earlier (suspended or open) questionnaire
     finish_report_first: bool = False  # asked for another questionnaire during a report
     not_available: bool = False  # the instrument is not for this participant (arm, switch)
+    already_answered: int | None = None  # the visit week whose response exists already (refused)
     corrected: Item | None = None  # a red-flag or seriousness answer given again (a correction)
     corrected_to: Answer = None  # its new value
 
@@ -131,11 +137,27 @@ class NotYours(Exception):
     """A button of a questionnaire session that belongs to another participant."""
 
 
-def engine_context(participant: Participant, now: datetime, env: Env) -> Context:
-    """The engine's view of who answers when (local date, arm, language, switches)."""
+def engine_context(participant: Participant, now: datetime, env: Env, visit_week: int | None = None) -> Context:
+    """The engine's view of who answers when (local date, arm, language, the visit the
+    response belongs to, the switches this participant has on)."""
     arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
-    return Context(arm=arm, today=local_date(now, env.tz), language=language, switches=env.switches)
+    return Context(
+        arm=arm,
+        today=local_date(now, env.tz),
+        language=language,
+        visit_week=visit_week,
+        switches=participant_switches(participant, env),
+    )
+
+
+def participant_switches(participant: Participant, env: Env) -> frozenset[str]:
+    """The engine's switches for this participant: the process's, with the protocol's
+    per-participant switches (the Raynaud's diary) as the study team set them."""
+    if env.protocol is None:
+        return env.switches
+    switchable = frozenset(q.instrument for q in env.protocol.questionnaires if q.switch is not None)
+    return (env.switches - switchable) | visit_questionnaires.enabled_instruments(participant, env.protocol)
 
 
 async def open_session(db: AsyncSession, participant: Participant) -> QuestionnaireSession | None:
@@ -180,10 +202,14 @@ def study_week(participant: Participant, day: date) -> int:
 
 def expires_at(participant: Participant, instrument_id: str, now: datetime, env: Env) -> datetime | None:
     """When a session of `instrument_id` left alone from `now` on is closed as expired:
-    a check-in at the end of its study week, a report after the idle limit, others never."""
-    if instrument_id == REPORT_INSTRUMENT:
+    a check-in at the end of its study week, a report after the idle limit, a daily diary
+    at the end of its day (tomorrow is another day's rating), others never."""
+    if instrument_id == env.report_instrument:
         return now + env.report_idle_close
-    if instrument_id != CHECKIN_INSTRUMENT:
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id) if env.protocol is not None else None
+    if rule is not None and rule.daily_before_visit is not None:
+        return datetime.combine(local_date(now, env.tz) + timedelta(days=1), time(0), env.tz)
+    if instrument_id != env.checkin_instrument:
         return None
     week = study_week(participant, local_date(now, env.tz))
     end = participant.baseline_date + timedelta(days=7 * (week + 1))
@@ -195,7 +221,7 @@ def is_past(session: QuestionnaireSession, participant: Participant, now: dateti
     a check-in of an earlier study week)."""
     if session.expires_at is not None:
         return session.expires_at <= now
-    if session.instrument_id != CHECKIN_INSTRUMENT:
+    if session.instrument_id != env.checkin_instrument:
         return False
     started = study_week(participant, local_date(session.started_at, env.tz))
     return started < study_week(participant, local_date(now, env.tz))
@@ -212,7 +238,7 @@ def _progress(
     if instrument is None or state is None or not is_compatible(instrument, state):
         _close(db, participant, session, QuestionnaireStatus.CANCELLED, now, "instrument_changed")
         return None
-    return Progress(session, instrument, state, engine_context(participant, now, env))
+    return Progress(session, instrument, state, engine_context(participant, now, env, session.visit_week))
 
 
 def _close(
@@ -259,11 +285,21 @@ async def begin(
         return Outcome(not_available=True)
     if not is_available(instrument, context):
         return Outcome(not_available=True)
+    open_now, visit_week = await _visit_of(db, participant, instrument_id, context.today, env)
+    if not open_now:
+        return Outcome(not_available=True)
     current = await current_progress(db, participant, now, env)
     if current is not None and current.session.instrument_id == instrument_id:
-        return Outcome(current=current, resumed=True)
-    if current is not None and current.session.instrument_id == REPORT_INSTRUMENT:
+        if _continues(current.session, visit_week, now):
+            return Outcome(current=current, resumed=True)
+        await expire(db, participant, current.session, now=now, env=env)  # an earlier visit's, left long ago
+        current = None
+    if current is not None and current.session.instrument_id == env.report_instrument:
         return Outcome(current=current, resumed=True, finish_report_first=True)
+    if visit_week is not None and await _answered(db, participant, instrument_id, visit_week, context.today, env):
+        _refused_second(db, participant, instrument_id, visit_week, now)
+        return Outcome(already_answered=visit_week)
+    context = replace(context, visit_week=visit_week)
     if current is not None:
         _close(db, participant, current.session, QuestionnaireStatus.SUSPENDED, now, f"put aside for {instrument_id}")
     suspended = (
@@ -278,7 +314,9 @@ async def begin(
             .limit(1)
         )
     ).first()
-    if suspended is not None and is_past(suspended, participant, now, env):
+    if suspended is not None and (
+        is_past(suspended, participant, now, env) or not _continues(suspended, visit_week, now)
+    ):
         await expire(db, participant, suspended, now=now, env=env)
         suspended = None
     if suspended is not None:
@@ -293,6 +331,7 @@ async def begin(
         instrument_version=instrument.version,
         status=QuestionnaireStatus.IN_PROGRESS,
         origin=origin,
+        visit_week=visit_week,
         state=state.to_dict(),
         started_at=now,
         updated_at=now,
@@ -306,9 +345,59 @@ async def begin(
         actor=audit.participant_actor(participant.study_id),
         action="questionnaire.start",
         participant_id=participant.id,
-        after={"session": session.id, "instrument": instrument.id, "version": instrument.version, "origin": origin},
+        after={
+            "session": session.id,
+            "instrument": instrument.id,
+            "version": instrument.version,
+            "origin": origin,
+            "visit_week": visit_week,
+        },
     )
     return Outcome(current=Progress(session, instrument, state, context), started=True)
+
+
+def _continues(session: QuestionnaireSession, visit_week: int | None, now: datetime) -> bool:
+    """Whether an open response is continued by a new start: one of the same visit, or one
+    of an earlier visit answered within the last day (finished the next day, it keeps its
+    visit). Left longer, an earlier visit's response is closed and a fresh one starts."""
+    return session.visit_week == visit_week or now - session.updated_at < CARRY_OVER
+
+
+async def _visit_of(
+    db: AsyncSession, participant: Participant, instrument_id: str, today: date, env: Env
+) -> tuple[bool, int | None]:
+    """(may it start today, the visit week a response started today belongs to). Not a
+    visit questionnaire: (True, None); a visit questionnaire before its first visit's
+    period: (False, None)."""
+    protocol = env.protocol
+    rule = visit_questionnaires.rule_for(protocol, instrument_id) if protocol is not None else None
+    if rule is None or protocol is None:
+        return True, None
+    week = await visit_questionnaires.visit_week_on(db, participant, rule, today, protocol)
+    return week is not None, week
+
+
+async def _answered(
+    db: AsyncSession, participant: Participant, instrument_id: str, week: int, today: date, env: Env
+) -> bool:
+    """Whether this visit (a diary: this day) has its completed response already."""
+    assert env.protocol is not None
+    rule = visit_questionnaires.rule_for(env.protocol, instrument_id)
+    assert rule is not None
+    return await visit_questionnaires.answered_for_visit(db, participant, rule, week, today, env.protocol)
+
+
+def _refused_second(db: AsyncSession, participant: Participant, instrument_id: str, week: int, now: datetime) -> None:
+    """A second response for a visit that has one: refused (the first stands), audited."""
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="questionnaire.refuse_second",
+        participant_id=participant.id,
+        after={"instrument": instrument_id, "visit_week": week},
+        detail="a response for this visit exists already",
+    )
 
 
 async def answer(
@@ -358,7 +447,7 @@ async def answer(
         return Outcome(current=progress, error=result)
     session.state = result.to_dict()
     session.updated_at = now
-    if session.instrument_id == REPORT_INSTRUMENT:
+    if session.instrument_id == env.report_instrument:
         session.expires_at = expires_at(participant, session.instrument_id, now, env)  # idle from the last answer
     if asked is not None and not is_back(raw) and asked.id in result.answers:
         value = result.answers[asked.id]
@@ -390,9 +479,9 @@ async def answer(
         db, participant, session, instrument, result.answers, triaged, now, env, final=is_complete(result)
     )
     if is_complete(result):
-        session.scores = compute_scores(instrument, result.answers, participant.arm, env.switches)
+        session.scores = compute_scores(instrument, result.answers, participant.arm, context.switches)
         _close(db, participant, session, QuestionnaireStatus.COMPLETED, now, "all questions answered")
-        if instrument.id == REPORT_INSTRUMENT:
+        if instrument.id == env.report_instrument:
             await _record_adverse_event(
                 db, participant, session, instrument, result.answers, triaged, now, complete=True
             )
@@ -487,7 +576,7 @@ async def _correct(
     triaged = await _triage(db, participant, session, instrument, answers, env, final=final)
     outcome.advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=final)
-    if instrument.id == REPORT_INSTRUMENT and triaged.serious and session.status not in OPEN:
+    if instrument.id == env.report_instrument and triaged.serious and session.status not in OPEN:
         complete = session.status is QuestionnaireStatus.COMPLETED
         await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=complete)
     return outcome
@@ -557,7 +646,7 @@ async def expire(
         participant_id=participant.id,
         before={"session": session.id, "status": before},
         after={"session": session.id, "status": "expired", "instrument": session.instrument_id},
-        detail="week over" if session.instrument_id == CHECKIN_INSTRUMENT else "no answer in time",
+        detail="week over" if session.instrument_id == env.checkin_instrument else "no answer in time",
     )
     instrument = env.instruments.get(session.instrument_id)
     if instrument is not None:
@@ -577,13 +666,13 @@ async def backfill_expiry(db: AsyncSession, env: Env, limit: int = 200) -> int:
             .where(
                 QuestionnaireSession.status.in_(OPEN),
                 QuestionnaireSession.expires_at.is_(None),
-                QuestionnaireSession.instrument_id.in_((CHECKIN_INSTRUMENT, REPORT_INSTRUMENT)),
+                QuestionnaireSession.instrument_id.in_((env.checkin_instrument, env.report_instrument)),
             )
             .limit(limit)
         )
     ).all()
     for session, participant in rows:
-        since = session.updated_at if session.instrument_id == REPORT_INSTRUMENT else session.started_at
+        since = session.updated_at if session.instrument_id == env.report_instrument else session.started_at
         session.expires_at = expires_at(participant, session.instrument_id, since, env)
     return len(rows)
 
@@ -617,7 +706,7 @@ async def _final_findings(
     triaged = await _triage(db, participant, session, instrument, answers, env, final=True)
     advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=True)
-    if instrument.id == REPORT_INSTRUMENT and triaged.serious:
+    if instrument.id == env.report_instrument and triaged.serious:
         await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=False)
     return advice
 
@@ -635,7 +724,7 @@ async def _triage(
     """Triage the answers so far. Before the end only URGENT counts (a red flag
     alerts at once); same-day findings wait for the end (or /cancel), when the
     whole picture decides between URGENT and SAME_DAY."""
-    previous = await _previous_grades(db, participant, session)
+    previous = await _previous_grades(db, participant, session, env)
     result = triage(
         instrument, answers, participant.arm, previous, switches=env.switches, table=env.triage, final=final
     )
@@ -687,10 +776,10 @@ async def _resume_suspended(db: AsyncSession, participant: Participant, now: dat
 
 
 async def _previous_grades(
-    db: AsyncSession, participant: Participant, session: QuestionnaireSession
+    db: AsyncSession, participant: Participant, session: QuestionnaireSession, env: Env
 ) -> dict[str, int] | None:
     """Last completed session's grades of the same instrument (for "worse than last week")."""
-    if session.instrument_id != CHECKIN_INSTRUMENT:
+    if session.instrument_id != env.checkin_instrument:
         return None
     last = (
         await db.scalars(
@@ -742,10 +831,13 @@ def _kind(result: TriageResult) -> str:
     return "same_day_review"
 
 
-def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult) -> list[str]:
-    """What the participant reported, in plain English for the coordinator."""
+def reported_lines(
+    instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult, *, report: bool
+) -> list[str]:
+    """What the participant reported, in plain English for the coordinator (``report``:
+    the instrument is /report's)."""
     lines: list[str] = []
-    if instrument.id == REPORT_INSTRUMENT:
+    if report:
         what = answers.get("ae_what")
         if what is not None:
             item = instrument.item("ae_what")
@@ -765,7 +857,7 @@ def reported_lines(instrument: Instrument, answers: Mapping[str, Answer], result
     for item_id in flagged:
         lines.append(f"Answered YES to: {instrument.item(item_id).text.get('en')}")
     for detail in result.symptom_details.values():
-        if detail.grade >= 3 and instrument.id != REPORT_INSTRUMENT:
+        if detail.grade >= 3 and not report:
             lines.append(f"{detail.name.get('en')}: {detail.answer_label.get('en')}")
     for item in instrument.items:
         value = answers.get(item.id)
@@ -808,7 +900,8 @@ async def _sync_alerts(
         return
     finished = is_complete_dict(session.state)
     title = instrument.title.get("en") + ("" if finished else " (not finished)")
-    summary = "\n".join([title, *reported_lines(instrument, answers, result)])
+    lines = reported_lines(instrument, answers, result, report=instrument.id == env.report_instrument)
+    summary = "\n".join([title, *lines])
     reasons = [reason.get("en") for reason in result.reasons]
     details: dict[str, Any] = {
         "keys": sorted(keys | known),

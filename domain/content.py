@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domain.questionnaires import Instrument, load_instruments
-from domain.triage import TriageTable, check_cross_checks, load_triage_table
+from domain.triage import TriageTable, check_cross_checks, check_double_dose_advice, load_triage_table
 from scheduler.protocol import Protocol, load_protocol
 
 CONTENT_DIR = Path(__file__).resolve().parent.parent / "content"
@@ -35,4 +35,5 @@ def load_content(content_dir: Path | None = None) -> Content:
     protocol = load_protocol(root / "protocol.yaml", known_instruments=set(instruments))
     table = load_triage_table(root / "triage.yaml")
     check_cross_checks(table, instruments)
+    check_double_dose_advice(table, protocol)
     return Content(protocol, instruments, table)

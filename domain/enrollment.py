@@ -30,7 +30,7 @@ from domain.parsing import (
 )
 from domain.secrets import keyed_hash
 from models import AuditEntry, ChatLink, EnrollmentCode, Language, Participant, ParticipantStatus
-from scheduler.protocol import Protocol
+from scheduler.protocol import Protocol, Regimen
 from scheduler.store import replan
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
@@ -64,15 +64,27 @@ class EnrollRequest:
     mtx_weekday: int | None = None
 
 
-def parse_enroll_args(args: list[str]) -> EnrollRequest:
-    """`STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]` → EnrollRequest. LANG and the
-    weekday may come in either order; arm B's weekday defaults to the baseline's."""
+def enroll_usage(protocol: Protocol) -> str:
+    """The arguments of /enroll: ``STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]`` when an arm
+    takes a drug on the participant's own weekday (named by its short name)."""
+    own = _own_weekday_regimens(protocol)
+    weekday = f" [{next(iter(own.values())).short_name.upper()}_WEEKDAY]" if own else ""
+    return f"STUDY_ID ARM BASELINE [LANG]{weekday}"
+
+
+def _own_weekday_regimens(protocol: Protocol) -> dict[str, Regimen]:
+    """The arms whose participants choose a weekday at enrolment, and the regimen it is for."""
+    return {arm_id: reg for arm_id, arm in protocol.arms.items() if (reg := arm.own_weekday_regimen) is not None}
+
+
+def parse_enroll_args(args: list[str], protocol: Protocol) -> EnrollRequest:
+    """`STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]` → EnrollRequest. The arms, and which
+    of them take a drug on the participant's own weekday, come from the protocol. LANG
+    and the weekday may come in either order; that weekday defaults to the baseline's."""
     if len(args) < 3 or len(args) > 5:
-        raise ParseError(
-            "usage: /enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY], e.g. /enroll BSM-001 B 2026-10-25 bn fri"
-        )
+        raise ParseError(f"usage: /enroll {enroll_usage(protocol)}, e.g. /enroll BSM-001 B 2026-10-25 bn fri")
     study_id = parse_study_id(args[0])
-    arm = parse_arm(args[1])
+    arm = parse_arm(args[1], tuple(protocol.arms))
     baseline = parse_date(args[2])
     language, weekday = "bn", None
     for extra in args[3:]:
@@ -85,9 +97,13 @@ def parse_enroll_args(args: list[str]) -> EnrollRequest:
             weekday = parse_weekday(extra)
         except ParseError:
             raise ParseError(f"'{extra[:20]}' is neither a language (bn/en) nor a weekday (mon…sun)") from None
-    if arm == "A" and weekday is not None:
-        raise ParseError("a methotrexate weekday only applies to arm B")
-    if arm == "B" and weekday is None:
+    own = _own_weekday_regimens(protocol)
+    if arm not in own and weekday is not None:
+        if not own:
+            raise ParseError("no arm of this trial takes a weekday")
+        drug = next(iter(own.values())).drug.en
+        raise ParseError(f"a {drug} weekday only applies to arm {', '.join(own)}")
+    if arm in own and weekday is None:
         weekday = baseline.weekday()
     return EnrollRequest(study_id, arm, baseline, language, weekday)
 

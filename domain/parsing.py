@@ -23,8 +23,6 @@ class ParseError(DomainError):
 
 
 STUDY_ID_RE = re.compile(r"^[A-Z][A-Z0-9]{1,9}-[0-9]{1,6}$")
-ARMS = ("A", "B")
-
 
 
 def normalize(text: str) -> str:
@@ -40,8 +38,8 @@ def parse_study_id(text: str) -> str:
     return value
 
 
-def parse_arm(text: str, arms: tuple[str, ...] = ARMS) -> str:
-    """An arm letter, case-insensitive."""
+def parse_arm(text: str, arms: tuple[str, ...]) -> str:
+    """One of the protocol's arm ids (``tuple(protocol.arms)``), case-insensitive."""
     value = text.strip().upper()
     if value not in arms:
         raise ParseError(f"arm must be one of {', '.join(arms)} (got '{text[:20]}')")

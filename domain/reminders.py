@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, visit_questionnaires
 from domain.alerts import raise_alert
 from domain.errors import DomainError
 from domain.schedule_ops import planned_from_row, resume
@@ -44,7 +44,9 @@ _DOSE_KEYED = frozenset(
     {MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value, MessageKind.DOSE_NO_ANSWER_CLOSE.value}
 )
 _INVITATIONS = frozenset({MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value})
-_VISITS = frozenset({MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value})
+_VISITS = frozenset(
+    {MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value, MessageKind.VISIT_DATE_NOTICE.value}
+)
 
 
 @dataclass
@@ -144,10 +146,12 @@ async def still_wanted(
     now: datetime,
     coordinator_chats: Sequence[int],
     facts: Facts | None = None,
+    protocol: Protocol | None = None,
 ) -> bool:
     """Kind-specific re-check; carries out the rows that send nothing. False when the row
     was finished here (cancelled, skipped or done). ``facts``: what ``load_facts`` read
-    for the row's batch (without them, each is read here)."""
+    for the row's batch (without them, each is read here). With ``protocol``, a visit
+    questionnaire is not invited again for a visit (a diary: a day) that has its response."""
     kind = row.kind
     payload = row.payload
     if kind in (MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value):
@@ -177,6 +181,11 @@ async def still_wanted(
         else:
             finish(row, MessageStatus.SKIPPED, now, "already answered")
         return False
+    if kind == MessageKind.QUESTIONNAIRE_PROMPT.value and protocol is not None:
+        if await visit_questionnaires.prompt_answered(session, participant, dict(payload), now, protocol):
+            finish(row, MessageStatus.SKIPPED, now, "already answered for this visit")
+            return False
+        return True
     if kind in (MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value):
         # Already answered (e.g. with /checkin) shortly before: no invitation needed.
         if facts is not None:
@@ -197,7 +206,7 @@ async def still_wanted(
             finish(row, MessageStatus.SKIPPED, now, "already answered")
             return False
         return True
-    if kind in (MessageKind.VISIT_REMINDER.value, MessageKind.VISIT_WINDOW_CHECK.value):
+    if kind in _VISITS:
         visit = (
             facts.visits.get((participant.id, int(payload["week"])))
             if facts is not None
@@ -209,6 +218,11 @@ async def still_wanted(
         )
         if visit is not None and visit.status is not VisitStatus.PLANNED:
             finish(row, MessageStatus.CANCELLED, now, "visit recorded")
+            return False
+        if kind == MessageKind.VISIT_DATE_NOTICE.value and (
+            visit is None or visit.agreed_date is None or visit.agreed_date.isoformat() != payload.get("visit_date")
+        ):
+            finish(row, MessageStatus.CANCELLED, now, "another date was agreed")
             return False
         if kind == MessageKind.VISIT_WINDOW_CHECK.value:
             await raise_alert(

@@ -13,13 +13,14 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.digits import to_ascii_digits
 from domain import audit
 from domain.alerts import raise_alert
 from domain.enrollment import participant_snapshot
 from domain.errors import DomainError
 from domain.parsing import ParseError, parse_date, parse_study_id
 from domain.participants import by_study_id
-from domain.triage import mtx_double_dose
+from domain.triage import double_dose
 from models import (
     Alert,
     AlertLevel,
@@ -37,7 +38,7 @@ from models import (
 from scheduler import store
 from scheduler.calendar import local_date
 from scheduler.planner import MessageKind, PlannedMessage, make_remind_later
-from scheduler.protocol import Protocol
+from scheduler.protocol import DoubleDoseCheck, Protocol
 
 PARTICIPANT_STOP = "participant_stop"
 ADHERENCE_DAYS = 28
@@ -206,16 +207,26 @@ class VisitRequest:
     on: date | None
 
 
+VISIT_USAGE = (
+    "usage: /visit STUDY_ID WEEK done|missed [DATE] or /visit STUDY_ID WEEK on DATE, "
+    "e.g. /visit BSM-001 4 done 2026-11-22, /visit BSM-001 4 on 2026-11-24"
+)
+
+
+def _parse_week(text: str, usage: str) -> int:
+    try:
+        return int(to_ascii_digits(text).strip().lower().removeprefix("week").removeprefix("w"))
+    except ValueError:
+        raise ParseError(f"'{text[:10]}' is not a visit week; {usage}") from None
+
+
 def parse_visit_args(args: list[str]) -> VisitRequest:
     """`STUDY_ID WEEK done|missed [DATE]` (the date only with done; default today)."""
-    usage = "usage: /visit STUDY_ID WEEK done|missed [DATE], e.g. /visit BSM-001 4 done 2026-11-22"
+    usage = VISIT_USAGE
     if len(args) < 3 or len(args) > 4:
         raise ParseError(usage)
     study_id = parse_study_id(args[0])
-    try:
-        week = int(args[1].strip().lower().removeprefix("w").removeprefix("week"))
-    except ValueError:
-        raise ParseError(f"'{args[1][:10]}' is not a visit week; {usage}") from None
+    week = _parse_week(args[1], usage)
     outcome_text = args[2].strip().lower()
     if outcome_text not in ("done", "missed"):
         raise ParseError(f"say done or missed, not '{outcome_text[:10]}'; {usage}")
@@ -240,7 +251,7 @@ async def record_visit(
     today = _today(now, protocol)
     if request.on is not None and request.on > today:
         raise DomainError(f"the visit date {request.on.isoformat()} is in the future")
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next(v for v in visits if v.week == request.week)
     before = {"status": visit.status.value, "attended_on": visit.attended_on.isoformat() if visit.attended_on else None}
     visit.status = request.outcome
@@ -264,6 +275,156 @@ async def record_visit(
     return visit
 
 
+@dataclass(frozen=True)
+class AgreedDateRequest:
+    """A validated `/visit STUDY_ID WEEK on DATE`: the date agreed with the participant."""
+
+    study_id: str
+    week: int
+    on: date
+
+
+def is_agreed_date(args: list[str]) -> bool:
+    """Whether `/visit` arguments are the `on DATE` form (else done|missed)."""
+    return len(args) >= 3 and args[2].strip().lower() == "on"
+
+
+def parse_agreed_date_args(args: list[str]) -> AgreedDateRequest:
+    """`STUDY_ID WEEK on DATE` (DATE as /enroll reads it, Bengali digits too)."""
+    if len(args) != 4 or args[2].strip().lower() != "on":
+        raise ParseError(VISIT_USAGE)
+    return AgreedDateRequest(parse_study_id(args[0]), _parse_week(args[1], VISIT_USAGE), parse_date(args[3]))
+
+
+@dataclass(frozen=True)
+class AgreedDate:
+    """What `/visit … on DATE` did: the visit, and whether the date still waits for the
+    admin's confirmation (outside the window: nothing changed yet)."""
+
+    study_id: str
+    visit: ClinicVisit
+    on: date
+    needs_confirmation: bool
+    told: bool = True  # False while paused: no message goes, the team tells them by phone
+
+    @property
+    def outside_window(self) -> bool:
+        """The date lies outside the protocol window (a protocol deviation)."""
+        return not self.visit.window_start <= self.on <= self.visit.window_end
+
+
+async def agree_visit_date(
+    session: AsyncSession,
+    request: AgreedDateRequest,
+    *,
+    actor: str,
+    now: datetime,
+    protocol: Protocol,
+    deviation_confirmed: bool = False,
+) -> AgreedDate:
+    """/visit STUDY_ID WEEK on DATE: store the agreed date (who, when, audited), re-plan that
+    visit's reminders and end-of-window check to it, and queue the participant's notice.
+    A date outside the window changes nothing until the admin confirms it; confirmed, it is
+    recorded as a protocol deviation."""
+    participant = await by_study_id(session, request.study_id, for_update=True)
+    visit = await _movable_visit(session, participant, request, now=now, protocol=protocol)
+    result = AgreedDate(participant.study_id, visit, request.on, needs_confirmation=False)
+    if result.outside_window and not deviation_confirmed:
+        return AgreedDate(participant.study_id, visit, request.on, needs_confirmation=True)
+    before = {
+        "agreed_date": visit.agreed_date.isoformat() if visit.agreed_date else None,
+        "deviation": visit.deviation,
+    }
+    visit.agreed_date = request.on
+    visit.agreed_by = actor[:64]
+    visit.agreed_at = now
+    visit.deviation = result.outside_window
+    facts = _visit_facts(visit)
+    pid = participant.id
+    action = "visit.agree_date"
+    audit.record(session, at=now, actor=actor, action=action, participant_id=pid, before=before, after=facts)
+    if visit.deviation:
+        audit.record(session, at=now, actor=actor, action="visit.deviation", participant_id=pid, after=facts)
+    await store.replan(session, participant, now, protocol)
+    await _queue_date_notice(session, participant, visit, now=now, protocol=protocol)
+    told = store.is_messaged(participant, _today(now, protocol))
+    return AgreedDate(participant.study_id, visit, request.on, needs_confirmation=False, told=told)
+
+
+async def _movable_visit(
+    session: AsyncSession, participant: Participant, request: AgreedDateRequest, *, now: datetime, protocol: Protocol
+) -> ClinicVisit:
+    """The visit a date can be agreed for, or a DomainError saying why not."""
+    if participant.status in (ParticipantStatus.INVITED, ParticipantStatus.WITHDRAWN):
+        raise DomainError(f"{participant.study_id} is {participant.status.value}; only a linked participant is told")
+    weeks = [v.week for v in protocol.visits if v.week > 0]
+    if request.week not in weeks:
+        listed = ", ".join(map(str, weeks))
+        raise DomainError(f"the protocol has no visit at week {request.week} to move (visits: {listed})")
+    if request.on < _today(now, protocol):
+        raise DomainError(f"{request.on.isoformat()} is in the past; agree a date from today on")
+    visits = await store.ensure_visits(session, participant, protocol)
+    visit = next(v for v in visits if v.week == request.week)
+    if visit.status is not VisitStatus.PLANNED:
+        on = f" on {visit.attended_on.isoformat()}" if visit.attended_on else ""
+        raise DomainError(f"the week {visit.week} visit is already recorded as {visit.status.value}{on}; nothing moved")
+    if visit.agreed_date == request.on:
+        raise DomainError(f"{request.on.isoformat()} is already the agreed date of the week {visit.week} visit")
+    return visit
+
+
+def _visit_facts(visit: ClinicVisit) -> dict[str, object]:
+    return {
+        "week": visit.week,
+        "agreed_date": visit.agreed_date.isoformat() if visit.agreed_date else None,
+        "target_date": visit.target_date.isoformat(),
+        "window_start": visit.window_start.isoformat(),
+        "window_end": visit.window_end.isoformat(),
+        "deviation": visit.deviation,
+    }
+
+
+async def _queue_date_notice(
+    session: AsyncSession, participant: Participant, visit: ClinicVisit, *, now: datetime, protocol: Protocol
+) -> None:
+    """The participant's "your visit is now on …" message, sent by the dispatcher (retried
+    like any reminder; waits for quiet hours). An earlier notice of the same visit not yet
+    sent is cancelled: only the latest date is told."""
+    assert visit.agreed_date is not None
+    for row in await session.scalars(
+        select(ScheduledMessage).where(
+            ScheduledMessage.participant_id == participant.id,
+            ScheduledMessage.kind == MessageKind.VISIT_DATE_NOTICE.value,
+            ScheduledMessage.status == MessageStatus.PLANNED,
+            ScheduledMessage.key.startswith(f"visit:{visit.week}:agreed:", autoescape=True),
+        )
+    ):
+        store.cancel(row, now, "a later date was agreed")
+    message = PlannedMessage(
+        f"visit:{visit.week}:agreed:{visit.agreed_date.isoformat()}",
+        MessageKind.VISIT_DATE_NOTICE,
+        now,
+        protocol.day_clock.midnight(visit.agreed_date + timedelta(days=1)),
+        True,
+        {
+            "week": visit.week,
+            "visit_date": visit.agreed_date.isoformat(),
+            "target_date": visit.target_date.isoformat(),
+            "window_start": visit.window_start.isoformat(),
+            "window_end": visit.window_end.isoformat(),
+        },
+    )
+    existing = await session.scalar(
+        select(ScheduledMessage).where(
+            ScheduledMessage.participant_id == participant.id, ScheduledMessage.key == message.key
+        )
+    )
+    if existing is None:
+        session.add(store.new_row(participant.id, message, now))
+    else:  # the same date agreed again after another one: tell it again
+        store.reuse(existing, message, now)
+
+
 class VisitChoice(enum.StrEnum):
     """The buttons under a visit reminder."""
 
@@ -284,7 +445,7 @@ async def answer_visit(
     """ "I will come" is recorded; "I need another date" also alerts the coordinators
     (INFO: they call the participant to agree a date; nothing is unsafe yet).
     None when the visit does not exist or is already recorded."""
-    visits = await store.visits_of(session, participant, protocol)
+    visits = await store.ensure_visits(session, participant, protocol)
     visit = next((v for v in visits if v.week == week), None)
     if visit is None or visit.status is not VisitStatus.PLANNED:
         return None
@@ -337,7 +498,7 @@ class DoseOutcome(enum.StrEnum):
     ALREADY = "already"  # a final answer was already recorded: nothing changed
     CLOSED = "closed"  # recorded as no answer (the next day came)
     UNKNOWN = "unknown"
-    DOUBLE_DOSE = "double_dose"  # taken, and methotrexate less than 6 days after the last one
+    DOUBLE_DOSE = "double_dose"  # taken too soon after the last one (the regimen's double_dose_check)
 
 
 @dataclass(frozen=True)
@@ -347,6 +508,7 @@ class DoseResult:
     outcome: DoseOutcome
     log: DoseLog | None = None
     later_at: datetime | None = None
+    advice: str | None = None  # DOUBLE_DOSE: the triage table's advice the participant gets
 
 
 def planned_from_row(row: ScheduledMessage) -> PlannedMessage:
@@ -354,6 +516,13 @@ def planned_from_row(row: ScheduledMessage) -> PlannedMessage:
     return PlannedMessage(
         row.key, MessageKind(row.kind), row.due_at, row.stale_after, row.respects_quiet_hours, dict(row.payload)
     )
+
+
+def _double_dose_check(protocol: Protocol, participant: Participant, regimen_id: str) -> DoubleDoseCheck | None:
+    """The regimen's double-dose check from the protocol file (None: it has none)."""
+    arm = protocol.arms.get(participant.arm)
+    regimen = next((r for r in arm.regimens if r.id == regimen_id), None) if arm is not None else None
+    return regimen.double_dose_check if regimen is not None else None
 
 
 async def answer_dose(
@@ -414,7 +583,8 @@ async def answer_dose(
         )
         return DoseResult(DoseOutcome.LATER, log, later.due_at)
     previous = None
-    if log.regimen == "methotrexate" and answer is DoseAnswer.TAKEN:
+    check = _double_dose_check(protocol, participant, log.regimen)
+    if check is not None and answer is DoseAnswer.TAKEN:
         # Lock the participant's dose log: two "Taken" presses at once in two processes
         # must see each other, or neither raises the double-dose alert (PostgreSQL; SQLite
         # has one writer at a time).
@@ -422,7 +592,7 @@ async def answer_dose(
         previous = await session.scalar(
             select(func.max(DoseLog.answered_at)).where(
                 DoseLog.participant_id == participant.id,
-                DoseLog.regimen == "methotrexate",
+                DoseLog.regimen == log.regimen,
                 DoseLog.answer == DoseAnswer.TAKEN,
                 DoseLog.id != log.id,
             )
@@ -439,28 +609,26 @@ async def answer_dose(
         before=before,
         after={"reminder_key": reminder.key, "answer": answer.value, "dose_date": log.dose_date.isoformat()},
     )
-    if answer is DoseAnswer.TAKEN and mtx_double_dose(previous, now):
+    if answer is DoseAnswer.TAKEN and check is not None and double_dose(previous, now, check.within):
         assert previous is not None
         hours = (now - previous).total_seconds() / 3600
+        drug = protocol.arm(participant.arm).regimen(log.regimen).drug.en
         await raise_alert(
             session,
             participant=participant,
-            kind="mtx_double_dose",
+            kind=check.alert_kind,
             level=AlertLevel.URGENT,
             summary=(
-                f"{participant.study_id} confirmed a methotrexate dose {hours:.0f} hours after the previous "
+                f"{participant.study_id} confirmed a {drug} dose {hours:.0f} hours after the previous "
                 f"confirmed dose (dose of {log.dose_date.isoformat()})."
             ),
-            reasons=[
-                "Methotrexate is taken once a WEEK: two doses less than 6 days apart is a possible overdose "
-                "(weekly methotrexate taken daily is a known fatal medication error)."
-            ],
+            reasons=[check.why],
             now=now,
             coordinator_chats=coordinator_chats,
             details={"previous_taken_at": previous.isoformat(), "this_taken_at": now.isoformat()},
             source=f"dose_log:{log.id}",
         )
-        return DoseResult(DoseOutcome.DOUBLE_DOSE, log)
+        return DoseResult(DoseOutcome.DOUBLE_DOSE, log, advice=check.advice)
     return DoseResult(DoseOutcome.TAKEN if answer is DoseAnswer.TAKEN else DoseOutcome.SKIPPED, log)
 
 
@@ -517,12 +685,11 @@ async def _last_checkin(session: AsyncSession, participant_id: int, instrument: 
 async def status_report(session: AsyncSession, study_id: str, *, now: datetime, protocol: Protocol) -> StatusReport:
     """/status STUDY_ID: arm, status, next visit, adherence, last check-in, open alerts."""
     participant = await by_study_id(session, study_id)
-    visits = (
-        await store.visits_of(session, participant, protocol) if participant.status != ParticipantStatus.INVITED else []
-    )
+    invited = participant.status == ParticipantStatus.INVITED
+    visits = [] if invited else await store.ensure_visits(session, participant, protocol)
     today = _today(now, protocol)
     next_visit = next(
-        (v for v in visits if v.status is VisitStatus.PLANNED and v.week > 0 and v.window_end >= today), None
+        (v for v in visits if v.status is VisitStatus.PLANNED and v.week > 0 and v.open_until >= today), None
     )
     due, taken = await adherence_counts(session, participant.id, now, protocol)
     last = await _last_checkin(session, participant.id, protocol.checkin.instrument)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.acknowledgement import DIGEST_KIND
-from domain.checkins import CHECKIN_INSTRUMENT, study_week
+from domain.checkins import study_week
 from domain.participants import by_study_id
 from domain.questionnaires import Instrument
 from models import (
@@ -101,6 +101,7 @@ class ScoreRow:
     instrument: str
     completed_at: datetime
     value: float | None
+    visit_week: int | None = None  # the visit it belongs to (stored at its start; None: older rows)
 
 
 @dataclass
@@ -148,7 +149,7 @@ async def load_record(
         )
     )
     tz = protocol.tz
-    checkin_id = protocol.checkin.instrument or CHECKIN_INSTRUMENT
+    checkin_id = protocol.checkin.instrument
     checkins = [row for s in sessions if s.instrument_id == checkin_id and (row := _checkin_row(s, person, tz))]
     scores = [row for s in sessions for row in _score_rows(s)]
     events = list(
@@ -174,7 +175,7 @@ def _visit_info(protocol: Protocol, person: Participant, week: int, row: ClinicV
             week,
             name,
             row.target_date,
-            row.visit_date,
+            row.due_date,  # an agreed date (/visit … on DATE) wins
             row.window_start,
             row.window_end,
             row.status.value,
@@ -209,7 +210,8 @@ def _score_rows(s: QuestionnaireSession) -> list[ScoreRow]:
             continue
         raw: Any = s.scores[rule]
         value = raw.get("index") if isinstance(raw, dict) else raw
-        out.append(ScoreRow(instrument, s.completed_at, float(value) if isinstance(value, int | float) else None))
+        number = float(value) if isinstance(value, int | float) else None
+        out.append(ScoreRow(instrument, s.completed_at, number, s.visit_week))
     return out
 
 
@@ -506,8 +508,9 @@ class ScoreSeries:
 
 
 def score_series(record: ParticipantRecord, tz: tzinfo) -> list[ScoreSeries]:
-    """HAQ-DI index and patient global per visit week (the latest answer of each week);
-    sparse by nature: only what was answered."""
+    """HAQ-DI index and patient global per visit week (the visit the response belongs to;
+    older rows without one: the visit nearest its completion; the latest answer of each
+    week); sparse by nature: only what was answered."""
     out = []
     limits = {"haq_di": (0.0, 3.0), "patient_global": (0.0, 10.0)}
     visit_weeks = [v.week for v in record.visits]
@@ -515,6 +518,9 @@ def score_series(record: ParticipantRecord, tz: tzinfo) -> list[ScoreSeries]:
         points: dict[int, float] = {}
         for row in sorted(record.scores, key=lambda r: r.completed_at):
             if row.instrument != instrument or row.value is None:
+                continue
+            if row.visit_week is not None:
+                points[row.visit_week] = row.value
                 continue
             week = study_week(record.participant, local_date(row.completed_at, tz))
             points[_nearest(visit_weeks, week)] = row.value

@@ -28,9 +28,7 @@ from domain.questionnaires.grading import SymptomGrade, symptom_grades
 from domain.questionnaires.loader import read_yaml
 from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Arm, Instrument, Text, YesNoItem
 from domain.questionnaires.visibility import effective_answers, item_visible
-
-MTX_MIN_INTERVAL = timedelta(days=6)
-"""Two confirmed methotrexate doses closer than this are a possible daily-dosing error."""
+from scheduler.protocol import Protocol
 
 
 class Level(StrEnum):
@@ -184,6 +182,18 @@ def load_triage_table(path: str | Path) -> TriageTable:
         raise TriageTableError(f"{file.name}: {exc}") from None
     except ValueError as exc:
         raise TriageTableError(str(exc)) from None
+
+
+def check_double_dose_advice(table: TriageTable, protocol: Protocol) -> None:
+    """Refuse a protocol double-dose check whose advice the triage table does not have."""
+    for arm_id, arm in protocol.arms.items():
+        for reg in arm.regimens:
+            check = reg.double_dose_check
+            if check is not None and check.advice not in table.advice:
+                raise TriageTableError(
+                    f"protocol.yaml: arms.{arm_id}.{reg.id}.double_dose_check.advice: "
+                    f"no advice '{check.advice}' in triage.yaml"
+                )
 
 
 def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]) -> None:
@@ -484,16 +494,17 @@ def advice_text(key: str, language: str, phone: str, table: TriageTable) -> str:
     return entry.text.get(language).format_map({"phone": phone})
 
 
-def mtx_double_dose(previous_confirmed_at: datetime | None, this_confirmed_at: datetime) -> bool:
-    """True when two confirmed methotrexate doses are less than 6 days apart.
+def double_dose(previous_confirmed_at: datetime | None, this_confirmed_at: datetime, within: timedelta) -> bool:
+    """True when two confirmed doses of a regimen are less than ``within`` apart (its
+    ``double_dose_check`` in the protocol file: 6 days for weekly methotrexate).
 
-    Why: weekly methotrexate taken daily is a known fatal medication error; the
-    scheduler calls this on every confirmed dose and raises an URGENT alert
-    (advice stop_mtx_call) when it returns True. Both datetimes must be aware
+    Why: weekly methotrexate taken daily is a known fatal medication error; every
+    confirmed dose of a regimen with a double-dose check is tested and raises an URGENT
+    alert (and the check's advice) when this returns True. Both datetimes must be aware
     (or both naive); order does not matter.
     """
     if previous_confirmed_at is None:
         return False
     if (previous_confirmed_at.tzinfo is None) != (this_confirmed_at.tzinfo is None):
-        raise ValueError("mtx_double_dose needs both datetimes aware (or both naive)")
-    return abs(this_confirmed_at - previous_confirmed_at) < MTX_MIN_INTERVAL
+        raise ValueError("double_dose needs both datetimes aware (or both naive)")
+    return abs(this_confirmed_at - previous_confirmed_at) < within

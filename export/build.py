@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from export import followup
 from export.datasets import Scope, alerts, participants
+from export.media import media_files
 from export.spec import Dataset
 
 Builder = Callable[[AsyncSession, Scope], Awaitable[Dataset]]
@@ -21,7 +22,8 @@ Builder = Callable[[AsyncSession, Scope], Awaitable[Dataset]]
 def builders(scope: Scope) -> list[Builder]:
     """Every dataset builder, in the order files are listed in the dictionary."""
     per_instrument = [followup.responses(i, scope.protocol) for _, i in sorted(scope.instruments.items())]
-    return [participants, followup.visits, followup.doses, *per_instrument, followup.adverse_events, alerts]  # type: ignore[list-item]
+    every: list[Builder] = [participants, followup.visits, followup.doses, *per_instrument]  # type: ignore[list-item]
+    return [*every, followup.adverse_events, alerts, media_files]
 
 
 async def build_all(session: AsyncSession, scope: Scope) -> list[Dataset]:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.adverse_events import OUTCOMES, OUTCOMES_BN
 from domain.questionnaires import Instrument
 from export.datasets import STUDY_ID, Scope, selected, staff_role
 from export.spec import Column, Dataset, Variable, row_of
@@ -71,6 +72,19 @@ VISIT_COLUMNS: list[Column[VisitRecord]] = [
         lambda r: r[0].reschedule_requested_at is not None,
     ),
     Column(
+        Variable("agreed_date", "Date agreed with the participant (rescheduled)", "date", "clinic_visits.agreed_date"),
+        lambda r: r[0].agreed_date,
+    ),
+    Column(
+        Variable(
+            "deviation",
+            "Agreed date outside the visit window (protocol deviation)",
+            "boolean",
+            "clinic_visits.deviation",
+        ),
+        lambda r: bool(r[0].deviation),
+    ),
+    Column(
         Variable("recorded_by_role", "Recorded by (role)", "string", "clinic_visits.recorded_by"),
         lambda r: staff_role(r[0].recorded_by),
     ),
@@ -80,6 +94,7 @@ VISIT_TIMES = (
     ClinicVisit.recorded_at,
     ClinicVisit.will_come_at,
     ClinicVisit.reschedule_requested_at,
+    ClinicVisit.agreed_at,
     Participant.created_at,
 )
 
@@ -328,7 +343,12 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
             Variable("started_at", "Started", "datetime", "questionnaire_sessions.started_at"),
             Variable("completed_at", "Completed", "datetime", "questionnaire_sessions.completed_at"),
             Variable("study_week", "Study week (days since baseline / 7)", "integer", "derived"),
-            Variable("visit_week", "Visit week whose window holds the answer date", "integer", "derived"),
+            Variable(
+                "visit_week",
+                "Visit the response belongs to (fixed when it was started)",
+                "integer",
+                "questionnaire_sessions.visit_week",
+            ),
             *items,
             *_score_variables(instrument),
             Variable(
@@ -375,7 +395,7 @@ def responses(instrument: Instrument, protocol: Protocol) -> object:
                 "started_at": s.started_at,
                 "completed_at": s.completed_at,
                 "study_week": (day - baseline).days // 7,
-                "visit_week": _visit_week(protocol, baseline, day),
+                "visit_week": s.visit_week if s.visit_week is not None else _visit_week(protocol, baseline, day),
                 "triage_level": result.get("level"),
                 "triage_grade": result.get("grade"),
                 "red_flags": ", ".join(f.get("code", "") for f in result.get("red_flags", [])) or None,
@@ -484,6 +504,21 @@ AE_COLUMNS: list[Column[AeRecord]] = [
         Variable("recorded_by", "Recorded by (staff role)", "string", "adverse_events.recorded_by"),
         lambda r: staff_role(r[0].recorded_by),
     ),
+    Column(
+        Variable(
+            "outcome",
+            "Outcome (CDISC AEOUT; empty: not recorded yet)",
+            "string",
+            "adverse_events.outcome",
+            values=OUTCOMES,
+            values_bn=OUTCOMES_BN,
+        ),
+        lambda r: r[0].outcome,
+    ),
+    Column(
+        Variable("outcome_at", "Outcome recorded at", "datetime", "adverse_events.outcome_at"),
+        lambda r: r[0].outcome_at,
+    ),
 ]
 
 
@@ -493,7 +528,7 @@ def _ae_complete(row: dict[str, object]) -> bool:
 
 
 # An adverse event's own times, for `since`.
-AE_TIMES = (AdverseEvent.reported_at,)
+AE_TIMES = (AdverseEvent.reported_at, AdverseEvent.outcome_at)
 
 
 async def adverse_events(session: AsyncSession, scope: Scope) -> Dataset:

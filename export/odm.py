@@ -292,7 +292,7 @@ def write_odm(
     tz: tzinfo,
     created: datetime,
     visits: list[tuple[int, str, str | None]] | None = None,
-    study_name: str = "SSc baricitinib vs methotrexate (BSMMU)",
+    study_name: str,
 ) -> Path:
     """`trial_record_odm.xml`."""
     root = build_odm(datasets, study_oid=study_oid, study_name=study_name, tz=tz, created=created, visits=visits)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from domain.questionnaires import Instrument
 from export.build import build_all
 from export.datasets import Scope, plain_values
+from export.media import write_media_files
 from export.odm import write_odm
 from export.odm_schema import Validation, validate_odm
 from export.redcap import write_redcap
@@ -92,10 +93,13 @@ async def export_trial_record(
     now: datetime,
     since: date | None = None,
     validate: bool = False,
+    with_files: bool = False,
 ) -> ExportResult:
     """Write the CSV files, the .sav files, the data dictionary, the ODM file and
     the REDCap folder into `out_dir`, for every record or for the records
-    created or changed since `since`; with `validate`, check the ODM file."""
+    created or changed since `since`; with `validate`, check the ODM file; with
+    `with_files`, the photos and voice notes the media manifest lists, under `media/`
+    (large and personal: only when asked)."""
     started = timer.perf_counter()
     read = await _read(engine, tz, since, protocol, instruments)
     held = timer.perf_counter() - started
@@ -103,6 +107,9 @@ async def export_trial_record(
     # File writing is blocking work: off the event loop, so the bot keeps serving.
     files = await asyncio.to_thread(write_files, datasets, out_dir, tz, protocol, now)
     files.append(await asyncio.to_thread(write_audit_head, out_dir, *await read_audit_head(engine), now))
+    if with_files:
+        manifest = next(d for d in datasets if d.name == "media")
+        files.extend(await write_media_files(engine, out_dir, manifest))
     validation = await asyncio.to_thread(validate_odm, out_dir / ODM_FILE) if validate else None
     return ExportResult(out_dir, files, {d.name: len(d.rows) for d in datasets}, held, validation)
 

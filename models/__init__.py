@@ -12,6 +12,7 @@ from models.entities import (
     ParticipantStatus,
     ProcessedUpdate,
 )
+from models.media import MediaStatus, ReportMedia
 from models.questionnaires import AdverseEvent, QuestionnaireAnswer, QuestionnaireSession, QuestionnaireStatus
 from models.reports import TeamReport
 from models.schedule import (
@@ -39,6 +40,7 @@ __all__ = [
     "DoseLog",
     "EnrollmentCode",
     "Language",
+    "MediaStatus",
     "MessageStatus",
     "Participant",
     "ParticipantReach",
@@ -47,6 +49,7 @@ __all__ = [
     "QuestionnaireAnswer",
     "QuestionnaireSession",
     "QuestionnaireStatus",
+    "ReportMedia",
     "ScheduledMessage",
     "TeamReport",
     "VisitStatus",

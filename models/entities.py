@@ -51,6 +51,7 @@ class Participant(Base):
     pause_reason: Mapped[str | None] = mapped_column(String(200))
     withdrawn_at: Mapped[datetime | None]
     withdrawal_reason: Mapped[str | None] = mapped_column(String(200))
+    switches: Mapped[dict[str, Any] | None]  # per-participant protocol switches, e.g. {"raynaud": true}
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

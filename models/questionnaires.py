@@ -29,7 +29,10 @@ class QuestionnaireSession(Base):
     (or cancellation). `state` is `domain.questionnaires.State.to_dict()`."""
 
     __tablename__ = "questionnaire_sessions"
-    __table_args__ = (Index("ix_questionnaire_sessions_participant_status", "participant_id", "status"),)
+    __table_args__ = (
+        Index("ix_questionnaire_sessions_participant_status", "participant_id", "status"),
+        Index("ix_questionnaire_sessions_visit", "participant_id", "instrument_id", "visit_week"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
@@ -37,6 +40,7 @@ class QuestionnaireSession(Base):
     instrument_version: Mapped[str] = mapped_column(String(16))
     status: Mapped[QuestionnaireStatus] = mapped_column(string_enum(QuestionnaireStatus, "questionnaire_status"))
     origin: Mapped[str] = mapped_column(String(16))  # command | prompt | report
+    visit_week: Mapped[int | None]  # the visit a visit-week questionnaire belongs to (fixed at its start)
     state: Mapped[dict[str, Any]]
     current_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the question on screen
     started_at: Mapped[datetime]
@@ -97,3 +101,7 @@ class AdverseEvent(Base):
     important_medical_event: Mapped[bool]
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
     reported_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    """CDISC AEOUT-like (domain.adverse_events.OUTCOMES); None: not recorded yet."""
+    outcome_at: Mapped[datetime | None]
+    """When the study team last set the outcome (who: the audit row)."""

@@ -8,7 +8,7 @@ import enum
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, string_enum
@@ -121,6 +121,23 @@ class ClinicVisit(Base):
     recorded_at: Mapped[datetime | None]
     will_come_at: Mapped[datetime | None]  # "I will come" pressed
     reschedule_requested_at: Mapped[datetime | None]  # "I need another date" pressed
+    # A date agreed with the participant (/visit STUDY_ID WEEK on DATE): reminders and the
+    # end-of-window check follow it; outside the window it is a protocol deviation.
+    agreed_date: Mapped[date | None]
+    agreed_by: Mapped[str | None] = mapped_column(String(64))
+    agreed_at: Mapped[datetime | None]
+    deviation: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    @property
+    def due_date(self) -> date:
+        """The day the participant is expected: the agreed date, else the planned one."""
+        return self.agreed_date or self.visit_date
+
+    @property
+    def open_until(self) -> date:
+        """The last day the visit can still be done as planned (an agreed date may lie
+        after the window)."""
+        return max(self.window_end, self.due_date)
 
 
 class ParticipantReach(Base):

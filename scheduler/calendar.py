@@ -38,7 +38,7 @@ __all__ = [
     "to_local",
     "visit_target",
     "visit_window",
-    "weekday_name",
+    "weekday_key",
 ]
 
 WEEKDAY_NAMES: tuple[str, ...] = (
@@ -93,8 +93,9 @@ def parse_weekday(value: str | int) -> int:
     return found
 
 
-def weekday_name(weekday: int) -> str:
-    """English lower-case name of a weekday number, for payloads, keys and messages to staff."""
+def weekday_key(weekday: int) -> str:
+    """A weekday number as the files spell it ("friday"): for payloads, keys and messages
+    to staff. (What a participant reads is ``bot.i18n.weekday_name``, in their language.)"""
     return WEEKDAY_NAMES[weekday]
 
 

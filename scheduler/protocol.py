@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -42,7 +43,7 @@ from scheduler.calendar import (
     parse_weekday,
     same_day_window,
     schedule_visit,
-    weekday_name,
+    weekday_key,
 )
 
 __all__ = [
@@ -179,17 +180,43 @@ class WeekdayRule(_Model):
     participant_may_choose: bool = False
 
 
+class DoubleDoseCheck(_Model):
+    """Two confirmed doses of a regimen closer than ``within`` are a possible overdose
+    (weekly methotrexate taken daily is a known fatal error): an URGENT alert of kind
+    ``alert_kind`` giving ``why`` (staff English), and the participant gets the triage
+    table's ``advice`` at once."""
+
+    within: Duration
+    alert_kind: Identifier
+    advice: Identifier
+    why: NonEmpty
+
+
 class Regimen(_Model):
-    """One drug an arm takes: what, how much, how often, and on which day."""
+    """One drug an arm takes: what, how much, how often, and on which day.
+
+    ``short``: the study team's abbreviation in admin lines ("MTX"; the id when absent).
+    ``instructions``: how the welcome and /help say it ({weekday}: the participant's day);
+    ``reminder``: the dose reminder's words ({weekday}, {amount}); without them the
+    bot builds both from ``drug`` and ``dose``."""
 
     id: Identifier
     drug: BilingualText
+    short: NonEmpty | None = None
     dose_amount: float = Field(gt=0)
     dose_unit: NonEmpty
     dose: BilingualText
     frequency: Literal["daily", "weekly"]
     weekday: WeekdayRule | None = None
     never_same_day_as: tuple[str, ...] = ()
+    instructions: BilingualText | None = None
+    reminder: BilingualText | None = None
+    double_dose_check: DoubleDoseCheck | None = None
+
+    @property
+    def short_name(self) -> str:
+        """The abbreviation for staff lines (the id when the file gives none)."""
+        return self.short or self.id
 
     @property
     def dose_label(self) -> str:
@@ -209,6 +236,18 @@ class Arm(_Model):
     def summary_text(self, lang: str) -> str:
         """The treatment in one line (the label when the file gives no summary)."""
         return (self.summary or self.label).get(lang)
+
+    def regimen(self, regimen_id: str) -> Regimen:
+        """The arm's regimen called ``regimen_id``; ``KeyError`` when it has none."""
+        for reg in self.regimens:
+            if reg.id == regimen_id:
+                return reg
+        raise KeyError(regimen_id)
+
+    @property
+    def own_weekday_regimen(self) -> Regimen | None:
+        """The regimen taken on the participant's own weekday (chosen at enrolment), if any."""
+        return next((r for r in self.regimens if r.weekday is not None and r.weekday.rule == "participant"), None)
 
 
 class Visit(_Model):
@@ -349,12 +388,20 @@ class Site(_Model):
     hospital: BilingualText  # the name people know ("পিজি হাসপাতাল")
 
 
+class Condition(_Model):
+    """What the study is about, as participants are told it ("the {condition} study")."""
+
+    name: BilingualText  # "scleroderma"
+    explained: BilingualText  # "scleroderma (systemic sclerosis)", for people who do not know the word
+
+
 class Protocol(_Model):
     """The whole protocol. Build it with :func:`load_protocol`; it is immutable."""
 
     trial_id: NonEmpty
     title: NonEmpty
     site: Site
+    condition: Condition
     timezone: Annotated[str, AfterValidator(_check_timezone)]
     treatment_weeks: int = Field(ge=1)
     default_reminder_time: LocalTime
@@ -368,6 +415,7 @@ class Protocol(_Model):
     clinic_days: tuple[WeekdayNumber, ...]
     clinic_hours: ClinicHours = ClinicHours()
     report_idle_close: Duration = timedelta(hours=2)
+    report_instrument: Identifier  # what /report asks (an instrument file's id)
     holidays: tuple[Holiday, ...] = ()
     staleness: Staleness
     doses: DoseRules
@@ -440,7 +488,9 @@ class Protocol(_Model):
 
     def instrument_ids(self) -> frozenset[str]:
         """Every instrument the protocol asks for (to check against the instrument files)."""
-        return frozenset({q.instrument for q in self.questionnaires} | {self.checkin.instrument})
+        return frozenset(
+            {q.instrument for q in self.questionnaires} | {self.checkin.instrument, self.report_instrument}
+        )
 
     def switches(self) -> dict[str, bool]:
         """Every per-participant switch the protocol knows, with its default."""
@@ -575,6 +625,32 @@ def _describe(err: Mapping[str, Any]) -> str:
     return message.replace("Input should be", "must be", 1) + got
 
 
+_REGIMEN_PLACEHOLDERS = {"instructions": {"weekday"}, "reminder": {"weekday", "amount"}}
+
+
+def _regimen_text_problems(reg: Regimen) -> list[tuple[tuple[str, ...], str]]:
+    """A regimen's own words may use only the placeholders the bot fills in, in both
+    languages alike; a day-bound wording or a double-dose check needs a weekly regimen."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    for field, allowed in _REGIMEN_PLACEHOLDERS.items():
+        text = getattr(reg, field)
+        if text is None:
+            continue
+        for lang in ("en", "bn"):
+            used = _placeholders(text.get(lang))
+            if used - allowed:
+                out.append(((field, lang), f"unknown placeholder(s) {sorted(used - allowed)}; use {sorted(allowed)}"))
+        if "weekday" in _placeholders(text.en) and reg.frequency != "weekly":
+            out.append(((field,), "{weekday} needs a weekly regimen"))
+    if reg.double_dose_check is not None and reg.frequency != "weekly":
+        out.append((("double_dose_check",), "only a weekly regimen has a double-dose check"))
+    return out
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+
+
 def _semantic_problems(
     proto: Protocol, known_instruments: Collection[str] | None
 ) -> list[tuple[tuple[str | int, ...], str]]:
@@ -693,6 +769,8 @@ def _semantic_problems(
                         add(
                             (*wl, "days"), f"0 puts {reg.id} on the {rule.regimen} day, which never_same_day_as forbids"
                         )
+            for where, message in _regimen_text_problems(reg):
+                add((*base, *where), message)
             for j, other in enumerate(reg.never_same_day_as):
                 nl = (*base, "never_same_day_as", j)
                 if other == reg.id:
@@ -713,7 +791,7 @@ def _semantic_problems(
                     ):
                         add(
                             (*base, "weekday", "day"),
-                            f"{weekday_name(rule.day)} is also the {other} day, which never_same_day_as forbids",
+                            f"{weekday_key(rule.day)} is also the {other} day, which never_same_day_as forbids",
                         )
                     elif (
                         o.weekday is not None
@@ -790,6 +868,12 @@ def _semantic_problems(
             f"unknown questionnaire {proto.checkin.instrument!r}; "
             f"known: {', '.join(sorted(known_instruments)) or '(none)'}",
         )
+    if known_instruments is not None and proto.report_instrument not in known_instruments:
+        add(
+            ("report_instrument",),
+            f"unknown questionnaire {proto.report_instrument!r}; "
+            f"known: {', '.join(sorted(known_instruments)) or '(none)'}",
+        )
     if proto.checkin.end_week < proto.checkin.start_week:
         add(("checkin", "end_week"), f"must be >= start_week ({proto.checkin.start_week})")
 
@@ -797,7 +881,7 @@ def _semantic_problems(
     seen_days: set[int] = set()
     for i, day in enumerate(proto.clinic_days):
         if day in seen_days:
-            add(("clinic_days", i), f"{weekday_name(day)} is listed twice")
+            add(("clinic_days", i), f"{weekday_key(day)} is listed twice")
         seen_days.add(day)
 
     # staleness

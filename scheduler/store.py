@@ -29,9 +29,11 @@ from scheduler.planner import (
 )
 from scheduler.protocol import Protocol
 
-# Rows the dispatcher makes while running (never in plan()): kept by a re-plan while the
+# Rows made while running (never in plan()): kept by a re-plan while the
 # participant is still messaged, cancelled with everything else otherwise.
-DISPATCHER_KINDS = frozenset({MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value})
+DISPATCHER_KINDS = frozenset(
+    {MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value, MessageKind.VISIT_DATE_NOTICE.value}
+)
 
 
 def is_messaged(participant: Participant, today: date) -> bool:
@@ -81,11 +83,14 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
         status=status,
         paused_until=participant.paused_until,
         recorded_visits=recorded,
+        visit_dates={v.week: v.agreed_date for v in visits if v.agreed_date is not None},
+        switches={str(name): bool(on) for name, on in (participant.switches or {}).items()},
     )
 
 
-async def visits_of(session: AsyncSession, participant: Participant, protocol: Protocol) -> list[ClinicVisit]:
-    """The participant's visit rows, created from the protocol on first use (week order)."""
+async def ensure_visits(session: AsyncSession, participant: Participant, protocol: Protocol) -> list[ClinicVisit]:
+    """The participant's visit rows (week order), creating from the protocol any that are missing
+    (on first use, or a visit added to the protocol later)."""
     rows = list(
         await session.scalars(
             select(ClinicVisit).where(ClinicVisit.participant_id == participant.id).order_by(ClinicVisit.week)
@@ -140,7 +145,7 @@ async def replan(session: AsyncSession, participant: Participant, now: datetime,
     (added, moved, cancelled) for the audit. Idempotent: a second call changes nothing."""
     # One re-plan per participant at a time (two processes must not insert the same key).
     await session.execute(select(Participant.id).where(Participant.id == participant.id).with_for_update())
-    visits = await visits_of(session, participant, protocol) if participant.status != RowStatus.INVITED else []
+    visits = await ensure_visits(session, participant, protocol) if participant.status != RowStatus.INVITED else []
     wanted = plan(plan_input(participant, visits, protocol), protocol, now)
     rows = {
         row.key: row
@@ -179,6 +184,22 @@ async def replan(session: AsyncSession, participant: Participant, now: datetime,
                 cancelled += 1
     await session.flush()
     return {"added": added, "moved": moved, "cancelled": cancelled}
+
+
+def reuse(row: ScheduledMessage, message: PlannedMessage, now: datetime) -> None:
+    """A finished row of the same key planned again (e.g. the same visit date agreed a
+    second time): PLANNED again with the new message, history fields cleared."""
+    _apply(row, message, now)
+    row.status = MessageStatus.PLANNED
+    row.attempts = 0
+    row.sent_at = None
+    row.telegram_message_id = None
+    row.last_error = None
+
+
+def cancel(row: ScheduledMessage, now: datetime, why: str) -> None:
+    """Mark one pending row cancelled (kept as history, never deleted)."""
+    _cancel(row, now, why)
 
 
 def _cancel(row: ScheduledMessage, now: datetime, why: str) -> None:

@@ -217,6 +217,7 @@ def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
     from zoneinfo import ZoneInfo
 
     from bot.alerting import backoff, render
+    from domain.content import load_content
     from models import Language, Participant
 
     aware = datetime(2026, 10, 25, 20, 5, tzinfo=UTC)  # 02:05 in Dhaka
@@ -231,14 +232,17 @@ def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
         aware_at=aware,
         deadline_at=aware + timedelta(hours=24),
     )
-    text = render(alert, person, ZoneInfo("Asia/Dhaka"))
+    protocol = load_content().protocol  # arm B's main drug comes from the protocol file
+    text = render(alert, person, ZoneInfo("Asia/Dhaka"), protocol=protocol)
     lines = text.splitlines()
     assert lines[0] == "🚨 URGENT · BSM-020 · arm B (methotrexate)"
     assert lines[1] == "Report a problem" and "Why: Serious" in text
     assert "Aware: Mon 26 Oct 2026 02:05 (Asia/Dhaka)" in text
     assert "report to the sponsor by Tue 27 Oct 2026 02:05" in text
     assert lines[-1] == "Alert #7 · press Acknowledge or send /ack 7"
-    escalated = render(alert, person, ZoneInfo("Asia/Dhaka"), purpose="escalation", escalate_after=30)
+    escalated = render(
+        alert, person, ZoneInfo("Asia/Dhaka"), protocol=protocol, purpose="escalation", escalate_after=30
+    )
     assert escalated.startswith("⏫ ESCALATED: nobody acknowledged this within 30 min")
     assert [backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 50)] == [15, 30, 60, 120, 300, 300]
 

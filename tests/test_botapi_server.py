@@ -19,6 +19,8 @@ from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
+    ReplyParameters,
     Update,
 )
 from telegram.error import (
@@ -305,6 +307,53 @@ async def test_send_document_round_trip(server: BotAPIServer, bot: Bot) -> None:
     assert upload.message is not None
     user_file = await bot.get_file(upload.message["document"]["file_id"])
     assert bytes(await user_file.download_as_bytearray()) == b"%PDF-1.4 labs"
+
+
+async def test_a_users_photo_and_voice_are_served_and_sent_on_by_file_id_as_replies(
+    server: BotAPIServer, bot: Bot
+) -> None:
+    server.group(-1001, title="Coordinators")
+    alert = await bot.send_message(-1001, "URGENT · BSM-001")
+    user = server.user(1001)
+    photo = await user.send_photo(content=b"\xff\xd8photo-bytes", media_group_id="g1")
+    voice = await user.send_voice(content=b"OggS-voice-bytes")
+    assert photo.message is not None and voice.message is not None
+    assert photo.message["media_group_id"] == "g1"
+    photo_id = photo.message["photo"][-1]["file_id"]
+    voice_id = voice.message["voice"]["file_id"]
+    file = await bot.get_file(photo_id)
+    assert bytes(await file.download_as_bytearray()) == b"\xff\xd8photo-bytes"
+
+    reply = ReplyParameters(alert.message_id)
+    sent_photo = await bot.send_photo(-1001, photo_id, caption="BSM-001 photo", reply_parameters=reply)
+    sent_voice = await bot.send_voice(-1001, voice_id, caption="BSM-001 voice", reply_parameters=reply)
+    assert sent_photo.reply_to_message is not None and sent_photo.reply_to_message.message_id == alert.message_id
+    assert sent_voice.voice is not None and sent_voice.caption == "BSM-001 voice"
+    group = await bot.send_media_group(-1001, [InputMediaPhoto(photo_id), InputMediaPhoto(photo_id, caption="2")])
+    assert len(group) == 2 and group[0].media_group_id == group[1].media_group_id is not None
+    kinds = [(m.kind, m.caption, m.reply_to, m.content) for m in server.media(-1001)]
+    assert kinds[:2] == [
+        ("photo", "BSM-001 photo", alert.message_id, b"\xff\xd8photo-bytes"),
+        ("voice", "BSM-001 voice", alert.message_id, b"OggS-voice-bytes"),
+    ]
+    assert [k[0] for k in kinds[2:]] == ["photo", "photo"] and server.media(-1001)[3].media_group_id is not None
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
+        await bot.send_voice(-1001, "no-such-file")
+
+
+async def test_a_download_fault_fails_the_next_download_only(server: BotAPIServer, bot: Bot) -> None:
+    user = server.user(1001)
+    update = await user.send_voice(content=b"OggS-voice")
+    assert update.message is not None
+    file = await bot.get_file(update.message["voice"]["file_id"])
+    server.faults.add("download", "500")
+    with pytest.raises(NetworkError):
+        await file.download_as_bytearray()
+    assert bytes(await file.download_as_bytearray()) == b"OggS-voice"
+    assert [(r.method, r.fault) for r in server.requests if r.method == "download"] == [
+        ("download", "500"),
+        ("download", None),
+    ]
 
 
 async def test_commands_are_stored_per_scope_and_language(server: BotAPIServer, bot: Bot) -> None:

@@ -30,7 +30,7 @@ from scheduler.calendar import (
     to_local,
     visit_target,
     visit_window,
-    weekday_name,
+    weekday_key,
 )
 
 DHAKA = ZoneInfo("Asia/Dhaka")
@@ -67,7 +67,7 @@ def test_parse_weekday_refuses_anything_else(bad: str | int) -> None:
 def test_weekday_names_round_trip_and_match_python_numbering() -> None:
     for i, name in enumerate(WEEKDAY_NAMES):
         assert parse_weekday(name) == i
-        assert weekday_name(i) == name
+        assert weekday_key(i) == name
     assert date(2026, 11, 6).weekday() == parse_weekday("friday")  # a Friday
 
 

@@ -245,9 +245,15 @@ async def test_media_and_unknown_commands_get_an_answer_in_the_participants_lang
     code = await enroll(server, "BSM-016 A 2026-10-25 bn")
     user = server.user(1018, language_code="bn")
     await link(server, user, code)
-    for action in (user.send_photo, user.send_sticker, user.send_voice):
-        update = await action()
-        await server.wait_for(1018, "ছবি, স্টিকার", since=update)
+    update = await user.send_sticker()
+    await server.wait_for(1018, "ছবি, স্টিকার", since=update)
+    # a photo or a voice note outside a report: one button that reports a problem with it (issue 14)
+    update = await user.send_photo()
+    (offer,) = await server.wait_for(1018, "বোতামটি চাপুন", since=update)
+    assert offer.button_texts == ["এই ছবির সমস্যাটা জানান"]
+    update = await user.send_voice()
+    (offer,) = await server.wait_for(1018, "বোতামটি চাপুন", since=update)
+    assert offer.button_texts == ["এই ভয়েস মেসেজের সমস্যাটা জানান"]
     await says(server, user, "/frobnicate", "কমান্ডটি আমি চিনি না")
     await says(server, user, "asdf", "বুঝতে পারিনি")
 

@@ -23,8 +23,9 @@ USERS = {4001: ("Rahima", "Begum"), 4002: ("Karim", "Uddin"), 4003: ("Salma", "K
 
 async def build_trial(bot: BotHarness, server: BotAPIServer) -> None:
     """Both arms, Bangla and English, doses taken, skipped and unanswered, a
-    serious event reported and acknowledged, a recorded visit and a withdrawal,
-    all through the real bot."""
+    serious event reported and acknowledged, a visit date agreed inside its window
+    and one outside it (a deviation), a recorded visit and a withdrawal, all
+    through the real bot."""
     codes = [
         await enroll(server, "BSM-001 B 2026-10-25 bn fri"),
         await enroll(server, "BSM-002 A 2026-10-25 en"),
@@ -43,6 +44,12 @@ async def build_trial(bot: BotHarness, server: BotAPIServer) -> None:
             update = await english.press(reminder, data)
             await server.wait_for(english.id, since=update)
     await walk(bot, dhaka(2026, 10, 28, 0, 30))  # the unanswered dose closes as "no answer"
+    # Agreed by phone: BSM-001 comes two days late (inside the window); week 12 outside it (a deviation).
+    await admin_says(server, "/visit BSM-001 4 on 2026-11-24", "agreed for")
+    question = await admin_says(server, "/visit BSM-001 12 on 2027-01-31", "outside")
+    admin = server.user(ADMIN_ID, "Admin", language_code="en", label="admin")
+    update = await admin.press(question, "Confirm: record a deviation")
+    await server.wait_for(ADMIN_ID, "protocol deviation", since=update)
     bangla = users[4001]
     await says(server, bangla, "/report", is_question)
     await answer_all(
@@ -209,19 +216,37 @@ def test_odm_parses_refers_to_its_definitions_and_matches_the_data(exported: Pat
             assert values[(row["study_id"], f"I.PARTICIPANTS.{column.upper()}")] == text, column
 
 
+def test_the_visits_carry_the_agreed_date_and_the_deviation_flag_in_every_format(exported: Path) -> None:
+    visits = {(r["study_id"], r["week"]): r for r in read_csv(exported / "visits.csv")}
+    assert (visits[("BSM-001", "4")]["agreed_date"], visits[("BSM-001", "4")]["deviation"]) == ("2026-11-24", "0")
+    assert (visits[("BSM-001", "12")]["agreed_date"], visits[("BSM-001", "12")]["deviation"]) == ("2027-01-31", "1")
+    assert (visits[("BSM-002", "4")]["agreed_date"], visits[("BSM-002", "4")]["deviation"]) == ("", "0")
+    assert visits[("BSM-001", "12")]["target_date"] == "2027-01-17"  # the target and window stay
+    frame, meta = pyreadstat.read_sav(str(exported / "visits.sav"))
+    assert meta.column_names_to_labels["deviation"] == "Agreed date outside the visit window (protocol deviation)"
+    assert meta.variable_value_labels["deviation"] == {0: "No", 1: "Yes"}
+    row = frame[(frame["study_id"] == "BSM-001") & (frame["week"] == 12)].iloc[0]
+    assert row["agreed_date"].isoformat() == "2027-01-31" and row["deviation"] == 1
+    dictionary = {r["variable"]: r for r in read_csv(exported / "data_dictionary.csv") if r["dataset"] == "visits"}
+    assert {"agreed_date", "deviation"} <= set(dictionary)
+    odm = (exported / "trial_record_odm.xml").read_text(encoding="utf-8")
+    assert 'ItemOID="I.VISITS.AGREED_DATE" Value="2027-01-31"' in odm
+    assert 'ItemOID="I.VISITS.DEVIATION" Value="1"' in odm
+
+
 VIEW_COLUMNS = {
     "trial_participants": "study_id arm baseline_date language status enrolled_at linked_at paused_until "
     "pause_reason withdrawn_at withdrawal_reason",
     "trial_visits": "study_id week target_date visit_date window_start window_end status attended_on "
-    "reschedule_requested_at recorded_at",
+    "reschedule_requested_at recorded_at agreed_date agreed_at deviation",
     "trial_doses": "dose_id study_id regimen drug dose_date planned_time reminded_at answer answered_at",
     "trial_questionnaire_responses": "response_id study_id instrument_id instrument_version status started_at "
-    "completed_at scores_json triage_json",
+    "completed_at scores_json triage_json visit_week",
     "trial_questionnaire_answers": "response_id study_id instrument_id instrument_version item_id value_json "
     "skipped answered_at",
     "trial_adverse_events": "ae_id study_id response_id category term onset_date grade serious results_in_death "
     "life_threatening hospitalisation disability congenital_anomaly important_medical_event reported_at alert_id "
-    "source recorded_by complete",
+    "source recorded_by complete outcome outcome_at",
     "trial_alerts": "alert_id study_id kind level summary aware_at sae_deadline_at acknowledged_at escalated_at",
 }
 
@@ -242,6 +267,17 @@ async def test_the_read_only_views_have_their_documented_columns_and_no_telegram
                 for value in row:
                     assert str(value) not in {str(uid) for uid in USERS} | {str(ADMIN_ID)}, (view, value)
         participants = (await conn.execute(text("SELECT study_id, status FROM trial_participants ORDER BY 1"))).all()
+        agreed = (
+            await conn.execute(
+                text("SELECT week, agreed_date, deviation FROM trial_visits WHERE study_id = 'BSM-001' ORDER BY week")
+            )
+        ).all()
+    assert [(w, str(d) if d else None, bool(x)) for w, d, x in agreed] == [
+        (0, None, False),
+        (4, "2026-11-24", False),
+        (12, "2027-01-31", True),
+        (24, None, False),
+    ]
     assert [tuple(r) for r in participants] == [("BSM-001", "active"), ("BSM-002", "active"), ("BSM-003", "withdrawn")]
 
 

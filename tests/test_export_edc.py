@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 from pathlib import Path
 
+import pyreadstat
 import pytest
 
 from devtools.botapi_server import BotAPIServer
@@ -81,7 +82,11 @@ async def trial(bot: BotHarness, server: BotAPIServer, tmp_path: Path) -> Path:
     await answer_until(server, english, {"ae_what": "breathing", "ser_hospital": "yes"}, "ser_life")
     bot.clock.advance(timedelta(hours=2))  # no answer for two hours: the report is closed, its finding kept
     await bot.tick()
-    await admin_says(server, "/sae BSM-003 hospitalisation 2026-11-20 son phoned", "recorded")
+    recorded = await admin_says(server, "/sae BSM-003 hospitalisation 2026-11-20 son phoned", "recorded")
+    number = re.search(r"Serious adverse event #(\d+)", recorded.content)
+    assert number is not None
+    # The team hears she is home again: the staff-recorded admission gets its outcome.
+    await admin_says(server, f"/outcome {number.group(1)} recovered", "outcome")
     return await export(bot, tmp_path / "export")
 
 
@@ -147,6 +152,44 @@ def test_every_adverse_event_is_in_every_format_with_its_source_and_completeness
     redcap = {r["study_id"]: r for r in read_csv(trial / "redcap" / "records_adverse_events.csv")}
     assert set(redcap) == set(rows)
     assert redcap["BSM-002"]["adverse_events_complete"] == "0" and redcap["BSM-001"]["adverse_events_complete"] == "2"
+
+
+def test_an_adverse_event_outcome_is_in_every_format_with_its_code_list(trial: Path) -> None:
+    """The outcome staff set (CDISC AEOUT-like), and "not recorded yet" for the others:
+    the CSV value, the SPSS value labels, the ODM code list in both languages (the
+    file validates: see above), the REDCap choices and the import record."""
+    rows = {r["study_id"]: r for r in read_csv(trial / "adverse_events.csv")}
+    assert rows["BSM-003"]["outcome"] == "recovered" and rows["BSM-003"]["outcome_at"] != ""
+    assert rows["BSM-001"]["outcome"] == "" and rows["BSM-002"]["outcome"] == ""
+    _, meta = pyreadstat.read_sav(str(trial / "adverse_events.sav"))
+    assert meta.variable_value_labels["outcome"] == {
+        "recovered": "Recovered/resolved",
+        "recovering": "Recovering/resolving",
+        "not_recovered": "Not recovered/not resolved",
+        "recovered_with_sequelae": "Recovered/resolved with sequelae",
+        "fatal": "Fatal",
+        "unknown": "Unknown",
+    }
+    root = ET.parse(trial / "trial_record_odm.xml").getroot()
+    codelist = next(c for c in root.iter(f"{ODM}CodeList") if c.get("OID", "").endswith("OUTCOME"))
+    items = {i.get("CodedValue"): i for i in codelist.iter(f"{ODM}CodeListItem")}
+    assert set(items) == set(meta.variable_value_labels["outcome"])
+    assert {t.get(LANG) for t in items["fatal"].iter(f"{ODM}TranslatedText")} == {"en", "bn"}
+    in_odm = {
+        s.get("SubjectKey"): {d.get("ItemOID"): d.get("Value") for d in g.iter(f"{ODM}ItemData")}
+        for s in root.iter(f"{ODM}SubjectData")
+        for g in s.iter(f"{ODM}ItemGroupData")
+        if g.get("ItemGroupOID") == "IG.ADVERSE_EVENTS"
+    }
+    assert in_odm["BSM-003"]["I.ADVERSE_EVENTS.OUTCOME"] == "recovered"
+    assert "I.ADVERSE_EVENTS.OUTCOME" not in in_odm["BSM-001"]  # not known: no value
+    dictionary = {r["Variable / Field Name"]: r for r in read_csv(trial / "redcap" / "data_dictionary.csv")}
+    outcome = next(r for n, r in dictionary.items() if n.endswith("outcome") and r["Form Name"] == "adverse_events")
+    choices = outcome["Choices, Calculations, OR Slider Labels"]
+    assert "recovered, Recovered/resolved" in choices
+    assert "recovered_with_sequelae, Recovered/resolved with sequelae" in choices
+    redcap = {r["study_id"]: r for r in read_csv(trial / "redcap" / "records_adverse_events.csv")}
+    assert redcap["BSM-003"][outcome["Variable / Field Name"]] == "recovered"
 
 
 def _break(source: Path, target: Path, edit: object) -> Path:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.digits import to_ascii_digits
+from domain.content import load_content
 from domain.enrollment import EnrollRequest, normalize_code, parse_enroll_args
 from domain.parsing import (
     ParseError,
@@ -20,6 +21,9 @@ from domain.parsing import (
     parse_time,
     parse_weekday,
 )
+
+PROTOCOL = load_content().protocol  # the arms, and which takes a weekday, come from the protocol file
+ARMS = tuple(PROTOCOL.arms)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("BSM-001", "BSM-001"), (" bsm-12 ", "BSM-12"), ("BSM-০০৭", "BSM-007")])
@@ -34,10 +38,10 @@ def test_bad_study_ids(text: str) -> None:
 
 
 def test_arms() -> None:
-    assert parse_arm("a") == "A" and parse_arm(" B ") == "B"
+    assert parse_arm("a", ARMS) == "A" and parse_arm(" B ", ARMS) == "B"
     for bad in ("C", "", "AB", "1"):
         with pytest.raises(ParseError):
-            parse_arm(bad)
+            parse_arm(bad, ARMS)
 
 
 @pytest.mark.parametrize(
@@ -114,15 +118,15 @@ def test_bad_times(text: str) -> None:
 
 
 def test_enroll_args_full_and_defaults() -> None:
-    assert parse_enroll_args(["BSM-001", "B", "2026-10-25", "bn", "fri"]) == EnrollRequest(
+    assert parse_enroll_args(["BSM-001", "B", "2026-10-25", "bn", "fri"], PROTOCOL) == EnrollRequest(
         "BSM-001", "B", date(2026, 10, 25), "bn", 4
     )
     # weekday before language is fine too
-    assert parse_enroll_args(["bsm-001", "b", "2026-10-25", "fri", "en"]).language == "en"
+    assert parse_enroll_args(["bsm-001", "b", "2026-10-25", "fri", "en"], PROTOCOL).language == "en"
     # arm B without a weekday: the baseline's weekday (a Sunday here)
-    assert parse_enroll_args(["BSM-001", "B", "2026-10-25"]).mtx_weekday == 6
+    assert parse_enroll_args(["BSM-001", "B", "2026-10-25"], PROTOCOL).mtx_weekday == 6
     # arm A: no weekday, Bangla by default
-    assert parse_enroll_args(["BSM-002", "A", "2026-10-25"]) == EnrollRequest(
+    assert parse_enroll_args(["BSM-002", "A", "2026-10-25"], PROTOCOL) == EnrollRequest(
         "BSM-002", "A", date(2026, 10, 25), "bn", None
     )
 
@@ -142,7 +146,7 @@ def test_enroll_args_full_and_defaults() -> None:
 )
 def test_enroll_args_refused(args: list[str]) -> None:
     with pytest.raises(ParseError):
-        parse_enroll_args(args)
+        parse_enroll_args(args, PROTOCOL)
 
 
 def test_codes_are_normalised_as_people_type_them() -> None:
@@ -158,6 +162,8 @@ def test_digit_conversion_never_fails_and_leaves_no_bengali_digit(text: str) -> 
 
 @given(st.text(max_size=60))
 def test_parsers_only_ever_raise_parse_error(text: str) -> None:
-    for parser in (parse_study_id, parse_arm, parse_date, parse_weekday, parse_language, parse_time):
+    for parser in (parse_study_id, parse_date, parse_weekday, parse_language, parse_time):
         with contextlib.suppress(ParseError):
             parser(text)
+    with contextlib.suppress(ParseError):
+        parse_arm(text, ARMS)

@@ -344,8 +344,16 @@ def test_visit_schedule_lists_every_visit_with_its_window() -> None:
 
 def test_an_agreed_visit_date_moves_its_reminders() -> None:
     messages = by_key(plan(arm_a(visit_dates={4: date(2026, 12, 1)}), PROTOCOL, BEFORE))
-    assert local(messages["visit:4:remind:0"].due_at) == dhaka(2026, 12, 1, 8)
-    assert messages["visit:4:remind:0"].payload["rescheduled"] is True
+    assert local(messages["visit:4:remind:0:2026-12-01"].due_at) == dhaka(2026, 12, 1, 8)
+    assert messages["visit:4:remind:0:2026-12-01"].payload["rescheduled"] is True
+    assert "visit:4:remind:0" not in messages  # the old date's reminders are gone
+
+
+def test_an_agreed_date_after_the_window_moves_the_window_check_after_it() -> None:
+    messages = by_key(plan(arm_a(visit_dates={4: date(2026, 12, 10)}), PROTOCOL, BEFORE))
+    check = messages["visit:4:window_check:2026-12-10"]
+    assert local(check.due_at).date() > date(2026, 12, 10)
+    assert "visit:4:window_check" not in messages
 
 
 @pytest.mark.parametrize("outcome", ["done", "missed", RecordedVisit(VisitOutcome.DONE, date(2026, 11, 30))])

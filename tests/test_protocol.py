@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Callable
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from domain.content import CONTENT_DIR, load_content
+from domain.triage import TriageTableError
 from scheduler.protocol import (
     Protocol,
     ProtocolError,
@@ -22,6 +25,7 @@ from scheduler.protocol import (
 
 SHIPPED = Path(__file__).resolve().parents[1] / "content" / "protocol.yaml"
 KNOWN = frozenset({"patient_global", "haq_di", "raynaud_condition_score", "weekly_checkin"})
+ASKED = KNOWN | {"ae_report"}  # and what /report asks (the protocol's report_instrument)
 MON, TUE, WED, THU, FRI, SAT, SUN = range(7)
 
 Data = dict[str, Any]
@@ -29,7 +33,7 @@ Data = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def shipped() -> Protocol:
-    return load_protocol(SHIPPED, KNOWN)
+    return load_protocol(SHIPPED, ASKED)
 
 
 def base() -> Data:
@@ -103,7 +107,7 @@ def test_shipped_questionnaires_by_visit_week(shipped: Protocol) -> None:
     assert rcs.offsets_days == (-7, -6, -5, -4, -3, -2, -1)
     assert rcs.switch == "raynaud" and rcs.default_enabled is False
     assert shipped.switches() == {"raynaud": False}
-    assert shipped.instrument_ids() == KNOWN
+    assert shipped.instrument_ids() == ASKED
 
 
 def test_shipped_checkin_quiet_hours_and_clinic_days(shipped: Protocol) -> None:
@@ -460,6 +464,35 @@ def test_unknown_questionnaire_ids_are_refused_when_known_ids_are_given(tmp_path
     assert "checkin.instrument: unknown questionnaire 'weekly'" in text
     assert "known: haq_di, patient_global" in text
     load_protocol(write(tmp_path, data, "other.yaml"))  # fine without a list of known ids
+
+
+def test_an_unknown_report_instrument_is_refused_when_known_ids_are_given(tmp_path: Path) -> None:
+    data = base()
+    data["report_instrument"] = "problem_report"
+    error = refused(write(tmp_path, data), ASKED)
+    assert "report_instrument: unknown questionnaire 'problem_report'" in str(error)
+
+
+def test_a_regimens_own_words_use_only_the_placeholders_the_bot_fills(tmp_path: Path) -> None:
+    data = base()
+    mtx = data["arms"]["B"]["regimens"][0]
+    mtx["reminder"]["bn"] = mtx["reminder"]["bn"].replace("{amount}", "{dose}")
+    data["arms"]["A"]["regimens"][0]["instructions"]["en"] = "Baricitinib every {weekday}."
+    data["arms"]["A"]["regimens"][0]["double_dose_check"] = mtx["double_dose_check"]
+    error = str(refused(write(tmp_path, data)))
+    assert "arms.B.regimens[0].reminder.bn: unknown placeholder(s) ['dose']; use ['amount', 'weekday']" in error
+    assert "arms.A.regimens[0].instructions: {weekday} needs a weekly regimen" in error
+    assert "arms.A.regimens[0].double_dose_check: only a weekly regimen has a double-dose check" in error
+
+
+def test_a_double_dose_advice_the_triage_table_lacks_stops_the_content(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    data = base()
+    data["arms"]["B"]["regimens"][0]["double_dose_check"]["advice"] = "stop_and_call"
+    write(content, data)
+    with pytest.raises(TriageTableError, match=r"double_dose_check\.advice: no advice 'stop_and_call' in triage\.yaml"):
+        load_content(content)
 
 
 def test_fixed_folic_acid_day_equal_to_fixed_methotrexate_day_is_refused(tmp_path: Path) -> None:

@@ -209,9 +209,13 @@ async def test_typed_answers_and_hints(bot: BotHarness, server: BotAPIServer) ->
     assert q_item(nxt) == "rf_mtx_lung"
     back = await says(server, user, "পিছনে", is_question)  # typed "back"
     assert q_item(back) == "rf_mtx_extra_dose"
-    photo = await user.send_photo()
-    (reply,) = await server.wait_for(user.id, is_question, since=photo)
+    sticker = await user.send_sticker()
+    (reply,) = await server.wait_for(user.id, is_question, since=sticker)
     assert "ছবি" in reply.content and q_item(reply) == "rf_mtx_extra_dose"
+    # a photo during a check-in is offered as a report (issue 14); the question keeps its buttons
+    photo = await user.send_photo()
+    (offer,) = await server.wait_for(user.id, "বোতামটি চাপুন", since=photo)
+    assert offer.button_texts == ["এই ছবির সমস্যাটা জানান"] and is_question(latest_question(server, user))
     [session] = await rows(bot, QuestionnaireSession)
     assert session.state["answers"] == {"rf_mtx_extra_dose": False}
 

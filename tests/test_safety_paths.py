@@ -17,7 +17,7 @@ from devtools.harness import DEFAULT_START, TOKEN, BotHarness
 from domain.audit import stranger_actor
 from domain.questionnaires import Instrument
 from domain.secrets import AUDIT_STRANGERS
-from domain.triage import Level, TriageTableError, load_triage_table, mtx_double_dose, triage
+from domain.triage import Level, TriageTableError, double_dose, load_triage_table, triage
 from models import (
     AlertLevel,
     AuditEntry,
@@ -455,8 +455,8 @@ def test_a_triage_table_that_is_not_yaml_is_refused_with_its_name(tmp_path: Path
 
 
 def test_the_double_dose_rule_says_why_it_refuses_mixed_times() -> None:
-    with pytest.raises(ValueError, match=r"^mtx_double_dose needs both datetimes aware \(or both naive\)$"):
-        mtx_double_dose(datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    with pytest.raises(ValueError, match=r"^double_dose needs both datetimes aware \(or both naive\)$"):
+        double_dose(datetime(2026, 11, 20, 9, 0), datetime(2026, 11, 22, 9, 0, tzinfo=UTC), timedelta(days=6))
 
 
 # ---------------------------------------------------------------- the unit of work's replies

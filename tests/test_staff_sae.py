@@ -16,7 +16,16 @@ from sqlalchemy import select
 from cli.admin import run
 from devtools.botapi_server import BotAPIServer, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, BotHarness
-from domain.adverse_events import USAGE, SaeUsageError, StaffSae, parse_sae_args
+from domain.adverse_events import (
+    OUTCOME_USAGE,
+    USAGE,
+    OutcomeRequest,
+    OutcomeUsageError,
+    SaeUsageError,
+    StaffSae,
+    parse_outcome_args,
+    parse_sae_args,
+)
 from export.run import export_trial_record
 from models import AdverseEvent, Alert, AlertLevel, AuditEntry, Participant, ParticipantStatus
 from tests.bothelpers import admin_says, enroll, link
@@ -286,3 +295,108 @@ async def test_bad_cli_sae_gets_the_usage_line_and_changes_nothing(
     code, text = await run(["sae", *args], bot.clock)
     assert code == 1 and problem in text and "usage: python -m cli sae STUDY_ID CRITERION" in text
     assert await rows(bot, AdverseEvent) == [] and await rows(bot, Alert) == []
+
+
+# --- an adverse event's outcome ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["12", "recovered"], OutcomeRequest(12, "recovered")),
+        (["#3", "Recovered-with-sequelae"], OutcomeRequest(3, "recovered_with_sequelae")),
+        (["১২", "resolving"], OutcomeRequest(12, "recovering")),
+        (["4", "not_resolved"], OutcomeRequest(4, "not_recovered")),
+        (["5", "died"], OutcomeRequest(5, "fatal")),
+        (["6", "UNKNOWN"], OutcomeRequest(6, "unknown")),
+    ],
+)
+def test_outcome_arguments_are_read(args: list[str], expected: OutcomeRequest) -> None:
+    assert parse_outcome_args(args) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ([], "an adverse event number and one outcome"),
+        (["12"], "an adverse event number and one outcome"),
+        (["12", "recovered", "today"], "an adverse event number and one outcome"),
+        (["BSM-001", "recovered"], "'BSM-001' is not an adverse event number"),
+        (["12", "cured"], "unknown outcome 'cured'"),
+    ],
+)
+def test_bad_outcome_arguments_get_the_usage_line(args: list[str], problem: str) -> None:
+    with pytest.raises(OutcomeUsageError) as info:
+        parse_outcome_args(args)
+    first, usage = str(info.value).split("\n")
+    assert problem in first and usage == OUTCOME_USAGE
+    assert "recovered, recovering, not_recovered, recovered_with_sequelae, fatal, unknown" in usage
+
+
+async def test_staff_set_an_adverse_events_outcome_in_telegram_audited_and_exported(
+    bot: BotHarness, server: BotAPIServer, tmp_path: Path
+) -> None:
+    await linked(server, "BSM-011", "B", 1011)
+    await admin_says(server, "/sae BSM-011 hospitalisation 2026-10-24 son phoned", "recorded")
+    (event,) = await rows(bot, AdverseEvent)
+    assert event.outcome is None and event.outcome_at is None  # not known yet
+
+    reply = await admin_says(server, f"/outcome {event.id} recovering", "outcome")
+    assert reply.content == f"Adverse event #{event.id} (BSM-011): outcome Recovering/resolving (was: not recorded)."
+    bot.clock.advance(timedelta(days=3))
+    reply = await admin_says(server, f"/outcome {event.id} recovered", "outcome")
+    assert reply.content == (
+        f"Adverse event #{event.id} (BSM-011): outcome Recovered/resolved (was: Recovering/resolving)."
+    )
+    reply = await admin_says(server, f"/outcome {event.id} recovered", "outcome")
+    assert "already has the outcome Recovered/resolved: nothing changed" in reply.content
+
+    (event,) = await rows(bot, AdverseEvent)
+    assert event.outcome == "recovered" and event.outcome_at == bot.clock.now()
+    entries = await rows(bot, AuditEntry, AuditEntry.action == "adverse_event.outcome")
+    assert [(e.actor, e.before, e.after) for e in entries] == [
+        (
+            f"admin:{ADMIN_ID}",
+            {"adverse_event": event.id, "outcome": None},
+            {"adverse_event": event.id, "outcome": "recovering"},
+        ),
+        (
+            f"admin:{ADMIN_ID}",
+            {"adverse_event": event.id, "outcome": "recovering"},
+            {"adverse_event": event.id, "outcome": "recovered"},
+        ),
+    ]
+    (row,) = await export_rows(bot, tmp_path, "adverse_events")
+    assert row["outcome"] == "recovered" and row["outcome_at"] != ""
+
+
+async def test_a_bad_outcome_in_telegram_gets_the_usage_line_and_changes_nothing(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await linked(server, "BSM-012", "A", 1012)
+    await admin_says(server, "/sae BSM-012 hospitalisation", "recorded")
+    (event,) = await rows(bot, AdverseEvent)
+    reply = await admin_says(server, f"/outcome {event.id} cured", "usage")
+    assert "unknown outcome 'cured'" in reply.content
+    reply = await admin_says(server, f"/outcome {event.id + 50} recovered", "no adverse event")
+    assert f"no adverse event #{event.id + 50}" in reply.content
+    (event,) = await rows(bot, AdverseEvent)
+    assert event.outcome is None
+    assert await rows(bot, AuditEntry, AuditEntry.action == "adverse_event.outcome") == []
+
+
+@pytest.mark.usefixtures("shell_env")
+async def test_cli_outcome_records_a_death_as_fatal_and_refuses_a_bad_one(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    await linked(server, "BSM-013", "B", 1013)
+    await admin_says(server, "/sae BSM-013 death 2026-10-25 wife phoned", "recorded")
+    (event,) = await rows(bot, AdverseEvent)
+    code, text = await run(["outcome", str(event.id), "fatal"], bot.clock)
+    assert code == 0 and text == f"Adverse event #{event.id} (BSM-013): outcome Fatal (was: not recorded)."
+    code, text = await run(["outcome", str(event.id), "maybe"], bot.clock)
+    assert code != 0 and "usage: python -m cli outcome AE_NUMBER OUTCOME" in text
+    (event,) = await rows(bot, AdverseEvent)
+    assert event.outcome == "fatal"
+    (entry,) = await rows(bot, AuditEntry, AuditEntry.action == "adverse_event.outcome")
+    assert entry.actor.startswith("cli:") and entry.after == {"adverse_event": event.id, "outcome": "fatal"}

@@ -580,3 +580,13 @@ async def test_the_test_server_takes_photos_as_telegram_does(server: BotAPIServe
             await bot.send_photo(1001, b"not a picture")
     (photo,) = server.photos(1001)
     assert (photo.width, photo.height, photo.kind, photo.mime_type) == (300, 200, "photo", "image/png")
+
+
+def test_a_score_is_charted_at_the_visit_its_response_belongs_to() -> None:
+    from datetime import UTC, datetime
+
+    finished = datetime(2027, 1, 10, 3, tzinfo=UTC)  # inside the week-12 window (baseline 25 October)
+    late_week4 = summary.ScoreRow("haq_di", finished, 1.5, visit_week=4)
+    older_row = summary.ScoreRow("patient_global", finished, 7.0)  # no visit stored: the nearest visit
+    series = {s.instrument: s.points for s in summary.score_series(_record(scores=[late_week4, older_row]), UTC)}
+    assert series["haq_di"] == [(4, 1.5)] and series["patient_global"] == [(12, 7.0)]

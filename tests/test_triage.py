@@ -34,8 +34,8 @@ from domain.triage import (
     TriageTableError,
     advice_text,
     check_cross_checks,
+    double_dose,
     load_triage_table,
-    mtx_double_dose,
     triage,
 )
 
@@ -641,6 +641,18 @@ def test_advice_text_fills_in_the_study_phone_as_dialled_in_every_language() -> 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
+def _mtx_within() -> timedelta:
+    """The shipped protocol's double-dose interval for weekly methotrexate."""
+    from domain.content import load_content
+
+    check = load_content().protocol.arm("B").regimen("methotrexate").double_dose_check
+    assert check is not None and check.advice == "stop_mtx_call" and check.alert_kind == "mtx_double_dose"
+    return check.within
+
+
+MTX_WITHIN = _mtx_within()
+
+
 @pytest.mark.parametrize(
     ("gap", "double"),
     [
@@ -652,16 +664,16 @@ NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     ],
 )
 def test_methotrexate_doses_less_than_6_days_apart_are_a_double_dose(gap: timedelta, double: bool) -> None:
-    assert mtx_double_dose(NOW - gap, NOW) is double
+    assert double_dose(NOW - gap, NOW, MTX_WITHIN) is double
 
 
 def test_the_first_methotrexate_dose_is_never_a_double_dose() -> None:
-    assert mtx_double_dose(None, NOW) is False
+    assert double_dose(None, NOW, MTX_WITHIN) is False
 
 
 def test_double_dose_check_refuses_mixing_naive_and_aware_times() -> None:
     with pytest.raises(ValueError, match="aware"):
-        mtx_double_dose(datetime(2026, 11, 20, 9, 0), NOW)
+        double_dose(datetime(2026, 11, 20, 9, 0), NOW, MTX_WITHIN)
 
 
 # --- the triage table itself ---------------------------------------------------------------

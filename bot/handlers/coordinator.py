@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from telegram import Update
 
-from bot import admin_text, alerting, callbacks
+from bot import alerting, callbacks, staff_replies
 from bot.context import BotContext
 from bot.handlers import common
-from bot.handlers.admin import admin_only, private_admin_only
 from bot.handlers.gate import stranger_actor
+from bot.handlers.guards import admin_only, private_admin_only
 from bot.i18n import _
 from domain import audit
 from domain.acknowledgement import acknowledge, open_alerts, parse_alert_id
@@ -85,7 +85,7 @@ async def ack_command(update: Update, context: BotContext) -> None:
         note=" ".join(args[1:]) or None,
         now=context.now,
     )
-    context.reply(admin_text.alert_acknowledged(done.alert, done.already, context.services.settings.tz))
+    context.reply(staff_replies.alert_acknowledged(done.alert, done.already, context.services.settings.tz))
     _redraw_after_commit(context, alert_id)
 
 
@@ -94,13 +94,19 @@ async def list_alerts(update: Update, context: BotContext) -> None:
     """/alerts: every open alert, each with its Acknowledge button."""
     alerts = await open_alerts(context.db)
     if not alerts:
-        context.reply(admin_text.no_open_alerts())
+        context.reply(staff_replies.no_open_alerts())
         return
     settings = context.services.settings
-    context.reply(admin_text.open_alerts_header(len(alerts)))
+    context.reply(staff_replies.open_alerts_header(len(alerts)))
     for alert in alerts:
         participant = await context.db.get(Participant, alert.participant_id) if alert.participant_id else None
         context.reply(
-            alerting.render(alert, participant, settings.tz, escalate_after=settings.escalate_after_minutes),
+            alerting.render(
+                alert,
+                participant,
+                settings.tz,
+                protocol=context.services.protocol,
+                escalate_after=settings.escalate_after_minutes,
+            ),
             alerting.ack_keyboard(alert),
         )

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from telegram import Update
 
 from bot.context import BotContext
-from bot.handlers.admin import admin_only
+from bot.handlers.guards import admin_only
 from charts import Rendered, overview_files, summary_files
 from domain import audit, summary
 from domain.errors import DomainError

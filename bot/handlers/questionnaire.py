@@ -20,7 +20,7 @@ from bot.services import Services
 from bot.texts import not_enrolled, with_contact
 from core.digits import phone_as_dialled
 from core.text import Text
-from domain import audit, checkins
+from domain import audit, checkins, visit_questionnaires
 from domain.questionnaires import (
     BACK_VALUE,
     SKIP_VALUE,
@@ -74,15 +74,17 @@ def env(context: BotContext) -> checkins.Env:
 def env_of(services: Services) -> checkins.Env:
     """The questionnaire environment from the process's services (handlers and ticks)."""
     protocol = services.protocol
-    switches = frozenset(name for name, on in protocol.switches().items() if on)
     return checkins.Env(
         instruments=services.instruments,
         triage=services.content.triage,
         tz=services.settings.tz,
-        switches=switches,
+        switches=visit_questionnaires.default_instruments(protocol),
         coordinator_chats=services.settings.coordinator_chat_ids,
+        report_instrument=protocol.report_instrument,
+        checkin_instrument=protocol.checkin.instrument,
         same_day_window=protocol.same_day_window,
         report_idle_close=protocol.report_idle_close,
+        protocol=protocol,
     )
 
 
@@ -252,7 +254,7 @@ def show(context: BotContext, outcome: checkins.Outcome) -> None:
         context.reply(advice_message(outcome.advice, phone, context.services.content.triage))
     lead: str | None = None
     if outcome.completed is not None:
-        if outcome.completed.instrument_id == checkins.REPORT_INSTRUMENT:
+        if outcome.completed.instrument_id == context.services.protocol.report_instrument:
             context.reply(_("Thank you. Your report is saved and the study team will see it."))
         else:
             context.reply(_("Thank you! You have answered all the questions."))
@@ -279,16 +281,39 @@ def _participant(context: BotContext) -> Participant | None:
 
 
 async def _begin(context: BotContext, participant: Participant, instrument_id: str, origin: str) -> None:
-    if participant.status is ParticipantStatus.WITHDRAWN and instrument_id != checkins.REPORT_INSTRUMENT:
+    if (
+        participant.status is ParticipantStatus.WITHDRAWN
+        and instrument_id != context.services.protocol.report_instrument
+    ):
         context.reply(_("You are no longer in the study follow-up, so there are no questions for you."))
         return
     outcome = await checkins.begin(context.db, participant, instrument_id, origin, now=context.now, env=env(context))
+    if outcome.already_answered is not None:
+        context.reply(already_answered(context, instrument_id, outcome.already_answered))
+        return
     if outcome.not_available or outcome.current is None:
         context.reply(_("These questions are not for you right now."))
         return
     if not outcome.started:
         _drop_old_keyboard(context, outcome.current)
     show(context, outcome)
+
+
+def already_answered(context: BotContext, instrument_id: str, week: int) -> str:
+    """The kind refusal of a second response for a visit (or a diary day) that has one."""
+    services = context.services
+    instrument = services.instruments.get(instrument_id)
+    title = instrument.title.get(current_language()) if instrument is not None else ""
+    rule = visit_questionnaires.rule_for(services.protocol, instrument_id)
+    if rule is not None and rule.daily_before_visit is not None:
+        return _("Thank you, you have already answered “{title}” today. Please answer it again tomorrow.").format(
+            title=title
+        )
+    visit = services.protocol.visit(week).name.get(current_language())
+    return _(
+        "Thank you, you have already answered “{title}” for your {visit}. Your answers are kept; "
+        "there is nothing more to answer until your next visit."
+    ).format(title=title, visit=visit)
 
 
 async def checkin_command(update: Update, context: BotContext) -> None:
@@ -302,7 +327,7 @@ async def report_command(update: Update, context: BotContext) -> None:
     """/report: report a problem at any time, also in the middle of another questionnaire."""
     participant = _participant(context)
     if participant is not None:
-        await _begin(context, participant, checkins.REPORT_INSTRUMENT, checkins.ORIGIN_REPORT)
+        await _begin(context, participant, context.services.protocol.report_instrument, checkins.ORIGIN_REPORT)
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:

@@ -40,18 +40,18 @@ async def schedule(update: Update, context: BotContext) -> None:
         return
     protocol = context.services.protocol
     today = local_date(context.now, protocol.tz)
-    visits = await store.visits_of(context.db, participant, protocol)
+    visits = await store.ensure_visits(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
-    upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.window_end >= today]
+    upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.open_until >= today]
     for visit in upcoming:
         name = protocol.visit(visit.week)
-        lines.append(
-            "• "
-            + "{visit}: {date}".format(
-                visit=name.name.bn if participant.language.value == "bn" else name.name.en,
-                date=format_date(visit.visit_date, "long"),
-            )
+        line = "{visit}: {date}".format(
+            visit=name.name.bn if participant.language.value == "bn" else name.name.en,
+            date=format_date(visit.due_date, "long"),
         )
+        if visit.agreed_date is not None:
+            line += " " + _("(the date agreed with the study team)")
+        lines.append("• " + line)
     if not upcoming:
         lines.append("• " + _("No more visits are planned."))
     lines.append("")
@@ -218,8 +218,9 @@ async def dose_button(update: Update, context: BotContext) -> None:
     elif outcome is DoseOutcome.SKIPPED:
         context.reply(_("Noted: you did not take this dose. Do not take a double dose to make up for it."))
     elif outcome is DoseOutcome.DOUBLE_DOSE:
+        assert result.advice is not None
         phone = services.settings.study_contact_phone
-        context.reply(advice_text("stop_mtx_call", participant.language.value, phone, services.content.triage))
+        context.reply(advice_text(result.advice, participant.language.value, phone, services.content.triage))
 
 
 async def visit_button(update: Update, context: BotContext) -> None:

@@ -1,12 +1,16 @@
-"""Admin commands for reminders: /pause, /resume, /status, /visit (admins only, audited)."""
+"""Admin commands for reminders: /pause, /resume, /status, /visit (admins only, audited),
+and the Confirm button of a visit date outside its window."""
 
 from __future__ import annotations
 
-from telegram import Update
+from datetime import date
 
-from bot import admin_text
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+
+from bot import callbacks, staff_replies
 from bot.context import BotContext
-from bot.handlers.admin import private_admin_only
+from bot.handlers import common
+from bot.handlers.guards import private_admin_only
 from domain import audit, schedule_ops
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
@@ -24,7 +28,7 @@ async def pause(update: Update, context: BotContext) -> None:
     participant = await schedule_ops.pause(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.paused(participant))
+    context.reply(staff_replies.paused(participant))
 
 
 @private_admin_only
@@ -36,7 +40,7 @@ async def resume(update: Update, context: BotContext) -> None:
     participant = await schedule_ops.resume(
         context.db, parse_study_id(args[0]), actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.resumed(participant))
+    context.reply(staff_replies.resumed(participant))
 
 
 @private_admin_only
@@ -47,14 +51,70 @@ async def status(update: Update, context: BotContext) -> None:
         raise DomainError("usage: /status STUDY_ID")
     protocol = context.services.protocol
     report = await schedule_ops.status_report(context.db, parse_study_id(args[0]), now=context.now, protocol=protocol)
-    context.reply(admin_text.status(report, protocol.tz))
+    context.reply(staff_replies.status(report, protocol.tz))
 
 
 @private_admin_only
 async def visit(update: Update, context: BotContext) -> None:
-    """/visit STUDY_ID WEEK done|missed [DATE]: record a clinic visit."""
-    request = schedule_ops.parse_visit_args(list(context.args or []))
+    """/visit STUDY_ID WEEK done|missed [DATE]: record a clinic visit;
+    /visit STUDY_ID WEEK on DATE: the date agreed with the participant."""
+    args = list(context.args or [])
+    if schedule_ops.is_agreed_date(args):
+        await _agree_date(update, context, schedule_ops.parse_agreed_date_args(args), confirmed=False)
+        return
+    request = schedule_ops.parse_visit_args(args)
     recorded = await schedule_ops.record_visit(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
-    context.reply(admin_text.visit_recorded(request.study_id, recorded))
+    context.reply(staff_replies.visit_recorded(request.study_id, recorded))
+
+
+async def _agree_date(
+    update: Update, context: BotContext, request: schedule_ops.AgreedDateRequest, *, confirmed: bool
+) -> None:
+    """Store the agreed date, or (outside the window, not yet confirmed) ask with a button."""
+    agreed = await schedule_ops.agree_visit_date(
+        context.db,
+        request,
+        actor=_actor(update),
+        now=context.now,
+        protocol=context.services.protocol,
+        deviation_confirmed=confirmed,
+    )
+    if agreed.needs_confirmation:
+        context.reply(staff_replies.visit_date_outside_window(agreed), _deviation_buttons(agreed))
+    else:
+        context.reply(staff_replies.visit_date_agreed(agreed))
+
+
+@private_admin_only
+async def visit_date_button(update: Update, context: BotContext) -> None:
+    """The admin's Confirm / Cancel under a visit date outside its window."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    pressed = callbacks.parse_visit_date(query.data)
+    if pressed is None:
+        common.button_no_longer_active(context)
+        return
+    context.answer()
+    context.edit_markup(None)  # one answer per question: the buttons go
+    if not pressed.confirmed:
+        context.reply(f"{pressed.study_id}: nothing changed; the week {pressed.week} visit keeps its date.")
+        return
+    request = schedule_ops.AgreedDateRequest(pressed.study_id, pressed.week, date.fromisoformat(pressed.on))
+    await _agree_date(update, context, request, confirmed=True)
+
+
+def _deviation_buttons(agreed: schedule_ops.AgreedDate) -> InlineKeyboardMarkup:
+    """Confirm the deviation / keep the date."""
+    study_id, week, on = agreed.study_id, agreed.visit.week, agreed.on.isoformat()
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "Confirm: record a deviation", callback_data=callbacks.visit_date(study_id, week, on, True)
+                )
+            ],
+            [InlineKeyboardButton("Cancel", callback_data=callbacks.visit_date(study_id, week, on, False))],
+        ]
+    )

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import tzinfo
 
-from domain.adverse_events import CRITERIA, StaffSaeRecorded
-from domain.enrollment import Enrolled
+from domain.adverse_events import CRITERIA, OUTCOMES, OutcomeSet, StaffSaeRecorded
+from domain.enrollment import Enrolled, enroll_usage
 from domain.participants import ParticipantLine
-from domain.schedule_ops import StatusReport
+from domain.schedule_ops import AgreedDate, StatusReport
+from domain.visit_questionnaires import SwitchResult
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
 from scheduler.calendar import WEEKDAY_CODES
+from scheduler.protocol import Protocol
 
 
 def deep_link(bot_username: str | None, code: str) -> str:
@@ -24,8 +26,30 @@ def _weekday(day: int | None) -> str:
     return WEEKDAY_CODES[day] if day is not None else "-"
 
 
-def describe(participant: Participant) -> str:
-    """One line: study id, arm, baseline, language, doses, status."""
+def _dose_days(participant: Participant, protocol: Protocol) -> str:
+    """ "MTX fri, folic sat": each weekly regimen's short name and the participant's day
+    (their own, or the protocol's rule), "-" when the row has no day yet."""
+    arm = protocol.arms.get(participant.arm)
+    days: dict[str, int | None] = {}
+    for reg in arm.regimens if arm is not None else ():
+        rule = reg.weekday
+        if rule is None or reg.frequency != "weekly":
+            continue
+        if rule.rule == "participant":
+            days[reg.id] = participant.mtx_weekday
+        elif rule.rule == "fixed":
+            days[reg.id] = rule.day
+        elif rule.participant_may_choose and participant.folic_weekday is not None:
+            days[reg.id] = participant.folic_weekday
+        else:
+            base = days.get(rule.regimen or "")
+            days[reg.id] = (base + (rule.days or 0)) % 7 if base is not None else None
+    shorts = {reg.id: reg.short_name for reg in arm.regimens} if arm is not None else {}
+    return ", ".join(f"{shorts[rid]} {_weekday(day)}" for rid, day in days.items())
+
+
+def describe(participant: Participant, protocol: Protocol) -> str:
+    """One line: study id, arm, baseline, language, status, weekly dose days, switches set on (e.g. "raynaud on")."""
     parts = [
         participant.study_id,
         f"arm {participant.arm}",
@@ -33,23 +57,19 @@ def describe(participant: Participant) -> str:
         participant.language.value,
         participant.status.value,
     ]
-    if participant.arm == "B":
-        mtx = participant.mtx_weekday
-        folic = (
-            participant.folic_weekday
-            if participant.folic_weekday is not None
-            else ((mtx + 1) % 7 if mtx is not None else None)
-        )
-        parts.append(f"MTX {_weekday(mtx)}, folic {_weekday(folic)}")
+    dose_days = _dose_days(participant, protocol)
+    if dose_days:
+        parts.append(dose_days)
+    parts += [f"{name} on" for name, on in sorted((participant.switches or {}).items()) if on]
     return " · ".join(parts)
 
 
-def enrolled(result: Enrolled, tz: tzinfo, bot_username: str | None) -> str:
+def enrolled(result: Enrolled, tz: tzinfo, bot_username: str | None, protocol: Protocol) -> str:
     """The reply to /enroll: the code exists only in this message."""
     verb = "New code for" if result.reissued else "Enrolled"
     expires = result.expires_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
     lines = [
-        f"{verb} {describe(result.participant)}",
+        f"{verb} {describe(result.participant, protocol)}",
         f"One-time code: {result.code} (works once; expires {expires})",
         f"Link for the participant: {deep_link(bot_username, result.code)}",
     ]
@@ -58,11 +78,11 @@ def enrolled(result: Enrolled, tz: tzinfo, bot_username: str | None) -> str:
     return "\n".join(lines)
 
 
-def participant_list(lines: list[ParticipantLine]) -> str:
+def participant_list(lines: list[ParticipantLine], protocol: Protocol) -> str:
     """The reply to /participants: one line each."""
     if not lines:
-        return "No participants yet. Enroll one with /enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]."
-    rows = [f"{describe(line.participant)} · {'linked' if line.linked else 'not linked'}" for line in lines]
+        return f"No participants yet. Enroll one with /enroll {enroll_usage(protocol)}."
+    rows = [f"{describe(line.participant, protocol)} · {'linked' if line.linked else 'not linked'}" for line in lines]
     return f"{len(lines)} participant(s):\n" + "\n".join(rows)
 
 
@@ -86,6 +106,16 @@ def sae_recorded(recorded: StaffSaeRecorded, tz: tzinfo) -> str:
             f"{recorded.participant.study_id} is withdrawn (died): no more messages will be sent; all data is kept."
         )
     return "\n".join(lines)
+
+
+def outcome_set(result: OutcomeSet) -> str:
+    """The reply to /outcome: which event, what it was, what it is now."""
+    event = result.event
+    now = OUTCOMES[event.outcome or "unknown"]
+    if not result.changed:
+        return f"Adverse event #{event.id} ({result.study_id}) already has the outcome {now}: nothing changed."
+    was = OUTCOMES[result.previous] if result.previous else "not recorded"
+    return f"Adverse event #{event.id} ({result.study_id}): outcome {now} (was: {was})."
 
 
 def alert_acknowledged(alert: Alert, already: bool, tz: tzinfo) -> str:
@@ -123,6 +153,19 @@ def resumed(participant: Participant) -> str:
     return f"{participant.study_id}: reminders restarted from now on."
 
 
+def switch_set(result: SwitchResult, what: str) -> str:
+    """The reply to a per-participant switch (/raynaud)."""
+    study_id, state = result.participant.study_id, "ON" if result.on else "OFF"
+    if not result.changed:
+        return f"{study_id}: the {what} was already {state}; nothing changed."
+    if result.on:
+        return (
+            f"{study_id}: the {what} is ON: a prompt on each of the 7 days before each visit "
+            f"({result.planned} planned from now on)."
+        )
+    return f"{study_id}: the {what} is OFF: no more prompts (answers already given are kept)."
+
+
 def visit_recorded(study_id: str, visit: ClinicVisit) -> str:
     """The reply to /visit."""
     if visit.status is VisitStatus.DONE:
@@ -131,6 +174,34 @@ def visit_recorded(study_id: str, visit: ClinicVisit) -> str:
     else:
         what = "missed"
     return f"{study_id}: week {visit.week} visit recorded as {what}. Its reminders and window check are stopped."
+
+
+def _window(visit: ClinicVisit) -> str:
+    start, end = visit.window_start.isoformat(), visit.window_end.isoformat()
+    return f"target {visit.target_date.isoformat()}, window {start} to {end}"
+
+
+def visit_date_agreed(agreed: AgreedDate) -> str:
+    """The reply to /visit … on DATE once the date is stored."""
+    visit = agreed.visit
+    deviation = " Outside the window: recorded as a protocol deviation." if visit.deviation else ""
+    told = (
+        "the participant is told in their language."
+        if agreed.told
+        else "the participant is paused and gets no message: please tell them by phone."
+    )
+    return (
+        f"{agreed.study_id}: week {visit.week} visit agreed for {agreed.on.isoformat()} ({_window(visit)}).{deviation} "
+        f"Its reminders and window check follow the new date; {told}"
+    )
+
+
+def visit_date_outside_window(agreed: AgreedDate) -> str:
+    """The question when the agreed date lies outside the window."""
+    return (
+        f"{agreed.study_id}: {agreed.on.isoformat()} is outside the week {agreed.visit.week} visit window "
+        f"({_window(agreed.visit)}). Confirm to record it as a protocol deviation; nothing is changed until you do."
+    )
 
 
 def status(report: StatusReport, tz: tzinfo) -> str:
@@ -150,6 +221,12 @@ def status(report: StatusReport, tz: tzinfo) -> str:
             f"Next visit: week {v.week} on {v.visit_date.isoformat()} "
             f"(window {v.window_start.isoformat()} to {v.window_end.isoformat()})"
         )
+        if v.agreed_date is not None:
+            deviation = ", outside the window: protocol deviation" if v.deviation else ""
+            lines.append(
+                f"Agreed date: {v.agreed_date.isoformat()} (target {v.target_date.isoformat()}, "
+                f"window {v.window_start.isoformat()} to {v.window_end.isoformat()}{deviation})"
+            )
     if report.adherence is None:
         lines.append("Adherence (last 4 weeks): — (no dose reminders yet)")
     else:
