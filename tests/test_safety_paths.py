@@ -285,10 +285,14 @@ def test_38_0_c_exactly_is_a_red_flag_in_both_arms_and_both_units(
     flag: str,
     typed: str,
 ) -> None:
-    """Mutant: an arm's fever threshold `greater_or_equal: 38.0` read as `greater_than`."""
+    """Mutant: an arm's fever threshold `greater_or_equal: 38.0` read as `greater_than`.
+    The flag must come from the measured temperature (the coordinator reads "measured
+    38 °C or more"), not only from the triage table's fallback for a fever without a
+    temperature, which would hide the mutant."""
     fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
     result = check(instruments["weekly_checkin"], arm, ENGLISH, fever)
-    assert [hit.code for hit in result.red_flags] == [flag]
+    assert [(hit.code, hit.item_id) for hit in result.red_flags] == [(flag, "fever_temp")]
+    assert "Measured temperature 38 °C or more" in result.red_flags[0].reason.get("en")
     assert result.level is Level.URGENT
 
 
