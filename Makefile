@@ -32,9 +32,9 @@ demo: install  ## the whole journey against the local Bot API test server, as a 
 bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
 	$(BIN)/python -m bench $(if $(FULL),--full,--out bench/quick)
 
-mutate: install  ## mutation testing of the safety-critical code (mutmut 3; slow, not in CI). GROUPS="triage dispatch" for some; MUTATE_JOBS=2 for two workers
+mutate: install  ## mutation testing of the safety-critical code (mutmut 3; slow, not in CI). GROUPS="triage dispatch" for some; MUTATE_JOBS=2 for two workers; RECHECK=1: only the last run's survivors, against today's tests
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,mutation]"
-	$(BIN)/python -m devtools.mutate $(GROUPS)
+	$(BIN)/python -m devtools.mutate $(if $(RECHECK),--recheck) $(GROUPS)
 
 i18n: install  ## re-extract strings and merge them into the bn and en catalogs (headers carry Language and Plural-Forms)
 	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --project ssc-trial-bot -o locales/messages.pot .

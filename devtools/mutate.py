@@ -8,6 +8,7 @@ the mutated function (it records that in a first full run of the group's tests).
 
     python -m devtools.mutate                 # every group
     python -m devtools.mutate triage dispatch # some groups
+    python -m devtools.mutate --recheck enrollment  # only the last run's survivors, against today's tests
     MUTATE_JOBS=2 python -m devtools.mutate   # worker processes (default 1: the machine is shared)
 
 Prints, per group and in total, killed / survived / timeouts and the score: detected
@@ -100,6 +101,7 @@ GROUPS: dict[str, Group] = {
 KILLED = {1, 3, 37}
 SURVIVED = {0}
 TIMEOUT = {36, -24, 24, 152, 255}
+RECHECK_TIMEOUT = 900  # seconds for one survivor's re-run
 
 
 def _config(group: Group) -> str:
@@ -164,7 +166,7 @@ def _restrict(source: str, kept: set[str]) -> str:
 
 def _scratch(name: str, group: Group) -> Path:
     """A fresh copy of the tracked tree (and the uncommitted changes) with the group's config."""
-    base = Path(os.environ.get("MUTATE_DIR", "/tmp/ssc-mutate")) / name
+    base = _scratch_dir(name)
     shutil.rmtree(base, ignore_errors=True)
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -208,12 +210,8 @@ def _listed_equivalent() -> set[str]:
     return set(re.findall(r"^\|\s*`([\w.]+__mutmut_\d+)`", EQUIVALENT.read_text(), flags=re.MULTILINE))
 
 
-def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
-    """Run mutmut over one group; returns (killed, survived, timeouts, survivors)."""
-    base = _scratch(name, group)
-    mutmut = Path(sys.executable).parent / "mutmut"
-    env = {**os.environ, "PYTHONPATH": str(base)}
-    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+def _score(base: Path, group: Group) -> tuple[int, int, int, list[str]]:
+    """(killed, survived, timeouts, survivors) from a scratch copy's mutmut results."""
     codes = _results(base, group)
     killed = sum(1 for c in codes.values() if c in KILLED)
     survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
@@ -221,8 +219,60 @@ def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[s
     return killed, len(survivors), timeouts, survivors
 
 
+def _scratch_dir(name: str) -> Path:
+    return Path(os.environ.get("MUTATE_DIR", "/tmp/ssc-mutate")) / name
+
+
+def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
+    """Run mutmut over one group; returns (killed, survived, timeouts, survivors)."""
+    base = _scratch(name, group)
+    mutmut = Path(sys.executable).parent / "mutmut"
+    env = {**os.environ, "PYTHONPATH": str(base)}
+    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+    return _score(base, group)
+
+
+def recheck_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
+    """Run only the survivors of the group's last run again, against the work tree's
+    tests as they are now (after writing tests for them), and record the new outcome in
+    mutmut's results. The mutated code is the last run's: run the group again after
+    changing the modules themselves."""
+    base = _scratch_dir(name)
+    mutants = base / "mutants"
+    if not mutants.is_dir():
+        raise SystemExit(f"no earlier run of {name} in {base}: run `make mutate GROUPS={name}` first")
+    for tree in (base / "tests", mutants / "tests"):
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", tree, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in group.modules:
+        meta_path = mutants / f"{module}.meta"
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        codes = meta.get("exit_code_by_key", {})
+        for mutant in sorted(k for k, c in codes.items() if c in SURVIVED):
+            env = {**os.environ, "PYTHONPATH": str(mutants), "MUTANT_UNDER_TEST": mutant}
+            command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+            try:
+                run = subprocess.run(
+                    [*command, *group.tests, "-k", "not postgres"],
+                    cwd=mutants,
+                    env=env,
+                    capture_output=True,
+                    check=False,
+                    timeout=RECHECK_TIMEOUT,
+                )
+                codes[mutant] = run.returncode
+            except subprocess.TimeoutExpired:
+                codes[mutant] = 36  # mutmut's code for a time-out: the mutant hung the tests
+            print(f"{mutant}: {'survived' if codes[mutant] in SURVIVED else 'killed'}", flush=True)
+        meta_path.write_text(json.dumps(meta))
+    return _score(base, group)
+
+
 def main(argv: list[str]) -> int:
-    names = argv or list(GROUPS)
+    recheck = "--recheck" in argv
+    names = [a for a in argv if a != "--recheck"] or list(GROUPS)
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
         print(f"unknown group(s) {unknown}; groups: {', '.join(GROUPS)}", file=sys.stderr)
@@ -232,7 +282,7 @@ def main(argv: list[str]) -> int:
     lines, failed = [], False
     total_killed = total_tested = 0
     for name in names:
-        killed, survived, timeouts, survivors = run_group(name, GROUPS[name], jobs)
+        killed, survived, timeouts, survivors = (recheck_group if recheck else run_group)(name, GROUPS[name], jobs)
         tested = killed + survived + timeouts
         score = (killed + timeouts) / tested if tested else 0.0
         unexplained = [s for s in survivors if s not in equivalent]
