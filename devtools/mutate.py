@@ -91,7 +91,7 @@ GROUPS: dict[str, Group] = {
     ),
     "alerts": Group(
         ("domain/alerts.py", "bot/alerting.py"),
-        ("tests/test_alerts.py",),
+        ("tests/test_alerts.py", "tests/test_escalation.py"),
         # in bot/alerting.py: the "unacknowledged -> escalate" decision (delivery and
         # rendering are tested by their own files)
         ("bot/alerting.py::escalate_due",),
