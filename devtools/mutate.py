@@ -61,7 +61,7 @@ GROUPS: dict[str, Group] = {
     ),
     "enrollment": Group(
         ("domain/enrollment.py",),
-        ("tests/test_enrollment.py", "tests/test_safety_paths.py"),
+        ("tests/test_enrollment.py", "tests/test_safety_paths.py", "tests/test_enrollment_codes.py"),
         # the codes: issued, hashed, revoked, redeemed, refused, rate-limited (not the
         # /enroll argument parser nor the audit snapshot's layout)
         tuple(

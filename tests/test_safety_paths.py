@@ -569,3 +569,18 @@ def test_current_work_outside_an_update_says_so() -> None:
 
     with pytest.raises(RuntimeError, match=r"^no update is being handled in this context$"):
         current_work()
+
+
+@pytest.mark.logs_errors("error while handling update None")
+async def test_an_error_outside_any_update_is_logged_and_the_bot_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    """PTB reports errors that belong to no update (a failed getUpdates while polling)
+    with `update=None`: the error handler logs the type and returns, it never raises."""
+    from types import SimpleNamespace
+
+    from bot.app import on_error
+
+    caplog.set_level(logging.ERROR, logger="bot.app")
+    context = SimpleNamespace(error=ConnectionResetError("peer went away"), bot=None)
+    await on_error(None, context)  # type: ignore[arg-type]
+    (record,) = [r for r in caplog.records if r.name == "bot.app"]
+    assert record.getMessage() == "error while handling update None: ConnectionResetError\n"
