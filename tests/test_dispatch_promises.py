@@ -64,6 +64,14 @@ async def participant_id(bot: BotHarness, study_id: str) -> int:
         return pid
 
 
+async def session_participant(bot: BotHarness, study_id: str) -> Participant:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        found = await session.scalar(select(Participant).where(Participant.study_id == study_id))
+        assert found is not None
+        return found
+
+
 async def count(bot: BotHarness, model: type, *where: object) -> int:
     assert bot.services is not None
     async with bot.services.sessions() as session:
@@ -122,6 +130,9 @@ async def test_a_pause_whose_end_date_has_come_sends_again(bot: BotHarness, serv
     await bot.tick()
     row = await one_row(bot, "BSM-020", BARI)
     assert row.status is MessageStatus.SENT and row.sent_at == dhaka(2026, 10, 26, 9)
+    resumed = await session_participant(bot, "BSM-020")
+    assert resumed.status is ParticipantStatus.ACTIVE and resumed.paused_until is None  # /status agrees
+    assert await count(bot, AuditEntry, AuditEntry.action == "participant.resume_auto") == 1
 
 
 async def test_a_row_whose_chat_was_unlinked_is_cancelled_not_sent(bot: BotHarness, server: BotAPIServer) -> None:
