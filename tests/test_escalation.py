@@ -121,6 +121,7 @@ async def test_raising_an_alert_is_audited_with_its_level_reasons_and_delivery_n
         "deliver_at": alert.aware_at.isoformat(),
     }
     assert alert.summary not in str(entry.after)
+    assert alert.deadline_at is None  # a double dose is urgent, not a serious adverse event: no 24-hour clock
     [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
     assert delivery.purpose == "alert" and delivery.next_attempt_at >= alert.aware_at
 
