@@ -87,6 +87,7 @@ async def test_only_urgent_alerts_and_same_day_items_with_a_deadline_escalate(
     assert server.messages(ESCALATION_CHAT) == []
     [alert] = await rows(bot, Alert, Alert.kind == "test_item")
     assert alert.level is level and alert.escalated_at is None and alert.escalate_at is None
+    assert alert.deadline_at is None  # not raised as serious: no SAE clock
     assert await audits(bot, "alert.escalate") == []
 
 
