@@ -81,7 +81,12 @@ GROUPS: dict[str, Group] = {
     ),
     "dispatch": Group(
         ("bot/dispatch.py", "domain/reminders.py", "scheduler/outbox.py"),
-        ("tests/test_dispatch.py", "tests/test_safety_paths.py", "tests/test_reminders.py"),
+        (
+            "tests/test_dispatch.py",
+            "tests/test_safety_paths.py",
+            "tests/test_reminders.py",
+            "tests/test_dispatch_promises.py",
+        ),
     ),
     "unit-of-work": Group(
         ("bot/unit_of_work.py", "bot/app.py"),

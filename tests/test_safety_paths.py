@@ -30,6 +30,7 @@ from models import (
     MessageStatus,
     Participant,
     ParticipantStatus,
+    ProcessedUpdate,
 )
 from tests.bothelpers import admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders, rows, walk
@@ -360,12 +361,14 @@ async def test_a_handler_that_writes_and_then_fails_commits_nothing(
 ) -> None:
     """Mutant: the rollback after a failed handler deleted (a half-applied update would be
     committed). The handler here changes the language and audits it, then raises."""
-    await _a_language_change_that_fails(bot, server, monkeypatch)
+    update_id = await _a_language_change_that_fails(bot, server, monkeypatch)
     assert (await _participant(bot, "BSM-020")).language is Language.EN
     assert bot.services is not None
     async with bot.services.sessions() as session:
         actions = list(await session.scalars(select(AuditEntry.action)))
+        processed = await session.get(ProcessedUpdate, update_id)
     assert actions.count("participant.set_language") == 1  # the choice at linking only
+    assert processed is not None and processed.outcome == "error"  # recorded, so a re-delivery is not re-run
 
 
 @pytest.mark.logs_errors("error while handling update")
@@ -417,7 +420,9 @@ async def test_a_handler_hit_by_a_database_outage_is_run_again_and_applied_once(
     assert bot.services is not None
     async with bot.services.sessions() as session:
         actions = list(await session.scalars(select(AuditEntry.action)))
+        processed = await session.get(ProcessedUpdate, update.update_id)
     assert actions.count("participant.set_language") == 2  # at linking, and this one once
+    assert processed is not None and processed.outcome == "ok" and processed.processed_at == bot.clock.now()
 
 
 # ---------------------------------------------------------------- triage: what `make mutate` found
