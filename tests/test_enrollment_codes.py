@@ -128,3 +128,19 @@ async def test_issuing_and_redeeming_a_code_is_audited_and_only_its_keyed_hash_i
     assert stored.used_at == issued_at + timedelta(hours=2)
     assert link_row is not None and (link_row.chat_id, link_row.user_id) == (4401, 4401)
     assert link_row.linked_at == issued_at + timedelta(hours=2)
+
+
+async def test_a_try_beyond_the_limit_is_audited_as_rate_limited_not_as_a_refusal(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """The sixth try within the hour is not even looked up: the audit says it was held
+    back by the limit (who, when), and it does not count as one more wrong code."""
+    code = await enroll(server, "BSM-045 A 2026-10-25 en")
+    guesser = server.user(4501)
+    for attempt in range(5):
+        await says(server, guesser, f"/start WRONGCODE{attempt:03d}", "not right")
+    await says(server, guesser, f"/start {code}", "Too many wrong codes")
+    refusals = await audits(bot, "enrollment_code.refuse")
+    (limited,) = await audits(bot, "enrollment_code.rate_limited")
+    assert len(refusals) == 5 and limited.actor == refusals[0].actor and limited.at == bot.clock.now()
+    assert limited.actor.startswith("telegram:h:") and "4501" not in limited.actor  # keyed-hashed
