@@ -144,3 +144,13 @@ async def test_a_try_beyond_the_limit_is_audited_as_rate_limited_not_as_a_refusa
     (limited,) = await audits(bot, "enrollment_code.rate_limited")
     assert len(refusals) == 5 and limited.actor == refusals[0].actor and limited.at == bot.clock.now()
     assert limited.actor.startswith("telegram:h:") and "4501" not in limited.actor  # keyed-hashed
+
+
+async def test_a_withdrawn_participants_code_refused_is_audited_against_that_participant(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    code = await enroll(server, "BSM-046 A 2026-10-25 en")
+    await admin_says(server, "/withdraw BSM-046 changed her mind", "withdrawn")
+    await says(server, server.user(4601), f"/start {code}", "can no longer be used")
+    (refusal,) = await audits(bot, "enrollment_code.refuse")
+    assert refusal.detail == "withdrawn" and refusal.participant_id == (await participant(bot, "BSM-046")).id
