@@ -8,6 +8,7 @@ the mutated function (it records that in a first full run of the group's tests).
 
     python -m devtools.mutate                 # every group
     python -m devtools.mutate triage dispatch # some groups
+    python -m devtools.mutate --recheck enrollment  # only the last run's survivors, against today's tests
     MUTATE_JOBS=2 python -m devtools.mutate   # worker processes (default 1: the machine is shared)
 
 Prints, per group and in total, killed / survived / timeouts and the score: detected
@@ -26,6 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.90
@@ -37,10 +39,19 @@ NOT_MUTATED = [r"^\s*log\.(debug|info|warning|error|exception)\(", r"^\s*\"[^\"]
 
 @dataclass(frozen=True)
 class Group:
-    """Modules mutated together and the test files that must catch their mutants."""
+    """Modules mutated together and the test files that must catch their mutants.
+    `functions` narrows a module to some of its functions ("bot/app.py::Class.method"):
+    a module named there has only those mutated (the rest of it is another promise,
+    tested elsewhere); a module not named there is mutated whole."""
 
     modules: tuple[str, ...]
     tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+
+    def kept(self, module: str) -> set[str] | None:
+        """The functions of `module` to mutate, or None for all of them."""
+        names = {f.split("::", 1)[1] for f in self.functions if f.split("::", 1)[0] == module}
+        return names or None
 
 
 GROUPS: dict[str, Group] = {
@@ -48,18 +59,54 @@ GROUPS: dict[str, Group] = {
         ("domain/triage.py",),  # the triage table (content/triage.yaml) is loaded and checked here
         ("tests/test_triage.py", "tests/test_safety_paths.py"),
     ),
-    "enrollment": Group(("domain/enrollment.py",), ("tests/test_enrollment.py", "tests/test_safety_paths.py")),
+    "enrollment": Group(
+        ("domain/enrollment.py",),
+        ("tests/test_enrollment.py", "tests/test_safety_paths.py", "tests/test_enrollment_codes.py"),
+        # the codes: issued, hashed, revoked, redeemed, refused, rate-limited (not the
+        # /enroll argument parser nor the audit snapshot's layout)
+        tuple(
+            f"domain/enrollment.py::{name}"
+            for name in (
+                "new_code",
+                "normalize_code",
+                "hash_code",
+                "enroll",
+                "unlink",
+                "revoke_unused_codes",
+                "_recent_failures",
+                "redeem",
+                "_refuse",
+            )
+        ),
+    ),
     "dispatch": Group(
         ("bot/dispatch.py", "domain/reminders.py", "scheduler/outbox.py"),
-        ("tests/test_dispatch.py", "tests/test_safety_paths.py", "tests/test_reminders.py"),
+        (
+            "tests/test_dispatch.py",
+            "tests/test_safety_paths.py",
+            "tests/test_reminders.py",
+            "tests/test_dispatch_promises.py",
+        ),
     ),
-    "unit-of-work": Group(("bot/unit_of_work.py",), ("tests/test_application.py", "tests/test_safety_paths.py")),
-    "alerts": Group(("domain/alerts.py", "bot/alerting.py"), ("tests/test_alerts.py",)),
+    "unit-of-work": Group(
+        ("bot/unit_of_work.py", "bot/app.py"),
+        ("tests/test_application.py", "tests/test_safety_paths.py"),
+        # in bot/app.py: one transaction per update, rolled back when a handler failed
+        ("bot/app.py::TrialApplication._process_once", "bot/app.py::on_error"),
+    ),
+    "alerts": Group(
+        ("domain/alerts.py", "bot/alerting.py"),
+        ("tests/test_alerts.py", "tests/test_escalation.py"),
+        # in bot/alerting.py: the "unacknowledged -> escalate" decision (delivery and
+        # rendering are tested by their own files)
+        ("bot/alerting.py::escalate_due",),
+    ),
 }
 
 KILLED = {1, 3, 37}
 SURVIVED = {0}
 TIMEOUT = {36, -24, 24, 152, 255}
+RECHECK_TIMEOUT = 900  # seconds for one survivor's re-run
 
 
 def _config(group: Group) -> str:
@@ -82,9 +129,49 @@ def _config(group: Group) -> str:
     )
 
 
+NO_MUTATE = "# pragma: no mutate block"
+
+
+def _restrict(source: str, kept: set[str]) -> str:
+    """`source` with `# pragma: no mutate block` on every function that is neither in
+    `kept` (qualified names: "function", "Class.method") nor inside one that is."""
+    import libcst as cst  # the `mutation` extra brings it, with mutmut
+
+    class Restrict(cst.CSTTransformer):
+        def __init__(self) -> None:
+            self.scope: list[str] = []
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            self.scope.append(node.name.value)
+            return True
+
+        def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> Any:
+            self.scope.pop()
+            return updated
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            self.scope.append(node.name.value)
+            return True
+
+        def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> Any:
+            name = ".".join(self.scope)
+            self.scope.pop()
+            inside_kept = any(name.startswith(k + ".") for k in kept)
+            if name in kept or inside_kept or any(k.startswith(name + ".") for k in kept):
+                return updated
+            if not isinstance(updated.body, cst.IndentedBlock):
+                return updated
+            header = updated.body.header.with_changes(
+                whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(NO_MUTATE)
+            )
+            return updated.with_changes(body=updated.body.with_changes(header=header))
+
+    return cst.parse_module(source).visit(Restrict()).code
+
+
 def _scratch(name: str, group: Group) -> Path:
     """A fresh copy of the tracked tree (and the uncommitted changes) with the group's config."""
-    base = Path(os.environ.get("MUTATE_DIR", "/tmp/ssc-mutate")) / name
+    base = _scratch_dir(name)
     shutil.rmtree(base, ignore_errors=True)
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -99,6 +186,11 @@ def _scratch(name: str, group: Group) -> Path:
             dst = base / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
+    for module in group.modules:
+        kept = group.kept(module)
+        if kept is not None:
+            path = base / module
+            path.write_text(_restrict(path.read_text(), kept))
     pyproject = base / "pyproject.toml"
     text = re.sub(r"\n\[tool\.mutmut\][^\[]*", "\n", pyproject.read_text())
     pyproject.write_text(text + _config(group))
@@ -123,12 +215,8 @@ def _listed_equivalent() -> set[str]:
     return set(re.findall(r"^\|\s*`([\w.]+__mutmut_\d+)`", EQUIVALENT.read_text(), flags=re.MULTILINE))
 
 
-def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
-    """Run mutmut over one group; returns (killed, survived, timeouts, survivors)."""
-    base = _scratch(name, group)
-    mutmut = Path(sys.executable).parent / "mutmut"
-    env = {**os.environ, "PYTHONPATH": str(base)}
-    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+def _score(base: Path, group: Group) -> tuple[int, int, int, list[str]]:
+    """(killed, survived, timeouts, survivors) from a scratch copy's mutmut results."""
     codes = _results(base, group)
     killed = sum(1 for c in codes.values() if c in KILLED)
     survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
@@ -136,8 +224,63 @@ def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[s
     return killed, len(survivors), timeouts, survivors
 
 
+def _scratch_dir(name: str) -> Path:
+    return Path(os.environ.get("MUTATE_DIR", "/tmp/ssc-mutate")) / name
+
+
+def run_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
+    """Run mutmut over one group; returns (killed, survived, timeouts, survivors)."""
+    base = _scratch(name, group)
+    mutmut = Path(sys.executable).parent / "mutmut"
+    env = {**os.environ, "PYTHONPATH": str(base)}
+    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+    return _score(base, group)
+
+
+def recheck_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, list[str]]:
+    """Run only the survivors of the group's last run again, against the work tree's
+    tests as they are now (after writing tests for them), and record the new outcome in
+    mutmut's results. The mutated code is the last run's: run the group again after
+    changing the modules themselves."""
+    base = _scratch_dir(name)
+    mutants = base / "mutants"
+    if not mutants.is_dir():
+        raise SystemExit(f"no earlier run of {name} in {base}: run `make mutate GROUPS={name}` first")
+    for tree in (base / "tests", mutants / "tests"):
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", tree, ignore=shutil.ignore_patterns("__pycache__"))
+    # A survivor already passed every test of the group; RECHECK_TESTS (file names, spaces
+    # between) runs only the new ones, which is much faster.
+    tests = os.environ.get("RECHECK_TESTS", "").split() or list(group.tests)
+    for module in group.modules:
+        meta_path = mutants / f"{module}.meta"
+        if not meta_path.exists():
+            continue
+        meta = json.loads(meta_path.read_text())
+        codes = meta.get("exit_code_by_key", {})
+        for mutant in sorted(k for k, c in codes.items() if c in SURVIVED):
+            env = {**os.environ, "PYTHONPATH": str(mutants), "MUTANT_UNDER_TEST": mutant}
+            command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+            try:
+                run = subprocess.run(
+                    [*command, *tests, "-k", "not postgres"],
+                    cwd=mutants,
+                    env=env,
+                    capture_output=True,
+                    check=False,
+                    timeout=RECHECK_TIMEOUT,
+                )
+                codes[mutant] = run.returncode
+            except subprocess.TimeoutExpired:
+                codes[mutant] = 36  # mutmut's code for a time-out: the mutant hung the tests
+            print(f"{mutant}: {'survived' if codes[mutant] in SURVIVED else 'killed'}", flush=True)
+        meta_path.write_text(json.dumps(meta))
+    return _score(base, group)
+
+
 def main(argv: list[str]) -> int:
-    names = argv or list(GROUPS)
+    recheck = "--recheck" in argv
+    names = [a for a in argv if a != "--recheck"] or list(GROUPS)
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
         print(f"unknown group(s) {unknown}; groups: {', '.join(GROUPS)}", file=sys.stderr)
@@ -147,7 +290,7 @@ def main(argv: list[str]) -> int:
     lines, failed = [], False
     total_killed = total_tested = 0
     for name in names:
-        killed, survived, timeouts, survivors = run_group(name, GROUPS[name], jobs)
+        killed, survived, timeouts, survivors = (recheck_group if recheck else run_group)(name, GROUPS[name], jobs)
         tested = killed + survived + timeouts
         score = (killed + timeouts) / tested if tested else 0.0
         unexplained = [s for s in survivors if s not in equivalent]

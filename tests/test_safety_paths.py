@@ -4,6 +4,7 @@ that re-applies each mutant is listed in tests/mutation/README.md)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from models import (
     MessageStatus,
     Participant,
     ParticipantStatus,
+    ProcessedUpdate,
 )
 from tests.bothelpers import admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders, rows, walk
@@ -285,10 +287,14 @@ def test_38_0_c_exactly_is_a_red_flag_in_both_arms_and_both_units(
     flag: str,
     typed: str,
 ) -> None:
-    """Mutant: an arm's fever threshold `greater_or_equal: 38.0` read as `greater_than`."""
+    """Mutant: an arm's fever threshold `greater_or_equal: 38.0` read as `greater_than`.
+    The flag must come from the measured temperature (the coordinator reads "measured
+    38 °C or more"), not only from the triage table's fallback for a fever without a
+    temperature, which would hide the mutant."""
     fever = {"fever": "yes", "fever_measured": "yes", "fever_temp": typed}
     result = check(instruments["weekly_checkin"], arm, ENGLISH, fever)
-    assert [hit.code for hit in result.red_flags] == [flag]
+    assert [(hit.code, hit.item_id) for hit in result.red_flags] == [(flag, "fever_temp")]
+    assert "Measured temperature 38 °C or more" in result.red_flags[0].reason.get("en")
     assert result.level is Level.URGENT
 
 
@@ -323,12 +329,9 @@ async def test_a_rise_of_two_grades_across_two_check_ins_alerts_the_same_day(
 # ---------------------------------------------------------------- the unit of work
 
 
-@pytest.mark.logs_errors("error while handling update")
-async def test_a_handler_that_writes_and_then_fails_commits_nothing(
-    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Mutant: the rollback after a failed handler deleted (a half-applied update would be
-    committed). The handler here changes the language and audits it, then raises."""
+async def _a_language_change_that_fails(bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch) -> int:
+    """A handler that changes the language and audits it, then raises; returns the
+    failed update's id once the apology arrived."""
     code = await enroll(server, "BSM-020 A 2026-10-25 en")
     user = server.user(2001)
     await link(server, user, code, "English")
@@ -345,12 +348,81 @@ async def test_a_handler_that_writes_and_then_fails_commits_nothing(
     monkeypatch.setattr(handlers.participants, "set_language", writes_then_fails)
     prompt = await says(server, user, "/language", "Which language")
     update = await user.press(prompt, "বাংলা")
-    await server.wait_for(2001, "Sorry, something went wrong", since=update)
+    (apology,) = await server.wait_for(2001, "Sorry, something went wrong", since=update)
+    assert apology.content == (
+        "Sorry, something went wrong on our side. Please try again in a minute. Your earlier answers are safe."
+    )
+    return update.update_id
+
+
+@pytest.mark.logs_errors("error while handling update")
+async def test_a_handler_that_writes_and_then_fails_commits_nothing(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutant: the rollback after a failed handler deleted (a half-applied update would be
+    committed). The handler here changes the language and audits it, then raises."""
+    update_id = await _a_language_change_that_fails(bot, server, monkeypatch)
     assert (await _participant(bot, "BSM-020")).language is Language.EN
     assert bot.services is not None
     async with bot.services.sessions() as session:
         actions = list(await session.scalars(select(AuditEntry.action)))
+        processed = await session.get(ProcessedUpdate, update_id)
     assert actions.count("participant.set_language") == 1  # the choice at linking only
+    assert processed is not None and processed.outcome == "error"  # recorded, so a re-delivery is not re-run
+
+
+@pytest.mark.logs_errors("error while handling update")
+async def test_a_failed_handler_is_logged_with_its_update_and_where_it_failed_not_the_error_text(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error log lets a maintainer find the failing line (the traceback's frames)
+    and the update, and never carries the exception's text (it may quote an answer)."""
+    caplog.set_level(logging.ERROR, logger="bot.app")
+    update_id = await _a_language_change_that_fails(bot, server, monkeypatch)
+    (record,) = [r for r in caplog.records if r.name == "bot.app" and "while handling update" in r.getMessage()]
+    message = record.getMessage()
+    assert message.startswith(f"error while handling update {update_id}: RuntimeError\n")
+    assert "in writes_then_fails" in message and 'raise RuntimeError("boom after writing")' in message
+    assert "boom after writing" not in message.splitlines()[0]
+    assert all(line.startswith("  ") for line in message.splitlines()[1:])  # the frames, as Python prints them
+
+
+@pytest.mark.logs_errors("error while handling update")
+async def test_a_handler_hit_by_a_database_outage_is_run_again_and_applied_once(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient database error (locked, restarted) is not the handler's fault: the
+    update is rolled back and run again, and the participant gets the real reply, not
+    an apology (and not a half-applied change committed without its reply)."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot.handlers import participant as handlers
+
+    code = await enroll(server, "BSM-020 A 2026-10-25 en")
+    user = server.user(2001)
+    await link(server, user, code, "English")
+    real = handlers.participants.set_language
+    calls: list[int] = []
+
+    async def database_away_once(session: object, *args: object, **kwargs: object) -> None:
+        await real(session, *args, **kwargs)  # type: ignore[arg-type]
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE participants", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(handlers.participants, "set_language", database_away_once)
+    prompt = await says(server, user, "/language", "Which language")
+    update = await user.press(prompt, "বাংলা")
+    (done,) = await server.wait_for(2001, "এখন থেকে আমি আপনাকে বাংলা ভাষায় লিখব", since=update)
+    assert len(calls) == 2 and "Sorry" not in done.content
+    assert not [m for m in server.messages(2001) if "Sorry" in m.content]
+    assert (await _participant(bot, "BSM-020")).language is Language.BN
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+        processed = await session.get(ProcessedUpdate, update.update_id)
+    assert actions.count("participant.set_language") == 2  # at linking, and this one once
+    assert processed is not None and processed.outcome == "ok" and processed.processed_at == bot.clock.now()
 
 
 # ---------------------------------------------------------------- triage: what `make mutate` found
@@ -502,3 +574,18 @@ def test_current_work_outside_an_update_says_so() -> None:
 
     with pytest.raises(RuntimeError, match=r"^no update is being handled in this context$"):
         current_work()
+
+
+@pytest.mark.logs_errors("error while handling update None")
+async def test_an_error_outside_any_update_is_logged_and_the_bot_carries_on(caplog: pytest.LogCaptureFixture) -> None:
+    """PTB reports errors that belong to no update (a failed getUpdates while polling)
+    with `update=None`: the error handler logs the type and returns, it never raises."""
+    from types import SimpleNamespace
+
+    from bot.app import on_error
+
+    caplog.set_level(logging.ERROR, logger="bot.app")
+    context = SimpleNamespace(error=ConnectionResetError("peer went away"), bot=None)
+    await on_error(None, context)  # type: ignore[arg-type]
+    (record,) = [r for r in caplog.records if r.name == "bot.app"]
+    assert record.getMessage() == "error while handling update None: ConnectionResetError\n"
