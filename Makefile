@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+TEST_JOBS   ?= 2
 
 .PHONY: install migrate run test demo bench bench-readme i18n i18n-review lint lock clean mutate
 
@@ -23,8 +24,9 @@ migrate: install  ## bring the database (DATABASE_URL, default trial.db) to the 
 run: migrate  ## start the bot (needs TELEGRAM_BOT_TOKEN; see .env.example)
 	$(BIN)/python -m bot
 
-test: install  ## the whole suite, on SQLite and PostgreSQL
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install  ## the whole suite, on SQLite and PostgreSQL: TEST_JOBS workers, then the destructive tests alone
+	$(BIN)/python -m pytest -n $(TEST_JOBS) -m "not destructive" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m destructive $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected by PYTEST_ARGS
 
 demo: install  ## the whole journey against the local Bot API test server, as a transcript
 	$(BIN)/python -m devtools.demo

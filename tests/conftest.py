@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +117,20 @@ class Figures:
 @pytest.fixture
 def figures() -> Figures:
     return Figures()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's figures to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["figures"] = dict(_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent when the suite runs in one process
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the controller: add up what each worker injected and survived."""
+    for figure, count in getattr(node, "workeroutput", {}).get("figures", {}).items():
+        _FIGURES[figure] = _FIGURES.get(figure, 0) + count
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
