@@ -24,7 +24,7 @@ mutant() {  # name file sed-expression test-selection
 mutant "methotrexate: earliest earlier dose (max -> min)" domain/schedule_ops.py \
     's/select(func.max(DoseLog.answered_at))/select(func.min(DoseLog.answered_at))/' latest_earlier
 mutant "dispatcher: status re-check removed" bot/dispatch.py \
-    's/        if not store.is_messaged(participant, today):/        if False:/' withdrawn
+    's/    if not store.is_messaged(participant, today):/    if False:/' withdrawn
 mutant "follow-up re-check ignores Taken" domain/reminders.py \
     's/log_row.answer in (DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/log_row.answer in (DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/' after_taken
 mutant "enrollment code lifetime: days read as hours" bot/handlers/admin.py \
@@ -38,7 +38,7 @@ mutant "arm B fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.y
 mutant "arm A fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.yaml \
     '/code: bari_infection/,/reason:/s/greater_or_equal: 38.0/greater_than: 38.0/' 38_0
 mutant "last week's grades never looked up" domain/checkins.py \
-    's/    previous = await _previous_grades(db, participant, session)/    previous = None/' two_grades
+    's/    previous = await _previous_grades(db, participant, session, env)/    previous = None/' two_grades
 mutant "RetryAfter minimum dropped" scheduler/outbox.py \
     's/row.next_attempt_at = now + max(delay, at_least)/row.next_attempt_at = now + delay/' retry_after
 mutant "rollback after a failed handler deleted" bot/app.py \
