@@ -145,23 +145,23 @@ async def still_wanted(
     participant: Participant,
     now: datetime,
     coordinator_chats: Sequence[int],
-    facts: Facts | None = None,
-    protocol: Protocol | None = None,
+    facts: Facts,
+    protocol: Protocol,
 ) -> bool:
     """Kind-specific re-check; carries out the rows that send nothing. False when the row
     was finished here (cancelled, skipped or done). ``facts``: what ``load_facts`` read
-    for the row's batch (without them, each is read here). With ``protocol``, a visit
-    questionnaire is not invited again for a visit (a diary: a day) that has its response."""
+    for the row's batch; a visit questionnaire is not invited again for a visit (a diary:
+    a day) that has its response."""
     kind = row.kind
     payload = row.payload
     if kind in (MessageKind.DOSE_FOLLOWUP.value, MessageKind.DOSE_REMIND_LATER.value):
-        log_row = await _dose_log_of(session, facts, participant.id, str(payload.get("reminder_key")))
+        log_row = facts.dose_logs.get((participant.id, str(payload.get("reminder_key"))))
         if log_row is None or log_row.answer in (DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER):
             finish(row, MessageStatus.CANCELLED, now, "dose answered")
             return False
         return True
     if kind == MessageKind.DOSE_NO_ANSWER_CLOSE.value:
-        log_row = await _dose_log_of(session, facts, participant.id, str(payload.get("reminder_key")))
+        log_row = facts.dose_logs.get((participant.id, str(payload.get("reminder_key"))))
         if log_row is None:
             finish(row, MessageStatus.SKIPPED, now, "no reminder was sent")
         elif log_row.answer in (None, DoseAnswer.LATER):
@@ -181,41 +181,19 @@ async def still_wanted(
         else:
             finish(row, MessageStatus.SKIPPED, now, "already answered")
         return False
-    if kind == MessageKind.QUESTIONNAIRE_PROMPT.value and protocol is not None:
+    if kind == MessageKind.QUESTIONNAIRE_PROMPT.value:
         if await visit_questionnaires.prompt_answered(session, participant, dict(payload), now, protocol):
             finish(row, MessageStatus.SKIPPED, now, "already answered for this visit")
             return False
         return True
     if kind in (MessageKind.CHECKIN_PROMPT.value, MessageKind.QUESTIONNAIRE_PROMPT.value):
         # Already answered (e.g. with /checkin) shortly before: no invitation needed.
-        if facts is not None:
-            if (participant.id, str(payload.get("instrument", ""))) in facts.recently_answered:
-                finish(row, MessageStatus.SKIPPED, now, "already answered")
-                return False
-            return True
-        done = await session.scalar(
-            select(QuestionnaireSession.id)
-            .where(
-                QuestionnaireSession.participant_id == participant.id,
-                QuestionnaireSession.instrument_id == str(payload.get("instrument", "")),
-                QuestionnaireSession.completed_at >= now - RECENTLY_ANSWERED,
-            )
-            .limit(1)
-        )
-        if done is not None:
+        if (participant.id, str(payload.get("instrument", ""))) in facts.recently_answered:
             finish(row, MessageStatus.SKIPPED, now, "already answered")
             return False
         return True
     if kind in _VISITS:
-        visit = (
-            facts.visits.get((participant.id, int(payload["week"])))
-            if facts is not None
-            else await session.scalar(
-                select(ClinicVisit).where(
-                    ClinicVisit.participant_id == participant.id, ClinicVisit.week == int(payload["week"])
-                )
-            )
-        )
+        visit = facts.visits.get((participant.id, int(payload["week"])))
         if visit is not None and visit.status is not VisitStatus.PLANNED:
             finish(row, MessageStatus.CANCELLED, now, "visit recorded")
             return False
@@ -249,29 +227,6 @@ async def still_wanted(
             return False
         return True
     return True
-
-
-async def _dose_log_of(
-    session: AsyncSession, facts: Facts | None, participant_id: int, reminder_key: str
-) -> DoseLog | None:
-    if facts is not None:
-        return facts.dose_logs.get((participant_id, reminder_key))
-    return await dose_log(session, participant_id, reminder_key)
-
-
-async def dose_log(session: AsyncSession, participant_id: int, reminder_key: str) -> DoseLog | None:
-    """The dose-log row a dose reminder opened, if it was sent."""
-    found: DoseLog | None = await session.scalar(
-        select(DoseLog).where(DoseLog.participant_id == participant_id, DoseLog.reminder_key == reminder_key)
-    )
-    return found
-
-
-async def after_send(
-    session: AsyncSession, row: ScheduledMessage, participant: Participant, now: datetime, protocol: Protocol
-) -> None:
-    """A dose reminder that went out opens its dose-log row and plans its one follow-up."""
-    await after_sends(session, [row], now, protocol)
 
 
 async def after_sends(
@@ -358,12 +313,3 @@ async def mark_unreachable(
         coordinator_chats=coordinator_chats,
         source=f"participant:{participant.study_id}",
     )
-
-
-async def mark_reachable(session: AsyncSession, participant_id: int) -> None:
-    """A message got through: the participant is reachable again."""
-    reach = await session.get(ParticipantReach, participant_id)
-    if reach is not None and reach.unreachable_since is not None:
-        reach.unreachable_since = None
-        reach.notified_at = None
-        reach.last_error = None

@@ -96,26 +96,6 @@ def retry_later(row: ScheduledMessage, now: datetime, error: str, at_least: time
     finish(row, MessageStatus.PLANNED, now, error[:200])
 
 
-async def record(
-    sessions: SessionFactory,
-    row_id: int,
-    token: str,
-    outcome: Outcome,
-) -> None:
-    """Apply a send's outcome to its row in one transaction; nothing if the row is no
-    longer this claim's (cannot happen while the lease is longer than a batch takes)."""
-    async with sessions() as session:
-        row = await session.get(ScheduledMessage, row_id)
-        if row is None or row.claim_token != token or row.status is not MessageStatus.SENDING:
-            log.warning("reminder %s: its claim passed to another process before the outcome was stored", row_id)
-            return
-        participant = await session.get(Participant, row.participant_id)
-        assert participant is not None
-        row.attempts += 1
-        await outcome(session, row, participant)
-        await session.commit()
-
-
 async def claimed(session: AsyncSession, row_ids: list[int], token: str) -> list[ScheduledMessage]:
     """The rows of ``row_ids`` still claimed under ``token``, in one statement (a batch's
     re-check loads them together)."""
