@@ -4,25 +4,8 @@
 # The seds match the batched dispatcher (issue 18: bot/dispatch.py, domain/reminders.py,
 # scheduler/outbox.py); after a rewrite they may print NOT APPLIED: the tests are the
 # durable part, re-aim the seds at the new code. Usage: bash tests/mutation/dispatch_mutants.sh
-set -u
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
 T=tests/test_dispatch_promises.py
-status=0
-
-mutant() {  # name file sed-expression test-selection
-    local name=$1 file=$2 expr=$3 select=$4
-    cp "$file" "$file.orig"
-    sed -i "$expr" "$file"
-    if cmp -s "$file" "$file.orig"; then
-        echo "MUTANT NOT APPLIED: $name ($file)"; status=1
-    elif $PY -m pytest -q -p no:cacheprovider -x "$T" -k "$select and not postgres" >/tmp/mutant.log 2>&1; then
-        echo "SURVIVED: $name"; status=1
-    else
-        echo "killed:   $name  by $(grep -m1 -o 'FAILED [^ ]*\|ERROR [^ ]*' /tmp/mutant.log)"
-    fi
-    mv "$file.orig" "$file"
-}
+. "$(dirname "$0")/mutant.sh"
 
 mutant "back-off uncapped" scheduler/outbox.py 's/delay = min(BACKOFF_FIRST \* (2 \*\* max(row.attempts - 1, 0)), BACKOFF_MAX)/delay = BACKOFF_FIRST * (2 ** max(row.attempts - 1, 0))/' back_off
 mutant "back-off first delay doubled" scheduler/outbox.py 's/2 \*\* max(row.attempts - 1, 0)/2 ** max(row.attempts, 0)/' back_off

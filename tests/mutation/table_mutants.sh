@@ -1,25 +1,8 @@
 #!/usr/bin/env bash
 # Re-applies each mutant of issue 11's table by hand, runs the test that must catch it
 # (SQLite half), expects a FAILURE, and restores the file. Usage: bash tests/mutation/table_mutants.sh
-set -u
-cd "$(dirname "$0")/../.."
-PY=${PY:-.venv/bin/python}
 T=tests/test_safety_paths.py
-status=0
-
-mutant() {  # name file sed-expression test-selection
-    local name=$1 file=$2 expr=$3 select=$4
-    cp "$file" "$file.orig"
-    sed -i "$expr" "$file"
-    if cmp -s "$file" "$file.orig"; then
-        echo "MUTANT NOT APPLIED: $name ($file)"; status=1
-    elif $PY -m pytest -q -p no:cacheprovider -x "$T" -k "$select and not postgres" >/tmp/mutant.log 2>&1; then
-        echo "SURVIVED: $name"; status=1
-    else
-        echo "killed:   $name  by $(grep -m1 -o 'FAILED [^ ]*' /tmp/mutant.log)"
-    fi
-    mv "$file.orig" "$file"
-}
+. "$(dirname "$0")/mutant.sh"
 
 mutant "methotrexate: earliest earlier dose (max -> min)" domain/schedule_ops.py \
     's/select(func.max(DoseLog.answered_at))/select(func.min(DoseLog.answered_at))/' latest_earlier
