@@ -19,7 +19,6 @@ from pathlib import Path
 from devtools.botapi_server import BotAPIServer, Predicate, SentMessage, SimUser
 from devtools.databases import SqliteTemplate
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, TOKEN, BotHarness
-from export.run import export_trial_record
 
 PARTICIPANT_ID = 5001
 
@@ -232,18 +231,8 @@ async def trial_record_export(demo: Demo) -> None:
     same files, with the REDCap folder, are written to demo-output/ for a look,
     and the ODM file is checked against the official CDISC ODM 1.3.2 schema."""
     await demo.admin_says("/export", lambda m: m.document is not None)
-    services = demo.bot.services
-    assert services is not None
     target = Path("demo-output") / "trial-record"
-    result = await export_trial_record(
-        services.engine,
-        target,
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=demo.bot.clock.now(),
-        validate=True,
-    )
+    result = await demo.bot.export(target, validate=True)
     demo.export_dir = result.directory.resolve()
     assert result.validation is not None
     redcap = sorted(p.name for p in (result.directory / "redcap").iterdir())

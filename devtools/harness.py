@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from bot.app import TrialApplication, build_application
@@ -16,6 +17,7 @@ from bot.services import Services, build_services
 from core.clock import ManualClock
 from core.settings import Settings
 from devtools.botapi_server import BotAPIServer
+from export.run import ExportResult, export_trial_record
 
 TOKEN = "123456789:TEST-token-for-the-local-server"
 ADMIN_ID = 900
@@ -113,6 +115,25 @@ class BotHarness:
         if self.services is not None:
             await self.services.engine.dispose()
         self.app = self.services = self._stop = self._task = None
+
+    async def export(
+        self, out_dir: Path, *, since: date | None = None, validate: bool = False, with_files: bool = False
+    ) -> ExportResult:
+        """The trial record of this bot's database written to ``out_dir``, as /export
+        writes it, at the bot's clock."""
+        assert self.services is not None
+        services = self.services
+        return await export_trial_record(
+            services.engine,
+            out_dir,
+            services.settings.tz,
+            protocol=services.protocol,
+            instruments=services.instruments,
+            now=self.clock.now(),
+            since=since,
+            validate=validate,
+            with_files=with_files,
+        )
 
     async def restart(self) -> None:
         """Stop and start a new Application on the same database and clock."""

@@ -12,7 +12,6 @@ from sqlalchemy import select
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
-from export.run import export_trial_record
 from models import Alert
 from tests.bothelpers import admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders, walk
@@ -74,17 +73,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 @pytest.fixture
 async def exported(bot: BotHarness, server: BotAPIServer, tmp_path: Path) -> Path:
     await build_trial(bot, server)
-    assert bot.services is not None
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        tmp_path / "export",
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-        validate=True,
-    )
+    result = await bot.export(tmp_path / "export", validate=True)
     assert result.row_counts["participants"] == 3
     assert result.validation is not None and result.validation.errors == []  # the official CDISC schema
     return result.directory

@@ -18,7 +18,6 @@ from devtools.harness import BotHarness
 from domain.questionnaires.conditions import Condition
 from export.odm_schema import validate_odm
 from export.redcap import branching, unique_event_name
-from export.run import export_trial_record
 from tests.bothelpers import admin_says, says
 from tests.test_export import build_trial, read_csv
 from tests.test_findings import answer_until
@@ -51,18 +50,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 async def export(bot: BotHarness, out: Path, since: date | None = None) -> Path:
-    assert bot.services is not None
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        out,
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-        since=since,
-        validate=True,
-    )
+    result = await bot.export(out, since=since, validate=True)
     assert result.validation is not None and result.validation.errors == []
     return result.directory
 

@@ -25,7 +25,6 @@ from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, BotHarness
 from domain import media as domain_media
 from export.archive import zip_export
-from export.run import export_trial_record
 from models import AlertDelivery, AuditEntry, MediaStatus, QuestionnaireSession, ReportMedia
 from tests.bothelpers import admin_says, eventually, says
 from tests.test_findings import answer_until
@@ -97,17 +96,7 @@ async def test_a_photo_and_a_voice_note_during_report_reach_the_coordinators_as_
     assert "media 1 downloaded" in logged and "Rahima" not in logged and "finger-ulcer" not in logged
     assert "file_" not in logged.replace("file_id", "")  # no file names (paths) either
 
-    assert bot.services is not None
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        tmp_path / "export",
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-        with_files=True,
-    )
+    result = await bot.export(tmp_path / "export", with_files=True)
     with (result.directory / "media.csv").open(encoding="utf-8-sig", newline="") as handle:
         manifest = list(csv.DictReader(handle))
     assert [(r["study_id"], r["kind"], r["sha256"], r["size_bytes"]) for r in manifest] == [

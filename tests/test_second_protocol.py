@@ -16,7 +16,6 @@ from sqlalchemy import select
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import COORDINATOR_CHAT, STUDY_PHONE, BotHarness
 from domain.content import CONTENT_DIR
-from export.run import export_trial_record
 from models import DoseAnswer, DoseLog, Participant
 from scheduler.planner import MessageKind
 from tests.bothelpers import CODE_RE, admin_says, enroll, link, says
@@ -78,15 +77,7 @@ async def test_a_second_protocol_plans_reminds_and_exports_its_own_drugs_and_vis
     await server.wait_for(user.id, since=update)
 
     # The export: the arm's label and the dose under this trial's regimen id.
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        tmp_path / "export",
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-    )
+    result = await bot.export(tmp_path / "export")
     (participant,) = read_csv(result.directory / "participants.csv")
     assert participant["study_id"] == "BSM-901" and participant["arm"] == "B"
     (dose,) = read_csv(result.directory / "doses.csv")
@@ -151,15 +142,7 @@ async def test_a_second_protocols_condition_weekly_drug_wording_and_double_dose_
     assert "confirmed a vitamin D dose 72 hours after the previous confirmed dose" in alert_message.content
     assert "Vitamin D 40,000 IU is taken once a week" in alert_message.content
 
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        tmp_path / "export",
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-    )
+    result = await bot.export(tmp_path / "export")
     (alert,) = read_csv(result.directory / "alerts.csv")
     assert alert["kind"] == "vitd_double_dose" and alert["level"] == "urgent"
     doses = {(d["regimen"], d["answer"]) for d in read_csv(result.directory / "doses.csv")}

@@ -26,7 +26,6 @@ from domain.adverse_events import (
     parse_outcome_args,
     parse_sae_args,
 )
-from export.run import export_trial_record
 from models import AdverseEvent, Alert, AlertLevel, AuditEntry, Participant, ParticipantStatus
 from tests.bothelpers import admin_says, enroll, link
 from tests.schedule_helpers import dhaka, reminders, walk
@@ -95,16 +94,7 @@ async def rows(bot: BotHarness, model: type, *where: object) -> list:
 
 
 async def export_rows(bot: BotHarness, tmp_path: Path, name: str) -> list[dict[str, str]]:
-    assert bot.services is not None
-    services = bot.services
-    result = await export_trial_record(
-        services.engine,
-        tmp_path / "export",
-        services.settings.tz,
-        protocol=services.protocol,
-        instruments=services.instruments,
-        now=bot.clock.now(),
-    )
+    result = await bot.export(tmp_path / "export")
     with (result.directory / f"{name}.csv").open(encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 
