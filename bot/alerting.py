@@ -2,11 +2,12 @@
 pending alert delivery until Telegram accepts it.
 
 Alerts and deliveries are rows (models/alerts.py), so a restart loses none.
-Each delivery is claimed with a conditional UPDATE (a short lease,
-ALERT_LEASE_SECONDS) before its send, sent with no database lock held, then
-marked sent with its message id;
-a failed send is never marked sent: it gets a back-off and the next beat
-tries again. Coordinators read English, one glance at 2 a.m.: level, study id
+Deliveries go through the outbox reminders use (scheduler.outbox.ALERTS): each is
+claimed under a token and a lease (ALERT_LEASE_SECONDS) before its send, sent
+with no database lock held, then marked sent with its message id; a failed send
+is never marked sent: it gets the outbox's back-off and the next beat tries
+again; a refused one (a 400) is dead-lettered. This module keeps the Telegram
+part: rendering, sending, redrawing. Coordinators read English, one glance at 2 a.m.: level, study id
 and arm first, then what was reported, why, the time of awareness, the SAE
 deadline, the alert id. Never a name, a phone number or a Telegram id.
 """
@@ -14,6 +15,7 @@ deadline, the alert id. Never a name, a phone number or a Telegram id.
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
@@ -21,7 +23,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import BadRequest
+from telegram.error import BadRequest, RetryAfter
 
 from bot import callbacks
 from bot import media as media_files
@@ -29,9 +31,10 @@ from bot.digest import split_digest
 from domain import audit
 from domain import media as domain_media
 from domain.acknowledgement import DIGEST_KIND
-from domain.alerts import queue_delivery, raise_alert
+from domain.alerts import delivery_refused, queue_delivery, raise_alert
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
 from models.db import retry_transient
+from scheduler import outbox
 from scheduler.protocol import Protocol
 
 if TYPE_CHECKING:
@@ -40,19 +43,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DIGEST_TIME = time(8, 0)
-BACKOFF = (timedelta(seconds=15), timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2))
-MAX_BACKOFF = timedelta(minutes=5)
 
 HEADERS = {
     AlertLevel.URGENT: "🚨 URGENT",
     AlertLevel.SAME_DAY: "🟠 SAME-DAY REVIEW",
     AlertLevel.INFO: "ℹ️ INFO",
 }
-
-
-def backoff(attempts: int) -> timedelta:
-    """How long to wait before the next try after `attempts` failed sends."""
-    return BACKOFF[attempts - 1] if 0 < attempts <= len(BACKOFF) else MAX_BACKOFF
 
 
 def _local(value: datetime, tz: tzinfo) -> str:
@@ -240,41 +236,32 @@ async def _digest_built(session: AsyncSession, day: str) -> bool:
 
 
 async def send_pending(app: TrialApplication) -> None:
-    """Send every due delivery; failures wait for their back-off."""
+    """Send every due delivery, each claimed through the outbox (scheduler.outbox.ALERTS:
+    a token and a lease, so no other process sends it meanwhile); failures wait for
+    the outbox's back-off."""
     services = app.services
-    now = services.clock.now()
-    async with services.sessions() as session:
-        due = list(
-            await session.scalars(
-                select(AlertDelivery.id)
-                .where(AlertDelivery.status == DeliveryStatus.PENDING, AlertDelivery.next_attempt_at <= now)
-                .order_by(AlertDelivery.id)
-            )
-        )
-    for delivery_id in due:
-        await _send_one(app, delivery_id)
+    lease = timedelta(seconds=services.settings.alert_lease_seconds)
+    for _ in range(outbox.MAX_BATCHES * outbox.BATCH):  # a bound, never reached: alerts are few
+        now = services.clock.now()
+        token = secrets.token_hex(8)
+        claimed = await outbox.claim(outbox.ALERTS, services.sessions, now, token, lease)
+        for delivery_id, _alert_id in claimed:
+            await _send_one(app, delivery_id, token, now)
+        if len(claimed) < outbox.ALERTS.batch:
+            return
 
 
-async def _send_one(app: TrialApplication, delivery_id: int) -> None:
+async def _send_one(app: TrialApplication, delivery_id: int, token: str, now: datetime) -> None:
+    """Render and send one claimed delivery, then record its outcome through the outbox:
+    sent (with its message id) only when Telegram accepted it, dead-lettered when
+    Telegram refused it for good, else given back with the back-off."""
     services = app.services
     settings = services.settings
-    now = services.clock.now()
     async with services.sessions() as session:
-        delivery = await session.get(AlertDelivery, delivery_id)
-        if delivery is None or delivery.status is not DeliveryStatus.PENDING or delivery.next_attempt_at > now:
+        found = await outbox.claimed(outbox.ALERTS, session, [delivery_id], token)
+        if not found:
             return
-        claimed = await session.execute(
-            update(AlertDelivery)
-            .where(
-                AlertDelivery.id == delivery_id,
-                AlertDelivery.status == DeliveryStatus.PENDING,
-                AlertDelivery.next_attempt_at == delivery.next_attempt_at,
-            )
-            .values(next_attempt_at=now + timedelta(seconds=settings.alert_lease_seconds))
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
-            await session.rollback()
-            return
+        delivery: AlertDelivery = found[0]
         alert = await session.get(Alert, delivery.alert_id)
         assert alert is not None
         participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
@@ -284,9 +271,10 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
         if media_id is not None:  # a participant's photo or voice note: a reply to the alert's message
             prepared = await media_files.prepare_forward(session, alert, participant, delivery, media_id)
             if prepared is None:  # the file's row is gone: nothing to send, ever
-                delivery.status, delivery.last_error = DeliveryStatus.DEAD, "file not found"
-            if not isinstance(prepared, media_files.Forward):  # else the alert's own message goes first
-                delivery.next_attempt_at = prepared or now
+                outbox.finish(delivery, DeliveryStatus.DEAD, now, "file not found")
+            elif not isinstance(prepared, media_files.Forward):  # the alert's own message goes first
+                outbox.postpone(delivery, max(prepared, now), now, "waiting for the alert's message")
+            if not isinstance(prepared, media_files.Forward):
                 await session.commit()
                 return
             file = prepared
@@ -299,36 +287,30 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
             escalate_after=settings.escalate_after_minutes,
         )
         markup = ack_keyboard(alert)
-        await session.commit()
     try:
         if file is not None:
             message = await media_files.forward(app.bot, chat_id, file)
         else:
             message = await app.bot.send_message(chat_id, text, reply_markup=markup)
     except BadRequest as exc:  # the same request would be refused again: never retried
-        await dead_letter(app, delivery_id, exc)
+        await dead_letter(app, delivery_id, token, exc)
         return
     except Exception as exc:
-        async with services.sessions() as session:
-            failed = await session.get(AlertDelivery, delivery_id)
-            if failed is not None and failed.status is DeliveryStatus.PENDING:
-                failed.attempts += 1
-                failed.next_attempt_at = now + backoff(failed.attempts)
-                failed.last_error = type(exc).__name__[:200]
-                await session.commit()
-        log.warning("alert delivery %s not sent (%s); will retry", delivery_id, type(exc).__name__)
+        wait = exc.retry_after if isinstance(exc, RetryAfter) else 0
+        at_least = wait if isinstance(wait, timedelta) else timedelta(seconds=wait)
+        name = type(exc).__name__
+        await outbox.release(
+            outbox.ALERTS, services.sessions, delivery_id, token, now, name, failed=True, at_least=at_least
+        )
+        log.warning("alert delivery %s not sent (%s); will retry", delivery_id, name)
         return
 
     async def record() -> None:
         async with services.sessions() as session:
-            sent = await session.get(AlertDelivery, delivery_id)
-            if sent is not None:
-                sent.status = DeliveryStatus.SENT
-                sent.message_id = message.message_id
-                sent.sent_at = services.clock.now()
-                sent.attempts += 1
-                sent.last_error = None
-                await session.commit()
+            await outbox.mark_sent(
+                outbox.ALERTS, session, [(delivery_id, message.message_id)], token, services.clock.now()
+            )
+            await session.commit()
 
     # Telegram accepted it: record it even if the database is away for a while, else the
     # lease runs out and the coordinators get the alert twice.
@@ -336,46 +318,27 @@ async def _send_one(app: TrialApplication, delivery_id: int) -> None:
     log.info("alert delivery %s sent", delivery_id)
 
 
-async def dead_letter(app: TrialApplication, delivery_id: int, error: BadRequest) -> None:
-    """Telegram refused a delivery for good (a 400: too long, chat not found…): mark it
-    dead (never retried), audit it, give a refused digest's items back to tomorrow's
-    digest, and tell the admins at once in their private chats (best effort)."""
+async def dead_letter(app: TrialApplication, delivery_id: int, token: str, error: BadRequest) -> None:
+    """Telegram refused a delivery for good (a 400: too long, chat not found…): the outbox
+    marks it dead (never retried), the domain records what follows (domain.alerts), and
+    the admins are told at once in their private chats (best effort)."""
     services = app.services
     now = services.clock.now()
     reason = f"{type(error).__name__}: {error.message}"[:200]
     async with services.sessions() as session:
-        delivery = await session.get(AlertDelivery, delivery_id)
-        if delivery is None or delivery.status is not DeliveryStatus.PENDING:
+        delivery = await outbox.give_up(outbox.ALERTS, session, delivery_id, token, now, reason)
+        if delivery is None:
             return
-        alert = await session.get(Alert, delivery.alert_id)
-        assert alert is not None
-        participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
-        delivery.status = DeliveryStatus.DEAD
-        delivery.attempts += 1
-        delivery.last_error = reason
-        released: list[int] = []
-        if alert.kind == DIGEST_KIND:
-            released = [int(i) for i in alert.details.get("alerts", [])]
-            if released:
-                await session.execute(update(Alert).where(Alert.id.in_(released)).values(digest_sent_at=None))
-        audit.record(
-            session,
-            at=now,
-            actor=audit.SYSTEM,
-            action="alert.delivery.dead",
-            participant_id=alert.participant_id,
-            after={"alert": alert.id, "delivery": delivery_id, "chat": delivery.chat_id, "error": reason},
-        )
+        refused = await delivery_refused(session, delivery, now, reason)
         await session.commit()
-        who = participant.study_id if participant else "no participant"
-        chat_id = delivery.chat_id
     log.error("alert delivery %s refused for good (%s): dead-lettered", delivery_id, type(error).__name__)
     text = (
-        f"⚠️ Alert #{alert.id} ({alert.kind}, {who}) could not be delivered to chat {chat_id}: Telegram refused "
-        f"it for good ({reason}). It will not be retried: please check the chat and read it with /alerts."
+        f"⚠️ Alert #{refused.alert_id} ({refused.kind}, {refused.study_id or 'no participant'}) could not be "
+        f"delivered to chat {refused.chat_id}: Telegram refused it for good ({reason}). It will not be retried: "
+        "please check the chat and read it with /alerts."
     )
-    if released:
-        text += f" The {len(released)} same-day item(s) it listed go into tomorrow's digest; /alerts lists them now."
+    if refused.released:
+        text += f" The {refused.released} same-day item(s) it listed go into tomorrow's digest; /alerts lists them now."
     for admin_id in services.settings.admin_user_ids:
         try:
             await app.bot.send_message(admin_id, text)

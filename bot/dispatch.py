@@ -122,7 +122,7 @@ async def dispatch_tick(app: TrialApplication) -> None:
 async def claim(app: TrialApplication, now: datetime, token: str) -> list[tuple[int, int]]:
     """Claim this process's share of the due reminders, under REMINDER_LEASE_SECONDS."""
     lease = timedelta(seconds=app.services.settings.reminder_lease_seconds)
-    return await outbox.claim(app.services.sessions, now, token, lease)
+    return await outbox.claim(outbox.REMINDERS, app.services.sessions, now, token, lease)
 
 
 @dataclass
@@ -155,7 +155,7 @@ async def deliver_batch(app: TrialApplication, row_ids: list[int], token: str, n
     except Exception as exc:
         if len(row_ids) == 1:
             log.error("dispatch of row %s failed: %s", row_ids[0], type(exc).__name__, exc_info=exc)
-            await outbox.release(app.services.sessions, row_ids[0], token, now, type(exc).__name__)
+            await outbox.release(outbox.REMINDERS, app.services.sessions, row_ids[0], token, now, type(exc).__name__)
             return
         log.warning("dispatch: the batch's re-check failed (%s); one row at a time", type(exc).__name__)
         for row_id in row_ids:
@@ -234,7 +234,9 @@ async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: 
                     result = await _send(app, send)
                 except Exception as exc:  # a bug in the send: this row is tried again later, the others go on
                     log.error("dispatch of row %s failed: %s", send.row.id, type(exc).__name__, exc_info=exc)
-                    await outbox.release(app.services.sessions, send.row.id, token, now, type(exc).__name__)
+                    await outbox.release(
+                        outbox.REMINDERS, app.services.sessions, send.row.id, token, now, type(exc).__name__
+                    )
                     continue
                 await recorder.record(result)
             finally:
@@ -304,11 +306,15 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
     async def write() -> None:
         async with services.sessions() as session:
             accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
-            marked = await outbox.mark_sent(session, accepted, token, now)
+            marked = await outbox.mark_sent(outbox.REMINDERS, session, accepted, token, now)
             sent = [r.send.row for r in results if r.send.row.id in marked]
             await reminders.after_sends(session, sent, now, services.protocol, flagged)
             failed = [r for r in results if r.error is not None]
-            ours = await outbox.still_ours(session, [r.send.row.id for r in failed], token) if failed else set()
+            ours = (
+                await outbox.still_ours(outbox.REMINDERS, session, [r.send.row.id for r in failed], token)
+                if failed
+                else set()
+            )
             for r in failed:
                 if r.send.row.id in ours and r.error is not None:
                     if isinstance(r.error, Forbidden):
@@ -328,7 +334,7 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
         for r in results:
             if r.message_id is None:
                 log.error("dispatch of row %s failed: %s", r.send.row.id, failure, exc_info=exc)
-                await outbox.release(services.sessions, r.send.row.id, token, now, failure)
+                await outbox.release(outbox.REMINDERS, services.sessions, r.send.row.id, token, now, failure)
         if not accepted:
             return
         # Sent, but what follows a send failed (a bug, or the database away for minutes).
@@ -338,7 +344,9 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
         async def sent_only() -> None:
             async with services.sessions() as session:
                 why = f"sent; recording what follows failed: {failure}"
-                await outbox.mark_sent(session, [(i, m) for i, m in accepted if m is not None], token, now, why)
+                await outbox.mark_sent(
+                    outbox.REMINDERS, session, [(i, m) for i, m in accepted if m is not None], token, now, why
+                )
                 await session.commit()
 
         await retry_transient(sent_only, what=f"marking reminder(s) {ids} sent")
@@ -350,7 +358,7 @@ async def _prepare(app: TrialApplication, row_ids: list[int], token: str, now: d
     committed with it, and rows no longer this claim's are left alone."""
     services = app.services
     async with services.sessions() as session:
-        rows = {row.id: row for row in await outbox.claimed(session, row_ids, token)}
+        rows = {row.id: row for row in await outbox.claimed(outbox.REMINDERS, session, row_ids, token)}
         pids = {row.participant_id for row in rows.values()}
         participants = {p.id: p for p in await session.scalars(select(Participant).where(Participant.id.in_(pids)))}
         chats = dict(
@@ -397,8 +405,7 @@ async def _recheck(
         if later >= row.stale_after:
             outbox.finish(row, MessageStatus.SKIPPED, now, "stale after quiet hours")
         else:
-            row.next_attempt_at = later
-            outbox.finish(row, MessageStatus.PLANNED, now, "quiet hours")
+            outbox.postpone(row, later, now, "quiet hours")
     elif not await reminders.still_wanted(
         session, row, participant, now, services.settings.coordinator_chat_ids, facts, protocol
     ):

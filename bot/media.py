@@ -5,7 +5,8 @@ is open) is attached to that report and acknowledged in their language; outside
 a report they are offered one button, "Report a problem with this photo", which
 starts /report with the file attached. The download (getFile, then the file
 itself) and the forward to the coordinator chats happen after the commit, in the
-"alerts" tick, with the alert deliveries' claim, back-off and dead-lettering
+"alerts" tick: the download with the alert deliveries' back-off
+(scheduler.outbox.ALERTS), the forward as an alert delivery of the outbox
 (bot.alerting): nothing is lost when either fails. Logs carry ids only: never a
 file's content, name or caption."""
 
@@ -28,6 +29,7 @@ from bot.i18n import _, format_number
 from domain import checkins, media
 from domain.media import Incoming, Received, Refusal
 from models import Alert, AlertDelivery, DeliveryStatus, MediaStatus, Participant, ParticipantStatus, ReportMedia
+from scheduler import outbox
 
 if TYPE_CHECKING:
     from telegram import Bot
@@ -157,8 +159,6 @@ async def download_pending(app: TrialApplication) -> None:
 
 
 async def _download_one(app: TrialApplication, media_id: int) -> None:
-    from bot.alerting import backoff  # bot.alerting runs this from its tick
-
     services = app.services
     settings = services.settings
     now = services.clock.now()
@@ -188,7 +188,8 @@ async def _download_one(app: TrialApplication, media_id: int) -> None:
         async with services.sessions() as session:
             row = await session.get(ReportMedia, media_id)
             attempts = (row.attempts if row else 0) + 1
-            await media.retry_download(session, media_id, now, backoff(attempts), type(exc).__name__)
+            delay = outbox.ALERTS.backoff(attempts)  # the one back-off policy, with the alerts' delays
+            await media.retry_download(session, media_id, now, delay, type(exc).__name__)
             await session.commit()
         log.warning("media %s not downloaded (%s); will retry", media_id, type(exc).__name__)
         return
@@ -240,6 +241,9 @@ async def prepare_forward(
     ).first()
     if own is not None and own.status is DeliveryStatus.PENDING:
         return own.next_attempt_at
+    if own is not None and own.status is DeliveryStatus.SENDING:  # being sent: until its claim ends, at most
+        assert own.claimed_until is not None
+        return own.claimed_until
     number, total = await media.number_in_report(session, row)
     who = participant.study_id if participant else "no participant"
     caption = (

@@ -10,12 +10,15 @@ out. Coordinators see the study id, never a name or phone number."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
+from domain.acknowledgement import DIGEST_KIND
 from models import Alert, AlertDelivery, AlertLevel, DeliveryStatus, Participant
 
 SAE_REPORTING_WINDOW = timedelta(hours=24)
@@ -94,3 +97,38 @@ def queue_delivery(session: AsyncSession, alert: Alert, chat_id: int, purpose: s
     session.add(delivery)
     session.info[ALERTS_RAISED] = True
     return delivery
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A delivery Telegram refused for good, as the admins are told of it."""
+
+    alert_id: int
+    kind: str
+    study_id: str | None
+    chat_id: int
+    released: int  # same-day items a refused digest gave back to tomorrow's digest
+
+
+async def delivery_refused(session: AsyncSession, delivery: AlertDelivery, now: datetime, reason: str) -> Refused:
+    """What follows a delivery the outbox dead-lettered (never retried): audited, and a
+    refused digest's items are given back to tomorrow's digest (they are not lost: /alerts
+    lists them meanwhile)."""
+    alert = await session.get(Alert, delivery.alert_id)
+    assert alert is not None
+    participant = await session.get(Participant, alert.participant_id) if alert.participant_id else None
+    released: list[int] = []
+    if alert.kind == DIGEST_KIND:
+        released = [int(i) for i in alert.details.get("alerts", [])]
+        if released:
+            await session.execute(update(Alert).where(Alert.id.in_(released)).values(digest_sent_at=None))
+    audit.record(
+        session,
+        at=now,
+        actor=audit.SYSTEM,
+        action="alert.delivery.dead",
+        participant_id=alert.participant_id,
+        after={"alert": alert.id, "delivery": delivery.id, "chat": delivery.chat_id, "error": reason},
+    )
+    study_id = participant.study_id if participant else None
+    return Refused(alert.id, alert.kind, study_id, delivery.chat_id, len(released))

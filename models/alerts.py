@@ -22,9 +22,11 @@ class AlertLevel(enum.StrEnum):
 
 
 class DeliveryStatus(enum.StrEnum):
-    """Where one alert message to one chat stands."""
+    """Where one alert message to one chat stands (the outbox's life of a row, as
+    MessageStatus: due, claimed by one sender until its lease ends, sent or dead)."""
 
     PENDING = "pending"
+    SENDING = "sending"  # claimed (``claim_token``) until ``claimed_until``
     SENT = "sent"
     DEAD = "dead"  # refused by Telegram for good (a 400): never retried, the admins told at once
 
@@ -55,8 +57,9 @@ class Alert(Base):
 
 
 class AlertDelivery(Base):
-    """One alert (or its escalation) to one chat: the outbox row the sender works
-    from, retried with back-off until Telegram accepts it."""
+    """One alert (or its escalation, or a file of its report) to one chat: a row of the
+    outbox (scheduler.outbox.ALERTS) the sender claims, retried with back-off until
+    Telegram accepts it."""
 
     __tablename__ = "alert_deliveries"
     __table_args__ = (
@@ -73,4 +76,6 @@ class AlertDelivery(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(String(200))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]

@@ -12,6 +12,7 @@ import pytest
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, BotHarness
 from models import AdverseEvent, Alert, AlertDelivery, AlertLevel, AuditEntry, DeliveryStatus
+from scheduler import outbox
 from tests.bothelpers import admin_says, says
 from tests.conftest import Figures
 from tests.test_questionnaire_flow import (
@@ -216,7 +217,7 @@ def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from bot.alerting import backoff, render
+    from bot.alerting import render
     from domain.content import load_content
     from models import Language, Participant
 
@@ -244,7 +245,7 @@ def test_coordinator_text_reads_in_one_glance_and_names_nobody() -> None:
         alert, person, ZoneInfo("Asia/Dhaka"), protocol=protocol, purpose="escalation", escalate_after=30
     )
     assert escalated.startswith("⏫ ESCALATED: nobody acknowledged this within 30 min")
-    assert [backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 50)] == [15, 30, 60, 120, 300, 300]
+    assert [outbox.ALERTS.backoff(n).total_seconds() for n in (1, 2, 3, 4, 5, 50)] == [15, 30, 60, 120, 240, 300]
 
 
 async def test_alerts_and_ack_from_the_shell(
