@@ -13,7 +13,7 @@ from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, BotHarness
 from models import AdverseEvent, Alert, AlertDelivery, AlertLevel, AuditEntry, DeliveryStatus
 from scheduler import outbox
-from tests.bothelpers import admin_says, says
+from tests.bothelpers import admin_says, eventually, says
 from tests.conftest import Figures
 from tests.test_questionnaire_flow import (
     answer_all,
@@ -159,6 +159,115 @@ async def test_alert_is_delivered_once_after_telegram_errors_and_a_restart(
     [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
     assert delivery.status is DeliveryStatus.SENT and delivery.message_id == alert_msg.message_id
     figures.add("Bot API faults injected into alert sending (500, timeout, closed) + a restart", 3)
+
+
+async def first_send_failed(bot: BotHarness, server: BotAPIServer, user: SimUser) -> AlertDelivery:
+    """The double-dose alert whose first send to the coordinators got a 500: its
+    delivery, back in the outbox with its first back-off."""
+    server.faults.add("sendMessage", "500", chat_id=COORDINATOR_CHAT, times=1)
+    first = await says(server, user, "/checkin", is_question)
+    await press_value(server, user, first, "yes")
+
+    async def failed_once() -> bool:
+        return await count(bot, AlertDelivery, AlertDelivery.attempts == 1) == 1
+
+    await eventually(failed_once, 5, "the failed first send recorded")
+    [delivery] = await rows(bot, AlertDelivery)
+    assert delivery.status is DeliveryStatus.PENDING and delivery.claim_token is None
+    return delivery
+
+
+def sends_to(server: BotAPIServer, chat_id: int) -> int:
+    """sendMessage requests to `chat_id` so far, refused ones included."""
+    return len([r for r in server.requests if r.method == "sendMessage" and r.params.get("chat_id") == chat_id])
+
+
+async def test_a_delivery_claimed_by_another_process_is_not_sent_here_until_its_lease_ends(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-021", "B", 1021, "en")
+    delivery = await first_send_failed(bot, server, user)
+    assert bot.services is not None
+    sessions, lease = bot.services.sessions, timedelta(seconds=bot.services.settings.alert_lease_seconds)
+    bot.clock.set(delivery.next_attempt_at)
+    other = await outbox.claim(outbox.ALERTS, sessions, bot.clock.now(), "other-process", lease)
+    assert other == [(delivery.id, delivery.alert_id)]
+    assert await outbox.claim(outbox.ALERTS, sessions, bot.clock.now(), "third-process", lease) == []
+    tries = sends_to(server, COORDINATOR_CHAT)
+    bot.clock.advance(lease)  # the other process's lease holds to its very end
+    await bot.tick()
+    assert sends_to(server, COORDINATOR_CHAT) == tries
+    [held] = await rows(bot, AlertDelivery)
+    assert held.status is DeliveryStatus.SENDING and held.claim_token == "other-process" and held.attempts == 1
+    bot.clock.advance(timedelta(seconds=1))  # it died holding the delivery: this process takes it over
+    await bot.tick()
+    (alert_msg,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    async with sessions() as session:  # the other process's late outcome changes nothing
+        late = await outbox.mark_sent(outbox.ALERTS, session, [(delivery.id, 1)], "other-process", bot.clock.now())
+        await session.commit()
+    assert late == set()
+    [sent] = await rows(bot, AlertDelivery)
+    assert sent.status is DeliveryStatus.SENT and sent.message_id == alert_msg.message_id
+    assert sent.claim_token is None and sent.attempts == 2
+    bot.clock.advance(timedelta(minutes=10))
+    await bot.tick()
+    assert len(server.messages(COORDINATOR_CHAT)) == 1
+
+
+async def test_failed_alert_sends_wait_for_the_outboxs_back_off(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-022", "B", 1022, "en")
+    delivery = await first_send_failed(bot, server, user)
+    assert delivery.next_attempt_at - bot.clock.now() == timedelta(seconds=15)
+    server.faults.add("sendMessage", "500", chat_id=COORDINATOR_CHAT, times=5)
+    waits = []
+    for attempts in range(2, 7):
+        due = delivery.next_attempt_at
+        tries = sends_to(server, COORDINATOR_CHAT)
+        bot.clock.set(due - timedelta(seconds=1))
+        await bot.tick()
+        assert sends_to(server, COORDINATOR_CHAT) == tries  # not before its back-off
+        bot.clock.set(due)
+        await bot.tick()
+        assert sends_to(server, COORDINATOR_CHAT) == tries + 1
+        [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+        assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == attempts
+        waits.append((delivery.next_attempt_at - due).total_seconds())
+    assert waits == [30, 60, 120, 240, 300]  # 15 s doubling, at most 5 min
+    assert waits == [outbox.ALERTS.backoff(n).total_seconds() for n in range(2, 7)]
+    bot.clock.set(delivery.next_attempt_at)
+    await bot.tick()
+    await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+    assert delivery.status is DeliveryStatus.SENT and delivery.attempts == 7 and delivery.last_error is None
+
+
+@pytest.mark.logs_errors("refused for good")
+async def test_a_refused_alert_delivery_is_dead_never_retried_and_never_claimed_again(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-023", "B", 1023, "en")
+    server.faults.add(
+        "sendMessage", "error", chat_id=COORDINATOR_CHAT, code=400, description="Bad Request: chat not found"
+    )
+    first = await says(server, user, "/checkin", is_question)
+    await press_value(server, user, first, "yes")
+    (told,) = await server.wait_for(ADMIN_ID, "could not be delivered")
+    assert "BSM-023" in told.content and "Chat not found" in told.content and "will not be retried" in told.content
+    [dead] = await rows(bot, AlertDelivery)
+    assert dead.status is DeliveryStatus.DEAD and dead.attempts == 1 and dead.claim_token is None
+    assert (dead.last_error or "").startswith("BadRequest")
+    assert await count(bot, AuditEntry, AuditEntry.action == "alert.delivery.dead") == 1
+    for _ in range(4):  # past every back-off, and past the escalation (sent to its own chat)
+        bot.clock.advance(timedelta(minutes=10))
+        await bot.tick()
+    assert sends_to(server, COORDINATOR_CHAT) == 1
+    await server.wait_for(ESCALATION_CHAT, "ESCALATED")
+    assert bot.services is not None
+    later = bot.clock.now() + timedelta(days=1)
+    lease = timedelta(seconds=bot.services.settings.alert_lease_seconds)
+    assert await outbox.claim(outbox.ALERTS, bot.services.sessions, later, "other-process", lease) == []
+    [dead] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+    assert dead.status is DeliveryStatus.DEAD and dead.attempts == 1
 
 
 async def test_same_day_item_in_clinic_hours_goes_out_at_once_escalates_at_their_end_and_is_in_the_digest(

@@ -190,6 +190,40 @@ async def test_a_failed_forward_and_a_failed_download_are_retried_with_back_off(
     assert delivery.status.value == "sent" and delivery.attempts == 2
 
 
+async def test_a_file_waits_for_its_alerts_own_message_and_then_replies_to_it(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await linked(server, "BSM-209", "A", 1209, "en")
+    server.faults.add("sendMessage", "500", chat_id=COORDINATOR_CHAT, times=2)  # the alert's own message fails twice
+    await says(server, user, "/report", is_question)
+    await answer_until(server, user, {"ae_what": "fingers", "ser_hospital": "yes"}, "ae_more", default="no")
+
+    async def alert_failed() -> bool:
+        return await count(bot, AlertDelivery, AlertDelivery.attempts == 1) == 1
+
+    await eventually(alert_failed, 5, "the alert's failed first send recorded")
+    sent = await user.send_photo(content=ULCER)
+    await server.wait_for(user.id, "Your photo is added", since=sent)
+
+    async def file_waits() -> bool:
+        deliveries = {d.purpose: d for d in await rows(bot, AlertDelivery)}
+        file = next((d for p, d in deliveries.items() if p != "alert"), None)
+        return file is not None and file.next_attempt_at == deliveries["alert"].next_attempt_at
+
+    for tick in range(2):  # the file waits for the alert's message, however often that fails
+        await eventually(file_waits, 5, "the file put back until its alert's next try")
+        own, file = sorted(await rows(bot, AlertDelivery), key=lambda d: d.id)
+        assert own.attempts == tick + 1 and file.attempts == 0 and file.status.value == "pending"
+        assert server.media(COORDINATOR_CHAT) == [] and not [r for r in server.requests if r.method == "sendPhoto"]
+        bot.clock.set(own.next_attempt_at)
+        await bot.tick()
+    (alert,) = await server.wait_for(COORDINATOR_CHAT, "URGENT")
+    (photo,) = await server.wait_for(COORDINATOR_CHAT, is_file("photo"))
+    assert photo.document is not None and photo.document.reply_to == alert.message_id
+    own, file = sorted(await rows(bot, AlertDelivery), key=lambda d: d.id)
+    assert own.status.value == file.status.value == "sent" and own.attempts == 3 and file.attempts == 1
+
+
 async def test_a_photo_outside_a_report_offers_one_button_that_starts_report_with_it_attached(
     bot: BotHarness, server: BotAPIServer
 ) -> None:
