@@ -86,6 +86,7 @@ GROUPS: dict[str, Group] = {
             "tests/test_safety_paths.py",
             "tests/test_reminders.py",
             "tests/test_dispatch_promises.py",
+            "tests/test_alerts.py",  # scheduler/outbox.py serves the alert deliveries too (queue ALERTS)
         ),
     ),
     "unit-of-work": Group(
