@@ -7,9 +7,10 @@ claimed under a token and a lease (ALERT_LEASE_SECONDS) before its send, sent
 with no database lock held, then marked sent with its message id; a failed send
 is never marked sent: it gets the outbox's back-off and the next beat tries
 again; a refused one (a 400) is dead-lettered. This module keeps the Telegram
-part: rendering, sending, redrawing. Coordinators read English, one glance at 2 a.m.: level, study id
-and arm first, then what was reported, why, the time of awareness, the SAE
-deadline, the alert id. Never a name, a phone number or a Telegram id.
+part: rendering, sending, redrawing. Coordinators read English, one glance at
+2 a.m.: level, study id and arm first, then what was reported, why, the time of
+awareness, the SAE deadline, the alert id. Never a name, a phone number or a
+Telegram id.
 """
 
 from __future__ import annotations
