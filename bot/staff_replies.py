@@ -8,8 +8,9 @@ from datetime import tzinfo
 from domain.adverse_events import CRITERIA, OUTCOMES, OutcomeSet, StaffSaeRecorded
 from domain.enrollment import Enrolled, enroll_usage
 from domain.participants import ParticipantLine
-from domain.schedule_ops import AgreedDate, StatusReport
+from domain.status_report import StatusReport
 from domain.visit_questionnaires import SwitchResult
+from domain.visits import AgreedDate
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
