@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Literal, cast
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -127,10 +127,9 @@ class NotYours(Exception):
 def engine_context(participant: Participant, now: datetime, env: Env, visit_week: int | None = None) -> Context:
     """The engine's view of who answers when (local date, arm, language, the visit the
     response belongs to, the switches this participant has on)."""
-    arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
     return Context(
-        arm=arm,
+        arm=participant.arm,
         today=local_date(now, env.tz),
         language=language,
         visit_week=visit_week,
