@@ -175,7 +175,7 @@ async def _raynaud(
     result = await visit_questionnaires.set_switch(
         session,
         request,
-        visit_questionnaires.RAYNAUD_SWITCH,
+        visit_questionnaires.the_switch(content.protocol),
         actor=_actor(),
         now=clock.now(),
         protocol=content.protocol,

@@ -121,7 +121,7 @@ async def raynaud(update: Update, context: BotContext) -> None:
     result = await visit_questionnaires.set_switch(
         context.db,
         request,
-        visit_questionnaires.RAYNAUD_SWITCH,
+        visit_questionnaires.the_switch(context.services.protocol),
         actor=_actor(update),
         now=context.now,
         protocol=context.services.protocol,
