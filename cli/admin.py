@@ -416,7 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Admin actions from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
-    p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
+    p.add_argument(
+        "args",
+        nargs="+",
+        metavar="STUDY_ID ARM BASELINE [LANG] [WEEKDAY]",
+        help="WEEKDAY: for an arm whose drug is taken on the participant's own day (the protocol's "
+        "`rule: participant` regimen); default the baseline's weekday",
+    )
     p.set_defaults(action=_enroll)
     p = sub.add_parser("unlink", help="unlink a participant's chat (lost phone) and print a new one-time code")
     p.add_argument("study_id")

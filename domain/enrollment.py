@@ -65,8 +65,9 @@ class EnrollRequest:
 
 
 def enroll_usage(protocol: Protocol) -> str:
-    """The arguments of /enroll: ``STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]`` when an arm
-    takes a drug on the participant's own weekday (named by its short name)."""
+    """The arguments of /enroll: ``STUDY_ID ARM BASELINE [LANG] [<SHORT>_WEEKDAY]`` when an arm
+    takes a drug on the participant's own weekday, named by that regimen's short name (the
+    shipped protocol: ``[MTX_WEEKDAY]``)."""
     own = _own_weekday_regimens(protocol)
     weekday = f" [{next(iter(own.values())).short_name.upper()}_WEEKDAY]" if own else ""
     return f"STUDY_ID ARM BASELINE [LANG]{weekday}"
@@ -78,7 +79,7 @@ def _own_weekday_regimens(protocol: Protocol) -> dict[str, Regimen]:
 
 
 def parse_enroll_args(args: list[str], protocol: Protocol) -> EnrollRequest:
-    """`STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]` → EnrollRequest. The arms, and which
+    """`STUDY_ID ARM BASELINE [LANG] [WEEKDAY]` → EnrollRequest. The arms, and which
     of them take a drug on the participant's own weekday, come from the protocol. LANG
     and the weekday may come in either order; that weekday defaults to the baseline's."""
     if len(args) < 3 or len(args) > 5:
