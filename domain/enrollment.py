@@ -61,7 +61,7 @@ class EnrollRequest:
     arm: str
     baseline: date
     language: str = "bn"
-    mtx_weekday: int | None = None
+    own_weekday: int | None = None  # for an arm with a `rule: participant` regimen
 
 
 def enroll_usage(protocol: Protocol) -> str:
@@ -142,7 +142,7 @@ async def enroll(
             baseline_date=request.baseline,
             language=Language(request.language),
             status=ParticipantStatus.INVITED,
-            mtx_weekday=request.mtx_weekday,
+            own_weekday=request.own_weekday,
             created_at=now,
             updated_at=now,
         )
@@ -366,8 +366,8 @@ def participant_snapshot(participant: Participant) -> dict[str, object]:
         "language": participant.language.value,
         "status": participant.status.value,
         "reminder_time": participant.reminder_time.strftime("%H:%M") if participant.reminder_time else None,
-        "mtx_weekday": participant.mtx_weekday,
-        "folic_weekday": participant.folic_weekday,
+        "mtx_weekday": participant.own_weekday,  # audit keys as before 0017
+        "folic_weekday": participant.follow_weekday,
         "paused_until": participant.paused_until.isoformat() if participant.paused_until else None,
         "pause_reason": participant.pause_reason,
         "withdrawal_reason": participant.withdrawal_reason,
