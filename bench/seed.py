@@ -87,7 +87,7 @@ def _participant_rows(n: int, profiles: Sequence[Profile], now: datetime, first:
             "language": "bn" if i % 3 else "en",
             "status": "active",
             "reminder_time": p.reminder_time,
-            "mtx_weekday": p.baseline.weekday() if p.arm == "B" else None,
+            "own_weekday": p.baseline.weekday() if p.arm == "B" else None,
             "created_at": now,
             "updated_at": now,
         }

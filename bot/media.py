@@ -26,7 +26,8 @@ from bot import callbacks
 from bot.context import BotContext
 from bot.handlers import common, questionnaire
 from bot.i18n import _, format_number
-from domain import checkins, media
+from domain import media
+from domain import questionnaire_sessions as checkins  # moved from domain.checkins (issue 12)
 from domain.media import Incoming, Received, Refusal
 from models import Alert, AlertDelivery, DeliveryStatus, MediaStatus, Participant, ParticipantStatus, ReportMedia
 from scheduler import outbox

@@ -8,8 +8,9 @@ from datetime import tzinfo
 from domain.adverse_events import CRITERIA, OUTCOMES, OutcomeSet, StaffSaeRecorded
 from domain.enrollment import Enrolled, enroll_usage
 from domain.participants import ParticipantLine
-from domain.schedule_ops import AgreedDate, StatusReport
+from domain.status_report import StatusReport
 from domain.visit_questionnaires import SwitchResult
+from domain.visits import AgreedDate
 from models import Alert, Participant
 from models.entities import ParticipantStatus
 from models.schedule import ClinicVisit, VisitStatus
@@ -36,11 +37,11 @@ def _dose_days(participant: Participant, protocol: Protocol) -> str:
         if rule is None or reg.frequency != "weekly":
             continue
         if rule.rule == "participant":
-            days[reg.id] = participant.mtx_weekday
+            days[reg.id] = participant.own_weekday
         elif rule.rule == "fixed":
             days[reg.id] = rule.day
-        elif rule.participant_may_choose and participant.folic_weekday is not None:
-            days[reg.id] = participant.folic_weekday
+        elif rule.participant_may_choose and participant.follow_weekday is not None:
+            days[reg.id] = participant.follow_weekday
         else:
             base = days.get(rule.regimen or "")
             days[reg.id] = (base + (rule.days or 0)) % 7 if base is not None else None

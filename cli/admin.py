@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from bot import staff_replies
 from core.clock import Clock, SystemClock
 from core.settings import DatabaseSettings, describe_error
-from domain import audit, enrollment, participants, schedule_ops, visit_questionnaires
+from domain import audit, enrollment, participant_state, participants, status_report, visit_questionnaires, visits
 from domain.content import Content, load_content
 from domain.errors import DomainError
 from domain.parsing import parse_date, parse_study_id
@@ -142,15 +142,17 @@ async def _withdraw(
 async def _pause(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    request = schedule_ops.parse_pause_args(args.args)
-    participant = await schedule_ops.pause(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
+    request = participant_state.parse_pause_args(args.args)
+    participant = await participant_state.pause(
+        session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
+    )
     return staff_replies.paused(participant)
 
 
 async def _resume(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    participant = await schedule_ops.resume(
+    participant = await participant_state.resume(
         session, parse_study_id(args.study_id), actor=_actor(), now=clock.now(), protocol=content.protocol
     )
     return staff_replies.resumed(participant)
@@ -160,7 +162,7 @@ async def _status(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
     protocol = content.protocol
-    report = await schedule_ops.status_report(
+    report = await status_report.status_report(
         session, parse_study_id(args.study_id), now=clock.now(), protocol=protocol
     )
     return staff_replies.status(report, protocol.tz)
@@ -173,7 +175,7 @@ async def _raynaud(
     result = await visit_questionnaires.set_switch(
         session,
         request,
-        visit_questionnaires.RAYNAUD_SWITCH,
+        visit_questionnaires.the_switch(content.protocol),
         actor=_actor(),
         now=clock.now(),
         protocol=content.protocol,
@@ -184,20 +186,18 @@ async def _raynaud(
 async def _visit(
     session: AsyncSession, args: argparse.Namespace, settings: DatabaseSettings, clock: Clock, content: Content
 ) -> str:
-    if schedule_ops.is_agreed_date(args.args):
+    if visits.is_agreed_date(args.args):
         return await _agree_visit_date(session, args, content, clock)
-    request = schedule_ops.parse_visit_args(args.args)
-    visit = await schedule_ops.record_visit(
-        session, request, actor=_actor(), now=clock.now(), protocol=content.protocol
-    )
+    request = visits.parse_visit_args(args.args)
+    visit = await visits.record_visit(session, request, actor=_actor(), now=clock.now(), protocol=content.protocol)
     return staff_replies.visit_recorded(request.study_id, visit)
 
 
 async def _agree_visit_date(session: AsyncSession, args: argparse.Namespace, content: Content, clock: Clock) -> str:
     """`visit STUDY_ID WEEK on DATE [--confirm-deviation]`: the flag is the shell's
     Confirm button for a date outside the window."""
-    request = schedule_ops.parse_agreed_date_args(args.args)
-    agreed = await schedule_ops.agree_visit_date(
+    request = visits.parse_agreed_date_args(args.args)
+    agreed = await visits.agree_visit_date(
         session,
         request,
         actor=_actor(),
@@ -416,7 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Admin actions from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("enroll", help="enroll a participant and print a one-time code")
-    p.add_argument("args", nargs="+", metavar="STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]")
+    p.add_argument(
+        "args",
+        nargs="+",
+        metavar="STUDY_ID ARM BASELINE [LANG] [WEEKDAY]",
+        help="WEEKDAY: for an arm whose drug is taken on the participant's own day (the protocol's "
+        "`rule: participant` regimen); default the baseline's weekday",
+    )
     p.set_defaults(action=_enroll)
     p = sub.add_parser("unlink", help="unlink a participant's chat (lost phone) and print a new one-time code")
     p.add_argument("study_id")

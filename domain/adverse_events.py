@@ -1,4 +1,11 @@
-"""Serious adverse events the study team records themselves.
+"""Adverse events: a participant's /report as the trial record's row, and the serious
+events the study team records themselves, and each event's outcome.
+
+A /report becomes one `adverse_events` row (source "participant"), with the ICH E2A
+criteria its answers met and the alert it raised; a criterion found later (a corrected
+answer) is added to it, never removed.
+
+Serious adverse events the study team records themselves:
 
 A participant cannot report their own death, and many admissions reach the team
 by a phone call from the family (CLINICAL.md). `/sae` in Telegram and
@@ -12,10 +19,11 @@ message to the participant: they are withdrawn (status "withdrawn", reason
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.digits import to_ascii_digits
@@ -24,8 +32,11 @@ from domain.alerts import raise_alert
 from domain.content import Content
 from domain.errors import DomainError
 from domain.parsing import ParseError, parse_date, parse_study_id
-from domain.triage import TriageTable
-from models import AdverseEvent, Alert, AlertLevel, Participant, ParticipantStatus
+from domain.questionnaires import Instrument
+from domain.questionnaires.conditions import Answer
+from domain.questionnaires.grading import answer_label
+from domain.triage import TriageResult, TriageTable
+from models import AdverseEvent, Alert, AlertLevel, Participant, ParticipantStatus, QuestionnaireSession
 
 CRITERIA: dict[str, int] = {
     "death": 1,
@@ -45,6 +56,107 @@ USAGE = (
 STAFF_CATEGORY = "staff_report"
 DEATH_REASON = "died"
 NOTE_MAX = 500
+
+
+async def record_reported_event(
+    db: AsyncSession,
+    participant: Participant,
+    session: QuestionnaireSession,
+    instrument: Instrument,
+    answers: Mapping[str, Answer],
+    result: TriageResult,
+    now: datetime,
+    *,
+    complete: bool,
+) -> AdverseEvent:
+    """The /report as an adverse-event row for the trial record (`complete` False:
+    the report was left unfinished with a seriousness criterion met). One row per
+    report: a later call adds criteria to it, never removes one."""
+    category = str(answers.get("ae_what") or "other")
+    other = answers.get("ae_what_other")
+    term = str(other) if other else answer_label(instrument.item("ae_what"), category).get("en")
+    onset_raw = answers.get("ae_start")
+    onset = date.fromisoformat(onset_raw) if isinstance(onset_raw, str) else None
+    criteria = {hit.criterion for hit in result.seriousness}
+    existing = await db.scalar(select(AdverseEvent).where(AdverseEvent.session_id == session.id))
+    if existing is not None:
+        return _add_criteria(db, participant, existing, criteria, now)
+    urgent = list(
+        await db.scalars(
+            select(Alert)
+            .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
+            .order_by(Alert.id)
+        )
+    )
+    serious_alerts = [a.id for a in urgent if any(k.startswith("criterion:") for k in a.details.get("keys", []))]
+    candidates = serious_alerts or [a.id for a in urgent]
+    alert_id = candidates[0] if candidates else None
+    event = AdverseEvent(
+        participant_id=participant.id,
+        session_id=session.id,
+        category=category[:32],
+        term=term,
+        onset_date=onset,
+        grade=result.grades.get("reported_problem", result.grade or None),
+        serious=bool(criteria),
+        results_in_death=1 in criteria,
+        life_threatening=2 in criteria,
+        hospitalisation=3 in criteria,
+        disability=4 in criteria,
+        congenital_anomaly=5 in criteria,
+        important_medical_event=6 in criteria,
+        alert_id=alert_id,
+        reported_at=now,
+        complete=complete,
+    )
+    db.add(event)
+    await db.flush()
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="adverse_event.report",
+        participant_id=participant.id,
+        after={
+            "adverse_event": event.id,
+            "category": event.category,
+            "grade": event.grade,
+            "serious": event.serious,
+            "complete": complete,
+        },
+    )
+    return event
+
+
+CRITERION_FIELDS = {
+    1: "results_in_death",
+    2: "life_threatening",
+    3: "hospitalisation",
+    4: "disability",
+    5: "congenital_anomaly",
+    6: "important_medical_event",
+}
+
+
+def _add_criteria(
+    db: AsyncSession, participant: Participant, event: AdverseEvent, criteria: set[int], now: datetime
+) -> AdverseEvent:
+    """A criterion found later (a corrected answer) is added to the report's row, audited."""
+    added = sorted(c for c in criteria if not getattr(event, CRITERION_FIELDS[c]))
+    if not added:
+        return event
+    for criterion in added:
+        setattr(event, CRITERION_FIELDS[criterion], True)
+    event.serious = True
+    audit.record(
+        db,
+        at=now,
+        actor=audit.participant_actor(participant.study_id),
+        action="adverse_event.criteria_added",
+        participant_id=participant.id,
+        after={"adverse_event": event.id, "criteria": added},
+    )
+    return event
 
 
 class SaeUsageError(DomainError):

@@ -61,12 +61,13 @@ class EnrollRequest:
     arm: str
     baseline: date
     language: str = "bn"
-    mtx_weekday: int | None = None
+    own_weekday: int | None = None  # for an arm with a `rule: participant` regimen
 
 
 def enroll_usage(protocol: Protocol) -> str:
-    """The arguments of /enroll: ``STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]`` when an arm
-    takes a drug on the participant's own weekday (named by its short name)."""
+    """The arguments of /enroll: ``STUDY_ID ARM BASELINE [LANG] [<SHORT>_WEEKDAY]`` when an arm
+    takes a drug on the participant's own weekday, named by that regimen's short name (the
+    shipped protocol: ``[MTX_WEEKDAY]``)."""
     own = _own_weekday_regimens(protocol)
     weekday = f" [{next(iter(own.values())).short_name.upper()}_WEEKDAY]" if own else ""
     return f"STUDY_ID ARM BASELINE [LANG]{weekday}"
@@ -78,7 +79,7 @@ def _own_weekday_regimens(protocol: Protocol) -> dict[str, Regimen]:
 
 
 def parse_enroll_args(args: list[str], protocol: Protocol) -> EnrollRequest:
-    """`STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]` → EnrollRequest. The arms, and which
+    """`STUDY_ID ARM BASELINE [LANG] [WEEKDAY]` → EnrollRequest. The arms, and which
     of them take a drug on the participant's own weekday, come from the protocol. LANG
     and the weekday may come in either order; that weekday defaults to the baseline's."""
     if len(args) < 3 or len(args) > 5:
@@ -141,7 +142,7 @@ async def enroll(
             baseline_date=request.baseline,
             language=Language(request.language),
             status=ParticipantStatus.INVITED,
-            mtx_weekday=request.mtx_weekday,
+            own_weekday=request.own_weekday,
             created_at=now,
             updated_at=now,
         )
@@ -365,8 +366,8 @@ def participant_snapshot(participant: Participant) -> dict[str, object]:
         "language": participant.language.value,
         "status": participant.status.value,
         "reminder_time": participant.reminder_time.strftime("%H:%M") if participant.reminder_time else None,
-        "mtx_weekday": participant.mtx_weekday,
-        "folic_weekday": participant.folic_weekday,
+        "mtx_weekday": participant.own_weekday,  # audit keys as before 0017
+        "folic_weekday": participant.follow_weekday,
         "paused_until": participant.paused_until.isoformat() if participant.paused_until else None,
         "pause_reason": participant.pause_reason,
         "withdrawal_reason": participant.withdrawal_reason,

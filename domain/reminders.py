@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit, visit_questionnaires
 from domain.alerts import raise_alert
+from domain.doses import planned_from_row
 from domain.errors import DomainError
-from domain.schedule_ops import planned_from_row, resume
+from domain.participant_state import resume
 from models import (
     AlertLevel,
     ClinicVisit,

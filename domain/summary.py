@@ -19,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.acknowledgement import DIGEST_KIND
-from domain.checkins import study_week
 from domain.participants import by_study_id
+from domain.questionnaire_sessions import study_week
 from domain.questionnaires import Instrument
 from models import (
     AdverseEvent,

@@ -26,7 +26,7 @@ from core.digits import to_bengali_digits
 from domain.questionnaires.conditions import Answer, Condition
 from domain.questionnaires.grading import SymptomGrade, symptom_grades
 from domain.questionnaires.loader import read_yaml
-from domain.questionnaires.model import ADVICE_KEYS, AdviceKey, Arm, Instrument, Text, YesNoItem
+from domain.questionnaires.model import AdviceKey, ArmId, Instrument, InstrumentError, Text, YesNoItem
 from domain.questionnaires.visibility import effective_answers, item_visible
 from scheduler.protocol import Protocol
 
@@ -96,7 +96,7 @@ class CrossCheck(_Frozen):
     """
 
     code: str
-    arms: list[Arm] = Field(min_length=1)
+    arms: list[ArmId] = Field(min_length=1)
     instruments: list[str] = Field(min_length=1)
     item: str
     """The answer the finding is about (`when` leaves without `item` read it)."""
@@ -136,7 +136,7 @@ class TriageTable(_Frozen):
 
     @model_validator(mode="after")
     def _complete(self) -> TriageTable:
-        missing = sorted(set(ADVICE_KEYS) - set(self.advice))
+        missing = sorted({key for _, key in self._used_advice()} - set(self.advice))
         if missing:
             raise ValueError(f"advice texts missing for {missing}")
         if set(self.seriousness_criteria) != set(range(1, 7)):
@@ -157,6 +157,11 @@ class TriageTable(_Frozen):
                 if not text.get(lang) or _fields(text.get(lang)) - allowed:
                     raise ValueError(f"reasons.{name}.{lang}: placeholders must be among {sorted(allowed)}")
         return self
+
+    def _used_advice(self) -> list[tuple[str, AdviceKey]]:
+        """(where, advice key) of every advice this table itself names, at any level."""
+        out = [(f"levels.{r.level.value}.{t.kind}", t.advice) for r in self.levels for t in r.triggers if t.advice]
+        return out + self._urgent_advice()
 
     def _urgent_advice(self) -> list[tuple[str, AdviceKey]]:
         """(where, advice key) of every URGENT finding this table itself defines."""
@@ -194,6 +199,48 @@ def check_double_dose_advice(table: TriageTable, protocol: Protocol) -> None:
                     f"protocol.yaml: arms.{arm_id}.{reg.id}.double_dose_check.advice: "
                     f"no advice '{check.advice}' in triage.yaml"
                 )
+
+
+def check_instrument_advice(table: TriageTable, instruments: Mapping[str, Instrument]) -> None:
+    """Refuse a red flag whose advice the triage table does not have.
+
+    Why: the advice keys are the triage table's, not code's; a typo in an instrument
+    must stop the start, not leave a participant with a red flag and nothing to do."""
+    for instrument in instruments.values():
+        for item in instrument.items:
+            for flag in item.red_flags:
+                if flag.advice not in table.advice:
+                    raise TriageTableError(
+                        f"instruments: {instrument.id}: item '{item.id}': red flag '{flag.code}': "
+                        f"no advice '{flag.advice}' in triage.yaml"
+                    )
+
+
+def check_arms(table: TriageTable, instruments: Mapping[str, Instrument], protocol: Protocol) -> None:
+    """Refuse an arm the protocol does not have, in an instrument (`applies_to`, an item's
+    or a red flag's `arms`: InstrumentError) or in a cross-check (TriageTableError).
+
+    Why: the arms are the protocol's; an arm misspelt in another file would silently
+    never ask a question or never raise a red flag."""
+    known = set(protocol.arms)
+    listed = ", ".join(protocol.arms)
+    for instrument in instruments.values():
+        places: list[tuple[str, list[str] | None]] = [("applies_to", instrument.applies_to)]
+        for item in instrument.items:
+            places.append((f"item '{item.id}': arms", item.arms))
+            places += [(f"item '{item.id}': red flag '{f.code}': arms", f.arms) for f in item.red_flags]
+        for where, arms in places:
+            unknown = sorted(set(arms or ()) - known)
+            if unknown:
+                raise InstrumentError(
+                    f"instruments: {instrument.id}: {where}: no arm '{unknown[0]}' in protocol.yaml (arms: {listed})"
+                )
+    for check in table.cross_checks:
+        unknown = sorted(set(check.arms) - known)
+        if unknown:
+            raise TriageTableError(
+                f"triage.yaml: cross_checks.{check.code}: no arm '{unknown[0]}' in protocol.yaml (arms: {listed})"
+            )
 
 
 def check_cross_checks(table: TriageTable, instruments: Mapping[str, Instrument]) -> None:
@@ -488,7 +535,7 @@ def _worsened(details: Mapping[str, SymptomGrade], previous: Mapping[str, int] |
 
 def advice_text(key: str, language: str, phone: str, table: TriageTable) -> str:
     """The participant's instruction for an advice key, with the study phone filled in."""
-    entry = table.advice[key]  # type: ignore[index]
+    entry = table.advice[key]
     # Latin digits in every language: Telegram links only a number as dialled,
     # and the same number must not appear in two scripts (GLOSSARY-bn.md).
     return entry.text.get(language).format_map({"phone": phone})

@@ -10,7 +10,8 @@ first day, whichever is earlier) until the next visit's period starts. A second
 completed response for the same visit (for a daily diary: the same day) is refused.
 
 Switches: the protocol names them (`switch: raynaud`) with a default; the participant
-row keeps the ones the study team set (`/raynaud STUDY_ID on|off`), audited.
+row keeps the ones the study team set (`/raynaud STUDY_ID on|off` turns the protocol's
+switch, whatever the protocol calls it), audited.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ from scheduler.calendar import local_date
 from scheduler.protocol import Protocol, QuestionnaireRule
 
 ON_OFF = {"on": True, "off": False}
-RAYNAUD_SWITCH = "raynaud"
-"""The protocol switch `/raynaud` turns (content/protocol.yaml: `switch: raynaud`)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,21 @@ def enabled_instruments(participant: Participant, protocol: Protocol) -> frozens
 def default_instruments(protocol: Protocol) -> frozenset[str]:
     """The switchable instruments that are on for a participant who has set nothing."""
     return frozenset(q.instrument for q in protocol.questionnaires if q.switch is not None and q.default_enabled)
+
+
+def the_switch(protocol: Protocol) -> str:
+    """The per-participant switch the study team's switch command (`/raynaud`) turns: the
+    protocol's one switch (`switch:` on a questionnaire in content/protocol.yaml).
+
+    Why: the switch's name is the protocol's, not the code's, so a second protocol's
+    diary is switched by the same command. A DomainError when the protocol has none,
+    or several (then the command would not know which)."""
+    names = list(protocol.switches())
+    if not names:
+        raise DomainError("the protocol has no per-participant switch")
+    if len(names) > 1:
+        raise DomainError(f"the protocol has several switches ({', '.join(names)}); this command turns only one")
+    return names[0]
 
 
 def parse_switch_args(command: str, args: list[str]) -> SwitchRequest:

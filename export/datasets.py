@@ -94,7 +94,7 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
             "mtx_weekday",
             "Methotrexate weekday (0=Monday … 6=Sunday; arm B)",
             "integer",
-            "participants.mtx_weekday",
+            "participants.own_weekday",
             {
                 i: d
                 for i, d in enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"])
@@ -131,7 +131,7 @@ async def participants(session: AsyncSession, scope: Scope) -> Dataset:
                 "enrolled_at": p.created_at,
                 "linked_at": linked_at,
                 "reminder_time": reminder.strftime("%H:%M") if reminder else None,
-                "mtx_weekday": p.mtx_weekday,
+                "mtx_weekday": p.own_weekday,  # the export keeps its variable name
                 "paused_until": p.paused_until,
                 "pause_reason": p.pause_reason,
                 "withdrawn_at": p.withdrawn_at,

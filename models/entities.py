@@ -45,8 +45,8 @@ class Participant(Base):
         string_enum(ParticipantStatus, "participant_status"), default=ParticipantStatus.INVITED
     )
     reminder_time: Mapped[time | None]  # /settime; None = the protocol's default time
-    mtx_weekday: Mapped[int | None]  # 0 = Monday … 6 = Sunday; arm B only
-    folic_weekday: Mapped[int | None]  # None = the day after methotrexate
+    own_weekday: Mapped[int | None]  # 0 = Monday … 6 = Sunday: the day chosen for the `rule: participant` regimen
+    follow_weekday: Mapped[int | None]  # the day chosen for the `rule: after` regimen (None: the protocol's rule)
     paused_until: Mapped[date | None]
     pause_reason: Mapped[str | None] = mapped_column(String(200))
     withdrawn_at: Mapped[datetime | None]

@@ -65,10 +65,10 @@ def plan_input(participant: Participant, visits: list[ClinicVisit], protocol: Pr
         if rule is None or regimen.frequency != "weekly":
             continue
         if rule.rule == "participant":
-            own = participant.mtx_weekday
+            own = participant.own_weekday
             weekdays[regimen.id] = own if own is not None else participant.baseline_date.weekday()
-        elif rule.rule == "after" and rule.participant_may_choose and participant.folic_weekday is not None:
-            weekdays[regimen.id] = participant.folic_weekday
+        elif rule.rule == "after" and rule.participant_may_choose and participant.follow_weekday is not None:
+            weekdays[regimen.id] = participant.follow_weekday
     recorded = {
         v.week: RecordedVisit(VisitOutcome(v.status.value), v.attended_on)
         for v in visits

@@ -203,7 +203,7 @@ async def test_random_kills_during_a_dispatch_lose_no_reminder(
     row ends SENT; each reminder opened exactly one dose-log row and one follow-up."""
     from bench.seed import CHAT_BASE, same_minute_profiles, seed
     from domain.content import load_content
-    from domain.schedule_ops import planned_from_row
+    from domain.doses import planned_from_row
     from models import DoseLog, MessageStatus, ScheduledMessage
     from scheduler.calendar import to_local
     from scheduler.planner import MessageKind, make_dose_followup

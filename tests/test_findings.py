@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT, BotHarness
-from domain import checkins
+from domain import questionnaire_sessions
 from export.datasets import Scope
 from export.followup import adverse_events
 from models import (
@@ -397,7 +397,7 @@ async def test_two_processes_expire_a_session_exactly_once(bot: BotHarness, serv
             [session] = list(await db.scalars(select(QuestionnaireSession)))
             participant = await db.get(Participant, session.participant_id)
             assert participant is not None
-            done = await checkins.expire(db, participant, session, now=now, env=env)
+            done = await questionnaire_sessions.expire(db, participant, session, now=now, env=env)
             await db.commit()
             return done
 
@@ -417,7 +417,7 @@ async def test_two_taken_presses_at_once_in_two_processes_still_raise_the_double
         pytest.skip("SQLite has one writer at a time; the race is PostgreSQL's")
     from datetime import time
 
-    from domain.schedule_ops import answer_dose
+    from domain.doses import answer_dose
     from models import DoseAnswer, DoseLog, ScheduledMessage
     from models.db import create_engine, create_session_factory
     from tests.test_reminders import mtx_participant
@@ -524,8 +524,8 @@ def test_clinic_hours_and_report_idle_close_are_checked_and_default() -> None:
 
 
 def test_finding_keys_add_grades_worsening_and_own_words_only_when_final() -> None:
-    from domain.checkins import finding_keys
     from domain.content import load_content
+    from domain.findings import finding_keys
     from domain.questionnaires.loader import load_instruments
     from domain.triage import triage
 

@@ -503,7 +503,7 @@ def _mutate_bad_item_id(d: dict[str, Any]) -> None:
 
 
 def _mutate_red_flag_advice(d: dict[str, Any]) -> None:
-    _item(d, "fever")["red_flags"] = [{"code": "x", "advice": "pray", "reason": dict(T)}]
+    _item(d, "fever")["red_flags"] = [{"code": "x", "advice": "Pray now!", "reason": dict(T)}]
 
 
 def _mutate_red_flag_without_when(d: dict[str, Any]) -> None:
@@ -692,10 +692,10 @@ BROKEN = [
     ),
     ("misspelt field", _mutate_unknown_field, "bad.yaml: item 'fever_temp': show_iff: Extra inputs are not permitted"),
     ("bad item id", _mutate_bad_item_id, "bad.yaml: item 'Note Field': id: String should match pattern"),
-    (
-        "unknown advice key",
+    (  # a well-formed key the triage table lacks is refused by load_content (tests/test_triage.py)
+        "advice key that is not a key",
         _mutate_red_flag_advice,
-        "bad.yaml: item 'fever': red_flags.0.advice: Input should be 'emergency'",
+        "bad.yaml: item 'fever': red_flags.0.advice: String should match pattern",
     ),
     (
         "red flag on a number without when",

@@ -124,7 +124,7 @@ def test_enroll_args_full_and_defaults() -> None:
     # weekday before language is fine too
     assert parse_enroll_args(["bsm-001", "b", "2026-10-25", "fri", "en"], PROTOCOL).language == "en"
     # arm B without a weekday: the baseline's weekday (a Sunday here)
-    assert parse_enroll_args(["BSM-001", "B", "2026-10-25"], PROTOCOL).mtx_weekday == 6
+    assert parse_enroll_args(["BSM-001", "B", "2026-10-25"], PROTOCOL).own_weekday == 6
     # arm A: no weekday, Bangla by default
     assert parse_enroll_args(["BSM-002", "A", "2026-10-25"], PROTOCOL) == EnrollRequest(
         "BSM-002", "A", date(2026, 10, 25), "bn", None

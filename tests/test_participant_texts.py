@@ -32,8 +32,8 @@ def participant(arm: str = "B", mtx: int | None = 4, folic: int | None = None) -
         baseline_date=date(2026, 10, 25),
         language=Language.BN,
         status=ParticipantStatus.ACTIVE,
-        mtx_weekday=mtx,
-        folic_weekday=folic,
+        own_weekday=mtx,
+        follow_weekday=folic,
         created_at=now,
         updated_at=now,
     )

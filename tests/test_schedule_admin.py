@@ -139,7 +139,8 @@ def test_pause_and_visit_arguments_are_parsed_strictly() -> None:
     from datetime import date
 
     from domain.parsing import ParseError
-    from domain.schedule_ops import parse_pause_args, parse_visit_args
+    from domain.participant_state import parse_pause_args
+    from domain.visits import parse_visit_args
     from models import VisitStatus
 
     assert parse_pause_args(["bsm-001"]).until is None

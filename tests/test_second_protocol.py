@@ -147,3 +147,18 @@ async def test_a_second_protocols_condition_weekly_drug_wording_and_double_dose_
     assert alert["kind"] == "vitd_double_dose" and alert["level"] == "urgent"
     doses = {(d["regimen"], d["answer"]) for d in read_csv(result.directory / "doses.csv")}
     assert ("vitamin_d", "taken") in doses and ("methotrexate", "taken") not in doses
+
+
+async def test_a_second_protocols_own_switch_is_the_one_the_switch_command_turns(
+    second_trial: BotHarness, server: BotAPIServer
+) -> None:
+    """The protocol names its per-participant switch (`finger_diary` here, `raynaud` in the
+    shipped one): /raynaud turns that one, so no switch id is the code's."""
+    bot = second_trial
+    await admin_says(server, "/enroll BSM-904 A 2026-10-25 en", "One-time code")
+    reply = await admin_says(server, "/raynaud BSM-904 on", "BSM-904")
+    assert "is ON" in reply.content
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        participant = await session.scalar(select(Participant).where(Participant.study_id == "BSM-904"))
+        assert participant is not None and participant.switches == {"finger_diary": True}

@@ -446,7 +446,7 @@ def _record(arm: str = "B", **kw: object) -> summary.ParticipantRecord:
         baseline_date=BASELINE,
         language=Language.EN,
         status=kw.pop("status", ParticipantStatus.ACTIVE),
-        mtx_weekday=4 if arm == "B" else None,
+        own_weekday=4 if arm == "B" else None,
         paused_until=None,
         pause_reason=None,
         withdrawn_at=None,

@@ -7,6 +7,7 @@ words, or Bangla words and Bengali digits), then triages the answers.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,15 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
-from domain.content import CONTENT_DIR
+from domain.content import CONTENT_DIR, load_content
 from domain.questionnaires import (
     SKIP_VALUE,
     AnswerError,
     Context,
     Instrument,
+    InstrumentError,
     State,
     answer,
     current_item,
+    is_available,
     load_instruments,
     start,
 )
@@ -674,6 +677,57 @@ def test_the_first_methotrexate_dose_is_never_a_double_dose() -> None:
 def test_double_dose_check_refuses_mixing_naive_and_aware_times() -> None:
     with pytest.raises(ValueError, match="aware"):
         double_dose(datetime(2026, 11, 20, 9, 0), NOW, MTX_WITHIN)
+
+
+# --- arms and advice keys are the protocol's and the table's, checked at load -----------------
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "error", "message"),
+    [
+        pytest.param(
+            "instruments/_red_flags.yaml",
+            "advice: call_now",
+            "advice: pray",
+            TriageTableError,
+            "item 'rf_ssc_headache_vision': red flag 'ssc_renal_headache_vision': no advice 'pray' in triage.yaml",
+            id="red-flag-advice",
+        ),
+        pytest.param(
+            "instruments/haq_di.yaml",
+            "applies_to: [A, B]",
+            "applies_to: [A, C]",
+            InstrumentError,
+            "instruments: haq_di: applies_to: no arm 'C' in protocol.yaml (arms: A, B)",
+            id="instrument-arm",
+        ),
+        pytest.param(
+            "triage.yaml",
+            "arms: [B]",
+            "arms: [b]",
+            TriageTableError,
+            "no arm 'b' in protocol.yaml (arms: A, B)",
+            id="cross-check-arm",
+        ),
+    ],
+)
+def test_an_arm_or_advice_key_the_protocol_or_table_lacks_is_refused_at_load(
+    tmp_path: Path, file: str, old: str, new: str, error: type[Exception], message: str
+) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    path = content / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(error) as info:
+        load_content(content)
+    assert message in str(info.value)
+
+
+def test_an_instrument_without_applies_to_is_for_every_arm_of_the_protocol() -> None:
+    instrument = load_instruments(ROOT / "content" / "instruments")["haq_di"].model_copy(update={"applies_to": None})
+    assert all(is_available(instrument, Context(arm=arm, today=TODAY)) for arm in ("A", "B", "C"))
 
 
 # --- the triage table itself ---------------------------------------------------------------

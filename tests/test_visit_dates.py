@@ -227,7 +227,7 @@ async def test_the_same_from_the_shell(
 
 def test_agreed_date_arguments_and_buttons_are_parsed_strictly() -> None:
     from domain.parsing import ParseError
-    from domain.schedule_ops import is_agreed_date, parse_agreed_date_args
+    from domain.visits import is_agreed_date, parse_agreed_date_args
 
     request = parse_agreed_date_args(["bsm-001", "৪", "ON", "২০২৬-১১-২৪"])
     assert (request.study_id, request.week, request.on) == ("BSM-001", 4, date(2026, 11, 24))

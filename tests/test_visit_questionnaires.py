@@ -354,3 +354,20 @@ async def test_raynaud_from_the_shell_is_audited_as_cli_and_plans_the_diary(
     assert [a.actor.split(":")[0] for a in audits] == ["cli", "cli"] and audits[1].detail == "unchanged"
     planned = await rows(bot, ScheduledMessage, ScheduledMessage.key.startswith("questionnaire:raynaud"))
     assert len(planned) == 21 and {r.status.value for r in planned} == {"planned"}
+
+
+def test_the_switch_command_turns_the_protocols_one_switch_and_refuses_to_guess() -> None:
+    from domain.content import load_content
+    from domain.errors import DomainError
+    from domain.visit_questionnaires import the_switch
+
+    protocol = load_content().protocol
+    assert the_switch(protocol) == "raynaud"  # content/protocol.yaml: switch: raynaud
+    (diary,) = [q for q in protocol.questionnaires if q.switch is not None]
+    other = diary.model_copy(update={"switch": "second_diary"})
+    several = protocol.model_copy(update={"questionnaires": [*protocol.questionnaires, other]})
+    with pytest.raises(DomainError, match="several switches"):
+        the_switch(several)
+    none = protocol.model_copy(update={"questionnaires": [q for q in protocol.questionnaires if q.switch is None]})
+    with pytest.raises(DomainError, match="no per-participant switch"):
+        the_switch(none)

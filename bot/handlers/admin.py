@@ -24,8 +24,9 @@ def _actor(update: Update) -> str:
 
 @private_admin_only
 async def enroll(update: Update, context: BotContext) -> None:
-    """/enroll STUDY_ID ARM BASELINE [LANG] [MTX_WEEKDAY]: register and issue a one-time code
-    (the weekday, for an arm whose drug is taken on the participant's own day: the protocol's)."""
+    """/enroll STUDY_ID ARM BASELINE [LANG] [WEEKDAY]: register and issue a one-time code
+    (the weekday, for an arm whose drug is taken on the participant's own day: the protocol's;
+    the menu and the usage line name it after that drug, `enroll_usage`)."""
     request = enrollment.parse_enroll_args(list(context.args or []), context.services.protocol)
     settings = context.services.settings
     result = await enrollment.enroll(
@@ -121,7 +122,7 @@ async def raynaud(update: Update, context: BotContext) -> None:
     result = await visit_questionnaires.set_switch(
         context.db,
         request,
-        visit_questionnaires.RAYNAUD_SWITCH,
+        visit_questionnaires.the_switch(context.services.protocol),
         actor=_actor(update),
         now=context.now,
         protocol=context.services.protocol,

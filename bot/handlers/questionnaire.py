@@ -4,7 +4,7 @@ button, the answer buttons (with Skip and Back) and typed answers.
 One question per message with big buttons; typed answers are read by the
 engine (Bengali digits, "হ্যাঁ"/"yes"). The safety advice goes out in the same
 reply as the answer that triggered it: it never waits for anything. The
-progress itself lives in the database (domain.checkins)."""
+progress itself lives in the database (domain.questionnaire_sessions)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bot.services import Services
 from bot.texts import not_enrolled, with_contact
 from core.digits import phone_as_dialled
 from core.text import Text
-from domain import audit, checkins, visit_questionnaires
+from domain import audit, questionnaire_sessions, visit_questionnaires
 from domain.questionnaires import (
     BACK_VALUE,
     SKIP_VALUE,
@@ -66,15 +66,15 @@ HINTS_WITH_ALT_UNIT = {
 }
 
 
-def env(context: BotContext) -> checkins.Env:
+def env(context: BotContext) -> questionnaire_sessions.Env:
     """The questionnaire environment of this process."""
     return env_of(context.services)
 
 
-def env_of(services: Services) -> checkins.Env:
+def env_of(services: Services) -> questionnaire_sessions.Env:
     """The questionnaire environment from the process's services (handlers and ticks)."""
     protocol = services.protocol
-    return checkins.Env(
+    return questionnaire_sessions.Env(
         instruments=services.instruments,
         triage=services.content.triage,
         tz=services.settings.tz,
@@ -95,17 +95,17 @@ async def expiry_tick(app: TrialApplication) -> None:
     now = services.clock.now()
     environment = env_of(services)
     async with services.one_writer(), services.sessions() as db:
-        if await checkins.backfill_expiry(db, environment):
+        if await questionnaire_sessions.backfill_expiry(db, environment):
             await db.commit()
     async with services.sessions() as db:
-        due = await checkins.expire_due(db, now, environment)
+        due = await questionnaire_sessions.expire_due(db, now, environment)
     for session_id in due:
         async with services.one_writer(), services.sessions() as db:
             session = await db.get(QuestionnaireSession, session_id)
             participant = await db.get(Participant, session.participant_id) if session else None
             if session is None or participant is None:
                 continue
-            if await checkins.expire(db, participant, session, now=now, env=environment):
+            if await questionnaire_sessions.expire(db, participant, session, now=now, env=environment):
                 await db.commit()
             else:
                 await db.rollback()
@@ -165,7 +165,7 @@ def _unit_text(unit: object) -> str:
     return " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
 
 
-def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
+def question(current: questionnaire_sessions.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
     """The message for the current question: where we are, the question, its buttons."""
     item = current.item
     assert item is not None
@@ -191,7 +191,7 @@ def question(current: checkins.Progress) -> tuple[str, InlineKeyboardMarkup | No
     return text, InlineKeyboardMarkup(rows) if rows else None
 
 
-def send_question(context: BotContext, current: checkins.Progress, lead: str | None = None) -> None:
+def send_question(context: BotContext, current: questionnaire_sessions.Progress, lead: str | None = None) -> None:
     """Queue the current question; once sent, remember its message id in the row."""
     text, markup = question(current)
     if lead:
@@ -206,13 +206,13 @@ def send_question(context: BotContext, current: checkins.Progress, lead: str | N
     async def send() -> None:
         message = await bot.send_message(chat_id, text, reply_markup=markup)
         async with services.one_writer(), services.sessions() as db:
-            await checkins.set_message_id(db, session_id, message.message_id)
+            await questionnaire_sessions.set_message_id(db, session_id, message.message_id)
             await db.commit()
 
     context.work.after_commit(send)
 
 
-def _drop_old_keyboard(context: BotContext, current: checkins.Progress | None) -> None:
+def _drop_old_keyboard(context: BotContext, current: questionnaire_sessions.Progress | None) -> None:
     """Typed answers leave the previous question's buttons: take them away."""
     chat = context.work.update.effective_chat
     if current is None or chat is None or current.session.current_message_id is None:
@@ -222,7 +222,7 @@ def _drop_old_keyboard(context: BotContext, current: checkins.Progress | None) -
     context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None))
 
 
-def intro(current: checkins.Progress) -> str:
+def intro(current: questionnaire_sessions.Progress) -> str:
     """Title and instructions of a questionnaire that is starting."""
     lang = current.context.language
     instrument = current.instrument
@@ -247,7 +247,7 @@ def advice_message(keys: tuple[str, ...], phone: str, table: TriageTable) -> str
     return with_contact("\n\n".join(lines), phone)
 
 
-def show(context: BotContext, outcome: checkins.Outcome) -> None:
+def show(context: BotContext, outcome: questionnaire_sessions.Outcome) -> None:
     """Put an outcome into words: advice first, then thanks, then the next question."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
@@ -287,7 +287,9 @@ async def _begin(context: BotContext, participant: Participant, instrument_id: s
     ):
         context.reply(_("You are no longer in the study follow-up, so there are no questions for you."))
         return
-    outcome = await checkins.begin(context.db, participant, instrument_id, origin, now=context.now, env=env(context))
+    outcome = await questionnaire_sessions.begin(
+        context.db, participant, instrument_id, origin, now=context.now, env=env(context)
+    )
     if outcome.already_answered is not None:
         context.reply(already_answered(context, instrument_id, outcome.already_answered))
         return
@@ -320,14 +322,18 @@ async def checkin_command(update: Update, context: BotContext) -> None:
     """/checkin: start (or continue) the weekly check-in now."""
     participant = _participant(context)
     if participant is not None:
-        await _begin(context, participant, context.services.protocol.checkin.instrument, checkins.ORIGIN_COMMAND)
+        await _begin(
+            context, participant, context.services.protocol.checkin.instrument, questionnaire_sessions.ORIGIN_COMMAND
+        )
 
 
 async def report_command(update: Update, context: BotContext) -> None:
     """/report: report a problem at any time, also in the middle of another questionnaire."""
     participant = _participant(context)
     if participant is not None:
-        await _begin(context, participant, context.services.protocol.report_instrument, checkins.ORIGIN_REPORT)
+        await _begin(
+            context, participant, context.services.protocol.report_instrument, questionnaire_sessions.ORIGIN_REPORT
+        )
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:
@@ -335,8 +341,8 @@ async def cancel_command(update: Update, context: BotContext) -> None:
     participant = _participant(context)
     if participant is None:
         return
-    current = await checkins.current_progress(context.db, participant, context.now, env(context))
-    outcome = await checkins.cancel(context.db, participant, now=context.now, env=env(context))
+    current = await questionnaire_sessions.current_progress(context.db, participant, context.now, env(context))
+    outcome = await questionnaire_sessions.cancel(context.db, participant, now=context.now, env=env(context))
     if outcome.cancelled is None:
         context.reply(_("There is nothing to cancel."))
         return
@@ -354,7 +360,7 @@ async def start_button(update: Update, context: BotContext) -> None:
     instrument_id = callbacks.parse_start(query.data)
     context.answer()
     context.edit_markup(None)
-    await _begin(context, participant, instrument_id, checkins.ORIGIN_PROMPT)
+    await _begin(context, participant, instrument_id, questionnaire_sessions.ORIGIN_PROMPT)
 
 
 async def answer_button(update: Update, context: BotContext) -> None:
@@ -370,10 +376,10 @@ async def answer_button(update: Update, context: BotContext) -> None:
         return
     session_id, item_id, value = pressed.session_id, pressed.item_id, pressed.value
     try:
-        outcome = await checkins.answer(
+        outcome = await questionnaire_sessions.answer(
             context.db, participant, value, now=context.now, env=env(context), session_id=session_id, item_id=item_id
         )
-    except checkins.NotYours:
+    except questionnaire_sessions.NotYours:
         audit.record(
             context.db,
             at=context.now,
@@ -384,7 +390,7 @@ async def answer_button(update: Update, context: BotContext) -> None:
         )
         context.answer(_("This button is not for you. Nothing was changed."), alert=True)
         return
-    if outcome.error is not None and outcome.error.code == checkins.SUSPENDED:
+    if outcome.error is not None and outcome.error.code == questionnaire_sessions.SUSPENDED:
         context.answer(_("Please finish your problem report first, or send /cancel to stop it."), alert=True)
         return
     if outcome.error is not None:
@@ -401,18 +407,27 @@ async def answer_button(update: Update, context: BotContext) -> None:
         return
     context.answer()
     answered = _answered_item(context, item_id)
-    keep = answered is not None and checkins.is_safety_item(answered) and value not in (BACK_VALUE, SKIP_VALUE)
+    keep = (
+        answered is not None
+        and questionnaire_sessions.is_safety_item(answered)
+        and value not in (BACK_VALUE, SKIP_VALUE)
+    )
     context.edit_markup(marked_keyboard(markup, value) if keep else None)
     show(context, outcome)
 
 
-def _mark_typed_safety_answer(context: BotContext, current: checkins.Progress, asked: Item) -> None:
+def _mark_typed_safety_answer(context: BotContext, current: questionnaire_sessions.Progress, asked: Item) -> None:
     """A red-flag or seriousness question answered by typing keeps its buttons too, the
     answer marked ✓ (the edit is queued after the removal, so it wins)."""
     chat = context.work.update.effective_chat
     message_id = current.session.current_message_id
     value = current.session.state.get("answers", {}).get(asked.id)
-    if chat is None or message_id is None or not checkins.is_safety_item(asked) or not isinstance(value, bool):
+    if (
+        chat is None
+        or message_id is None
+        or not questionnaire_sessions.is_safety_item(asked)
+        or not isinstance(value, bool)
+    ):
         return
     markup = marked_keyboard(question(current)[1], "yes" if value else "no")
     bot, chat_id = context.bot, chat.id
@@ -429,7 +444,7 @@ def _answered_item(context: BotContext, item_id: str) -> Item | None:
     return None
 
 
-def _show_correction(context: BotContext, outcome: checkins.Outcome) -> None:
+def _show_correction(context: BotContext, outcome: questionnaire_sessions.Outcome) -> None:
     """Confirm a corrected red-flag or seriousness answer, with advice for a Yes."""
     phone = context.services.settings.study_contact_phone
     if outcome.advice:
@@ -445,7 +460,7 @@ async def typed_answer(update: Update, context: BotContext) -> None:
     question if there is one, else the usual "not understood"."""
     participant = context.participant
     current = (
-        await checkins.current_progress(context.db, participant, context.now, env(context))
+        await questionnaire_sessions.current_progress(context.db, participant, context.now, env(context))
         if participant is not None
         else None
     )
@@ -459,7 +474,9 @@ async def typed_answer(update: Update, context: BotContext) -> None:
         send_question(context, current, lead)
         return
     asked = current.item
-    outcome = await checkins.answer(context.db, participant, message.text, now=context.now, env=env(context))
+    outcome = await questionnaire_sessions.answer(
+        context.db, participant, message.text, now=context.now, env=env(context)
+    )
     if outcome.error is None:
         _mark_typed_safety_answer(context, current, asked)
     if outcome.error is not None:

@@ -11,10 +11,11 @@ from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import _, format_date, format_time
 from bot.texts import not_enrolled, with_contact
-from domain import schedule_ops
+from domain import doses, participant_state, status_report, visits
+from domain.doses import DoseOutcome
 from domain.parsing import AmbiguousTime, ParseError, read_time
-from domain.schedule_ops import DoseOutcome, VisitChoice
 from domain.triage import advice_text
+from domain.visits import VisitChoice
 from models import DoseAnswer, Participant, ParticipantStatus, VisitStatus
 from scheduler import store
 from scheduler.calendar import local_date, to_local
@@ -40,9 +41,9 @@ async def schedule(update: Update, context: BotContext) -> None:
         return
     protocol = context.services.protocol
     today = local_date(context.now, protocol.tz)
-    visits = await store.ensure_visits(context.db, participant, protocol)
+    clinic_visits = await store.ensure_visits(context.db, participant, protocol)
     lines = [_("Your clinic visits:")]
-    upcoming = [v for v in visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.open_until >= today]
+    upcoming = [v for v in clinic_visits if v.week > 0 and v.status is VisitStatus.PLANNED and v.open_until >= today]
     for visit in upcoming:
         name = protocol.visit(visit.week)
         line = "{visit}: {date}".format(
@@ -56,8 +57,8 @@ async def schedule(update: Update, context: BotContext) -> None:
         lines.append("• " + _("No more visits are planned."))
     lines.append("")
     lines.append(_("Your next medicine reminders:"))
-    doses = await schedule_ops.planned_rows(context.db, participant.id, MessageKind.DOSE_REMINDER, limit=4)
-    for row in doses:
+    reminders = await status_report.planned_rows(context.db, participant.id, MessageKind.DOSE_REMINDER, limit=4)
+    for row in reminders:
         local = to_local(row.due_at, protocol.tz)
         drug = reminder_texts.drug_name(protocol, participant.arm, str(row.payload.get("regimen", "")))
         lines.append(
@@ -68,7 +69,7 @@ async def schedule(update: Update, context: BotContext) -> None:
                 drug=drug,
             )
         )
-    if not doses:
+    if not reminders:
         lines.append("• " + _("No reminders are planned."))
     if participant.status == ParticipantStatus.PAUSED:
         lines.append("")
@@ -101,7 +102,7 @@ async def settime(update: Update, context: BotContext) -> None:
 
 async def _set_time(context: BotContext, participant: Participant, at: time) -> None:
     """Store the reminder time, replan the doses and say the time back as people say it."""
-    await schedule_ops.set_reminder_time(
+    await participant_state.set_reminder_time(
         context.db, participant, at, now=context.now, protocol=context.services.protocol
     )
     context.reply(_("Done. I will remind you about your medicine at {time}.").format(time=format_time(at)))
@@ -147,7 +148,7 @@ async def stop_button(update: Update, context: BotContext) -> None:
         context.answer(_("Saved"))
         context.reply(_("Good. Your reminders continue as before."))
         return
-    await schedule_ops.stop_by_participant(
+    await participant_state.stop_by_participant(
         context.db,
         participant,
         now=context.now,
@@ -182,7 +183,7 @@ async def dose_button(update: Update, context: BotContext) -> None:
         return
     reminder_id, answer = pressed
     services = context.services
-    result = await schedule_ops.answer_dose(
+    result = await doses.answer_dose(
         context.db,
         participant,
         reminder_id,
@@ -235,7 +236,7 @@ async def visit_button(update: Update, context: BotContext) -> None:
         common.button_no_longer_active(context)
         return
     week, choice = pressed
-    visit = await schedule_ops.answer_visit(
+    visit = await visits.answer_visit(
         context.db,
         participant,
         week,

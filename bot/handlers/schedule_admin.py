@@ -11,7 +11,7 @@ from bot import callbacks, staff_replies
 from bot.context import BotContext
 from bot.handlers import common
 from bot.handlers.guards import private_admin_only
-from domain import audit, schedule_ops
+from domain import audit, participant_state, status_report, visits
 from domain.errors import DomainError
 from domain.parsing import parse_study_id
 
@@ -24,8 +24,8 @@ def _actor(update: Update) -> str:
 @private_admin_only
 async def pause(update: Update, context: BotContext) -> None:
     """/pause STUDY_ID [UNTIL_DATE] [REASON…]: no routine messages until the date or /resume."""
-    request = schedule_ops.parse_pause_args(list(context.args or []))
-    participant = await schedule_ops.pause(
+    request = participant_state.parse_pause_args(list(context.args or []))
+    participant = await participant_state.pause(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
     context.reply(staff_replies.paused(participant))
@@ -37,7 +37,7 @@ async def resume(update: Update, context: BotContext) -> None:
     args = list(context.args or [])
     if len(args) != 1:
         raise DomainError("usage: /resume STUDY_ID")
-    participant = await schedule_ops.resume(
+    participant = await participant_state.resume(
         context.db, parse_study_id(args[0]), actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
     context.reply(staff_replies.resumed(participant))
@@ -50,7 +50,7 @@ async def status(update: Update, context: BotContext) -> None:
     if len(args) != 1:
         raise DomainError("usage: /status STUDY_ID")
     protocol = context.services.protocol
-    report = await schedule_ops.status_report(context.db, parse_study_id(args[0]), now=context.now, protocol=protocol)
+    report = await status_report.status_report(context.db, parse_study_id(args[0]), now=context.now, protocol=protocol)
     context.reply(staff_replies.status(report, protocol.tz))
 
 
@@ -59,21 +59,21 @@ async def visit(update: Update, context: BotContext) -> None:
     """/visit STUDY_ID WEEK done|missed [DATE]: record a clinic visit;
     /visit STUDY_ID WEEK on DATE: the date agreed with the participant."""
     args = list(context.args or [])
-    if schedule_ops.is_agreed_date(args):
-        await _agree_date(update, context, schedule_ops.parse_agreed_date_args(args), confirmed=False)
+    if visits.is_agreed_date(args):
+        await _agree_date(update, context, visits.parse_agreed_date_args(args), confirmed=False)
         return
-    request = schedule_ops.parse_visit_args(args)
-    recorded = await schedule_ops.record_visit(
+    request = visits.parse_visit_args(args)
+    recorded = await visits.record_visit(
         context.db, request, actor=_actor(update), now=context.now, protocol=context.services.protocol
     )
     context.reply(staff_replies.visit_recorded(request.study_id, recorded))
 
 
 async def _agree_date(
-    update: Update, context: BotContext, request: schedule_ops.AgreedDateRequest, *, confirmed: bool
+    update: Update, context: BotContext, request: visits.AgreedDateRequest, *, confirmed: bool
 ) -> None:
     """Store the agreed date, or (outside the window, not yet confirmed) ask with a button."""
-    agreed = await schedule_ops.agree_visit_date(
+    agreed = await visits.agree_visit_date(
         context.db,
         request,
         actor=_actor(update),
@@ -101,11 +101,11 @@ async def visit_date_button(update: Update, context: BotContext) -> None:
     if not pressed.confirmed:
         context.reply(f"{pressed.study_id}: nothing changed; the week {pressed.week} visit keeps its date.")
         return
-    request = schedule_ops.AgreedDateRequest(pressed.study_id, pressed.week, date.fromisoformat(pressed.on))
+    request = visits.AgreedDateRequest(pressed.study_id, pressed.week, date.fromisoformat(pressed.on))
     await _agree_date(update, context, request, confirmed=True)
 
 
-def _deviation_buttons(agreed: schedule_ops.AgreedDate) -> InlineKeyboardMarkup:
+def _deviation_buttons(agreed: visits.AgreedDate) -> InlineKeyboardMarkup:
     """Confirm the deviation / keep the date."""
     study_id, week, on = agreed.study_id, agreed.visit.week, agreed.on.isoformat()
     return InlineKeyboardMarkup(

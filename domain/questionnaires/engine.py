@@ -76,7 +76,7 @@ class StateError(ValueError):
 class Context:
     """Who is answering and when: everything the engine may depend on besides answers."""
 
-    arm: Literal["A", "B"]
+    arm: str  # one of the protocol's arm ids
     today: date
     language: Literal["en", "bn"] = "en"
     visit_week: int | None = None

@@ -20,12 +20,11 @@ from core.text import Text
 from domain.questionnaires.conditions import Answer, Condition, Scalar
 
 __all__ = [
-    "ADVICE_KEYS",
     "DEFAULT_LABELS",
     "AdviceKey",
     "AltUnit",
     "Answer",
-    "Arm",
+    "ArmId",
     "Choice",
     "Condition",
     "DateItem",
@@ -52,19 +51,19 @@ __all__ = [
     "YesNoItem",
 ]
 
-Arm = Literal["A", "B"]
 Language = Literal["en", "bn"]
-AdviceKey = Literal["emergency", "stop_mtx_call", "hold_baricitinib_call", "call_now", "call_today"]
-ADVICE_KEYS: tuple[AdviceKey, ...] = (
-    "emergency",
-    "stop_mtx_call",
-    "hold_baricitinib_call",
-    "call_now",
-    "call_today",
-)
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 """Item ids and codes: short ASCII, so `item_id:value` fits Telegram's 64-byte callback_data."""
+
+ArmId = Annotated[str, Field(min_length=1, max_length=16)]
+"""An arm of the protocol (a key of `arms` in content/protocol.yaml). Which arms exist is
+the protocol's fact, not the instrument's: `domain.content.load_content` refuses an arm the
+protocol does not have (`check_instrument_arms`)."""
+AdviceKey = Annotated[str, Field(pattern=ID_PATTERN)]
+"""What the participant is told to do: a key of `advice` in content/triage.yaml. Which keys
+exist is the triage table's fact: the table refuses its own unknown keys, and
+`load_content` an instrument's (`domain.triage.check_instrument_advice`)."""
 VALUE_PATTERN = r"^[a-z0-9][a-z0-9_]{0,19}$"
 """Choice values: what the bot puts in callback_data."""
 
@@ -123,7 +122,7 @@ class RedFlag(_Frozen):
     advice: AdviceKey
     reason: Text
     """Plain reason for the coordinator (what was reported and why it matters)."""
-    arms: list[Arm] | None = None
+    arms: list[ArmId] | None = None
     """Only these arms (None: the arms the item is asked in)."""
     when: Condition | None = None
     """Trigger on this item's answer; default for yes_no: answered yes."""
@@ -146,7 +145,7 @@ class _ItemBase(_Frozen):
     """External item code for exports (e.g. an official instrument's item number)."""
     optional: bool = False
     show_if: Condition | None = None
-    arms: list[Arm] | None = None
+    arms: list[ArmId] | None = None
     enabled_by: Id | None = None
     value_if_hidden: Scalar | None = None
     """Answer implied when show_if is false because its gate was answered (e.g. 'none')."""
@@ -274,10 +273,6 @@ class HaqDiRule(_Frozen):
 ScoringRule = Annotated[ValueRule | SymptomGradesRule | HaqDiRule, Field(discriminator="kind")]
 
 
-def _all_arms() -> list[Arm]:
-    return ["A", "B"]
-
-
 def _all_languages() -> list[Language]:
     return ["en", "bn"]
 
@@ -297,7 +292,8 @@ class Instrument(_Frozen):
     title: Text
     instructions: Text | None = None
     recall: Text | None = None
-    applies_to: list[Arm] = Field(default_factory=lambda: _all_arms(), min_length=1)
+    applies_to: list[ArmId] | None = Field(default=None, min_length=1)
+    """The arms it is for (None: every arm of the protocol)."""
     languages: list[Language] = Field(default_factory=lambda: _all_languages(), min_length=1)
     validated: Validated
     validation_note: str | None = None

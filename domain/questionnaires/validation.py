@@ -59,7 +59,7 @@ def _instrument_level(instrument: Instrument) -> list[str]:
 def _item_problems(instrument: Instrument, item: Item, earlier: dict[str, Item]) -> list[str]:
     out: list[str] = []
     ids = {other.id for other in instrument.items}
-    if item.arms is not None:
+    if item.arms is not None and instrument.applies_to is not None:
         stray = sorted(set(item.arms) - set(instrument.applies_to))
         if stray:
             out.append(f"arms {stray} are not in the instrument's applies_to")
@@ -87,7 +87,8 @@ def _item_problems(instrument: Instrument, item: Item, earlier: dict[str, Item])
                 f"red flag '{flag.code}' when {p}"
                 for p in _condition_problems(flag.when, with_self, item, item.id, ids)
             ]
-        arms = set(flag.arms or []) - set(item.arms or instrument.applies_to)
+        asked_in = item.arms or instrument.applies_to  # None: every arm
+        arms = set(flag.arms or []) - set(asked_in) if asked_in is not None else set()
         if arms:
             out.append(f"red flag '{flag.code}' arms {sorted(arms)} never see this item")
     if item.seriousness is not None:

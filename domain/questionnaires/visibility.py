@@ -15,7 +15,7 @@ from domain.questionnaires.model import Instrument, Item
 
 def instrument_available(instrument: Instrument, arm: str, switches: Iterable[str] = ()) -> bool:
     """Whether this instrument may be started for this arm with these switches."""
-    if arm not in instrument.applies_to:
+    if instrument.applies_to is not None and arm not in instrument.applies_to:
         return False
     return not instrument.switchable or instrument.enabled_by in set(switches)
 

@@ -4,7 +4,7 @@
 T=tests/test_safety_paths.py
 . "$(dirname "$0")/mutant.sh"
 
-mutant "methotrexate: earliest earlier dose (max -> min)" domain/schedule_ops.py \
+mutant "methotrexate: earliest earlier dose (max -> min)" domain/doses.py \
     's/select(func.max(DoseLog.answered_at))/select(func.min(DoseLog.answered_at))/' latest_earlier
 mutant "dispatcher: status re-check removed" bot/dispatch.py \
     's/    if not store.is_messaged(participant, today):/    if False:/' withdrawn
@@ -20,7 +20,7 @@ mutant "arm B fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.y
     '/code: mtx_infection/,/reason:/s/greater_or_equal: 38.0/greater_than: 38.0/' 38_0
 mutant "arm A fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.yaml \
     '/code: bari_infection/,/reason:/s/greater_or_equal: 38.0/greater_than: 38.0/' 38_0
-mutant "last week's grades never looked up" domain/checkins.py \
+mutant "last week's grades never looked up" domain/questionnaire_sessions.py \
     's/    previous = await _previous_grades(db, participant, session, env)/    previous = None/' two_grades
 mutant "RetryAfter minimum dropped" scheduler/outbox.py \
     's/row.next_attempt_at = now + max(delay, at_least)/row.next_attempt_at = now + delay/' retry_after

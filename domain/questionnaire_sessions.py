@@ -1,14 +1,13 @@
-"""Questionnaire sessions as database rows: start, resume, answer, cancel.
+"""Questionnaire sessions as database rows: start, resume, answer, correct, cancel, expire.
 
 The pure engine (`domain.questionnaires`) decides what to ask; this module
 keeps its state in `questionnaire_sessions` (so any bot process, and the same
 process after a restart, continues where the participant stopped), stores
 every answer with its time and instrument version, runs the triage after EVERY
-answer, and raises alerts for what the triage found that the coordinators have
-not been shown: a new message about the session's open alert, or a new alert
-once that one was acknowledged or escalated (never a silent edit). Sessions
-whose time is over (a check-in's study week, a report's idle limit) are closed
-as expired and their findings raised; an answered red-flag or seriousness
+answer, and hands what it found to `domain.findings` (which tells the coordinators
+only what they have not been shown) and a /report to `domain.adverse_events`.
+Sessions whose time is over (a check-in's study week, a report's idle limit) are
+closed as expired and their findings raised; an answered red-flag or seriousness
 question can be corrected for 24 hours after its session closed. No Telegram
 here: the handler shows what `Outcome` describes.
 
@@ -19,18 +18,16 @@ up again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal, cast
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, visit_questionnaires
-from domain.alerts import SAE_REPORTING_WINDOW, queue_delivery, raise_alert
+from domain import adverse_events, audit, findings, visit_questionnaires
 from domain.questionnaires import (
     AnswerError,
     Context,
@@ -47,17 +44,10 @@ from domain.questionnaires import (
 )
 from domain.questionnaires import answer as engine_answer
 from domain.questionnaires.conditions import Answer
-from domain.questionnaires.grading import answer_label
 from domain.questionnaires.model import FreeTextItem
 from domain.questionnaires.parsing import is_back, is_skip
-from domain.quoting import participant_words
 from domain.triage import Level, TriageResult, TriageTable, triage
 from models import (
-    AdverseEvent,
-    Alert,
-    AlertDelivery,
-    AlertLevel,
-    DeliveryStatus,
     Participant,
     QuestionnaireAnswer,
     QuestionnaireSession,
@@ -65,9 +55,6 @@ from models import (
 )
 from scheduler.calendar import local_date
 from scheduler.protocol import Protocol
-
-FREE_TEXT_IN_ALERT = 300
-"""Characters of a participant's own words quoted in an alert."""
 
 SUSPENDED = "suspended"
 """Error code: a button of a questionnaire put aside by /report (finish the report first)."""
@@ -140,10 +127,9 @@ class NotYours(Exception):
 def engine_context(participant: Participant, now: datetime, env: Env, visit_week: int | None = None) -> Context:
     """The engine's view of who answers when (local date, arm, language, the visit the
     response belongs to, the switches this participant has on)."""
-    arm = cast(Literal["A", "B"], participant.arm)
     language: Literal["en", "bn"] = "bn" if participant.language.value == "bn" else "en"
     return Context(
-        arm=arm,
+        arm=participant.arm,
         today=local_date(now, env.tz),
         language=language,
         visit_week=visit_week,
@@ -482,7 +468,7 @@ async def answer(
         session.scores = compute_scores(instrument, result.answers, participant.arm, context.switches)
         _close(db, participant, session, QuestionnaireStatus.COMPLETED, now, "all questions answered")
         if instrument.id == env.report_instrument:
-            await _record_adverse_event(
+            await adverse_events.record_reported_event(
                 db, participant, session, instrument, result.answers, triaged, now, complete=True
             )
         outcome.completed = session
@@ -570,52 +556,18 @@ async def _correct(
         after={"session": session.id, "item": item_id, "value": value, "session_status": session.status.value},
     )
     if not value:
-        await _later_no(db, participant, session, instrument, item, now, env)
+        await findings.answer_changed(db, participant, session, instrument, item, now, env.coordinator_chats)
         return outcome
-    final = session.status not in OPEN or is_complete_dict(session.state)
+    final = session.status not in OPEN or findings.is_complete_dict(session.state)
     triaged = await _triage(db, participant, session, instrument, answers, env, final=final)
     outcome.advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=final)
     if instrument.id == env.report_instrument and triaged.serious and session.status not in OPEN:
         complete = session.status is QuestionnaireStatus.COMPLETED
-        await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=complete)
+        await adverse_events.record_reported_event(
+            db, participant, session, instrument, answers, triaged, now, complete=complete
+        )
     return outcome
-
-
-async def _later_no(
-    db: AsyncSession,
-    participant: Participant,
-    session: QuestionnaireSession,
-    instrument: Instrument,
-    item: Item,
-    now: datetime,
-    env: Env,
-) -> None:
-    """A "No" after a "Yes" that raised an alert: the alert stands; the coordinators
-    are told the participant changed the answer (both answers are in the record)."""
-    alerted = [
-        alert.id
-        for alert in await db.scalars(select(Alert).where(Alert.source == f"questionnaire_session:{session.id}"))
-        if alert.level is not AlertLevel.INFO
-    ]
-    if not alerted:
-        return
-    question = item.text.get("en")
-    await raise_alert(
-        db,
-        participant=participant,
-        kind="answer_changed",
-        level=AlertLevel.INFO,
-        summary=(
-            f"{instrument.title.get('en')}\nChanged their answer from YES to NO: {question}\n"
-            f"The alert(s) #{', #'.join(map(str, alerted))} stand: nothing was withdrawn."
-        ),
-        reasons=[],
-        now=now,
-        coordinator_chats=env.coordinator_chats,
-        details={"session_id": session.id, "item": item.id, "alerts": alerted},
-        source=f"questionnaire_session:{session.id}:no"[:64],
-    )
 
 
 async def expire(
@@ -707,7 +659,9 @@ async def _final_findings(
     advice = _advise(session, triaged)
     await _sync_alerts(db, participant, session, instrument, answers, triaged, now, env, final=True)
     if instrument.id == env.report_instrument and triaged.serious:
-        await _record_adverse_event(db, participant, session, instrument, answers, triaged, now, complete=False)
+        await adverse_events.record_reported_event(
+            db, participant, session, instrument, answers, triaged, now, complete=False
+        )
     return advice
 
 
@@ -731,6 +685,35 @@ async def _triage(
     if not final and result.level is Level.SAME_DAY:
         result = replace(result, level=Level.ROUTINE, advice=())
     return result
+
+
+async def _sync_alerts(
+    db: AsyncSession,
+    participant: Participant,
+    session: QuestionnaireSession,
+    instrument: Instrument,
+    answers: Mapping[str, Answer],
+    result: TriageResult,
+    now: datetime,
+    env: Env,
+    *,
+    final: bool,
+) -> None:
+    """`findings.sync_alerts` with what the process knows: whether this is /report's
+    instrument, the coordinators' chats, the clinic hours."""
+    await findings.sync_alerts(
+        db,
+        participant,
+        session,
+        instrument,
+        answers,
+        result,
+        now,
+        final=final,
+        report=instrument.id == env.report_instrument,
+        coordinator_chats=env.coordinator_chats,
+        same_day_window=env.same_day_window,
+    )
 
 
 def _advise(session: QuestionnaireSession, result: TriageResult) -> tuple[str, ...]:
@@ -798,288 +781,3 @@ async def _previous_grades(
         return None
     grades = last.triage.get("result", {}).get("grades")
     return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None
-
-
-def finding_keys(
-    instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult, *, final: bool
-) -> set[str]:
-    """What a session has found, one key per finding, to tell new findings from those
-    already shown: red flags, criteria and grade 4 at once; grades 3+, worsening and
-    the participant's own words once the answers are final."""
-    keys = {f"flag:{hit.code}" for hit in result.red_flags}
-    keys |= {f"criterion:{hit.criterion}" for hit in result.seriousness}
-    if result.grade >= 4:
-        keys.add("grade4")
-    if not final:
-        return keys
-    keys |= {f"grade:{code}" for code, grade in result.grades.items() if grade >= 3}
-    keys |= {f"worse:{w.symptom}" for w in result.worsened if w.current - w.previous >= 2}
-    for item in instrument.items:
-        value = answers.get(item.id)
-        if isinstance(item, FreeTextItem) and isinstance(value, str) and value:
-            keys.add(f"text:{item.id}:{hashlib.sha256(value.encode()).hexdigest()[:10]}")
-    return keys
-
-
-def _kind(result: TriageResult) -> str:
-    if result.serious:
-        return "serious_ae"
-    if result.red_flags:
-        return "red_flag"
-    if result.grade >= 4:
-        return "grade4"
-    return "same_day_review"
-
-
-def reported_lines(
-    instrument: Instrument, answers: Mapping[str, Answer], result: TriageResult, *, report: bool
-) -> list[str]:
-    """What the participant reported, in plain English for the coordinator (``report``:
-    the instrument is /report's)."""
-    lines: list[str] = []
-    if report:
-        what = answers.get("ae_what")
-        if what is not None:
-            item = instrument.item("ae_what")
-            label = answer_label(item, what).get("en")
-            other = answers.get("ae_what_other")
-            quoted = f" · {participant_words(str(other), FREE_TEXT_IN_ALERT)}" if other else ""
-            lines.append(f"Problem: {label}{quoted}")
-        if answers.get("ae_start"):
-            lines.append(f"Started: {answers['ae_start']}")
-        if answers.get("ae_severity") is not None:
-            item = instrument.item("ae_severity")
-            lines.append(f"How bad: {answer_label(item, answers['ae_severity']).get('en')}")
-    flagged: list[str] = []
-    for item_id in [hit.item_id for hit in result.red_flags] + [hit.item_id for hit in result.seriousness]:
-        if item_id not in flagged:
-            flagged.append(item_id)
-    for item_id in flagged:
-        lines.append(f"Answered YES to: {instrument.item(item_id).text.get('en')}")
-    for detail in result.symptom_details.values():
-        if detail.grade >= 3 and not report:
-            lines.append(f"{detail.name.get('en')}: {detail.answer_label.get('en')}")
-    for item in instrument.items:
-        value = answers.get(item.id)
-        if isinstance(item, FreeTextItem) and item.id != "ae_what_other" and isinstance(value, str) and value:
-            lines.append(f"In their words, {participant_words(value, FREE_TEXT_IN_ALERT)}")
-    return lines
-
-
-LEVEL_RANK = {AlertLevel.INFO: 0, AlertLevel.SAME_DAY: 1, AlertLevel.URGENT: 2}
-
-
-async def _sync_alerts(
-    db: AsyncSession,
-    participant: Participant,
-    session: QuestionnaireSession,
-    instrument: Instrument,
-    answers: Mapping[str, Answer],
-    result: TriageResult,
-    now: datetime,
-    env: Env,
-    *,
-    final: bool,
-) -> None:
-    """Raise an alert for findings the coordinators have not been shown.
-
-    Why: nothing new is hidden. New findings while the session's alert is open
-    (sent, not acknowledged, not escalated) go out as a new message about it;
-    after an acknowledgement or an escalation they are a new alert with its own
-    clock. Old messages are never edited in silence.
-    """
-    if result.level is Level.ROUTINE:
-        return
-    level = AlertLevel.URGENT if result.level is Level.URGENT else AlertLevel.SAME_DAY
-    keys = finding_keys(instrument, answers, result, final=final)
-    source = f"questionnaire_session:{session.id}"
-    alerts = list(await db.scalars(select(Alert).where(Alert.source == source).order_by(Alert.id)))
-    known = {key for alert in alerts for key in alert.details.get("keys", [])}
-    new = keys - known
-    if not new:
-        return
-    finished = is_complete_dict(session.state)
-    title = instrument.title.get("en") + ("" if finished else " (not finished)")
-    lines = reported_lines(instrument, answers, result, report=instrument.id == env.report_instrument)
-    summary = "\n".join([title, *lines])
-    reasons = [reason.get("en") for reason in result.reasons]
-    details: dict[str, Any] = {
-        "keys": sorted(keys | known),
-        "new_keys": sorted(new),
-        "instrument": instrument.id,
-        "instrument_version": instrument.version,
-        "session_id": session.id,
-        "triage": result.to_dict(),
-    }
-    live = next(
-        (
-            alert
-            for alert in reversed(alerts)
-            if alert.acknowledged_at is None
-            and alert.escalated_at is None
-            and LEVEL_RANK[alert.level] >= LEVEL_RANK[level]
-        ),
-        None,
-    )
-    if live is None:
-        if alerts:
-            details["follows"] = alerts[-1].id
-        await raise_alert(
-            db,
-            participant=participant,
-            kind=_kind(result),
-            level=level,
-            summary=summary,
-            reasons=reasons,
-            now=now,
-            coordinator_chats=env.coordinator_chats,
-            details=details,
-            source=source,
-            serious=result.serious,
-            same_day_window=env.same_day_window(now) if env.same_day_window else None,
-        )
-        return
-    await _new_findings_message(db, participant, live, summary, reasons, details, _kind(result), result, now, env)
-
-
-async def _new_findings_message(
-    db: AsyncSession,
-    participant: Participant,
-    alert: Alert,
-    summary: str,
-    reasons: list[str],
-    details: dict[str, Any],
-    kind: str,
-    result: TriageResult,
-    now: datetime,
-    env: Env,
-) -> None:
-    """Add new findings to an open alert and tell the coordinators in a new message
-    (none is needed while its first message has not gone out yet)."""
-    shown = await db.scalar(
-        select(AlertDelivery.id).where(AlertDelivery.alert_id == alert.id, AlertDelivery.status == DeliveryStatus.SENT)
-    )
-    updates = int(alert.details.get("updates", 0)) + (1 if shown is not None else 0)
-    before = {"kind": alert.kind, "keys": alert.details.get("keys", [])}
-    alert.summary, alert.reasons, alert.kind = summary, reasons, kind
-    alert.details = {**details, "updates": updates}
-    if result.serious and alert.deadline_at is None:
-        alert.deadline_at = now + SAE_REPORTING_WINDOW
-    if shown is not None:
-        for chat_id in env.coordinator_chats:
-            queue_delivery(db, alert, chat_id, f"update-{updates}", now)
-    audit.record(
-        db,
-        at=now,
-        actor=audit.SYSTEM,
-        action="alert.new_findings",
-        participant_id=participant.id,
-        before=before,
-        after={"alert": alert.id, "kind": alert.kind, "new_keys": details["new_keys"], "message": updates or None},
-    )
-
-
-def is_complete_dict(state: Mapping[str, Any]) -> bool:
-    """Whether a stored state has no question left (without rebuilding it)."""
-    return state.get("current") is None
-
-
-async def _record_adverse_event(
-    db: AsyncSession,
-    participant: Participant,
-    session: QuestionnaireSession,
-    instrument: Instrument,
-    answers: Mapping[str, Answer],
-    result: TriageResult,
-    now: datetime,
-    *,
-    complete: bool,
-) -> AdverseEvent:
-    """The /report as an adverse-event row for the trial record (`complete` False:
-    the report was left unfinished with a seriousness criterion met). One row per
-    report: a later call adds criteria to it, never removes one."""
-    category = str(answers.get("ae_what") or "other")
-    other = answers.get("ae_what_other")
-    term = str(other) if other else answer_label(instrument.item("ae_what"), category).get("en")
-    onset_raw = answers.get("ae_start")
-    onset = date.fromisoformat(onset_raw) if isinstance(onset_raw, str) else None
-    criteria = {hit.criterion for hit in result.seriousness}
-    existing = await db.scalar(select(AdverseEvent).where(AdverseEvent.session_id == session.id))
-    if existing is not None:
-        return _add_criteria(db, participant, existing, criteria, now)
-    urgent = list(
-        await db.scalars(
-            select(Alert)
-            .where(Alert.source == f"questionnaire_session:{session.id}", Alert.level == AlertLevel.URGENT)
-            .order_by(Alert.id)
-        )
-    )
-    serious_alerts = [a.id for a in urgent if any(k.startswith("criterion:") for k in a.details.get("keys", []))]
-    candidates = serious_alerts or [a.id for a in urgent]
-    alert_id = candidates[0] if candidates else None
-    event = AdverseEvent(
-        participant_id=participant.id,
-        session_id=session.id,
-        category=category[:32],
-        term=term,
-        onset_date=onset,
-        grade=result.grades.get("reported_problem", result.grade or None),
-        serious=bool(criteria),
-        results_in_death=1 in criteria,
-        life_threatening=2 in criteria,
-        hospitalisation=3 in criteria,
-        disability=4 in criteria,
-        congenital_anomaly=5 in criteria,
-        important_medical_event=6 in criteria,
-        alert_id=alert_id,
-        reported_at=now,
-        complete=complete,
-    )
-    db.add(event)
-    await db.flush()
-    audit.record(
-        db,
-        at=now,
-        actor=audit.participant_actor(participant.study_id),
-        action="adverse_event.report",
-        participant_id=participant.id,
-        after={
-            "adverse_event": event.id,
-            "category": event.category,
-            "grade": event.grade,
-            "serious": event.serious,
-            "complete": complete,
-        },
-    )
-    return event
-
-
-CRITERION_FIELDS = {
-    1: "results_in_death",
-    2: "life_threatening",
-    3: "hospitalisation",
-    4: "disability",
-    5: "congenital_anomaly",
-    6: "important_medical_event",
-}
-
-
-def _add_criteria(
-    db: AsyncSession, participant: Participant, event: AdverseEvent, criteria: set[int], now: datetime
-) -> AdverseEvent:
-    """A criterion found later (a corrected answer) is added to the report's row, audited."""
-    added = sorted(c for c in criteria if not getattr(event, CRITERION_FIELDS[c]))
-    if not added:
-        return event
-    for criterion in added:
-        setattr(event, CRITERION_FIELDS[criterion], True)
-    event.serious = True
-    audit.record(
-        db,
-        at=now,
-        actor=audit.participant_actor(participant.study_id),
-        action="adverse_event.criteria_added",
-        participant_id=participant.id,
-        after={"adverse_event": event.id, "criteria": added},
-    )
-    return event
