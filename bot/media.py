@@ -26,8 +26,7 @@ from bot import callbacks
 from bot.context import BotContext
 from bot.handlers import common, questionnaire
 from bot.i18n import _, format_number
-from domain import media
-from domain import questionnaire_sessions as checkins  # moved from domain.checkins (issue 12)
+from domain import media, questionnaire_sessions
 from domain.media import Incoming, Received, Refusal
 from models import Alert, AlertDelivery, DeliveryStatus, MediaStatus, Participant, ParticipantStatus, ReportMedia
 from scheduler import outbox
@@ -64,7 +63,8 @@ async def file_message(update: Update, context: BotContext) -> None:
     if participant is None or incoming is None or participant.status is ParticipantStatus.WITHDRAWN:
         await questionnaire.typed_answer(update, context)
         return
-    await checkins.current_progress(context.db, participant, context.now, questionnaire.env(context))  # expiry
+    # expiry first: a session past its time is closed before a file is held for it
+    await questionnaire_sessions.current_progress(context.db, participant, context.now, questionnaire.env(context))
     report = await media.report_for_files(context.db, participant, context.services.protocol.report_instrument)
     if report is None and media.supported(incoming):
         received = await media.receive(context.db, participant, incoming, None, context.now)
@@ -135,8 +135,13 @@ async def report_button(update: Update, context: BotContext) -> None:
     context.answer()
     context.edit_markup(None)
     environment = questionnaire.env(context)
-    outcome = await checkins.begin(
-        context.db, participant, environment.report_instrument, checkins.ORIGIN_REPORT, now=context.now, env=environment
+    outcome = await questionnaire_sessions.begin(
+        context.db,
+        participant,
+        environment.report_instrument,
+        questionnaire_sessions.ORIGIN_REPORT,
+        now=context.now,
+        env=environment,
     )
     if outcome.current is None:
         context.reply(_("These questions are not for you right now."))

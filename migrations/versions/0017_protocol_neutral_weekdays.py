@@ -1,7 +1,7 @@
 """protocol-neutral weekday columns
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-06 10:30:00
 
 `participants.mtx_weekday` and `folic_weekday` named the shipped trial's drugs; the
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0015"  # the lead re-chains after 0016 when both are merged
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
