@@ -395,9 +395,12 @@ async def answer(
     env: Env,
     session_id: int | None = None,
     item_id: str | None = None,
+    open_now: QuestionnaireSession | None = None,
 ) -> Outcome:
     """Apply one answer (a button's value with its session and item, or typed text
-    for the open questionnaire): store it, triage, alert, and move on.
+    for the open questionnaire): store it, triage, alert, and move on. `open_now`: for
+    typed text, the open session as the caller already loaded it (`current_progress`),
+    so it is not read again.
 
     Why: the single path from a participant's answer to the database and the
     coordinators. An old button (finished session, earlier question) or bad
@@ -405,7 +408,7 @@ async def answer(
     else's session raises NotYours.
     """
     if session_id is None:
-        session = await _live_session(db, participant, now, env)
+        session = open_now if open_now is not None else await _live_session(db, participant, now, env)
         if session is None:
             return Outcome(error=AnswerError("already_complete"))
     else:

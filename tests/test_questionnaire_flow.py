@@ -7,10 +7,12 @@ inside a check-in, /cancel, stale and foreign buttons."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.jobs import run_tick
 from core.digits import to_bengali_digits
@@ -302,6 +304,63 @@ async def test_reminder_start_button_starts_then_continues_the_checkin(bot: BotH
     update = push_press(server, user, reminder, "qstart:haq_di_unknown")
     (refused,) = await server.wait_for(user.id, "not for you", since=update)
     assert refused.buttons == []
+
+
+MESSAGE_ID_WRITE = "UPDATE questionnaire_sessions SET current_message_id"
+
+
+@contextmanager
+def statements(bot: BotHarness) -> Iterator[list[tuple[str, str]]]:
+    """The statements the bot's engine runs meanwhile, each with its parameters."""
+    assert bot.services is not None
+    engine = bot.services.engine.sync_engine
+    seen: list[tuple[str, str]] = []
+
+    def counted(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((" ".join(statement.split()), repr(parameters)))
+
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)
+
+
+async def until_stored(seen: list[tuple[str, str]], writes: int = 1) -> None:
+    """Wait (up to 5 s) until the question's message id has been written `writes` times."""
+    for _ in range(250):
+        if sum(1 for statement, _p in seen if statement.startswith(MESSAGE_ID_WRITE)) >= writes:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the message id was not stored: {[s for s, _p in seen]}")
+
+
+def answer_cost(seen: list[tuple[str, str]]) -> list[str]:
+    """The statements of an answer's unit of work (the message id's write set aside);
+    fails when one SELECT ran twice with the same parameters (a re-read)."""
+    selects = [(s, p) for s, p in seen if s.startswith("SELECT")]
+    assert len(selects) == len(set(selects)), [s[:90] for s, _p in selects]
+    return [s for s, _p in seen if not s.startswith(MESSAGE_ID_WRITE)]
+
+
+async def test_an_answer_is_a_few_statements_and_reads_nothing_twice(bot: BotHarness, server: BotAPIServer) -> None:
+    """An answer, pressed or typed, is one transaction of eight statements: the update id
+    (re-delivery?), the participant by chat, the session, the answer and its audit row,
+    the session's new state, last week's grades (triage), the update id stored. Nothing
+    the unit of work loaded is read again (a typed answer read the open session twice)."""
+    user = await linked(server, "BSM-009", "A", 1009, "en")
+    first = await says(server, user, "/checkin", is_question)
+    second = await press_value(server, user, first, "no")
+    with statements(bot) as seen:
+        await press_value(server, user, second, "no")
+        await until_stored(seen)
+    pressed = answer_cost(seen)
+    assert len(pressed) <= 8, pressed
+    with statements(bot) as seen:
+        await says(server, user, "no", is_question)
+        await until_stored(seen)
+    typed = answer_cost(seen)
+    assert len(typed) <= 8, typed
 
 
 def test_every_engine_error_has_a_translated_hint() -> None:

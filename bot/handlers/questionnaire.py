@@ -475,7 +475,7 @@ async def typed_answer(update: Update, context: BotContext) -> None:
         return
     asked = current.item
     outcome = await questionnaire_sessions.answer(
-        context.db, participant, message.text, now=context.now, env=env(context)
+        context.db, participant, message.text, now=context.now, env=env(context), open_now=current.session
     )
     if outcome.error is None:
         _mark_typed_safety_answer(context, current, asked)
