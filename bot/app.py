@@ -44,8 +44,8 @@ from bot.handlers import (
 from bot.i18n import _, language_from_telegram, use_locale
 from bot.jobs import run_tick
 from bot.services import Services
-from core.aio import PerLoop
-from domain import participants
+from core.aio import GroupCommit, PerLoop
+from domain import participants, questionnaire_sessions
 from domain.alerts import ALERTS_RAISED
 from models import ProcessedUpdate
 from models.db import is_transient
@@ -67,6 +67,23 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     dispatch_record_s: float = 0.0  # moving average of one outcome transaction (bot.dispatch.auto_slots)
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
     _slots: PerLoop[asyncio.Semaphore] | None = None
+    _shown: PerLoop[GroupCommit[tuple[int, int]]] | None = None
+
+    async def store_shown_question(self, session_id: int, message_id: int) -> None:
+        """Remember the message that shows a session's current question, and return once
+        it is stored. Group commit: the ids of every question sent while one write runs
+        go together in the next transaction, not one transaction per answer. The sender
+        waits for its own (inside its chat's turn, see `_in_turn`), so the chat's next
+        update reads the id (a typed answer takes that question's buttons away)."""
+        if self._shown is None:
+            self._shown = PerLoop(lambda: GroupCommit(lambda shown: self._write_shown(shown)))
+        await self._shown.get().add((session_id, message_id))
+
+    async def _write_shown(self, shown: list[tuple[int, int]]) -> None:
+        services = self.services
+        async with services.one_writer(), services.sessions() as db:
+            await questionnaire_sessions.set_message_ids(db, shown)
+            await db.commit()
 
     @contextlib.asynccontextmanager
     async def _in_turn(self, update: Update) -> AsyncIterator[None]:

@@ -46,7 +46,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -58,6 +58,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import reminder_texts
 from bot.i18n import use_locale
+from core.aio import GroupCommit
 from domain import reminders
 from models import (
     ChatLink,
@@ -189,39 +190,13 @@ class _Slots:
             self._changed.notify_all()
 
 
-class _Recorder:
-    """Group commit: an outcome waits for the write in progress, then whoever writes next
-    takes every outcome that arrived meanwhile, in one transaction."""
-
-    def __init__(self, write: Callable[[list[_Result]], Awaitable[None]]) -> None:
-        self._write = write
-        self._pending: list[tuple[_Result, asyncio.Future[None]]] = []
-        self._lock = asyncio.Lock()
-
-    async def record(self, result: _Result) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((result, done))
-        async with self._lock:
-            if not done.done():
-                group, self._pending = self._pending, []
-                try:
-                    await self._write([r for r, _ in group])
-                except Exception as exc:
-                    for _, future in group:
-                        future.set_exception(exc)
-                else:
-                    for _, future in group:
-                        future.set_result(None)
-        await done
-
-
 async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: datetime) -> None:
     """Send with bounded slots, each participant's rows one after another in due order
     (a dose reminder before its follow-up), recording outcomes as they come back."""
     configured = app.services.settings.dispatch_concurrency
     slots = _Slots(lambda: configured or auto_slots(_round_trip_s(app), app.dispatch_record_s))
     flagged = {send.row.participant_id for send in sends if send.flagged}
-    recorder = _Recorder(lambda results: _record(app, results, token, now, flagged))
+    recorder: GroupCommit[_Result] = GroupCommit(lambda results: _record(app, results, token, now, flagged))
     chains: dict[int, list[_Send]] = {}
     for send in sends:
         chains.setdefault(send.row.participant_id, []).append(send)
@@ -238,7 +213,7 @@ async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: 
                         outbox.REMINDERS, app.services.sessions, send.row.id, token, now, type(exc).__name__
                     )
                     continue
-                await recorder.record(result)
+                await recorder.add(result)
             finally:
                 await slots.give_back()
 

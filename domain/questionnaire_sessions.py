@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import adverse_events, audit, findings, visit_questionnaires
@@ -727,15 +727,20 @@ def _advise(session: QuestionnaireSession, result: TriageResult) -> tuple[str, .
     return new
 
 
-async def set_message_id(db: AsyncSession, session_id: int, message_id: int) -> None:
-    """Remember which Telegram message shows the current question (to take its
-    buttons away when the participant types the answer instead). One UPDATE, nothing read
-    first: it runs in its own short transaction after every question sent."""
-    await db.execute(
+async def set_message_ids(db: AsyncSession, shown: Sequence[tuple[int, int]]) -> None:
+    """Remember which Telegram message shows each session's current question (to take
+    its buttons away when the participant types the answer instead): `shown` holds
+    (session id, message id) pairs, in the order the questions were sent. One UPDATE
+    statement for them all (executemany), nothing read first: the bot stores the ids of
+    the questions sent meanwhile together (group commit, bot.app)."""
+    if not shown:
+        return
+    connection = await db.connection()  # Core executemany, not the ORM's bulk update by primary key
+    await connection.execute(
         update(QuestionnaireSession)
-        .where(QuestionnaireSession.id == session_id)
-        .values(current_message_id=message_id)
-        .execution_options(synchronize_session=False)
+        .where(QuestionnaireSession.id == bindparam("session"))
+        .values(current_message_id=bindparam("message")),
+        [{"session": session_id, "message": message_id} for session_id, message_id in shown],
     )
 
 

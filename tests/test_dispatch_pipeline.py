@@ -4,12 +4,14 @@ round trip (DISPATCH_CONCURRENCY=0)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
 from bot.dispatch import AUTO_MOST, auto_slots
+from core.aio import GroupCommit
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import BotHarness
@@ -78,3 +80,50 @@ async def test_a_batch_costs_a_few_statements_and_outcomes_are_group_committed(
             assert counted.total <= 6 * REMINDERS, counted.total
         else:
             assert counted.sent_groups < REMINDERS, counted.sent_groups
+
+
+async def test_group_commit_writes_what_arrived_meanwhile_together() -> None:
+    """The shared group commit (reminder outcomes, questions' message ids): what arrives
+    while a write runs goes in the next write, in order; a failed write fails every item
+    of its group and only those; a writer cancelled mid-write does not leave the others
+    waiting for ever."""
+    written: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> None:
+        written.append(list(items))
+        if 1 in items:
+            await release.wait()
+        if 2 in items:
+            raise ValueError("database away")
+
+    group: GroupCommit[int] = GroupCommit(write)
+    first = asyncio.create_task(group.add(1))
+    await asyncio.sleep(0)
+    later = [asyncio.create_task(group.add(i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    release.set()
+    await first
+    failed = await asyncio.gather(*later, return_exceptions=True)
+    assert [type(f) for f in failed] == [ValueError, ValueError]
+    await group.add(4)
+    assert written == [[1], [2, 3], [4]]
+
+    gates = {10: asyncio.Event(), 11: asyncio.Event()}
+
+    async def blocking(items: list[int]) -> None:
+        written.append(list(items))
+        await gates[items[0]].wait()
+
+    blocked: GroupCommit[int] = GroupCommit(blocking)
+    holder = asyncio.create_task(blocked.add(10))
+    await asyncio.sleep(0)
+    writer, waiting = asyncio.create_task(blocked.add(11)), asyncio.create_task(blocked.add(12))
+    gates[10].set()
+    await holder
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert written[-1] == [11, 12]  # the writer of 11 writes 12 too, and is cancelled meanwhile
+    writer.cancel()
+    (outcome,) = await asyncio.wait_for(asyncio.gather(waiting, return_exceptions=True), 2)
+    assert isinstance(outcome, RuntimeError) and writer.cancelled()

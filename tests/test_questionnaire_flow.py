@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
 
 from bot.jobs import run_tick
@@ -361,6 +362,55 @@ async def test_an_answer_is_a_few_statements_and_reads_nothing_twice(bot: BotHar
         await until_stored(seen)
     typed = answer_cost(seen)
     assert len(typed) <= 8, typed
+
+
+async def test_a_chats_next_update_waits_until_the_question_is_remembered(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id of the question a press brought is stored (group commit) before the chat's
+    next update is handled: with that write slowed down, a typed answer right behind the
+    press still marks the question the press brought, not the one before it."""
+    user = await linked(server, "BSM-010", "A", 1010, "en")
+    first = await says(server, user, "/checkin", is_question)
+    assert bot.app is not None
+    app = bot.app
+    write = app._write_shown
+
+    async def slow(shown: list[tuple[int, int]]) -> None:
+        await asyncio.sleep(0.3)
+        await write(shown)
+
+    monkeypatch.setattr(app, "_write_shown", slow)
+    press = await user.press(first, button_for(first, "no"))
+    await user.send("no")
+    asked = await server.wait_for(
+        user.id, lambda m: q_item(m) is not None and m.message_id > first.message_id, 2, since=press
+    )
+    second, _third = sorted(asked, key=lambda m: m.message_id)
+    assert q_item(first) == "rf_bari_infection" and first.button_texts == ["Yes", "✓ No"]
+    assert q_item(second) == "rf_bari_shingles" and second.button_texts == ["Yes", "✓ No"]
+
+
+async def test_questions_sent_together_are_remembered_together(bot: BotHarness, server: BotAPIServer) -> None:
+    """Participants answering at once: their next questions' message ids are stored in
+    fewer transactions than there are answers, each id the one of the question shown."""
+    users = [await linked(server, f"BSM-{20 + i:03d}", "A", 1020 + i, "en") for i in range(12)]
+    firsts = [await says(server, user, "/checkin", is_question) for user in users]
+    with statements(bot) as seen:
+        presses = [await user.press(first, button_for(first, "no")) for user, first in zip(users, firsts, strict=True)]
+        seconds = [
+            (await server.wait_for(user.id, is_question, since=press))[0]
+            for user, press in zip(users, presses, strict=True)
+        ]
+        await until_stored(seen, writes=1)
+        for _ in range(250):  # until every id is stored (ids written together count once)
+            stored = {s.current_message_id for s in await rows(bot, QuestionnaireSession)}
+            if stored == {m.message_id for m in seconds}:
+                break
+            await asyncio.sleep(0.02)
+    assert stored == {m.message_id for m in seconds}
+    writes = [s for s, _p in seen if s.startswith(MESSAGE_ID_WRITE)]
+    assert len(writes) < len(users), len(writes)
 
 
 def test_every_engine_error_has_a_translated_hint() -> None:

@@ -192,22 +192,21 @@ def question(current: questionnaire_sessions.Progress) -> tuple[str, InlineKeybo
 
 
 def send_question(context: BotContext, current: questionnaire_sessions.Progress, lead: str | None = None) -> None:
-    """Queue the current question; once sent, remember its message id in the row."""
+    """Queue the current question; once sent, remember its message id in the row (with
+    the other questions sent meanwhile: `TrialApplication.store_shown_question`)."""
     text, markup = question(current)
     if lead:
         text = lead + "\n\n" + text
     chat = context.work.update.effective_chat
     assert chat is not None
     bot = context.bot
-    services = context.services
+    app: TrialApplication = context.application  # type: ignore[assignment]
     session_id = current.session.id
     chat_id = chat.id
 
     async def send() -> None:
         message = await bot.send_message(chat_id, text, reply_markup=markup)
-        async with services.one_writer(), services.sessions() as db:
-            await questionnaire_sessions.set_message_id(db, session_id, message.message_id)
-            await db.commit()
+        await app.store_shown_question(session_id, message.message_id)
 
     context.work.after_commit(send)
 
