@@ -173,7 +173,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                     await super().process_update(update)
                     if update.callback_query is not None and not work.callback_answered and not work.failed:
                         query = update.callback_query
-                        work.after_commit(lambda: query.answer())
+                        work.after_commit_at_once(lambda: query.answer())
             finally:
                 unit_of_work.leave(token)
             alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))

@@ -69,12 +69,13 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         self.work.after_commit(lambda: bot.send_message(chat_id, text, reply_markup=reply_markup))
 
     def answer(self, text: str | None = None, *, alert: bool = False) -> None:
-        """Answer the button press (stops the spinner on the participant's phone)."""
+        """Answer the button press (stops the spinner on the participant's phone), once
+        committed, beside the other replies rather than before them."""
         query = self.work.update.callback_query
         if query is None:
             return
         self.work.callback_answered = True
-        self.work.after_commit(lambda: query.answer(text, show_alert=alert))
+        self.work.after_commit_at_once(lambda: query.answer(text, show_alert=alert))
 
     def edit_markup(self, reply_markup: InlineKeyboardMarkup | None = None) -> None:
         """Replace (or remove) the buttons of the message whose button was pressed."""

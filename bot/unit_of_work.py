@@ -43,45 +43,62 @@ class UpdateWork:
     now: datetime
     participant: Participant | None
     outbox: list[Send] = field(default_factory=list)
+    at_once: list[Send] = field(default_factory=list)
     failed: bool = False
     retry: bool = False
     callback_answered: bool = False
 
     def after_commit(self, send: Send) -> None:
-        """Run `send` once the update's changes are committed."""
+        """Run `send` once the update's changes are committed, after the sends queued
+        before it."""
         self.outbox.append(send)
+
+    def after_commit_at_once(self, send: Send) -> None:
+        """Run `send` once the update's changes are committed, at once, beside the
+        ordered sends (answering a button press: it only stops the spinner, and no
+        other call waits for it or for which it waits)."""
+        self.at_once.append(send)
 
     def fail(self, apology: Send | None) -> None:
         """The handler raised: drop its queued replies (they describe changes that
         will be rolled back) and send only the apology."""
         self.failed = True
         self.outbox.clear()
+        self.at_once.clear()
         if apology is not None:
             self.outbox.append(apology)
 
     async def flush(self) -> None:
-        """Send what was queued, in order. A transient failure (a 5xx, a dropped
-        connection, a time-out) is retried a few times: a rare duplicate reply is
-        better than a participant left without their next question. What still
-        fails is logged, not raised: the data is already safe, and one
-        participant's network must not stop the bot."""
-        for send in self.outbox:
-            for attempt, delay in enumerate((*REPLY_RETRY_DELAYS, None)):
-                try:
-                    await send()
-                    break
-                except NetworkError as exc:  # includes TimedOut; BadRequest (a 4xx) is not transient
-                    if delay is None or isinstance(exc, BadRequest):
-                        log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
-                        break
-                    log.info(
-                        "reply for update %s: %s, retry %d", self.update.update_id, type(exc).__name__, attempt + 1
-                    )
-                    await asyncio.sleep(delay)
-                except Exception as exc:
+        """Send what was queued: the `at_once` sends concurrently with the others, which
+        go in order. A transient failure (a 5xx, a dropped connection, a time-out) is
+        retried a few times: a rare duplicate reply is better than a participant left
+        without their next question. What still fails is logged, not raised: the data
+        is already safe, and one participant's network must not stop the bot."""
+        at_once, self.at_once = self.at_once, []
+        beside = [asyncio.ensure_future(self._deliver(send)) for send in at_once]
+        try:
+            for send in self.outbox:
+                await self._deliver(send)
+        finally:
+            self.outbox.clear()
+            if beside:
+                await asyncio.gather(*beside)
+
+    async def _deliver(self, send: Send) -> None:
+        """One send, retried on a transient failure; never raises (but on cancellation)."""
+        for attempt, delay in enumerate((*REPLY_RETRY_DELAYS, None)):
+            try:
+                await send()
+                return
+            except NetworkError as exc:  # includes TimedOut; BadRequest (a 4xx) is not transient
+                if delay is None or isinstance(exc, BadRequest):
                     log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
-                    break
-        self.outbox.clear()
+                    return
+                log.info("reply for update %s: %s, retry %d", self.update.update_id, type(exc).__name__, attempt + 1)
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
+                return
 
 
 _current: ContextVar[UpdateWork | None] = ContextVar("update_work", default=None)

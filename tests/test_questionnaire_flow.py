@@ -413,6 +413,28 @@ async def test_questions_sent_together_are_remembered_together(bot: BotHarness, 
     assert len(writes) < len(users), len(writes)
 
 
+async def test_the_press_is_answered_beside_the_edit_and_the_next_question(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answering the press (it only stops the spinner) goes at once after the commit,
+    beside the other calls: when it fails in transit and waits for its retry, the
+    answered question is still marked and the next one sent meanwhile, in that order."""
+    from bot import unit_of_work
+
+    monkeypatch.setattr(unit_of_work, "REPLY_RETRY_DELAYS", (1.0, 1.0, 1.0))
+    user = await linked(server, "BSM-011", "A", 1011, "en")
+    first = await says(server, user, "/checkin", is_question)
+    server.faults.add("answerCallbackQuery", "500", times=1)
+    start = len(server.requests)
+    press = await user.press(first, button_for(first, "no"))
+    (second,) = await server.wait_for(user.id, is_question, since=press)
+    assert await callback_text(server, press) == ""  # answered, after its retry
+    calls = [r.method for r in list(server.requests)[start:] if r.method != "getUpdates"]
+    assert [c for c in calls if c != "answerCallbackQuery"] == ["editMessageReplyMarkup", "sendMessage"]
+    assert calls[-1] == "answerCallbackQuery" and calls.count("answerCallbackQuery") == 2, calls
+    assert first.button_texts == ["Yes", "✓ No"] and q_item(second) == "rf_bari_shingles"
+
+
 def test_every_engine_error_has_a_translated_hint() -> None:
     from bot.handlers.questionnaire import HINTS, hint
     from bot.i18n import use_locale
