@@ -54,6 +54,13 @@ class Group:
         return names or None
 
 
+DISPATCH_TESTS = (
+    "tests/test_dispatch.py",
+    "tests/test_safety_paths.py",
+    "tests/test_reminders.py",
+    "tests/test_dispatch_promises.py",
+)
+
 GROUPS: dict[str, Group] = {
     "triage": Group(
         ("domain/triage.py",),  # the triage table (content/triage.yaml) is loaded and checked here
@@ -80,12 +87,44 @@ GROUPS: dict[str, Group] = {
         ),
     ),
     "dispatch": Group(
-        ("bot/dispatch.py", "domain/reminders.py", "scheduler/outbox.py"),
+        ("bot/dispatch.py", "domain/reminders.py"),
+        DISPATCH_TESTS,
+        # the re-check at send time and what a failed send does to its row (issue 11: "the
+        # dispatcher's re-check and back-off"): _prepare loads a batch's rows still claimed
+        # and their participants and chats, _recheck refuses (paused, withdrawn, stale,
+        # quiet hours, unknown kind, no chat), still_wanted and load_facts decide per kind
+        # (a dose answered, a visit recorded, a check-in answered, the "no answer" close, the
+        # missed-visit alert), _failure picks the outcome of a refused send (Forbidden,
+        # RetryAfter as a floor, BadRequest, retry). Not here: the concurrency and group
+        # commit (_send_all, _Slots, _Recorder), rendering, and what a send leaves
+        # (_record, after_sends), each guarded by its own tests.
         (
-            "tests/test_dispatch.py",
-            "tests/test_safety_paths.py",
-            "tests/test_reminders.py",
-            "tests/test_dispatch_promises.py",
+            "bot/dispatch.py::_prepare",
+            "bot/dispatch.py::_recheck",
+            "bot/dispatch.py::_failure",
+            "domain/reminders.py::load_facts",
+            "domain/reminders.py::still_wanted",
+        ),
+    ),
+    "outbox": Group(
+        ("scheduler/outbox.py",),
+        DISPATCH_TESTS,
+        # the back-off (retry_later: 30 s, doubling, 15-minute cap, RetryAfter as a floor;
+        # release, record_failure: the attempt counted) and the claim that makes a send
+        # exactly once (claim, claimed, still_ours, mark_sent, finish). Re-aim the names
+        # after a rewrite of the outbox.
+        tuple(
+            f"scheduler/outbox.py::{name}"
+            for name in (
+                "claim",
+                "release",
+                "finish",
+                "retry_later",
+                "claimed",
+                "still_ours",
+                "mark_sent",
+                "record_failure",
+            )
         ),
     ),
     "unit-of-work": Group(
