@@ -168,6 +168,57 @@ async def test_a_row_of_a_kind_the_bot_cannot_say_is_skipped_not_sent(bot: BotHa
     assert row.status is MessageStatus.SKIPPED and row.last_error == "unknown kind"
 
 
+async def test_a_row_is_stale_at_its_stale_time_exactly(bot: BotHarness, server: BotAPIServer) -> None:
+    """A reminder reached only at the instant it goes stale is skipped, not sent late."""
+    await arm_a(bot, server)
+    row = await one_row(bot, "BSM-020", BARI)
+    before = len(reminders(server, 1020))
+    bot.clock.set(row.stale_after)
+    await bot.tick()
+    assert len(reminders(server, 1020)) == before
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.SKIPPED and row.last_error == "stale"
+
+
+async def set_stale_after(bot: BotHarness, study_id: str, key: str, at: datetime) -> None:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        row = await session.scalar(
+            select(ScheduledMessage).where(
+                ScheduledMessage.participant_id == await participant_id(bot, study_id), ScheduledMessage.key == key
+            )
+        )
+        assert row is not None
+        row.stale_after = at
+        await session.commit()
+
+
+@pytest.mark.parametrize(
+    "stale_after, held",
+    [(dhaka(2026, 11, 2, 7), False), (dhaka(2026, 11, 2, 7, 1), True)],
+    ids=["stale-when-quiet-hours-end", "still-useful-after-them"],
+)
+async def test_a_late_invitation_at_night_waits_for_07_00_only_while_it_is_still_useful_then(
+    bot: BotHarness, server: BotAPIServer, stale_after: datetime, held: bool
+) -> None:
+    """Sunday's 10:00 check-in invitation reached at 23:00 (quiet hours, 22:00-07:00): held
+    until 07:00 when it is still useful then; skipped at once when it goes stale at 07:00."""
+    await arm_a(bot, server)
+    bot.clock.set(dhaka(2026, 10, 31, 20))
+    await bot.tick()
+    await set_stale_after(bot, "BSM-020", "checkin:1", stale_after)
+    before = len(reminders(server, 1020))
+    bot.clock.set(dhaka(2026, 11, 1, 23))
+    await bot.tick()
+    assert len(reminders(server, 1020)) == before  # not at night
+    row = await one_row(bot, "BSM-020", "checkin:1")
+    if held:
+        assert row.status is MessageStatus.PLANNED and row.last_error == "quiet hours"
+        assert row.next_attempt_at == dhaka(2026, 11, 2, 7)
+    else:
+        assert row.status is MessageStatus.SKIPPED and row.last_error == "stale after quiet hours"
+
+
 # ---------------------------------------------------------------- the re-check: doses
 
 
@@ -389,6 +440,7 @@ async def test_failed_sends_back_off_30_s_doubling_up_to_15_minutes(bot: BotHarn
         row = await one_row(bot, "BSM-020", BARI)
         assert row.status is MessageStatus.PLANNED and row.attempts == attempt, attempt
         assert row.next_attempt_at == now + timedelta(seconds=wait), attempt
+        assert row.last_error == "NetworkError", attempt  # PTB's name for a 5xx
         bot.clock.set(row.next_attempt_at - timedelta(seconds=1))
         await bot.tick()  # not due yet: not tried
         assert (await one_row(bot, "BSM-020", BARI)).attempts == attempt
@@ -415,6 +467,59 @@ async def test_a_retry_after_shorter_than_the_back_off_still_waits_the_back_off(
         row = await one_row(bot, "BSM-020", BARI)
         assert row.status is MessageStatus.PLANNED and row.last_error == "RetryAfter"
         assert row.next_attempt_at == dhaka(2026, 10, 26, 9) + timedelta(seconds=30)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_retry_after_given_as_a_timedelta_is_waited_out_in_full(
+    server: BotAPIServer, db_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PTB_TIMEDELTA=true (PTB's next major version by default) gives RetryAfter as a
+    timedelta, not seconds: the 120 s asked are still waited, not the 30 s back-off."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    async with BotHarness(server, db_url, clock, rate_limiter=False) as bot:
+        await arm_a(bot, server)
+        server.faults.add("sendMessage", "429", retry_after=120, chat_id=1020, times=1)
+        clock.set(dhaka(2026, 10, 26, 9))
+        await bot.tick()
+        assert server.faults.fired == [("sendMessage", "429")]
+        row = await one_row(bot, "BSM-020", BARI)
+        assert row.status is MessageStatus.PLANNED and row.last_error == "RetryAfter"
+        assert row.next_attempt_at == dhaka(2026, 10, 26, 9) + timedelta(seconds=120)
+
+
+async def test_a_bad_request_fails_the_row_with_telegrams_reason_and_is_not_retried(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A 400 (chat not found, a bad button) is permanent for that message: the row is
+    FAILED with Telegram's reason (its first 150 characters), never tried again."""
+    await arm_a(bot, server)
+    reason = "the message cannot be delivered to this chat, " * 5  # 230 characters
+    server.faults.add("sendMessage", "error", code=400, description=f"Bad Request: {reason}", chat_id=1020)
+    before = len(reminders(server, 1020))
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    await bot.tick()
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.FAILED and row.attempts == 1
+    assert row.last_error == "BadRequest: " + reason.capitalize()[:150]  # PTB capitalises Telegram's text
+    bot.clock.set(dhaka(2026, 10, 26, 10))
+    await bot.tick()
+    assert (await one_row(bot, "BSM-020", BARI)).attempts == 1
+    assert len(reminders(server, 1020)) == before
+
+
+async def test_a_row_refused_because_the_bot_is_blocked_fails_with_why_and_is_not_retried(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await arm_a(bot, server)
+    user.block_bot(notify=False)
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    await bot.tick()
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.FAILED and row.attempts == 1
+    assert row.last_error == "Forbidden: the participant blocked the bot"
+    bot.clock.set(dhaka(2026, 10, 26, 10))
+    await bot.tick()
+    assert (await one_row(bot, "BSM-020", BARI)).attempts == 1
 
 
 # ---------------------------------------------------------------- what a send leaves behind
