@@ -9,7 +9,7 @@ the back-off)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -33,7 +33,7 @@ from models import (
     ScheduledMessage,
     VisitStatus,
 )
-from tests.bothelpers import enroll, link, presses
+from tests.bothelpers import admin_says, enroll, link, presses
 from tests.schedule_helpers import dhaka, reminders, rows, walk
 from tests.test_reminders import last_dose_reminder, mtx_participant
 
@@ -416,6 +416,87 @@ async def test_a_visit_window_closing_unrecorded_raises_one_urgent_alert(bot: Bo
     assert check.status is MessageStatus.SENT and check.sent_at == check.due_at
     (paged,) = await server.wait_for(COORDINATOR_CHAT, "week 4 visit")
     assert "URGENT" in paged.content
+
+
+@pytest.mark.parametrize(
+    "agreed_now, sent",
+    [("2026-11-24", True), ("2026-11-23", False), (None, False)],
+    ids=["as-agreed", "moved-again", "withdrawn"],
+)
+async def test_a_new_visit_date_notice_goes_out_only_for_the_date_still_agreed(
+    bot: BotHarness, server: BotAPIServer, agreed_now: str | None, sent: bool
+) -> None:
+    """/visit agrees 24 November for the week 4 visit; by the time its notice is due the
+    date may have moved again or been withdrawn (racing the claim): the participant is
+    never told a date that no longer holds."""
+    await arm_a(bot, server)
+    await admin_says(server, "/visit BSM-020 4 on 2026-11-24", "week 4 visit agreed for 2026-11-24")
+    (notice,) = [r for r in await rows(bot, "BSM-020") if r.kind == "visit_date_notice"]
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        visit = await session.scalar(
+            select(ClinicVisit).where(
+                ClinicVisit.participant_id == await participant_id(bot, "BSM-020"), ClinicVisit.week == 4
+            )
+        )
+        assert visit is not None
+        visit.agreed_date = None if agreed_now is None else date.fromisoformat(agreed_now)
+        await session.commit()
+    before = len(server.messages(1020))
+    bot.clock.set(max(notice.due_at, bot.clock.now()))
+    await bot.tick()
+    notice = await one_row(bot, "BSM-020", notice.key)
+    if sent:
+        assert notice.status is MessageStatus.SENT and len(server.messages(1020)) == before + 1
+    else:
+        assert notice.status is MessageStatus.CANCELLED and notice.last_error == "another date was agreed"
+        assert len(server.messages(1020)) == before
+
+
+@pytest.mark.parametrize("visit_week, invited", [(4, False), (None, True)], ids=["answered-for-week-4", "not-for-it"])
+async def test_a_visit_questionnaire_invitation_is_skipped_once_that_visit_has_its_response(
+    bot: BotHarness, server: BotAPIServer, visit_week: int | None, invited: bool
+) -> None:
+    """The week 4 HAQ-DI invitation: not sent when a completed HAQ-DI already belongs to
+    the week 4 visit; sent when the completed one belongs to no visit."""
+    await arm_a(bot, server)
+    prompt = min(
+        (
+            r
+            for r in await rows(bot, "BSM-020")
+            if r.kind == "questionnaire_prompt"
+            and r.payload.get("instrument") == "haq_di"
+            and r.payload.get("week") == 4
+        ),
+        key=lambda r: r.due_at,
+    )
+    answered_at = prompt.due_at - timedelta(days=10)  # long enough ago for any 3-day rule
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        session.add(
+            QuestionnaireSession(
+                participant_id=await participant_id(bot, "BSM-020"),
+                instrument_id="haq_di",
+                instrument_version="1",
+                status=QuestionnaireStatus.COMPLETED,
+                origin="command",
+                visit_week=visit_week,
+                state={},
+                started_at=answered_at,
+                updated_at=answered_at,
+                completed_at=answered_at,
+            )
+        )
+        await session.commit()
+    bot.clock.set(prompt.due_at)
+    await bot.tick()
+    prompt = await one_row(bot, "BSM-020", prompt.key)
+    sent = [m for m in reminders(server, 1020) if "qstart:haq_di" in str(m.buttons)]
+    if invited:
+        assert prompt.status is MessageStatus.SENT and len(sent) == 1
+    else:
+        assert prompt.status is MessageStatus.SKIPPED and prompt.last_error == "already answered for this visit"
+        assert sent == []
 
 
 async def alerts_of(bot: BotHarness) -> list[Alert]:
