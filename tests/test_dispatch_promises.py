@@ -318,7 +318,11 @@ async def test_the_no_answer_close_closes_a_dose_left_at_later_and_cancels_its_r
     assert close.status is MessageStatus.SENT and close.sent_at == close.due_at
     log = await dose_log(bot)
     assert log is not None and log.answer is DoseAnswer.NO_ANSWER and log.answered_at == close.due_at
-    assert await count(bot, AuditEntry, AuditEntry.action == "dose.no_answer") == 1
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        (entry,) = await session.scalars(select(AuditEntry).where(AuditEntry.action == "dose.no_answer"))
+    assert (entry.at, entry.actor, entry.participant_id) == (close.due_at, "system", close.participant_id)
+    assert entry.after == {"reminder_key": DOSE, "dose_date": "2026-10-30"}
     for row in await rows(bot, "BSM-003"):
         if row.kind in ("dose_remind_later", "dose_followup") and row.key.startswith(DOSE):
             assert row.status is MessageStatus.CANCELLED, row.key
