@@ -10,6 +10,7 @@ the mutated function (it records that in a first full run of the group's tests).
     python -m devtools.mutate triage dispatch # some groups
     python -m devtools.mutate --recheck enrollment  # only the last run's survivors, against today's tests
     python -m devtools.mutate --resume enrollment   # go on where an interrupted run stopped
+    MUTANTS='domain.reminders.x_still_wanted*' python -m devtools.mutate --resume reminders  # only these
     MUTATE_JOBS=2 python -m devtools.mutate   # worker processes (default 1: the machine is shared)
 
 Prints, per group and in total, killed / survived / timeouts and the score: detected
@@ -279,7 +280,10 @@ def run_group(name: str, group: Group, jobs: int, resume: bool = False) -> tuple
         base = _scratch(name, group)
     mutmut = Path(sys.executable).parent / "mutmut"
     env = {**os.environ, "PYTHONPATH": str(base)}
-    subprocess.run([str(mutmut), "run", "--max-children", str(jobs)], cwd=base, env=env, check=False)
+    # MUTANTS (mutmut's names, * and ? allowed, spaces between): only these, tested again
+    # even when they have a result (e.g. a group's most important function first).
+    only = os.environ.get("MUTANTS", "").split()
+    subprocess.run([str(mutmut), "run", "--max-children", str(jobs), *only], cwd=base, env=env, check=False)
     return _score(base, group)
 
 
