@@ -416,6 +416,7 @@ async def test_a_visit_window_closing_unrecorded_raises_one_urgent_alert(bot: Bo
     (alert,) = [a for a in await alerts_of(bot) if a.kind == "visit_missed"]
     assert alert.level is AlertLevel.URGENT and "BSM-020" in alert.summary and "week 4" in alert.summary
     assert alert.source == f"scheduled_message:{check.id}" and alert.details["week"] == 4  # which visit, as data
+    assert alert.participant_id == check.participant_id  # on the participant's record (/status), not loose
     check = await one_row(bot, "BSM-020", "visit:4:window_check")
     assert check.status is MessageStatus.SENT and check.sent_at == check.due_at
     (paged,) = await server.wait_for(COORDINATOR_CHAT, "week 4 visit")
