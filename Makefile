@@ -37,9 +37,9 @@ bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: th
 bench-readme: install  ## rewrite the README's benchmark table from bench/results.json (tests/test_bench_readme.py checks it)
 	$(BIN)/python -m bench.report
 
-mutate: install  ## mutation testing of the safety-critical code (mutmut 3; slow, not in CI). GROUPS="triage dispatch" for some; MUTATE_JOBS=2 for two workers; RECHECK=1: only the last run's survivors, against today's tests
+mutate: install  ## mutation testing of the safety-critical code (mutmut 3; slow, not in CI). GROUPS="triage dispatch" for some; MUTATE_JOBS=2 for two workers; RECHECK=1: only the last run's survivors, against today's tests; RESUME=1: go on where an interrupted run stopped
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,mutation]"
-	$(BIN)/python -m devtools.mutate $(if $(RECHECK),--recheck) $(GROUPS)
+	$(BIN)/python -m devtools.mutate $(if $(RECHECK),--recheck) $(if $(RESUME),--resume) $(GROUPS)
 
 i18n: install  ## re-extract strings and merge them into the bn and en catalogs (headers carry Language and Plural-Forms)
 	$(BIN)/pybabel extract -F locales/babel.cfg -k N_ -k _ --no-location --sort-output --project ssc-trial-bot -o locales/messages.pot .

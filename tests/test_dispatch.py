@@ -10,13 +10,21 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import build_application
-from bot.dispatch import claim
+from bot.dispatch import claim, deliver_batch
 from bot.jobs import run_all
 from bot.services import build_services
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SimUser
 from devtools.harness import BotHarness
-from models import Alert, AlertLevel, MessageStatus, ParticipantReach, QuestionnaireSession, QuestionnaireStatus
+from models import (
+    Alert,
+    AlertLevel,
+    MessageStatus,
+    ParticipantReach,
+    QuestionnaireSession,
+    QuestionnaireStatus,
+    ScheduledMessage,
+)
 from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, link, seed_due_reminders
 from tests.conftest import Figures
 from tests.schedule_helpers import dhaka, reminders, rows
@@ -141,6 +149,32 @@ async def test_a_crash_between_claim_and_send_loses_nothing_and_sends_once(
     assert len(dose_reminders(server, 1013)) == base + 1
     (row,) = [r for r in await rows(bot, "BSM-013") if r.key == "dose:baricitinib:2026-10-27"]
     assert row.status is MessageStatus.SENT
+
+
+async def test_a_row_taken_over_between_claim_and_re_check_holds_back_none_of_its_batch(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """Two dose reminders claimed in one batch; the first passes to another process before
+    the re-check (its lease ran out): it is left to that process, and the second is still
+    sent now, not held until its own lease runs out."""
+    await arm_a(server, "BSM-013", 1013)
+    await arm_a(server, "BSM-014", 1014)
+    bot.clock.set(dhaka(2026, 10, 26, 8, 59))
+    await bot.tick()  # the enrolment day's rows are stale by now
+    now = dhaka(2026, 10, 26, 9)
+    assert bot.app is not None and bot.services is not None
+    claimed = await claim(bot.app, now, "this0process0000")
+    first, second = (row_id for row_id, _participant in claimed)
+    async with bot.services.sessions() as session:
+        taken = await session.get(ScheduledMessage, first)
+        assert taken is not None
+        taken.claim_token = "other0process000"
+        await session.commit()
+    await deliver_batch(bot.app, [first, second], "this0process0000", now)
+    stored = {r.id: r for r in await rows(bot)}
+    assert stored[second].status is MessageStatus.SENT
+    assert stored[first].status is MessageStatus.SENDING and stored[first].claim_token == "other0process000"
+    assert len(dose_reminders(server, 1013)) + len(dose_reminders(server, 1014)) == 1
 
 
 async def test_two_bot_processes_on_one_postgres_send_each_row_exactly_once(

@@ -9,7 +9,7 @@ the back-off)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -33,7 +33,7 @@ from models import (
     ScheduledMessage,
     VisitStatus,
 )
-from tests.bothelpers import enroll, link, presses
+from tests.bothelpers import admin_says, enroll, link, presses
 from tests.schedule_helpers import dhaka, reminders, rows, walk
 from tests.test_reminders import last_dose_reminder, mtx_participant
 
@@ -168,6 +168,57 @@ async def test_a_row_of_a_kind_the_bot_cannot_say_is_skipped_not_sent(bot: BotHa
     assert row.status is MessageStatus.SKIPPED and row.last_error == "unknown kind"
 
 
+async def test_a_row_is_stale_at_its_stale_time_exactly(bot: BotHarness, server: BotAPIServer) -> None:
+    """A reminder reached only at the instant it goes stale is skipped, not sent late."""
+    await arm_a(bot, server)
+    row = await one_row(bot, "BSM-020", BARI)
+    before = len(reminders(server, 1020))
+    bot.clock.set(row.stale_after)
+    await bot.tick()
+    assert len(reminders(server, 1020)) == before
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.SKIPPED and row.last_error == "stale"
+
+
+async def set_stale_after(bot: BotHarness, study_id: str, key: str, at: datetime) -> None:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        row = await session.scalar(
+            select(ScheduledMessage).where(
+                ScheduledMessage.participant_id == await participant_id(bot, study_id), ScheduledMessage.key == key
+            )
+        )
+        assert row is not None
+        row.stale_after = at
+        await session.commit()
+
+
+@pytest.mark.parametrize(
+    "stale_after, held",
+    [(dhaka(2026, 11, 2, 7), False), (dhaka(2026, 11, 2, 7, 1), True)],
+    ids=["stale-when-quiet-hours-end", "still-useful-after-them"],
+)
+async def test_a_late_invitation_at_night_waits_for_07_00_only_while_it_is_still_useful_then(
+    bot: BotHarness, server: BotAPIServer, stale_after: datetime, held: bool
+) -> None:
+    """Sunday's 10:00 check-in invitation reached at 23:00 (quiet hours, 22:00-07:00): held
+    until 07:00 when it is still useful then; skipped at once when it goes stale at 07:00."""
+    await arm_a(bot, server)
+    bot.clock.set(dhaka(2026, 10, 31, 20))
+    await bot.tick()
+    await set_stale_after(bot, "BSM-020", "checkin:1", stale_after)
+    before = len(reminders(server, 1020))
+    bot.clock.set(dhaka(2026, 11, 1, 23))
+    await bot.tick()
+    assert len(reminders(server, 1020)) == before  # not at night
+    row = await one_row(bot, "BSM-020", "checkin:1")
+    if held:
+        assert row.status is MessageStatus.PLANNED and row.last_error == "quiet hours"
+        assert row.next_attempt_at == dhaka(2026, 11, 2, 7)
+    else:
+        assert row.status is MessageStatus.SKIPPED and row.last_error == "stale after quiet hours"
+
+
 # ---------------------------------------------------------------- the re-check: doses
 
 
@@ -267,7 +318,11 @@ async def test_the_no_answer_close_closes_a_dose_left_at_later_and_cancels_its_r
     assert close.status is MessageStatus.SENT and close.sent_at == close.due_at
     log = await dose_log(bot)
     assert log is not None and log.answer is DoseAnswer.NO_ANSWER and log.answered_at == close.due_at
-    assert await count(bot, AuditEntry, AuditEntry.action == "dose.no_answer") == 1
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        (entry,) = await session.scalars(select(AuditEntry).where(AuditEntry.action == "dose.no_answer"))
+    assert (entry.at, entry.actor, entry.participant_id) == (close.due_at, "system", close.participant_id)
+    assert entry.after == {"reminder_key": DOSE, "dose_date": "2026-10-30"}
     for row in await rows(bot, "BSM-003"):
         if row.kind in ("dose_remind_later", "dose_followup") and row.key.startswith(DOSE):
             assert row.status is MessageStatus.CANCELLED, row.key
@@ -360,11 +415,93 @@ async def test_a_visit_window_closing_unrecorded_raises_one_urgent_alert(bot: Bo
     await bot.tick()
     (alert,) = [a for a in await alerts_of(bot) if a.kind == "visit_missed"]
     assert alert.level is AlertLevel.URGENT and "BSM-020" in alert.summary and "week 4" in alert.summary
-    assert alert.source == f"scheduled_message:{check.id}"
+    assert alert.source == f"scheduled_message:{check.id}" and alert.details["week"] == 4  # which visit, as data
+    assert alert.participant_id == check.participant_id  # on the participant's record (/status), not loose
     check = await one_row(bot, "BSM-020", "visit:4:window_check")
     assert check.status is MessageStatus.SENT and check.sent_at == check.due_at
     (paged,) = await server.wait_for(COORDINATOR_CHAT, "week 4 visit")
     assert "URGENT" in paged.content
+
+
+@pytest.mark.parametrize(
+    "agreed_now, sent",
+    [("2026-11-24", True), ("2026-11-23", False), (None, False)],
+    ids=["as-agreed", "moved-again", "withdrawn"],
+)
+async def test_a_new_visit_date_notice_goes_out_only_for_the_date_still_agreed(
+    bot: BotHarness, server: BotAPIServer, agreed_now: str | None, sent: bool
+) -> None:
+    """/visit agrees 24 November for the week 4 visit; by the time its notice is due the
+    date may have moved again or been withdrawn (racing the claim): the participant is
+    never told a date that no longer holds."""
+    await arm_a(bot, server)
+    await admin_says(server, "/visit BSM-020 4 on 2026-11-24", "week 4 visit agreed for 2026-11-24")
+    (notice,) = [r for r in await rows(bot, "BSM-020") if r.kind == "visit_date_notice"]
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        visit = await session.scalar(
+            select(ClinicVisit).where(
+                ClinicVisit.participant_id == await participant_id(bot, "BSM-020"), ClinicVisit.week == 4
+            )
+        )
+        assert visit is not None
+        visit.agreed_date = None if agreed_now is None else date.fromisoformat(agreed_now)
+        await session.commit()
+    before = len(server.messages(1020))
+    bot.clock.set(max(notice.due_at, bot.clock.now()))
+    await bot.tick()
+    notice = await one_row(bot, "BSM-020", notice.key)
+    if sent:
+        assert notice.status is MessageStatus.SENT and len(server.messages(1020)) == before + 1
+    else:
+        assert notice.status is MessageStatus.CANCELLED and notice.last_error == "another date was agreed"
+        assert len(server.messages(1020)) == before
+
+
+@pytest.mark.parametrize("visit_week, invited", [(4, False), (None, True)], ids=["answered-for-week-4", "not-for-it"])
+async def test_a_visit_questionnaire_invitation_is_skipped_once_that_visit_has_its_response(
+    bot: BotHarness, server: BotAPIServer, visit_week: int | None, invited: bool
+) -> None:
+    """The week 4 HAQ-DI invitation: not sent when a completed HAQ-DI already belongs to
+    the week 4 visit; sent when the completed one belongs to no visit."""
+    await arm_a(bot, server)
+    prompt = min(
+        (
+            r
+            for r in await rows(bot, "BSM-020")
+            if r.kind == "questionnaire_prompt"
+            and r.payload.get("instrument") == "haq_di"
+            and r.payload.get("week") == 4
+        ),
+        key=lambda r: r.due_at,
+    )
+    answered_at = prompt.due_at - timedelta(days=10)  # long enough ago for any 3-day rule
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        session.add(
+            QuestionnaireSession(
+                participant_id=await participant_id(bot, "BSM-020"),
+                instrument_id="haq_di",
+                instrument_version="1",
+                status=QuestionnaireStatus.COMPLETED,
+                origin="command",
+                visit_week=visit_week,
+                state={},
+                started_at=answered_at,
+                updated_at=answered_at,
+                completed_at=answered_at,
+            )
+        )
+        await session.commit()
+    bot.clock.set(prompt.due_at)
+    await bot.tick()
+    prompt = await one_row(bot, "BSM-020", prompt.key)
+    sent = [m for m in reminders(server, 1020) if "qstart:haq_di" in str(m.buttons)]
+    if invited:
+        assert prompt.status is MessageStatus.SENT and len(sent) == 1
+    else:
+        assert prompt.status is MessageStatus.SKIPPED and prompt.last_error == "already answered for this visit"
+        assert sent == []
 
 
 async def alerts_of(bot: BotHarness) -> list[Alert]:
@@ -389,6 +526,7 @@ async def test_failed_sends_back_off_30_s_doubling_up_to_15_minutes(bot: BotHarn
         row = await one_row(bot, "BSM-020", BARI)
         assert row.status is MessageStatus.PLANNED and row.attempts == attempt, attempt
         assert row.next_attempt_at == now + timedelta(seconds=wait), attempt
+        assert row.last_error == "NetworkError", attempt  # PTB's name for a 5xx
         bot.clock.set(row.next_attempt_at - timedelta(seconds=1))
         await bot.tick()  # not due yet: not tried
         assert (await one_row(bot, "BSM-020", BARI)).attempts == attempt
@@ -415,6 +553,59 @@ async def test_a_retry_after_shorter_than_the_back_off_still_waits_the_back_off(
         row = await one_row(bot, "BSM-020", BARI)
         assert row.status is MessageStatus.PLANNED and row.last_error == "RetryAfter"
         assert row.next_attempt_at == dhaka(2026, 10, 26, 9) + timedelta(seconds=30)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_retry_after_given_as_a_timedelta_is_waited_out_in_full(
+    server: BotAPIServer, db_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PTB_TIMEDELTA=true (PTB's next major version by default) gives RetryAfter as a
+    timedelta, not seconds: the 120 s asked are still waited, not the 30 s back-off."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    async with BotHarness(server, db_url, clock, rate_limiter=False) as bot:
+        await arm_a(bot, server)
+        server.faults.add("sendMessage", "429", retry_after=120, chat_id=1020, times=1)
+        clock.set(dhaka(2026, 10, 26, 9))
+        await bot.tick()
+        assert server.faults.fired == [("sendMessage", "429")]
+        row = await one_row(bot, "BSM-020", BARI)
+        assert row.status is MessageStatus.PLANNED and row.last_error == "RetryAfter"
+        assert row.next_attempt_at == dhaka(2026, 10, 26, 9) + timedelta(seconds=120)
+
+
+async def test_a_bad_request_fails_the_row_with_telegrams_reason_and_is_not_retried(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A 400 (chat not found, a bad button) is permanent for that message: the row is
+    FAILED with Telegram's reason (its first 150 characters), never tried again."""
+    await arm_a(bot, server)
+    reason = "the message cannot be delivered to this chat, " * 5  # 230 characters
+    server.faults.add("sendMessage", "error", code=400, description=f"Bad Request: {reason}", chat_id=1020)
+    before = len(reminders(server, 1020))
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    await bot.tick()
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.FAILED and row.attempts == 1
+    assert row.last_error == "BadRequest: " + reason.capitalize()[:150]  # PTB capitalises Telegram's text
+    bot.clock.set(dhaka(2026, 10, 26, 10))
+    await bot.tick()
+    assert (await one_row(bot, "BSM-020", BARI)).attempts == 1
+    assert len(reminders(server, 1020)) == before
+
+
+async def test_a_row_refused_because_the_bot_is_blocked_fails_with_why_and_is_not_retried(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    user = await arm_a(bot, server)
+    user.block_bot(notify=False)
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    await bot.tick()
+    row = await one_row(bot, "BSM-020", BARI)
+    assert row.status is MessageStatus.FAILED and row.attempts == 1
+    assert row.last_error == "Forbidden: the participant blocked the bot"
+    bot.clock.set(dhaka(2026, 10, 26, 10))
+    await bot.tick()
+    assert (await one_row(bot, "BSM-020", BARI)).attempts == 1
 
 
 # ---------------------------------------------------------------- what a send leaves behind
