@@ -183,7 +183,7 @@ def sends_to(server: BotAPIServer, chat_id: int) -> int:
 
 
 async def test_a_delivery_claimed_by_another_process_is_not_sent_here_until_its_lease_ends(
-    bot: BotHarness, server: BotAPIServer
+    bot: BotHarness, server: BotAPIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     user = await linked(server, "BSM-021", "B", 1021, "en")
     delivery = await first_send_failed(bot, server, user)
@@ -209,6 +209,17 @@ async def test_a_delivery_claimed_by_another_process_is_not_sent_here_until_its_
     [sent] = await rows(bot, AlertDelivery)
     assert sent.status is DeliveryStatus.SENT and sent.message_id == alert_msg.message_id
     assert sent.claim_token is None and sent.attempts == 2
+    caplog.clear()
+    async with sessions() as session:  # nor its late refusal, nor its late failure
+        assert await outbox.still_ours(outbox.ALERTS, session, [delivery.id], "other-process") == set()
+        now = bot.clock.now()
+        assert await outbox.give_up(outbox.ALERTS, session, delivery.id, "other-process", now, "BadRequest") is None
+        await session.commit()
+    await outbox.release(outbox.ALERTS, sessions, delivery.id, "other-process", now, "TimedOut", failed=True)
+    passed = [r for r in caplog.records if "its claim passed to another process" in r.getMessage()]
+    assert len(passed) == 3 and all(r.levelname == "WARNING" for r in passed)
+    [kept] = await rows(bot, AlertDelivery)
+    assert (kept.status, kept.attempts, kept.message_id) == (DeliveryStatus.SENT, 2, alert_msg.message_id)
     bot.clock.advance(timedelta(minutes=10))
     await bot.tick()
     assert len(server.messages(COORDINATOR_CHAT)) == 1
@@ -239,6 +250,20 @@ async def test_failed_alert_sends_wait_for_the_outboxs_back_off(bot: BotHarness,
     await server.wait_for(COORDINATOR_CHAT, "URGENT")
     [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
     assert delivery.status is DeliveryStatus.SENT and delivery.attempts == 7 and delivery.last_error is None
+
+
+@pytest.mark.logs_errors("refused for good")
+async def test_a_delivery_refused_at_its_retry_counts_every_try(bot: BotHarness, server: BotAPIServer) -> None:
+    user = await linked(server, "BSM-024", "B", 1024, "en")
+    delivery = await first_send_failed(bot, server, user)
+    server.faults.add(
+        "sendMessage", "error", chat_id=COORDINATOR_CHAT, code=400, description="Bad Request: chat not found"
+    )
+    bot.clock.set(delivery.next_attempt_at)
+    await bot.tick()
+    await server.wait_for(ADMIN_ID, "could not be delivered")
+    [dead] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+    assert dead.status is DeliveryStatus.DEAD and dead.attempts == 2 and dead.claim_token is None
 
 
 @pytest.mark.logs_errors("refused for good")

@@ -25,6 +25,7 @@ from models import (
     QuestionnaireStatus,
     ScheduledMessage,
 )
+from scheduler import outbox
 from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, link, seed_due_reminders
 from tests.conftest import Figures
 from tests.schedule_helpers import dhaka, reminders, rows
@@ -175,6 +176,27 @@ async def test_a_row_taken_over_between_claim_and_re_check_holds_back_none_of_it
     assert stored[second].status is MessageStatus.SENT
     assert stored[first].status is MessageStatus.SENDING and stored[first].claim_token == "other0process000"
     assert len(dose_reminders(server, 1013)) + len(dose_reminders(server, 1014)) == 1
+
+
+async def test_sends_recorded_together_keep_each_its_own_message_id(bot: BotHarness, server: BotAPIServer) -> None:
+    """Outcomes grouped into one write are recorded in one UPDATE with a CASE on the row
+    id: each row keeps the id of the message Telegram gave its own send, never another's."""
+    await arm_a(server, "BSM-015", 1015)
+    await arm_a(server, "BSM-016", 1016)
+    bot.clock.set(dhaka(2026, 10, 26, 8, 59))
+    await bot.tick()  # the enrolment day's rows are stale by now
+    now = dhaka(2026, 10, 26, 9)
+    assert bot.app is not None and bot.services is not None
+    first, second = (row_id for row_id, _participant in await claim(bot.app, now, "this0process0000"))
+    async with bot.services.sessions() as session:
+        marked = await outbox.mark_sent(
+            outbox.REMINDERS, session, [(first, 501), (second, 502)], "this0process0000", now
+        )
+        await session.commit()
+    assert marked == {first, second}
+    stored = {r.id: r for r in await rows(bot)}
+    assert (stored[first].telegram_message_id, stored[second].telegram_message_id) == (501, 502)
+    assert stored[first].status is stored[second].status is MessageStatus.SENT
 
 
 async def test_two_bot_processes_on_one_postgres_send_each_row_exactly_once(
