@@ -28,7 +28,8 @@ media = st.sampled_from(["photo", "sticker", "voice", "document", "edit"])
 
 
 async def snapshot(bot: BotHarness) -> dict[str, Any]:
-    """What is stored, except the audit of refusals (which a stranger's attempt adds)."""
+    """What is stored, except the audit of refusals (which a stranger's attempt adds) and of
+    files held for a report."""
     assert bot.services is not None
     async with bot.services.sessions() as session:
         return {
@@ -42,6 +43,10 @@ async def snapshot(bot: BotHarness) -> dict[str, Any]:
                 a.action
                 for a in await session.scalars(select(AuditEntry).order_by(AuditEntry.id))
                 if a.action not in ("admin.refuse", "enrollment_code.refuse", "enrollment_code.rate_limited")
+                # a participant's photo, voice note or file is held for a report on purpose
+                # (README "Photos and voice notes"), and its update may be handled after
+                # the text's answer this example waits for: not a change made by bad input
+                and a.action != "media.receive"
             ],
         }
 
