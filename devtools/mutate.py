@@ -17,7 +17,10 @@ Prints, per group and in total, killed / survived / timeouts and the score: dete
 (killed, or hung the tests until mutmut's time-out) over tested; exits 1 when a
 group is under TARGET or a survivor is not listed in tests/mutation/equivalent.md.
 PostgreSQL is left out (``-k "not postgres"``): a mutant that only PostgreSQL would
-catch is rare, and the database runs are the slow half."""
+catch is rare (a row lock), and the database runs are the slow half. MUTATE_POSTGRES=1
+keeps it, e.g. to recheck a lock's survivors against the PostgreSQL tests:
+
+    MUTATE_POSTGRES=1 RECHECK_TESTS=tests/test_dispatch.py python -m devtools.mutate --recheck outbox"""
 
 from __future__ import annotations
 
@@ -156,10 +159,15 @@ TIMEOUT = {36, -24, 24, 152, 255}
 RECHECK_TIMEOUT = 900  # seconds for one survivor's re-run
 
 
+def _databases() -> list[str]:
+    """The pytest arguments that choose the databases: SQLite only unless MUTATE_POSTGRES=1."""
+    return [] if os.environ.get("MUTATE_POSTGRES") == "1" else ["-k", "not postgres"]
+
+
 def _config(group: Group) -> str:
     """The [tool.mutmut] table for one group."""
     sources = sorted({module.split("/")[0] for module in group.modules})
-    selection = [*group.tests, "-k", "not postgres"]
+    selection = [*group.tests, *_databases()]
     return "\n".join(
         [
             "",
@@ -317,7 +325,7 @@ def recheck_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, li
             command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
             try:
                 run = subprocess.run(
-                    [*command, *tests, "-k", "not postgres"],
+                    [*command, *tests, *_databases()],
                     cwd=mutants,
                     env=env,
                     capture_output=True,
@@ -361,7 +369,8 @@ def main(argv: list[str]) -> int:
         )
         for survivor in unexplained:
             lines.append(f"    survived: {survivor}")
-    print("\nmutation score (mutmut, SQLite half of the listed tests)")
+    half = "SQLite and PostgreSQL" if not _databases() else "SQLite half"
+    print(f"\nmutation score (mutmut, {half} of the listed tests)")
     print("\n".join(lines))
     if total_tested:
         print(f"{'all':<13} {'':<40} score {total_killed / total_tested:6.1%} ({total_killed}/{total_tested})")

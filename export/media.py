@@ -99,9 +99,7 @@ async def write_media_files(engine: AsyncEngine, out_dir: Path, manifest: Datase
     ]
     async with AsyncSession(engine) as session:
         for media_id, relative in wanted:
-            content = await session.scalar(
-                select(ReportMedia.content).where(ReportMedia.id == media_id)
-            )
+            content = await session.scalar(select(ReportMedia.content).where(ReportMedia.id == media_id))
             if content is None:
                 continue
             path = out_dir / relative

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, BotHarness
 from models import AdverseEvent, Alert, AlertDelivery, AlertLevel, AuditEntry, DeliveryStatus
@@ -250,6 +251,37 @@ async def test_failed_alert_sends_wait_for_the_outboxs_back_off(bot: BotHarness,
     await server.wait_for(COORDINATOR_CHAT, "URGENT")
     [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
     assert delivery.status is DeliveryStatus.SENT and delivery.attempts == 7 and delivery.last_error is None
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_retry_after_on_an_alert_delivery_is_waited_out_in_full(
+    server: BotAPIServer, db_url: str, clock: ManualClock
+) -> None:
+    """Telegram's RetryAfter is the floor of an alert's retry: 120 s asked, 120 s waited,
+    not the outbox's 15 s first delay. Without the rate limiter, which otherwise waits out
+    a 429 itself (three times) before the outbox ever sees it."""
+    async with BotHarness(server, db_url, clock, rate_limiter=False) as bot:
+        user = await linked(server, "BSM-025", "B", 1025, "en")
+        server.faults.add("sendMessage", "429", retry_after=120, chat_id=COORDINATOR_CHAT, times=1)
+        first = await says(server, user, "/checkin", is_question)
+        await press_value(server, user, first, "yes")
+
+        async def refused_once() -> bool:
+            return await count(bot, AlertDelivery, AlertDelivery.attempts == 1) == 1
+
+        await eventually(refused_once, 5, "the 429 recorded")
+        assert server.faults.fired == [("sendMessage", "429")]
+        [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+        assert (delivery.status, delivery.last_error) == (DeliveryStatus.PENDING, "RetryAfter")
+        assert delivery.next_attempt_at == clock.now() + timedelta(seconds=120)
+        clock.advance(timedelta(seconds=119))
+        await bot.tick()
+        assert sends_to(server, COORDINATOR_CHAT) == 1  # the refused one only
+        clock.advance(timedelta(seconds=1))
+        await bot.tick()
+        await server.wait_for(COORDINATOR_CHAT, "URGENT")
+        [delivery] = await rows(bot, AlertDelivery, AlertDelivery.chat_id == COORDINATOR_CHAT)
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 2)  # every try counts
 
 
 @pytest.mark.logs_errors("refused for good")

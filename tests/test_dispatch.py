@@ -7,7 +7,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import build_application
 from bot.dispatch import claim, deliver_batch
@@ -26,7 +27,7 @@ from models import (
     ScheduledMessage,
 )
 from scheduler import outbox
-from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, link, seed_due_reminders
+from tests.bothelpers import admin_says, dose_reminders_per_chat, enroll, eventually, link, seed_due_reminders
 from tests.conftest import Figures
 from tests.schedule_helpers import dhaka, reminders, rows
 
@@ -227,6 +228,62 @@ async def test_two_bot_processes_on_one_postgres_send_each_row_exactly_once(
     stored = await rows(bot)
     sent = [r for r in stored if r.status is MessageStatus.SENT and r.kind in ("dose_reminder", "dose_followup")]
     assert len(sent) == 100 and len({(r.participant_id, r.telegram_message_id) for r in sent}) == 100
+
+
+async def test_a_claim_taken_over_while_a_failed_send_is_in_flight_is_left_to_its_new_holder(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    """PostgreSQL: a send held past its lease while another process's claim takes the row
+    over (that transaction still open when this process records the failure). Recording
+    the failure waits for that claim (the outcome locks the row, FOR UPDATE), then sees
+    the row is no longer this claim's and leaves it alone. Without the lock it would read
+    the row as still its own and overwrite the new claim with a retry, so the message
+    could go twice."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a row lock between processes: SQLite has one writer")
+    await arm_a(server, "BSM-016", 1016)
+    bot.clock.set(dhaka(2026, 10, 26, 8, 59))
+    await bot.tick()  # the enrolment day's rows are stale by now
+    bot.clock.set(dhaka(2026, 10, 26, 9))
+    released = asyncio.Event()
+    server.faults.add("sendMessage", "timeout", chat_id=1016, delay=30, until=released)
+    tick = asyncio.create_task(bot.tick(may_fail=True))
+    other = create_async_engine(db_url)
+    try:
+
+        async def in_flight() -> bool:
+            return any(r.method == "sendMessage" and r.fault == "timeout" for r in server.requests)
+
+        await eventually(in_flight, 10, "the reminder's send held by the server")
+        (row,) = [r for r in await rows(bot, "BSM-016") if r.key == "dose:baricitinib:2026-10-26"]
+        assert row.status is MessageStatus.SENDING and row.claim_token is not None
+        async with other.connect() as takeover:
+            await takeover.execute(
+                update(ScheduledMessage)
+                .where(ScheduledMessage.id == row.id)
+                .values(claim_token="other-process", claimed_until=bot.clock.now() + timedelta(minutes=5))
+            )
+            released.set()  # the send fails (the connection dropped) while the takeover is open
+
+            async def waiting_for_the_row() -> bool:
+                async with other.connect() as watch:
+                    waiting = await watch.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                        )
+                    )
+                return bool(waiting)
+
+            await eventually(waiting_for_the_row, 10, "the failure's record waiting for the other claim")
+            await takeover.commit()
+        failures = await asyncio.wait_for(tick, 10)
+        assert failures == {}
+    finally:
+        await other.dispose()
+    (row,) = [r for r in await rows(bot, "BSM-016") if r.key == "dose:baricitinib:2026-10-26"]
+    assert (row.status, row.claim_token, row.attempts) == (MessageStatus.SENDING, "other-process", 0)
+    assert row.next_attempt_at == dhaka(2026, 10, 26, 9)  # no back-off written over the new claim
 
 
 async def test_a_check_in_answered_just_before_its_invitation_is_not_invited_again(

@@ -538,6 +538,44 @@ async def test_failed_sends_back_off_30_s_doubling_up_to_15_minutes(bot: BotHarn
     assert len(reminders(server, 1020)) == before + 1
 
 
+@pytest.mark.logs_errors("failed: KeyError")
+async def test_a_row_that_fails_before_any_send_waits_the_first_delay_and_is_not_counted_as_a_try(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A row broken in the database (a visit reminder without its week: a bug, not
+    Telegram) fails its re-check each time it is claimed. It is given back for 30 s each
+    time, never counted as a failed send, so its back-off does not grow towards 15 min
+    for a fault no retry can fix; the dose reminder due with it is sent meanwhile."""
+    await arm_a(bot, server)
+    now = dhaka(2026, 10, 26, 9)
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        broken = await session.scalar(
+            select(ScheduledMessage)
+            .where(ScheduledMessage.kind == "visit_reminder")
+            .order_by(ScheduledMessage.due_at)
+            .limit(1)
+        )
+        assert broken is not None and "week" in broken.payload
+        broken.payload = {k: v for k, v in broken.payload.items() if k != "week"}
+        broken.due_at = broken.next_attempt_at = now
+        broken.stale_after = now + timedelta(hours=6)
+        await session.commit()
+        broken_id = broken.id
+    before = len(reminders(server, 1020))
+    for _ in range(2):
+        bot.clock.set(now)
+        await bot.tick()
+        async with bot.services.sessions() as session:
+            row = await session.get(ScheduledMessage, broken_id)
+        assert row is not None
+        assert (row.status, row.attempts, row.last_error) == (MessageStatus.PLANNED, 0, "KeyError")
+        assert row.next_attempt_at == now + timedelta(seconds=30)  # the first delay, every time
+        now = row.next_attempt_at
+    assert (await one_row(bot, "BSM-020", BARI)).status is MessageStatus.SENT
+    assert len(reminders(server, 1020)) == before + 1  # the dose reminder; the broken row sent nothing
+
+
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 async def test_a_retry_after_shorter_than_the_back_off_still_waits_the_back_off(
     server: BotAPIServer, db_url: str, clock: ManualClock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ class Fault:
     delay: float = 10.0
     code: int = 400
     description: str = "Bad Request: injected error"
+    until: asyncio.Event | None = None
     fired: int = 0
 
     def matches(self, method: str, params: Mapping[str, Any]) -> bool:
@@ -50,18 +52,20 @@ class FaultInjector:
         delay: float = 10.0,
         code: int = 400,
         description: str = "Bad Request: injected error",
+        until: asyncio.Event | None = None,
     ) -> Fault:
         """Make the next ``times`` calls of ``method`` (any method if None) fail with ``kind``.
 
         Kinds: "500" and "502" (server errors, PTB NetworkError), "429" (flood control,
         PTB RetryAfter(retry_after)), "timeout" (the request is held for ``delay`` s and
-        then dropped: give the client a shorter read timeout to get TimedOut), "close"
+        then dropped, or until ``until`` is set if given, so a test can act while a request
+        is in flight: give the client a shorter read timeout to get TimedOut), "close"
         (the connection is dropped without an answer: NetworkError), "error" (any Bot
         API error: ``code`` and ``description``). A faulted call changes nothing.
         """
         if kind not in ("500", "502", "429", "timeout", "close", "error"):
             raise ValueError(f"unknown fault kind {kind!r}")
-        fault = Fault(method, kind, times, retry_after, chat_id, delay, code, description)
+        fault = Fault(method, kind, times, retry_after, chat_id, delay, code, description, until)
         self._faults.append(fault)
         return fault
 

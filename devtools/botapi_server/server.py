@@ -808,7 +808,7 @@ class BotAPIServer:
             assert self._closing is not None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(fault.delay):
-                    await self._closing.wait()
+                    await (fault.until or self._closing).wait()
         transport = request.transport
         if transport is not None:
             transport.abort()
