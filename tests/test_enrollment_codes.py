@@ -12,6 +12,7 @@ from sqlalchemy import select
 from core.digits import to_bengali_digits
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
+from domain.enrollment import CODE_ALPHABET, CODE_LENGTH, new_code
 from models import AuditEntry, ChatLink, EnrollmentCode, Participant, ParticipantStatus
 from tests.bothelpers import CODE_RE, admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders
@@ -154,3 +155,35 @@ async def test_a_withdrawn_participants_code_refused_is_audited_against_that_par
     await says(server, server.user(4601), f"/start {code}", "can no longer be used")
     (refusal,) = await audits(bot, "enrollment_code.refuse")
     assert refusal.detail == "withdrawn" and refusal.participant_id == (await participant(bot, "BSM-046")).id
+
+
+async def test_enrolling_again_is_refused_with_the_reason_and_issues_no_code(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """/enroll for a study id that exists issues a new code only while it is still
+    invited with the same arm and baseline; otherwise the admin is told why, in words
+    that name the study id, and no code is issued."""
+    await enroll(server, "BSM-041 A 2026-10-25 en")
+    linked = await enroll(server, "BSM-042 B 2026-10-25 en fri")
+    await link(server, server.user(1042), linked, "English")
+    await enroll(server, "BSM-043 A 2026-10-25 en")
+    await admin_says(server, "/withdraw BSM-043 moved away", "withdrawn")
+    issued = len(await audits(bot, "enrollment_code.issue"))
+    for text, reason in [
+        ("/enroll BSM-041 B 2026-10-25", "BSM-041 is already enrolled with arm A, baseline 2026-10-25"),
+        ("/enroll BSM-041 A 2026-10-26", "BSM-041 is already enrolled with arm A, baseline 2026-10-25"),
+        ("/enroll BSM-042 B 2026-10-25 fri", "BSM-042 is already linked to a chat; no new code is needed"),
+        ("/enroll BSM-043 A 2026-10-25", "BSM-043 has withdrawn; a withdrawn participant cannot be re-enrolled"),
+    ]:
+        reply = await admin_says(server, text, "Not done")
+        assert reason in reply.content, (text, reply.content)
+        assert not CODE_RE.search(reply.content)
+    assert len(await audits(bot, "enrollment_code.issue")) == issued
+    assert (await participant(bot, "BSM-041")).arm == "A"
+
+
+def test_a_new_code_is_twelve_letters_or_digits_from_the_unambiguous_alphabet() -> None:
+    codes = {new_code() for _ in range(200)}
+    assert len(codes) == 200  # random, not repeated
+    for code in codes:
+        assert len(code) == CODE_LENGTH and set(code) <= set(CODE_ALPHABET), code
