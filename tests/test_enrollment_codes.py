@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from core.digits import to_bengali_digits
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
-from domain.enrollment import CODE_ALPHABET, CODE_LENGTH, new_code
+from domain.enrollment import CODE_ALPHABET, CODE_LENGTH, hash_code, new_code, normalize_code
+from domain.secrets import keyed_hash
 from models import AuditEntry, ChatLink, EnrollmentCode, Participant, ParticipantStatus
 from tests.bothelpers import CODE_RE, admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders
@@ -187,3 +189,21 @@ def test_a_new_code_is_twelve_letters_or_digits_from_the_unambiguous_alphabet() 
     assert len(codes) == 200  # random, not repeated
     for code in codes:
         assert len(code) == CODE_LENGTH and set(code) <= set(CODE_ALPHABET), code
+
+
+@pytest.mark.parametrize(
+    ("typed", "canonical"),
+    [
+        ("ABCD-EFGH-2345", "ABCDEFGH2345"),
+        ("abcd efgh 2345", "ABCDEFGH2345"),
+        ("abcd-efgh-২৩৪৫", "ABCDEFGH2345"),
+        (" Abcd\tEfgh.2345 ", "ABCDEFGH2345"),
+    ],
+)
+def test_a_code_as_typed_is_read_as_its_canonical_form(typed: str, canonical: str) -> None:
+    """The stored hash is of the canonical form (capitals and ASCII digits, nothing
+    else), so a code issued before an upgrade still links after it: the form is pinned
+    here, not only matched against itself."""
+    assert normalize_code(typed) == canonical
+    key = b"k" * 32
+    assert hash_code(typed, key) == hash_code(canonical, key) == keyed_hash(key, canonical)
