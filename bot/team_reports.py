@@ -82,7 +82,7 @@ async def weekly_overview_tick(app: TrialApplication) -> None:
         return
     protocol = services.protocol
     async with services.sessions() as session:
-        rows = summary.overview_rows(await summary.load_all(session, protocol), now, protocol.tz)
+        rows = await summary.load_overview(session, protocol, now)
     rendered = await overview_files(rows, protocol.trial_id, now, protocol.tz)
     caption = f"Sunday overview · {protocol.trial_id} · {len(rows)} participant(s) · {period}"
     sent = done

@@ -35,6 +35,7 @@ from domain.summary import (
     OverviewRow,
     ScoreSeries,
     Summary,
+    overview_page,
 )
 
 A4_PORTRAIT = (8.27, 11.69)
@@ -419,14 +420,27 @@ def render_overview(rows: list[OverviewRow], trial_id: str, now: datetime, tz: t
     fig.text(0.97, 0.955, today.strftime("%d %b %Y"), fontsize=12, ha="right", va="top")
     active = sum(1 for r in rows if r.status == "active")
     open_alerts = sum(r.open_alerts for r in rows)
+    everyone = len(rows)
+    rows, left_out = overview_page(rows)
     fig.text(
         0.03,
         0.915,
-        f"{len(rows)} participant(s), {active} active · {open_alerts} open alert(s) · "
+        f"{everyone} participant(s), {active} active · {open_alerts} open alert(s) · "
         f"adherence = doses taken of reminded, per 7-day block ending today",
         fontsize=9.5,
         va="top",
     )
+    if left_out:
+        fig.text(
+            0.03,
+            0.893,
+            f"Showing the {len(rows)} needing attention most (open alerts, unreachable, lowest adherence); "
+            f"{left_out} more in the export and in /summary STUDY_ID",
+            fontsize=9.5,
+            weight="bold",
+            color=VERMILLION,
+            va="top",
+        )
     _footer(fig, f"{trial_id} · trial overview", now, tz)
     if not rows:
         fig.text(0.5, 0.5, "No participant enrolled yet.", ha="center", fontsize=18, color="#555555")

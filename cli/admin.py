@@ -295,7 +295,7 @@ async def _overview(
 
     protocol = content.protocol
     now = clock.now()
-    rows = summary.overview_rows(await summary.load_all(session, protocol), now, protocol.tz)
+    rows = await summary.load_overview(session, protocol, now)
     rendered = await overview_files(rows, protocol.trial_id, now, protocol.tz)
     audit.record(session, at=now, actor=_actor(), action="overview.view", after={"participants": len(rows)})
     return await _write_pages(args.out, rendered.png, rendered.pdf)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.acknowledgement import DIGEST_KIND
@@ -599,31 +599,74 @@ class OverviewRow:
 def overview_row(record: ParticipantRecord, today: date) -> OverviewRow:
     """A participant's overview line from their rows: adherence in the last four
     7-day blocks ending today (taken, reminded from the dose log), open alerts, the next visit."""
-    p = record.participant
+    last = max((c.completed_at for c in record.checkins if c.status == "completed"), default=None)
+    return _overview_line(
+        record.participant,
+        today,
+        record.visits,
+        [(d.dose_date, d.answer) for d in record.doses],
+        sum(1 for a in record.alerts if a.acknowledged_at is None),
+        last,
+        record.unreachable_since is not None,
+        None,
+    )
+
+
+def _overview_line(
+    p: Participant,
+    today: date,
+    visits: Sequence[VisitInfo],
+    doses: Sequence[tuple[date, DoseAnswer | None]],
+    open_alerts: int,
+    last_checkin: datetime | None,
+    unreachable: bool,
+    tz: tzinfo | None,
+) -> OverviewRow:
+    """One overview line from what it shows (`overview_row` from a whole record,
+    `load_overview` from its queries); ``tz`` None: the check-in's date as stored."""
     weeks = []
     for back in range(OVERVIEW_WEEKS - 1, -1, -1):
         end = today - timedelta(days=7 * back)
         start = end - timedelta(days=6)
-        logs = [d for d in record.doses if start <= d.dose_date <= end]
-        weeks.append((back, sum(1 for d in logs if d.answer is DoseAnswer.TAKEN), len(logs)))
+        answers = [answer for day, answer in doses if start <= day <= end]
+        weeks.append((back, sum(1 for a in answers if a is DoseAnswer.TAKEN), len(answers)))
     visit = (
-        next((v for v in record.visits if v.week > 0 and v.status == "planned" and v.window_end >= today), None)
+        next((v for v in visits if v.week > 0 and v.status == "planned" and v.window_end >= today), None)
         if p.status not in (ParticipantStatus.WITHDRAWN, ParticipantStatus.INVITED)
         else None
     )
-    last = max((c.completed_at for c in record.checkins if c.status == "completed"), default=None)
+    seen = None if last_checkin is None else last_checkin.date() if tz is None else local_date(last_checkin, tz)
     return OverviewRow(
         p.study_id,
         p.arm,
         p.status.value,
         weeks,
-        sum(1 for a in record.alerts if a.acknowledged_at is None),
+        open_alerts,
         visit,
         (visit.day - today).days if visit else None,
-        last.date() if last else None,  # the caller's tz is applied in overview_rows
-        record.unreachable_since is not None,
+        seen,
+        unreachable,
         p.status is ParticipantStatus.PAUSED,
     )
+
+
+OVERVIEW_LINES = 40
+"""The most participants one A4 overview page lists legibly (6-point type)."""
+
+
+def overview_page(rows: Sequence[OverviewRow], limit: int = OVERVIEW_LINES) -> tuple[list[OverviewRow], int]:
+    """The lines one overview page shows and how many it leaves out: every participant,
+    by study id, when they fit; else the ``limit`` needing attention most (open alerts,
+    then unreachable, then the lowest adherence; no reminder yet counts as none missed),
+    in that order."""
+    if len(rows) <= limit:
+        return list(rows), 0
+
+    def attention(row: OverviewRow) -> tuple[int, bool, float, str]:
+        adherence = row.adherence
+        return (-row.open_alerts, not row.unreachable, 101.0 if adherence is None else adherence, row.study_id)
+
+    return sorted(rows, key=attention)[:limit], len(rows) - limit
 
 
 def overview_rows(records: Sequence[ParticipantRecord], now: datetime, tz: tzinfo) -> list[OverviewRow]:
@@ -638,6 +681,102 @@ def overview_rows(records: Sequence[ParticipantRecord], now: datetime, tz: tzinf
 
 
 async def load_all(session: AsyncSession, protocol: Protocol) -> list[ParticipantRecord]:
-    """Every participant's record (the overview), by study id."""
+    """Every participant's whole record, by study id (reads everything: for a few
+    participants; the overview reads only what it shows, `load_overview`)."""
     people = list(await session.scalars(select(Participant).order_by(Participant.study_id)))
     return [await load_record(session, p.study_id, protocol, participant=p) for p in people]
+
+
+OVERVIEW_CHUNK = 2000
+"""Participants read together by `load_overview`: its memory is one chunk's rows."""
+
+
+async def load_overview(session: AsyncSession, protocol: Protocol, now: datetime) -> list[OverviewRow]:
+    """The overview's rows, as `overview_rows(load_all(...))` gives them, read with a few
+    set-based queries per chunk of OVERVIEW_CHUNK participants and only what the overview
+    shows: the last four weeks' dose log, open alerts counted, the latest completed
+    check-in, the visits, who is unreachable. Its cost grows with the participants, not
+    with their history, and only one chunk's rows are held at a time (100,000 participants
+    on a Sunday morning: issue 18). A completed check-in always has grades (every item was
+    answered), so the latest completed one is the record's last check-in."""
+    tz = protocol.tz
+    today = local_date(now, tz)
+    first_day = today - timedelta(days=7 * OVERVIEW_WEEKS - 1)
+    rows: list[OverviewRow] = []
+    held = set(session.identity_map.keys())
+    after = 0
+    while True:
+        people = list(
+            await session.scalars(
+                select(Participant).where(Participant.id > after).order_by(Participant.id).limit(OVERVIEW_CHUNK)
+            )
+        )
+        if not people:
+            break
+        after = people[-1].id
+        ids = [p.id for p in people]
+        visits: dict[int, dict[int, ClinicVisit]] = {}
+        for visit in await session.scalars(select(ClinicVisit).where(ClinicVisit.participant_id.in_(ids))):
+            visits.setdefault(visit.participant_id, {})[visit.week] = visit
+        doses: dict[int, list[tuple[date, DoseAnswer | None]]] = {}
+        dose_rows = await session.execute(
+            select(DoseLog.participant_id, DoseLog.dose_date, DoseLog.answer).where(
+                DoseLog.participant_id.in_(ids), DoseLog.dose_date >= first_day, DoseLog.dose_date <= today
+            )
+        )
+        for pid, day, answer in dose_rows:
+            doses.setdefault(pid, []).append((day, answer))
+        open_alerts = dict(
+            (
+                await session.execute(
+                    select(Alert.participant_id, func.count())
+                    .where(Alert.participant_id.in_(ids), Alert.kind != DIGEST_KIND, Alert.acknowledged_at.is_(None))
+                    .group_by(Alert.participant_id)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        last_checkin = dict(
+            (
+                await session.execute(
+                    select(QuestionnaireSession.participant_id, func.max(QuestionnaireSession.completed_at))
+                    .where(
+                        QuestionnaireSession.participant_id.in_(ids),
+                        QuestionnaireSession.instrument_id == protocol.checkin.instrument,
+                        QuestionnaireSession.status == QuestionnaireStatus.COMPLETED,
+                    )
+                    .group_by(QuestionnaireSession.participant_id)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        unreachable = set(
+            await session.scalars(
+                select(ParticipantReach.participant_id).where(
+                    ParticipantReach.participant_id.in_(ids), ParticipantReach.unreachable_since.is_not(None)
+                )
+            )
+        )
+        for person in people:
+            stored = visits.get(person.id, {})
+            infos = [_visit_info(protocol, person, v.week, stored.get(v.week)) for v in protocol.visits]
+            rows.append(
+                _overview_line(
+                    person,
+                    today,
+                    infos,
+                    doses.get(person.id, []),
+                    int(open_alerts.get(person.id, 0)),
+                    last_checkin.get(person.id),
+                    person.id in unreachable,
+                    tz,
+                )
+            )
+        loaded = [*people, *(visit for by_week in visits.values() for visit in by_week.values())]
+        for obj in loaded:  # let the chunk go, but not what the caller's session held before
+            if inspect(obj).identity_key not in held:
+                session.expunge(obj)
+    rows.sort(key=lambda r: r.study_id)
+    return rows

@@ -8,8 +8,9 @@ against what reaches the chat."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -164,8 +165,16 @@ async def test_twelve_weeks_summary_matches_the_database_and_reaches_the_chat(
             )
         )
         audited = list(await session.scalars(select(AuditEntry).where(AuditEntry.action == "summary.view")))
+        now = bot.clock.now()
+        overview = await summary.load_overview(session, services.protocol, now)
+        whole = summary.overview_rows(await summary.load_all(session, services.protocol), now, services.protocol.tz)
     page = summary.build_summary(record, services.protocol, services.instruments, bot.clock.now())
     assert len(audited) == 1 and audited[0].participant_id == record.participant.id
+    # The overview's set-based read gives what the whole record gives.
+    assert overview == whole
+    (line,) = overview
+    assert line.last_checkin == date(2027, 1, 10) and line.next_visit is not None and line.next_visit.week == 12
+    assert sum(reminded for _, _, reminded in line.weeks) > 0
 
     # Header: this visit is week 12, adherence runs from the week-4 visit.
     assert page.header.visit is not None and page.header.visit.week == 12
@@ -237,7 +246,9 @@ async def test_twelve_weeks_summary_matches_the_database_and_reaches_the_chat(
     check_a4_png((tmp_path / "s.png").read_bytes())
 
 
-async def test_overview_lists_every_participant_and_reaches_the_chat(bot: BotHarness, server: BotAPIServer) -> None:
+async def test_overview_lists_every_participant_and_reaches_the_chat(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code = await enroll(server, "BSM-020 A 2026-10-25 en")
     user = server.user(1020, "P", language_code="en")
     await link(server, user, code, "English")
@@ -255,10 +266,15 @@ async def test_overview_lists_every_participant_and_reaches_the_chat(bot: BotHar
     check_pdf(server.documents(ADMIN_ID)[-1])
 
     assert bot.services is not None
+    monkeypatch.setattr(summary, "OVERVIEW_CHUNK", 1)  # a chunk per participant
     async with bot.services.sessions() as session:
         records = await summary.load_all(session, bot.services.protocol)
         logs = list(await session.scalars(select(DoseLog)))
+        held = len(session.identity_map)
+        lines = await summary.load_overview(session, bot.services.protocol, bot.clock.now())
+        assert len(session.identity_map) == held  # the chunks let go, what the session held kept
     rows = summary.overview_rows(records, bot.clock.now(), bot.services.protocol.tz)
+    assert lines == rows
     assert [r.study_id for r in rows] == ["BSM-020", "BSM-021"]
     first, second = rows
     assert sum(r for _, _, r in first.weeks) == len(logs) == 4
@@ -590,3 +606,31 @@ def test_a_score_is_charted_at_the_visit_its_response_belongs_to() -> None:
     older_row = summary.ScoreRow("patient_global", finished, 7.0)  # no visit stored: the nearest visit
     series = {s.instrument: s.points for s in summary.score_series(_record(scores=[late_week4, older_row]), UTC)}
     assert series["haq_di"] == [(4, 1.5)] and series["patient_global"] == [(12, 7.0)]
+
+
+def _line(study_id: str, open_alerts: int = 0, unreachable: bool = False, taken: int = 7) -> summary.OverviewRow:
+    weeks = [(back, taken if back == 0 else 0, 7 if back == 0 else 0) for back in range(3, -1, -1)]
+    return summary.OverviewRow(study_id, "A", "active", weeks, open_alerts, None, None, None, unreachable, False)
+
+
+def test_an_overview_page_lists_everyone_by_study_id_while_they_fit() -> None:
+    rows = [_line(f"BSM-{i:03d}", open_alerts=i % 3) for i in range(summary.OVERVIEW_LINES)]
+    assert summary.overview_page(rows) == (rows, 0)
+
+
+def test_a_trial_larger_than_a_page_shows_those_needing_attention_most() -> None:
+    """Open alerts first (most first), then unreachable, then the lowest adherence; the
+    rest are counted, not drawn (a page of 100,000 lines helps nobody)."""
+    calm = [_line(f"BSM-{i:03d}") for i in range(100)]
+    worst = [
+        _line("BSM-900", open_alerts=1),
+        _line("BSM-901", open_alerts=3),
+        _line("BSM-902", unreachable=True),
+        _line("BSM-903", taken=2),
+        _line("BSM-904", taken=5),
+    ]
+    shown, left_out = summary.overview_page(calm + worst, limit=7)
+    assert [r.study_id for r in shown] == ["BSM-901", "BSM-900", "BSM-902", "BSM-903", "BSM-904", "BSM-000", "BSM-001"]
+    assert left_out == 98
+    page = render_overview(calm + worst, "NCT06936215", datetime(2026, 11, 1, 2, tzinfo=UTC), ZoneInfo("Asia/Dhaka"))
+    check_a4_png(page.png)

@@ -98,7 +98,7 @@ async def overview_command(update: Update, context: BotContext) -> None:
     chat_id = _check_chat(update, context, "/overview")
     services = context.services
     tz = services.protocol.tz
-    rows = summary.overview_rows(await summary.load_all(context.db, services.protocol), context.now, tz)
+    rows = await summary.load_overview(context.db, services.protocol, context.now)
     trial, now = services.protocol.trial_id, context.now
     user = update.effective_user
     assert user is not None
