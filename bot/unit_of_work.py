@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Update
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from models import Participant
 
@@ -96,8 +97,15 @@ class UpdateWork:
                     return
                 log.info("reply for update %s: %s, retry %d", self.update.update_id, type(exc).__name__, attempt + 1)
                 await asyncio.sleep(delay)
-            except Exception as exc:
+            except TelegramError as exc:  # refused (403, 400 other than above): nothing to retry
                 log.warning("reply for update %s not sent: %s", self.update.update_id, type(exc).__name__)
+                return
+            except Exception as exc:  # a bug in the send itself, not Telegram: loud, but the others go on
+                # Type and frames only: an exception's text may quote a participant's answer.
+                frames = "".join(traceback.format_tb(exc.__traceback__))
+                log.error(
+                    "reply for update %s not sent, a bug: %s\n%s", self.update.update_id, type(exc).__name__, frames
+                )
                 return
 
 

@@ -140,7 +140,8 @@ GROUPS: dict[str, Group] = {
     ),
     "unit-of-work": Group(
         ("bot/unit_of_work.py", "bot/app.py"),
-        ("tests/test_application.py", "tests/test_safety_paths.py"),
+        # test_enrollment.py: a re-delivered update applied once, and promptly
+        ("tests/test_application.py", "tests/test_safety_paths.py", "tests/test_enrollment.py"),
         # in bot/app.py: one transaction per update, rolled back when a handler failed
         ("bot/app.py::TrialApplication._process_once", "bot/app.py::on_error"),
     ),

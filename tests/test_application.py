@@ -17,11 +17,12 @@ from bot.logs import CAPPED, RedactFilter, setup_logging
 from bot.services import build_services
 from core.clock import SystemClock
 from core.settings import Settings
-from devtools.botapi_server import BotAPIServer, SentMessage, SimUser
-from devtools.harness import TOKEN, BotHarness
-from models import QuestionnaireAnswer
-from tests.bothelpers import enroll, link, says
+from devtools.botapi_server import BotAPIServer, QueuedUpdate, SentMessage, SimUser
+from devtools.harness import COORDINATOR_CHAT, TOKEN, BotHarness
+from models import ProcessedUpdate, QuestionnaireAnswer
+from tests.bothelpers import enroll, eventually, link, says
 from tests.conftest import Figures
+from tests.test_questionnaire_flow import callback_text
 
 
 async def test_every_menu_command_has_a_handler() -> None:
@@ -201,3 +202,113 @@ async def test_one_chats_updates_are_handled_in_the_order_they_were_sent(bot: Bo
     replies = await server.wait_for(ADMIN_ID, "One-time code", since=sent[0], count=5, timeout=30)
     order = [next(f"BSM-{410 + i}" for i in range(5) if f"BSM-{410 + i}" in r.content) for r in replies]
     assert order == [f"BSM-{410 + i}" for i in range(5)]
+
+
+def _answers(server: BotAPIServer, press: QueuedUpdate) -> int:
+    """answerCallbackQuery calls for one press, refused ones included."""
+    query_id = press.callback_query_id
+    return sum(
+        1
+        for r in server.requests
+        if r.method == "answerCallbackQuery" and str(r.params.get("callback_query_id")) == str(query_id)
+    )
+
+
+async def test_every_press_is_answered_exactly_once_by_its_handler_or_after_the_commit(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """The spinner on a participant's phone stops once: a handler that answers the press
+    is not answered again, and a press no handler answers (here, from a group the bot
+    does not serve, which the gate leaves) is answered by the unit of work after its
+    commit. A message, which has no press, gets no answer (and no failed one)."""
+    code = await enroll(server, "BSM-030 A 2026-10-25 en")
+    user = server.user(2030, language_code="en")
+    await link(server, user, code, "English")
+    prompt = await says(server, user, "/language", "Which language")
+    button = prompt.buttons[0][0][1]
+    handled = await user.press(prompt, "English")
+    await says(server, user, "/help", "/language")  # in order: the press is done
+    assert _answers(server, handled) == 1
+    answer = server.callback_answer(handled)
+    assert answer is not None and answer.text == "Saved"
+
+    group = server.group(-5_030, title="Not a team chat")
+    stranger = server.user(66_000_030, "S", language_code="en")
+    query_id = server._new_query_id(group.id, stranger.id)
+    forged = server.push_update(
+        {
+            "callback_query": {
+                "id": query_id,
+                "from": stranger.user_dict,
+                "message": {**prompt.raw, "chat": {"id": group.id, "type": "group", "title": "Not a team chat"}},
+                "chat_instance": "1",
+                "data": button,
+            }
+        }
+    )
+
+    async def answered() -> bool:
+        return server.callback_answer(forged) is not None
+
+    await eventually(answered, 5, "the unit of work to answer the unhandled press")
+    await says(server, user, "/help", "/language")
+    assert _answers(server, forged) == 1 and not group.bot_is_member
+
+    # A participant's button pressed in the team's chat belongs to no participant there.
+    member = server.user(66_000_031, "C", language_code="en")
+    in_team_chat = server.push_update(
+        {
+            "callback_query": {
+                "id": server._new_query_id(COORDINATOR_CHAT, member.id),
+                "from": member.user_dict,
+                "message": {**prompt.raw, "chat": {"id": COORDINATOR_CHAT, "type": "supergroup", "title": "C"}},
+                "chat_instance": "2",
+                "data": button,
+            }
+        }
+    )
+    assert "no longer active" in await callback_text(server, in_team_chat)
+    assert _answers(server, in_team_chat) == 1 and server.messages(COORDINATOR_CHAT) == []
+    assert not any(r.method == "answerCallbackQuery" and r.status != 200 for r in server.requests)
+
+
+async def test_replies_go_in_the_participants_language_or_else_the_phones(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A linked participant is answered in the language they chose, whatever their
+    phone's; someone not linked (here, editing a message: the one reply to a stranger
+    that is not in both languages), in their phone's: Bangla for "bn", else English."""
+    code = await enroll(server, "BSM-031 A 2026-10-25 en")
+    chose_english = server.user(2031, language_code="bn")
+    await link(server, chose_english, code, "English")
+    sent = await chose_english.send("hello")
+    await chose_english.edit(sent, "hello again")
+    await server.wait_for(2031, "Edits are not read. Please send your message again.")
+    for user_id, phone, expected in [
+        (2032, "en", "Edits are not read. Please send your message again."),
+        (2033, "bn", "এডিট করা মেসেজ পড়া হয় না। দয়া করে মেসেজটি আবার পাঠান।"),
+        (2034, None, "Edits are not read. Please send your message again."),
+    ]:
+        stranger = server.user(user_id, language_code=phone)
+        await stranger.edit(await stranger.send("hello"), "hello again")
+        await server.wait_for(user_id, expected)
+
+
+async def test_an_update_without_a_chat_is_stored_as_handled_and_changes_nothing(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """The bot asks Telegram for every update type; one without a chat (an inline query:
+    the bot offers none) is recorded as processed, so it is confirmed and not delivered
+    again, and nobody is answered."""
+    stranger = server.user(66_000_032, "Q", language_code="en")
+    pushed = server.push_update(
+        {"inline_query": {"id": "77", "from": stranger.user_dict, "query": "dose", "offset": ""}}
+    )
+
+    async def processed() -> bool:
+        assert bot.services is not None
+        async with bot.services.sessions() as session:
+            return await session.get(ProcessedUpdate, pushed.update_id) is not None
+
+    await eventually(processed, 5, "the inline query recorded as processed")
+    assert server.messages(stranger.id) == []
