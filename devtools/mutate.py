@@ -177,7 +177,7 @@ def _config(group: Group) -> str:
             f"only_mutate = {json.dumps(list(group.modules))}",
             f"do_not_mutate_patterns = {json.dumps(NOT_MUTATED)}",
             'also_copy = ["content", "models", "migrations", "devtools", "alembic.ini", "locales", "export", '
-            '"bench", "domain", "scheduler", "bot"]',
+            '"bench", "domain", "scheduler", "bot", "charts", "core", "cli"]',
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
             f"pytest_add_cli_args_test_selection = {json.dumps(selection)}",
             "",
