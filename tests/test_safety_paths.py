@@ -536,7 +536,7 @@ def test_the_double_dose_rule_says_why_it_refuses_mixed_times() -> None:
 
 @pytest.mark.logs_errors("reply for update 7 not sent, a bug: ValueError")
 async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_rest(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A refused reply (BadRequest) is not retried; a reply that keeps failing in
     transit is tried 1 + retries times; a reply that fails otherwise (a bug: logged as an
@@ -569,6 +569,13 @@ async def test_replies_after_the_commit_give_up_per_reply_and_still_send_the_res
     await work.flush()
     assert calls == ["refused", "in transit", "in transit", "in transit", "in transit", "broken", "last"]
     assert work.outbox == []
+    # The bug is logged with where it happened (its frames) and never its text, which
+    # may quote a participant's answer.
+    (bug,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    head, frames = bug.split("\n", 1)
+    assert head == "reply for update 7 not sent, a bug: ValueError" and "not a Telegram error" not in bug
+    assert "in attempt" in frames and "raise error" in frames
+    assert all(line.startswith("  ") for line in frames.splitlines())  # traceback lines, nothing between
 
 
 def test_current_work_outside_an_update_says_so() -> None:
