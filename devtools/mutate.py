@@ -140,8 +140,14 @@ GROUPS: dict[str, Group] = {
     ),
     "unit-of-work": Group(
         ("bot/unit_of_work.py", "bot/app.py"),
-        # test_enrollment.py: a re-delivered update applied once, and promptly
-        ("tests/test_application.py", "tests/test_safety_paths.py", "tests/test_enrollment.py"),
+        # test_enrollment.py: a re-delivered update applied once, and promptly; test_alerts.py:
+        # an alert raised by an update is sent within seconds, not at the next beat
+        (
+            "tests/test_application.py",
+            "tests/test_safety_paths.py",
+            "tests/test_enrollment.py",
+            "tests/test_alerts.py",
+        ),
         # in bot/app.py: one transaction per update, rolled back when a handler failed
         ("bot/app.py::TrialApplication._process_once", "bot/app.py::on_error"),
     ),

@@ -312,3 +312,20 @@ async def test_an_update_without_a_chat_is_stored_as_handled_and_changes_nothing
 
     await eventually(processed, 5, "the inline query recorded as processed")
     assert server.messages(stranger.id) == []
+
+
+async def test_an_update_without_a_sender_is_stored_as_handled_and_changes_nothing(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A channel's post has a chat but no sender: it is recorded as processed (confirmed,
+    not delivered again) and nothing is sent."""
+    channel = {"id": -100_777, "type": "channel", "title": "Some channel"}
+    pushed = server.push_update({"channel_post": {"message_id": 1, "date": 0, "chat": channel, "text": "hello"}})
+
+    async def processed() -> bool:
+        assert bot.services is not None
+        async with bot.services.sessions() as session:
+            return await session.get(ProcessedUpdate, pushed.update_id) is not None
+
+    await eventually(processed, 5, "the channel post recorded as processed")
+    assert not any(r.method == "sendMessage" and r.params.get("chat_id") == -100_777 for r in server.requests)
