@@ -22,7 +22,7 @@ from devtools.harness import COORDINATOR_CHAT, TOKEN, BotHarness
 from models import ProcessedUpdate, QuestionnaireAnswer
 from tests.bothelpers import enroll, eventually, link, says
 from tests.conftest import Figures
-from tests.test_questionnaire_flow import callback_text
+from tests.test_questionnaire_flow import callback_text, statements
 
 
 async def test_every_menu_command_has_a_handler() -> None:
@@ -329,3 +329,21 @@ async def test_an_update_without_a_sender_is_stored_as_handled_and_changes_nothi
 
     await eventually(processed, 5, "the channel post recorded as processed")
     assert not any(r.method == "sendMessage" and r.params.get("chat_id") == -100_777 for r in server.requests)
+
+
+async def test_an_ordinary_update_is_one_pass_and_runs_no_alert_tick(
+    bot: BotHarness, server: BotAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An update that raised no alert costs its own transaction only: no alert tick after
+    it (that runs within seconds only when the update raised one), and no second pass
+    over its update id once it is stored."""
+    caplog.set_level(logging.INFO, logger="bot.app")
+    code = await enroll(server, "BSM-033 A 2026-10-25 en")
+    user = server.user(2035, language_code="en")
+    await link(server, user, code, "English")
+    with statements(bot) as seen:
+        first = await says(server, user, "/help", "/language")
+        await says(server, user, "/help", "/language")  # in order: the first is done, whatever follows it
+    assert not [s for s, _p in seen if "alert_deliveries" in s], "an alert tick ran"
+    assert not [r for r in caplog.records if "already processed" in r.getMessage()]
+    assert first.content
