@@ -14,7 +14,7 @@ from core.digits import to_bengali_digits
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import ADMIN_ID, BotHarness
 from domain.enrollment import CODE_ALPHABET, CODE_LENGTH, hash_code, new_code, normalize_code
-from domain.secrets import keyed_hash
+from domain.secrets import ENROLLMENT_CODES, keyed_hash
 from models import AuditEntry, ChatLink, EnrollmentCode, Participant, ParticipantStatus
 from tests.bothelpers import CODE_RE, admin_says, enroll, link, says
 from tests.schedule_helpers import dhaka, reminders
@@ -207,3 +207,37 @@ def test_a_code_as_typed_is_read_as_its_canonical_form(typed: str, canonical: st
     assert normalize_code(typed) == canonical
     key = b"k" * 32
     assert hash_code(typed, key) == hash_code(canonical, key) == keyed_hash(key, canonical)
+
+
+async def test_every_refused_code_of_a_known_participant_is_audited_against_them(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """A revoked code, a used code, and a code still usable for a participant who is
+    already linked (a row no normal flow leaves: a code issued revokes the others, and
+    linking uses it) are refused, each audited against its participant; one participant
+    never gets a second chat."""
+    old = await enroll(server, "BSM-047 A 2026-10-25 en")
+    new = await enroll(server, "BSM-047 A 2026-10-25 en")  # a lost code: the old one is revoked
+    await says(server, server.user(4701), f"/start {old}", "can no longer be used")
+    await link(server, server.user(4702), new, "English")
+    await says(server, server.user(4703), f"/start {new}", "already been used")
+    assert bot.services is not None
+    pid = (await participant(bot, "BSM-047")).id
+    extra = new_code()
+    async with bot.services.sessions() as session:
+        session.add(
+            EnrollmentCode(
+                participant_id=pid,
+                code_hash=hash_code(extra, bot.services.secret_key(ENROLLMENT_CODES)),
+                created_at=bot.clock.now(),
+                created_by="test",
+                expires_at=bot.clock.now() + timedelta(days=1),
+            )
+        )
+        await session.commit()
+    await says(server, server.user(4704), f"/start {extra}", "already been used")
+    refusals = await audits(bot, "enrollment_code.refuse")
+    assert [(r.detail, r.participant_id) for r in refusals] == [("revoked", pid), ("used", pid), ("used", pid)]
+    async with bot.services.sessions() as session:
+        links = list(await session.scalars(select(ChatLink).where(ChatLink.participant_id == pid)))
+    assert [link.chat_id for link in links] == [4702]
