@@ -339,6 +339,9 @@ def recheck_group(name: str, group: Group, jobs: int) -> tuple[int, int, int, li
                     check=False,
                     timeout=RECHECK_TIMEOUT,
                 )
+                if run.returncode not in (0, 1):  # the run broke (usage, collection): it says nothing of the mutant
+                    print(f"{mutant}: the tests did not run (pytest exit {run.returncode}); result kept", flush=True)
+                    continue
                 codes[mutant] = run.returncode
             except subprocess.TimeoutExpired:
                 codes[mutant] = 36  # mutmut's code for a time-out: the mutant hung the tests
