@@ -596,9 +596,10 @@ class OverviewRow:
         return None if reminded == 0 else 100.0 * sum(t for _, t, _ in self.weeks) / reminded
 
 
-def overview_row(record: ParticipantRecord, today: date) -> OverviewRow:
+def overview_row(record: ParticipantRecord, today: date, tz: tzinfo | None = None) -> OverviewRow:
     """A participant's overview line from their rows: adherence in the last four
-    7-day blocks ending today (taken, reminded from the dose log), open alerts, the next visit."""
+    7-day blocks ending today (taken, reminded from the dose log), open alerts, the next
+    visit, the last check-in's day (in ``tz``; None: as stored)."""
     last = max((c.completed_at for c in record.checkins if c.status == "completed"), default=None)
     return _overview_line(
         record.participant,
@@ -608,7 +609,7 @@ def overview_row(record: ParticipantRecord, today: date) -> OverviewRow:
         sum(1 for a in record.alerts if a.acknowledged_at is None),
         last,
         record.unreachable_since is not None,
-        None,
+        tz,
     )
 
 
@@ -672,12 +673,7 @@ def overview_page(rows: Sequence[OverviewRow], limit: int = OVERVIEW_LINES) -> t
 def overview_rows(records: Sequence[ParticipantRecord], now: datetime, tz: tzinfo) -> list[OverviewRow]:
     """The trial at a glance: one row per participant, by study id."""
     today = local_date(now, tz)
-    rows = []
-    for record in sorted(records, key=lambda r: r.participant.study_id):
-        row = overview_row(record, today)
-        last = max((c.completed_at for c in record.checkins if c.status == "completed"), default=None)
-        rows.append(OverviewRow(**{**row.__dict__, "last_checkin": local_date(last, tz) if last else None}))
-    return rows
+    return [overview_row(record, today, tz) for record in sorted(records, key=lambda r: r.participant.study_id)]
 
 
 async def load_all(session: AsyncSession, protocol: Protocol) -> list[ParticipantRecord]:
