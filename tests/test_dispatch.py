@@ -361,3 +361,37 @@ async def test_every_due_reminder_goes_once_at_any_dispatch_concurrency(
             )
             logs = await session.scalar(select(func.count()).select_from(DoseLog))
         assert statuses == {MessageStatus.SENT} and unsent == 0 and logs == 120
+
+
+async def test_a_claim_takes_one_batch_orphans_first_then_the_longest_waiting(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    """One claim holds at most a batch (what a crash can repeat is bounded by it): first
+    the rows whose claim's lease ran out (a process died holding them), then the due rows
+    that have waited longest, whatever order they were written in."""
+    await seed_due_reminders(bot, server, db_url, outbox.BATCH + 30)
+    assert bot.services is not None
+    now = bot.clock.now()
+    async with bot.services.sessions() as session:
+        ids = list(await session.scalars(select(ScheduledMessage.id).order_by(ScheduledMessage.id)))
+        assert len(ids) == outbox.BATCH + 30
+        for age, row_id in enumerate(ids):  # the last written has waited longest
+            await session.execute(
+                update(ScheduledMessage)
+                .where(ScheduledMessage.id == row_id)
+                .values(next_attempt_at=now - timedelta(seconds=age + 1))
+            )
+        orphans = ids[:5]  # the earliest written, claimed by a process that died
+        await session.execute(
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id.in_(orphans))
+            .values(status=MessageStatus.SENDING, claim_token="dead", claimed_until=now - timedelta(seconds=1))
+        )
+        await session.commit()
+    lease = timedelta(minutes=5)
+    first = [row_id for row_id, _pid in await outbox.claim(outbox.REMINDERS, bot.services.sessions, now, "a", lease)]
+    assert len(first) == outbox.BATCH
+    longest_waiting = list(reversed(ids))[: outbox.BATCH - len(orphans)]
+    assert set(first) == set(orphans) | set(longest_waiting)
+    second = [row_id for row_id, _pid in await outbox.claim(outbox.REMINDERS, bot.services.sessions, now, "b", lease)]
+    assert sorted(second) == sorted(set(ids) - set(first))  # the rest, once
