@@ -19,6 +19,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+from typing import Any, cast
 
 from aiohttp import web
 from telegram import Update
@@ -30,6 +31,10 @@ from bot.jobs import build_heartbeat
 from scheduler.runtime import HEARTBEAT_SECONDS
 
 log = logging.getLogger(__name__)
+
+JSONDict = dict[str, Any]
+READ_TIMEOUT_S = 5.0
+"""How long a fetch may take beyond its long poll (PTB's default read timeout)."""
 
 
 async def serve(
@@ -116,7 +121,8 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
     and the next fetch goes out at once, so one slow chat (its replies held by the rate
     limiter or a slow network) delays nobody else. Telegram confirms every update below
     the offset a fetch asks from, so the offset stays at the oldest update still in
-    progress: updates fetched again meanwhile are recognised and skipped."""
+    progress: updates fetched again meanwhile are recognised and skipped, before PTB
+    parses them (`_fetch`)."""
     bot = app.bot
     flight = _InFlight()
     backoff = 0.5
@@ -124,12 +130,8 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
     try:
         while not stop.is_set():
             fetch = asyncio.create_task(
-                bot.get_updates(
-                    offset=flight.offset(),
-                    timeout=0 if flight.busy() else poll_seconds,  # in progress are returned at once anyway
-                    allowed_updates=Update.ALL_TYPES,
-                )
-            )
+                _fetch(app, offset=flight.offset(), poll_s=0 if flight.busy() else poll_seconds)
+            )  # with updates in progress, those are returned at once anyway
             await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not fetch.done():
                 fetch.cancel()
@@ -195,15 +197,19 @@ class _InFlight:
         pending = self._running.keys() | self._failed
         return min(pending) if pending else self._next
 
-    def start(self, app: TrialApplication, updates: list[Update]) -> int:
-        """Handle the updates not seen before, in order; returns how many."""
+    def start(self, app: TrialApplication, updates: list[JSONDict]) -> int:
+        """Handle the updates not seen before, in order; returns how many. `updates`
+        are the Bot API's JSON: only those not seen before are parsed, since every
+        fetch while updates are in progress returns those again."""
         fresh = 0
-        for update in updates:
-            uid = update.update_id
+        for data in updates:
+            uid = data["update_id"]
             if self._next is None or uid >= self._next:
                 self._next = uid + 1
             if uid in self._running or uid in self._handled:
                 continue
+            update = Update.de_json(data, app.bot)
+            app.bot.insert_callback_data(update)
             self._failed.discard(uid)
             self._running[uid] = asyncio.create_task(app.handle(update))
             fresh += 1
@@ -230,6 +236,19 @@ class _InFlight:
         if self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
         self.collect()
+
+
+async def _fetch(app: TrialApplication, *, offset: int | None, poll_s: int) -> list[JSONDict]:
+    """getUpdates, as `Bot.get_updates` sends it (its read timeout: the client's plus
+    the long poll's), returning the updates unparsed. With N updates in progress each
+    fetch returns those N again; parsing them (PTB builds every Message, User and
+    keyboard object) cost more than handling them in the benchmark's burst, so
+    `_InFlight.start` parses only the new ones. `Bot._post` is PTB's own path for every
+    call (defaults, rate limiter, error mapping); every test that polls runs it."""
+    bot = app.bot
+    data: JSONDict = {"timeout": poll_s, "offset": offset, "allowed_updates": Update.ALL_TYPES}
+    result = await bot._post("getUpdates", data, read_timeout=READ_TIMEOUT_S + poll_s)
+    return cast("list[JSONDict]", result)
 
 
 def _seconds(value: float | dt.timedelta) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyreadstat
 import pytest
 from sqlalchemy import select, text
+from telegram import Update
 
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
@@ -482,6 +483,36 @@ async def test_2_one_slow_chat_does_not_hold_up_the_others(bot: BotHarness, serv
     replies = await server.wait_for(slow.id, None, 2, 60, since=stuck)  # the slow chat's order is kept
     assert "/language" in replies[0].content and "/language" not in replies[1].content
     assert later.update_id > stuck.update_id
+
+
+async def test_2_an_update_in_progress_is_parsed_once_however_often_it_is_fetched_again(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an update is in progress, every fetch returns it again (the offset stays at
+    it until it is committed). Each fetched update is parsed once: PTB building every
+    Message, User and keyboard again on each fetch cost more than handling them in a
+    burst (bench/inbound.py)."""
+    slow = await linked(server, "BSM-025", "A", 4251, "en")
+    other = await linked(server, "BSM-026", "A", 4261, "en")
+    parsed: list[int] = []
+    de_json = Update.de_json.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Update], data: dict[str, object] | None, bot: object = None) -> Update | None:
+        if data is not None:
+            parsed.append(int(str(data["update_id"])))
+        return de_json(cls, data, bot)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Update, "de_json", classmethod(counted))
+    server.faults.add("sendMessage", "timeout", chat_id=slow.id, delay=20.0)  # its reply hangs
+    fetches = sum(1 for r in list(server.requests) if r.method == "getUpdates")
+    stuck = await slow.send("/help")
+    sent = []
+    for _ in range(3):  # each answered while the slow chat's update is still in progress
+        sent.append(update := await other.send("/help"))
+        await server.wait_for(other.id, "/language", since=update)
+    assert sum(1 for r in list(server.requests) if r.method == "getUpdates") - fetches >= 3  # fetched again
+    assert stuck.update_id in parsed and all(update.update_id in parsed for update in sent)
+    assert sorted(parsed) == sorted(set(parsed)), parsed  # none parsed twice
 
 
 def _sends(server: BotAPIServer, chat_id: int) -> int:
