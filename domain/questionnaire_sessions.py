@@ -772,7 +772,22 @@ async def _previous_grades(
     """Last completed session's grades of the same instrument (for "worse than last week")."""
     if session.instrument_id != env.checkin_instrument:
         return None
-    last = (
+    # Not flushed first: what this answer changed so far (its row, the session's new
+    # state) cannot change which other session completed last, and flushing here
+    # would write the session twice, its state now and its triage at the commit.
+    with db.no_autoflush:
+        last = await _last_completed(db, participant, session)
+    if last is None or not last.triage:
+        return None
+    grades = last.triage.get("result", {}).get("grades")
+    return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None
+
+
+async def _last_completed(
+    db: AsyncSession, participant: Participant, session: QuestionnaireSession
+) -> QuestionnaireSession | None:
+    """The participant's last completed session of `session`'s instrument, other than it."""
+    return (
         await db.scalars(
             select(QuestionnaireSession)
             .where(
@@ -785,7 +800,3 @@ async def _previous_grades(
             .limit(1)
         )
     ).first()
-    if last is None or not last.triage:
-        return None
-    grades = last.triage.get("result", {}).get("grades")
-    return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None
