@@ -363,6 +363,58 @@ async def test_every_due_reminder_goes_once_at_any_dispatch_concurrency(
         assert statuses == {MessageStatus.SENT} and unsent == 0 and logs == 120
 
 
+async def test_a_claim_returns_its_rows_in_the_order_they_fell_due(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    """The dispatcher sends a claim's rows in the order they fell due (after an outage, a
+    participant's reminder that fell due first goes first), and of rows due at the same
+    instant the one written first: not in the order they were written, nor by whom they
+    are for."""
+    await seed_due_reminders(bot, server, db_url, 6)
+    assert bot.services is not None
+    now = bot.clock.now()
+    async with bot.services.sessions() as session:
+        rows = (await session.execute(select(ScheduledMessage.id, ScheduledMessage.participant_id))).all()
+        ids = sorted(row_id for row_id, _pid in rows)
+        last_participant = max(pid for _id, pid in rows)
+        waited = dict(zip(ids, (3, 3, 1, 5, 4, 2), strict=True))  # seconds overdue
+        for row_id, seconds in waited.items():
+            await session.execute(
+                update(ScheduledMessage)
+                .where(ScheduledMessage.id == row_id)
+                .values(next_attempt_at=now - timedelta(seconds=seconds))
+            )
+        await session.execute(  # the first of the two due together is for the last participant
+            update(ScheduledMessage)
+            .where(ScheduledMessage.id == ids[0])
+            .values(participant_id=last_participant, key=ScheduledMessage.key + ":moved")
+        )
+        await session.commit()
+    claimed = await outbox.claim(outbox.REMINDERS, bot.services.sessions, now, "a", timedelta(minutes=5))
+    assert [row_id for row_id, _pid in claimed] == [ids[3], ids[4], ids[0], ids[1], ids[5], ids[2]]
+    assert claimed[2] == (ids[0], last_participant)
+
+
+async def test_of_more_rows_due_at_the_same_instant_than_a_batch_the_first_written_are_claimed_first(
+    bot: BotHarness, server: BotAPIServer, db_url: str
+) -> None:
+    """First written, first sent: when more rows fell due at the same instant than one
+    claim takes (a busy reminder minute), the claim takes those written first, whatever
+    order the database happens to hold them in (here: the last written moved last)."""
+    await seed_due_reminders(bot, server, db_url, outbox.BATCH + 10)
+    assert bot.services is not None
+    now = bot.clock.now()
+    async with bot.services.sessions() as session:
+        ids = list(await session.scalars(select(ScheduledMessage.id).order_by(ScheduledMessage.id)))
+        for row_id in reversed(ids):  # each row written anew, the first written last
+            await session.execute(
+                update(ScheduledMessage).where(ScheduledMessage.id == row_id).values(next_attempt_at=now)
+            )
+            await session.commit()
+    claimed = await outbox.claim(outbox.REMINDERS, bot.services.sessions, now, "a", timedelta(minutes=5))
+    assert [row_id for row_id, _pid in claimed] == ids[: outbox.BATCH]
+
+
 async def test_a_claim_takes_one_batch_orphans_first_then_the_longest_waiting(
     bot: BotHarness, server: BotAPIServer, db_url: str
 ) -> None:
