@@ -361,18 +361,23 @@ def main(argv: list[str] | None = None) -> int:
             kinds = ["sqlite"]
         raw = asyncio.run(_run(dbs, kinds, sizes, only))
     previous = args.out / "results.json"
+    mode = "full" if args.full else "quick"
     if args.merge and previous.exists():
-        kept = json.loads(previous.read_text(encoding="utf-8"))["raw"]
+        earlier = json.loads(previous.read_text(encoding="utf-8"))
+        kept = earlier["raw"]
         for key, value in raw.items():
             if value:
                 kept[key] = {**kept.get(key, {}), **value} if isinstance(value, dict) else value
+        older = sorted(key for key, value in kept.items() if value and not raw.get(key))
+        if older:  # the table's header says which figures are not of this run
+            mode += f" ({', '.join(older)}: kept from the {earlier['mode']} run of {earlier['generated_at']})"
         raw = kept
     rows = figures(raw, sizes, args.full) + ratio_figures(
         raw, _command(args.full, "fanout"), _command(args.full, "inbound")
     )
     elapsed = time.perf_counter() - started
     result = {
-        "mode": "full" if args.full else "quick",
+        "mode": mode,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(elapsed, 1),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
