@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -25,7 +24,6 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
 from bot import callbacks, media, unit_of_work
 from bot.context import BotContext
@@ -41,6 +39,7 @@ from bot.handlers import (
     schedule,
     schedule_admin,
 )
+from bot.http import AiohttpRequest
 from bot.i18n import _, language_from_telegram, use_locale
 from bot.jobs import run_tick
 from bot.services import Services
@@ -68,6 +67,19 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
     _slots: PerLoop[asyncio.Semaphore] | None = None
     _shown: PerLoop[GroupCommit[tuple[int, int]]] | None = None
+
+    http: tuple[AiohttpRequest, ...] = ()  # the Bot API clients (updates, everything else)
+
+    async def initialize(self) -> None:
+        """PTB's, and when it fails (the token refused, the server away) the HTTP clients
+        it opened are closed again: PTB shuts down only what initialised whole, and an
+        open aiohttp session would complain at exit, after the start-up error's line."""
+        try:
+            await super().initialize()
+        except BaseException:
+            for request in self.http:
+                await request.shutdown()
+            raise
 
     async def store_shown_question(self, session_id: int, message_id: int) -> None:
         """Remember the message that shows a session's current question, and return once
@@ -289,23 +301,6 @@ def register_handlers(app: TrialApplication) -> None:
     app.add_error_handler(on_error)
 
 
-class TimedRequest(HTTPXRequest):
-    """PTB's HTTP client, keeping a moving average of the round trip of a ``sendMessage``
-    (network and server, not the rate limiter's waits): bot.dispatch sizes the messages
-    in flight to it (DISPATCH_CONCURRENCY=0)."""
-
-    round_trip_s: float = 0.0
-
-    async def do_request(self, url: str, method: str, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        started = time.perf_counter()
-        try:
-            return await super().do_request(url, method, *args, **kwargs)
-        finally:
-            if url.endswith("/sendMessage"):
-                took = time.perf_counter() - started
-                self.round_trip_s = took if self.round_trip_s == 0 else 0.8 * self.round_trip_s + 0.2 * took
-
-
 def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True) -> TrialApplication:
     """Build the bot for these services (settings, database, clock).
     `rate_limiter`: True = AIORateLimiter at Telegram's limits with 3 retries of a
@@ -316,6 +311,10 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
         limiter = AIORateLimiter(max_retries=3) if rate_limiter else None
     else:
         limiter = rate_limiter
+    # The long poll holds one connection; the final offset-confirming call at shutdown
+    # needs another, or it times out and updates are fetched again.
+    updates = AiohttpRequest(connection_pool_size=2)
+    calls = AiohttpRequest(connection_pool_size=256)  # PTB's default pool size
     builder = (
         ApplicationBuilder()
         .application_class(TrialApplication)
@@ -323,11 +322,9 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
         .base_url(settings.telegram_api_url)
         .base_file_url(settings.base_file_url)
         .context_types(ContextTypes(context=BotContext))
-        # The long poll holds one connection; the final offset-confirming call at
-        # shutdown needs another, or it times out and updates are fetched again.
-        .get_updates_connection_pool_size(2)
+        .get_updates_request(updates)
         .arbitrary_callback_data(False)
-        .request(TimedRequest(connection_pool_size=256))  # PTB's default pool, timed
+        .request(calls)
     )
     if limiter is not None:
         builder = builder.rate_limiter(cast(Any, limiter))  # PTB types the builder for one limiter kind
@@ -337,5 +334,6 @@ def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] 
     app = builder.build()
     assert isinstance(app, TrialApplication)
     app.services = services
+    app.http = (updates, calls)
     register_handlers(app)
     return app

@@ -224,7 +224,7 @@ async def _send_all(app: TrialApplication, sends: list[_Send], token: str, now: 
 
 
 def _round_trip_s(app: TrialApplication) -> float:
-    """The HTTP round trip of a send as this process measures it (bot.app.TimedRequest;
+    """The HTTP round trip of a send as this process measures it (bot.http.AiohttpRequest;
     the rate limiter's waits are not in it)."""
     return float(getattr(app.bot.request, "round_trip_s", 0.0))
 

@@ -1,0 +1,108 @@
+"""The bot's HTTP client to the Bot API: PTB's request interface over aiohttp's client.
+
+Why not PTB's own (httpx): with several calls in flight (the dispatcher's slots, the
+updates of several chats) httpx's connection pool looks at every pooled connection on
+each request it starts or ends, and for an idle one asks the socket whether the server
+closed it (httpcore's ``_assign_requests_to_connections``). Profiled on the benchmark's
+fan-out with 16 slots, the HTTP client was 41 % of the process's CPU, most of it that
+scan; aiohttp (already the webhook server's) keeps idle connections in a queue per host
+and takes one off it. Everything else is PTB's: the parameters it encodes, the status
+and body it parses, its errors (a time-out is ``TimedOut``, any other failure of the
+connection ``NetworkError``), its rate limiter above this.
+
+Also kept from `bot.app`'s old client: the moving average of a ``sendMessage``'s round
+trip (``round_trip_s``), which `bot.dispatch.auto_slots` sizes the slots to.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from telegram._utils.defaultvalue import DefaultValue
+from telegram._utils.types import ODVInput
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+DEFAULT_TIMEOUT_S = 5.0  # PTB's defaults for connect, read and write
+MEDIA_WRITE_TIMEOUT_S = 20.0  # PTB's for an upload
+POOL_TIMEOUT_S = 1.0  # PTB's: how long a request may wait for a free connection
+
+
+class AiohttpRequest(BaseRequest):
+    """One aiohttp session with a pool of ``connection_pool_size`` connections."""
+
+    round_trip_s: float = 0.0
+
+    def __init__(self, connection_pool_size: int = 256) -> None:
+        self._pool_size = connection_pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        return DEFAULT_TIMEOUT_S
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, limit_per_host=self._pool_size)
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.USER_AGENT})
+
+    async def shutdown(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        files = request_data.multipart_data if request_data else None
+        fields = request_data.json_parameters if request_data else None
+        body: aiohttp.FormData | dict[str, str] | None = fields
+        if files:
+            form = aiohttp.FormData()
+            for name, value in (fields or {}).items():
+                form.add_field(name, value)
+            for name, upload in files.items():
+                filename, content, mimetype = upload if isinstance(upload, tuple) else (None, upload, None)
+                form.add_field(name, content, filename=filename, content_type=mimetype)
+            body = form
+        pool = _seconds(pool_timeout, POOL_TIMEOUT_S)
+        connect = _seconds(connect_timeout, DEFAULT_TIMEOUT_S)
+        write = _seconds(write_timeout, MEDIA_WRITE_TIMEOUT_S if files else DEFAULT_TIMEOUT_S)
+        read = _seconds(read_timeout, DEFAULT_TIMEOUT_S)
+        parts = (pool, connect, write, read)
+        timeout = aiohttp.ClientTimeout(
+            # aiohttp has no write time-out of its own: the whole request is bounded by
+            # the sum of waiting for a connection, connecting, sending and reading
+            total=None if None in parts else sum(p for p in parts if p is not None),
+            connect=None if pool is None or connect is None else pool + connect,
+            sock_connect=connect,
+            sock_read=read,
+        )
+        started = time.perf_counter()
+        try:
+            async with session.request(method, url, data=body, timeout=timeout) as response:
+                status, content = response.status, await response.read()
+        except TimeoutError as error:  # aiohttp's ServerTimeoutError is one too
+            raise TimedOut from error
+        except aiohttp.ClientError as error:
+            raise NetworkError(f"aiohttp.{type(error).__name__}: {error}") from error
+        if url.endswith("/sendMessage"):
+            took = time.perf_counter() - started
+            self.round_trip_s = took if self.round_trip_s == 0 else 0.8 * self.round_trip_s + 0.2 * took
+        return status, content
+
+
+def _seconds(value: ODVInput[float], default: float) -> float | None:
+    if isinstance(value, DefaultValue):
+        return default
+    return value  # None: no limit
