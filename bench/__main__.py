@@ -370,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                 kept[key] = {**kept.get(key, {}), **value} if isinstance(value, dict) else value
         older = sorted(key for key, value in kept.items() if value and not raw.get(key))
         if older:  # the table's header says which figures are not of this run
-            mode += f" ({', '.join(older)}: kept from the {earlier['mode']} run of {earlier['generated_at']})"
+            run = earlier["mode"].split(" (")[0]  # not the earlier run's own note: say it by hand if it matters
+            mode += f" ({', '.join(older)}: kept from the {run} run of {earlier['generated_at']})"
         raw = kept
     rows = figures(raw, sizes, args.full) + ratio_figures(
         raw, _command(args.full, "fanout"), _command(args.full, "inbound")
