@@ -33,8 +33,6 @@ from scheduler.runtime import HEARTBEAT_SECONDS
 log = logging.getLogger(__name__)
 
 JSONDict = dict[str, Any]
-READ_TIMEOUT_S = 5.0
-"""How long a fetch may take beyond its long poll (PTB's default read timeout)."""
 
 
 async def serve(
@@ -247,7 +245,8 @@ async def _fetch(app: TrialApplication, *, offset: int | None, poll_s: int) -> l
     call (defaults, rate limiter, error mapping); every test that polls runs it."""
     bot = app.bot
     data: JSONDict = {"timeout": poll_s, "offset": offset, "allowed_updates": Update.ALL_TYPES}
-    result = await bot._post("getUpdates", data, read_timeout=READ_TIMEOUT_S + poll_s)
+    read_timeout = (bot.request.read_timeout or 0) + poll_s  # the long-polling client's is the same
+    result = await bot._post("getUpdates", data, read_timeout=read_timeout)
     return cast("list[JSONDict]", result)
 
 

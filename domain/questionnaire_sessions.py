@@ -776,27 +776,20 @@ async def _previous_grades(
     # state) cannot change which other session completed last, and flushing here
     # would write the session twice, its state now and its triage at the commit.
     with db.no_autoflush:
-        last = await _last_completed(db, participant, session)
+        last = (
+            await db.scalars(
+                select(QuestionnaireSession)
+                .where(
+                    QuestionnaireSession.participant_id == participant.id,
+                    QuestionnaireSession.instrument_id == session.instrument_id,
+                    QuestionnaireSession.status == QuestionnaireStatus.COMPLETED,
+                    QuestionnaireSession.id != session.id,
+                )
+                .order_by(QuestionnaireSession.completed_at.desc())
+                .limit(1)
+            )
+        ).first()
     if last is None or not last.triage:
         return None
     grades = last.triage.get("result", {}).get("grades")
     return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None
-
-
-async def _last_completed(
-    db: AsyncSession, participant: Participant, session: QuestionnaireSession
-) -> QuestionnaireSession | None:
-    """The participant's last completed session of `session`'s instrument, other than it."""
-    return (
-        await db.scalars(
-            select(QuestionnaireSession)
-            .where(
-                QuestionnaireSession.participant_id == participant.id,
-                QuestionnaireSession.instrument_id == session.instrument_id,
-                QuestionnaireSession.status == QuestionnaireStatus.COMPLETED,
-                QuestionnaireSession.id != session.id,
-            )
-            .order_by(QuestionnaireSession.completed_at.desc())
-            .limit(1)
-        )
-    ).first()
