@@ -23,7 +23,7 @@ mutant "arm A fever threshold >= 38.0 -> >" content/instruments/weekly_checkin.y
 mutant "last week's grades never looked up" domain/questionnaire_sessions.py \
     's/    previous = await _previous_grades(db, participant, session, env)/    previous = None/' two_grades
 mutant "RetryAfter minimum dropped" scheduler/outbox.py \
-    's/row.next_attempt_at = now + max(delay, at_least)/row.next_attempt_at = now + delay/' retry_after
+    's/row.next_attempt_at = now + max(queue.backoff(row.attempts), at_least)/row.next_attempt_at = now + queue.backoff(row.attempts)/' retry_after
 mutant "rollback after a failed handler deleted" bot/app.py \
     '/^            if work.failed:$/,+1d' writes_and_then_fails
 exit $status
