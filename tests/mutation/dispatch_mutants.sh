@@ -7,8 +7,8 @@
 T=tests/test_dispatch_promises.py
 . "$(dirname "$0")/mutant.sh"
 
-mutant "back-off uncapped" scheduler/outbox.py 's/delay = min(BACKOFF_FIRST \* (2 \*\* max(row.attempts - 1, 0)), BACKOFF_MAX)/delay = BACKOFF_FIRST * (2 ** max(row.attempts - 1, 0))/' back_off
-mutant "back-off first delay doubled" scheduler/outbox.py 's/2 \*\* max(row.attempts - 1, 0)/2 ** max(row.attempts, 0)/' back_off
+mutant "back-off uncapped" scheduler/outbox.py 's/return min(self.first_delay \* (1 << doublings), self.max_delay)/return self.first_delay * (1 << doublings)/' back_off
+mutant "back-off first delay doubled" scheduler/outbox.py 's/doublings = min(max(attempts - 1, 0), 32)/doublings = min(max(attempts, 0), 32)/' back_off
 mutant "RetryAfter replaces the back-off" scheduler/outbox.py 's/row.next_attempt_at = now + max(queue.backoff(row.attempts), at_least)/row.next_attempt_at = now + at_least/' retry_after_shorter
 mutant "follow-up ignores Skipped" domain/reminders.py 's/(DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/(DoseAnswer.TAKEN, DoseAnswer.NO_ANSWER)/' final_answer
 mutant "follow-up ignores No answer" domain/reminders.py 's/(DoseAnswer.TAKEN, DoseAnswer.SKIPPED, DoseAnswer.NO_ANSWER)/(DoseAnswer.TAKEN, DoseAnswer.SKIPPED)/' final_answer
