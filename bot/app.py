@@ -303,12 +303,14 @@ def register_handlers(app: TrialApplication) -> None:
 
 def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True) -> TrialApplication:
     """Build the bot for these services (settings, database, clock).
-    `rate_limiter`: True = AIORateLimiter at Telegram's limits with 3 retries of a
-    429; False = none (the benchmark's "own capacity" figure); or a limiter."""
+    `rate_limiter`: True = AIORateLimiter at TELEGRAM_SEND_RATE (Telegram's free 30 a
+    second unless paid broadcasts are on) with 3 retries of a 429; False = none (the
+    benchmark's "own capacity" figure); or a limiter."""
     settings = services.settings
     limiter: BaseRateLimiter[Any] | None
     if isinstance(rate_limiter, bool):
-        limiter = AIORateLimiter(max_retries=3) if rate_limiter else None
+        rate = settings.telegram_send_rate  # Telegram's free 30 a second, or what paid broadcasts allow
+        limiter = AIORateLimiter(overall_max_rate=rate, max_retries=3) if rate_limiter else None
     else:
         limiter = rate_limiter
     # The long poll holds one connection; the final offset-confirming call at shutdown

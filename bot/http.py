@@ -17,6 +17,7 @@ trip (``round_trip_s``), which `bot.dispatch.auto_slots` sizes the slots to.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -27,6 +28,7 @@ from telegram.request import BaseRequest, RequestData
 DEFAULT_TIMEOUT_S = 5.0  # PTB's defaults for connect, read and write
 MEDIA_WRITE_TIMEOUT_S = 20.0  # PTB's for an upload
 POOL_TIMEOUT_S = 1.0  # PTB's: how long a request may wait for a free connection
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class AiohttpRequest(BaseRequest):
@@ -66,7 +68,12 @@ class AiohttpRequest(BaseRequest):
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else None
         fields = request_data.json_parameters if request_data else None
-        body: aiohttp.FormData | dict[str, str] | None = fields
+        body: aiohttp.FormData | bytes | None = None
+        headers: dict[str, str] | None = None
+        if fields and not files:
+            # Form-encoded as PTB's own client sends it. Encoded here: aiohttp's FormData
+            # would make a multipart writer (and a random boundary) for every call first.
+            body, headers = urlencode(fields).encode(), _FORM
         if files:
             form = aiohttp.FormData()
             for name, value in (fields or {}).items():
@@ -90,7 +97,7 @@ class AiohttpRequest(BaseRequest):
         )
         started = time.perf_counter()
         try:
-            async with session.request(method, url, data=body, timeout=timeout) as response:
+            async with session.request(method, url, data=body, headers=headers, timeout=timeout) as response:
                 status, content = response.status, await response.read()
         except TimeoutError as error:  # aiohttp's ServerTimeoutError is one too
             raise TimedOut from error

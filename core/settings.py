@@ -155,8 +155,15 @@ class Settings(CoordinatorSettings, TokenSettings):
     that process dies mid-send, another takes the rows over when this runs out."""
     dispatch_concurrency: int = Field(default=0, ge=0, le=64)
     """Reminders in flight at once; a crash may repeat up to this many (see bot.dispatch).
-    0 (the default): as many as the measured round trip needs to keep up with Telegram's
-    30 messages a second, one on a nearby server (``bot.dispatch.auto_slots``)."""
+    0 (the default): as many as the measured round trip needs to keep up with
+    TELEGRAM_SEND_RATE, one on a nearby server at the free 30 a second
+    (``bot.dispatch.auto_slots``)."""
+    telegram_send_rate: int = Field(default=30, ge=1, le=1000)
+    """Messages a second the bot may send to different chats. 30 is Telegram's free
+    limit; above it the reminders go as Telegram's paid broadcasts (``allow_paid_broadcast``,
+    up to 1,000 a second, paid in Stars from the bot's balance for each message beyond
+    the free 30): a service with thousands of reminders in one minute. The rate limiter
+    allows this many a second, and DISPATCH_CONCURRENCY=0 opens the slots it takes."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
     weekly_overview: bool = True
