@@ -16,19 +16,24 @@ trip (``round_trip_s``), which `bot.dispatch.auto_slots` sizes the slots to.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from typing import cast
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 from telegram._utils.defaultvalue import DefaultValue
-from telegram._utils.types import ODVInput
-from telegram.error import NetworkError, TimedOut
+from telegram._utils.types import JSONDict, ODVInput
+from telegram.error import NetworkError, TelegramError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT_S = 5.0  # PTB's defaults for connect, read and write
 MEDIA_WRITE_TIMEOUT_S = 20.0  # PTB's for an upload
 POOL_TIMEOUT_S = 1.0  # PTB's: how long a request may wait for a free connection
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+log = logging.getLogger(__name__)
 
 
 class AiohttpRequest(BaseRequest):
@@ -107,6 +112,25 @@ class AiohttpRequest(BaseRequest):
             took = time.perf_counter() - started
             self.round_trip_s = took if self.round_trip_s == 0 else 0.8 * self.round_trip_s + 0.2 * took
         return status, content
+
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> JSONDict:
+        """Telegram's answer, read with orjson (PTB's own hook for another JSON library).
+        While updates are in progress every long poll brings them all back, up to a
+        hundred at a time: the standard library's reading of them was most of what
+        fetching cost in a burst of answers. What is not JSON (a proxy's error page)
+        raises TelegramError as PTB's does, without the page in the log: it may quote
+        what was sent."""
+        try:
+            return cast(JSONDict, orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            return cast(JSONDict, json.loads(payload.decode("utf-8", "replace")))  # PTB's: bad UTF-8 replaced
+        except ValueError as error:
+            log.warning("the Bot API answered with %d bytes that are not JSON", len(payload))
+            raise TelegramError("Invalid server response") from error
 
 
 def _seconds(value: ODVInput[float], default: float) -> float | None:

@@ -49,7 +49,6 @@ def dose_reminders(server: BotAPIServer, chat_id: int, day: str | None = None) -
     ]
 
 
-@pytest.mark.logs_errors("Can not load invalid JSON data")  # PTB on the injected 502 page
 @pytest.mark.parametrize("fault", ["500", "502", "timeout", "close", "429"])
 async def test_telegram_errors_during_dispatch_end_in_exactly_one_message(
     bot: BotHarness, server: BotAPIServer, fault: str, figures: Figures
