@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from bench.common import register_team_chats, running_app
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
-from bot.dispatch import auto_slots, dispatch_tick
+from bot.dispatch import FREE_RATE, auto_slots, dispatch_tick
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START
 from domain.content import load_content
@@ -23,11 +23,19 @@ LATE_AFTER_S = 60.0  # a reminder sent more than a minute after it fell due is l
 
 
 async def run_fanout(
-    url: str, n: int, *, limiter: bool, inject_429: int = 0, concurrency: int = 0, latency_ms: float = 0.0
+    url: str,
+    n: int,
+    *,
+    limiter: bool,
+    inject_429: int = 0,
+    concurrency: int = 0,
+    latency_ms: float = 0.0,
+    rate: int = FREE_RATE,
 ) -> dict[str, Any]:
     """Seed ``n`` reminders due now, dispatch until none is left (``concurrency``:
     DISPATCH_CONCURRENCY, 0 the default: sized to the round trip; ``latency_ms``: the
-    server's round trip), and measure."""
+    server's round trip; ``rate``: TELEGRAM_SEND_RATE, above 30 paid broadcasts), and
+    measure."""
     protocol = load_content().protocol
     now = DEFAULT_START  # Sunday 09:00 in Dhaka
     local = to_local(now, protocol.tz)
@@ -40,7 +48,9 @@ async def run_fanout(
             server.user(CHAT_BASE + i, f"P{i}", language_code="en")
         if inject_429:
             server.faults.add("sendMessage", "429", times=inject_429, retry_after=1)
-        async with running_app(server, url, now, rate_limiter=limiter, dispatch_concurrency=concurrency) as (app, _):
+        async with running_app(
+            server, url, now, rate_limiter=limiter, dispatch_concurrency=concurrency, telegram_send_rate=rate
+        ) as (app, _):
             server.clear_history()
             started = time.time()
             ticks = 0
@@ -53,6 +63,7 @@ async def run_fanout(
             elapsed = time.time() - started
             statuses = await _statuses(app)
             round_trip_s = float(getattr(app.bot.request, "round_trip_s", 0.0))
+            record_s = app.dispatch_record_s
         sends = [r for r in server.requests if r.method == "sendMessage"]
         ok = [r for r in sends if r.status == 200 and r.fault is None]
         per_chat = Counter(m.chat_id for i in range(n) for m in server.messages(CHAT_BASE + i))
@@ -61,16 +72,19 @@ async def run_fanout(
     lost = sum(1 for i in range(n) if per_chat[CHAT_BASE + i] == 0)
     twice = sum(1 for i in range(n) if per_chat[CHAT_BASE + i] > 1)
     late = sum(1 for r in ok if r.time - started > LATE_AFTER_S)
-    rate = len(ok) / (last - started) if last > started else 0.0
+    measured = len(ok) / (last - started) if last > started else 0.0
     return {
         "n": n,
         "limiter": limiter,
         "concurrency": concurrency,
         "round_trip_ms": round(round_trip_s * 1000, 1),
-        "slots": concurrency or auto_slots(round_trip_s),
+        "record_ms": round(record_s * 1000, 1),
+        "send_rate": rate,
+        "paid": sum(1 for r in ok if r.params.get("allow_paid_broadcast")),
+        "slots": concurrency or auto_slots(round_trip_s, record_s, rate),
         "latency_ms": latency_ms,
         "sent": len(ok),
-        "messages_per_s": round(rate, 1),
+        "messages_per_s": round(measured, 1),
         "steady_messages_per_s": round((len(ok) - 1) / (last - first), 1) if last > first else 0.0,
         "seconds": round(elapsed, 2),
         "lost": lost,
