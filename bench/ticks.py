@@ -1,7 +1,8 @@
 """The dispatcher tick's cost as the trial grows: N participants with their remaining
 24-week plans (the real planner's rows, inserted in bulk), then the tick timed with
-nothing due and with a normal minute's load (at the default settings, then the next
-slot at the paid-broadcast rate), and what the database read to do it."""
+nothing due and with a normal minute's load (at the default settings, then the same
+minute rewound and sent again at the paid-broadcast rate), and what the database read
+to do it."""
 
 from __future__ import annotations
 

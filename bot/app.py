@@ -13,7 +13,6 @@ from typing import Any, cast
 from sqlalchemy.exc import IntegrityError
 from telegram import Update
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     BaseRateLimiter,
@@ -39,7 +38,7 @@ from bot.handlers import (
     schedule,
     schedule_admin,
 )
-from bot.http import AiohttpRequest
+from bot.http import AiohttpRequest, SendRateLimiter
 from bot.i18n import _, language_from_telegram, use_locale
 from bot.jobs import run_tick
 from bot.services import Services
@@ -303,14 +302,13 @@ def register_handlers(app: TrialApplication) -> None:
 
 def build_application(services: Services, *, rate_limiter: BaseRateLimiter[Any] | bool = True) -> TrialApplication:
     """Build the bot for these services (settings, database, clock).
-    `rate_limiter`: True = AIORateLimiter at TELEGRAM_SEND_RATE (Telegram's free 30 a
-    second unless paid broadcasts are on) with 3 retries of a 429; False = none (the
-    benchmark's "own capacity" figure); or a limiter."""
+    `rate_limiter`: True = PTB's AIORateLimiter at TELEGRAM_SEND_RATE (`SendRateLimiter`:
+    ordinary messages at Telegram's free 30 a second, paid broadcasts at the rate) with 3
+    retries of a 429; False = none (the benchmark's "own capacity" figure); or a limiter."""
     settings = services.settings
     limiter: BaseRateLimiter[Any] | None
     if isinstance(rate_limiter, bool):
-        rate = settings.telegram_send_rate  # Telegram's free 30 a second, or what paid broadcasts allow
-        limiter = AIORateLimiter(overall_max_rate=rate, max_retries=3) if rate_limiter else None
+        limiter = SendRateLimiter(settings.telegram_send_rate, max_retries=3) if rate_limiter else None
     else:
         limiter = rate_limiter
     # The long poll holds one connection; the final offset-confirming call at shutdown

@@ -25,7 +25,8 @@ measured round trip and the send rate, TELEGRAM_SEND_RATE (``auto_slots``): one 
 slot's cycle (round trip and record) fits in the interval between two messages (1/30 s
 at Telegram's free rate), so on a nearby server a crash repeats at most one message;
 over a slow link, or at the paid broadcasts' higher rates, as many as it takes to keep
-up with the rate, plus one (5 at an 80 ms round trip and 30 a second), at most a quarter
+up with the rate, plus one (4 at an 80 ms round trip and 30 a second, 5 with a 30 ms
+record), at most a quarter
 of a second's sending (``most_slots``: 8 at 30 a second, 64 from 256 a second).
 
 Failures: a network error, a timeout, a 5xx or RetryAfter leaves the row PLANNED with a
@@ -262,16 +263,30 @@ def _round_trip_s(app: TrialApplication) -> float:
 async def _send(app: TrialApplication, send: _Send, paid: bool) -> _Result:
     """One send; ``paid``: as a paid broadcast (TELEGRAM_SEND_RATE above the free 30).
 
-    Through ``Bot._post``, PTB's own path for every call (defaults, the rate limiter,
-    errors mapped to TelegramError), as ``Bot.send_message`` makes it, but without
-    building a ``Message`` (its chat, sender and keyboard) from Telegram's answer: of
-    that answer the dispatcher keeps the message id only, and the objects were a
-    quarter of PTB's CPU in a fan-out."""
+    Through ``Bot._post``, PTB's own path for every call (the rate limiter, errors mapped
+    to TelegramError), as ``Bot.send_message`` makes it, but without building a
+    ``Message`` (its chat, sender and keyboard) from Telegram's answer: of that answer the
+    dispatcher keeps the message id only, and the objects were a quarter of PTB's CPU in
+    a fan-out. PTB's ``Defaults`` would not reach these sends; the bot sets none."""
     data: dict[str, object] = {"chat_id": send.chat_id, "text": send.text, "reply_markup": send.markup}
     if paid:
         data["allow_paid_broadcast"] = True
     try:
         sent = await app.bot._post("sendMessage", data)
+    except BadRequest as error:
+        if not paid:
+            return _Result(send, error=error)
+        # Telegram refused the paid broadcast itself (the bot not allowed to, its Stars
+        # spent) or the message (a chat gone): a reminder must not be lost to the first,
+        # so it goes again as an ordinary message, under Telegram's free limit.
+        log.warning(
+            "row %s: a paid broadcast was refused (%s); sent as an ordinary message", send.row.id, type(error).__name__
+        )
+        del data["allow_paid_broadcast"]
+        try:
+            sent = await app.bot._post("sendMessage", data)
+        except TelegramError as again:
+            return _Result(send, error=again)
     except TelegramError as error:
         return _Result(send, error=error)
     return _Result(send, message_id=int(sent["message_id"]))
@@ -317,8 +332,10 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
     sent, or the lease would send it twice. ``flagged``: the participants who may be
     flagged unreachable (at the re-check, or by a refusal in this batch)."""
     services = app.services
+    took: list[float] = []  # the attempt that committed (a pause between retries is not the record's cost)
 
     async def write() -> None:
+        started = time.perf_counter()
         async with services.sessions() as session:
             accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
             marked = await outbox.mark_sent(outbox.REMINDERS, session, accepted, token, now)
@@ -336,13 +353,13 @@ async def _record(app: TrialApplication, results: list[_Result], token: str, now
                         flagged.add(r.send.row.participant_id)
                     await outbox.record_failure(session, r.send.row.id, _failure(app, r.send.row.id, r.error, now))
             await session.commit()
+        took.append(time.perf_counter() - started)
 
     ids = ", ".join(str(r.send.row.id) for r in results)
-    started = time.perf_counter()
     try:
         await retry_transient(write, what=f"recording the outcome of reminder(s) {ids}")
-        took = time.perf_counter() - started
-        app.dispatch_record_s = took if app.dispatch_record_s == 0 else 0.8 * app.dispatch_record_s + 0.2 * took
+        last = took[-1]
+        app.dispatch_record_s = last if app.dispatch_record_s == 0 else 0.8 * app.dispatch_record_s + 0.2 * last
     except Exception as exc:
         accepted = [(r.send.row.id, r.message_id) for r in results if r.message_id is not None]
         failure = type(exc).__name__

@@ -24,9 +24,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 import orjson
+from aiolimiter import AsyncLimiter
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import JSONDict, ODVInput
+from telegram.constants import FloodLimit
 from telegram.error import NetworkError, TelegramError, TimedOut
+from telegram.ext import AIORateLimiter
 from telegram.request import BaseRequest, RequestData
 
 DEFAULT_TIMEOUT_S = 5.0  # PTB's defaults for connect, read and write
@@ -113,7 +116,6 @@ class AiohttpRequest(BaseRequest):
             self.round_trip_s = took if self.round_trip_s == 0 else 0.8 * self.round_trip_s + 0.2 * took
         return status, content
 
-
     @staticmethod
     def parse_json_payload(payload: bytes) -> JSONDict:
         """Telegram's answer, read with orjson (PTB's own hook for another JSON library).
@@ -137,3 +139,18 @@ def _seconds(value: ODVInput[float], default: float) -> float | None:
     if isinstance(value, DefaultValue):
         return default
     return value  # None: no limit
+
+
+class SendRateLimiter(AIORateLimiter):
+    """PTB's rate limiter with TELEGRAM_SEND_RATE applied: ordinary messages (replies,
+    alerts, and reminders at the free rate) at most ``min(rate, 30)`` a second, Telegram's
+    free limit; messages sent as paid broadcasts (``allow_paid_broadcast``, which PTB
+    throttles apart, at Telegram's 1,000 a second) at most ``rate`` a second. Groups'
+    limits and the handling of RetryAfter are PTB's."""
+
+    __slots__ = ()
+
+    def __init__(self, rate: int, max_retries: int) -> None:
+        free = int(FloodLimit.MESSAGES_PER_SECOND)
+        super().__init__(overall_max_rate=min(rate, free), max_retries=max_retries)
+        self._apb_limiter = AsyncLimiter(max_rate=min(rate, int(FloodLimit.PAID_MESSAGES_PER_SECOND)), time_period=1)

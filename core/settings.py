@@ -161,9 +161,10 @@ class Settings(CoordinatorSettings, TokenSettings):
     telegram_send_rate: int = Field(default=30, ge=1, le=1000)
     """Messages a second the bot may send to different chats. 30 is Telegram's free
     limit; above it the reminders go as Telegram's paid broadcasts (``allow_paid_broadcast``,
-    up to 1,000 a second, paid in Stars from the bot's balance for each message beyond
-    the free 30): a service with thousands of reminders in one minute. The rate limiter
-    allows this many a second, and DISPATCH_CONCURRENCY=0 opens the slots it takes."""
+    up to 1,000 a second, a small fee in Stars from the bot's balance for each): a service
+    with thousands of reminders in one minute. The rate limiter lets that many paid
+    broadcasts a second through (ordinary messages keep the free 30), and
+    DISPATCH_CONCURRENCY=0 opens the slots it takes. At 30 or less it caps every message."""
     alert_lease_seconds: float = Field(default=120, ge=1, le=3600)
     """The same for one alert delivery (shorter: a safety alert must not wait long)."""
     weekly_overview: bool = True

@@ -70,7 +70,11 @@ POOL_SIZE = 20
 (``bot.app.CONCURRENT_UPDATES``, 16), the dispatcher's and the alert ticks', and one to
 spare. SQLAlchemy's default of 5 kept too few: every update beyond the fifth opened a
 connection of its own and closed it after (in a burst of answers, connecting was 8 %
-of the CPU spent handling them); 10 more may still be opened for a moment."""
+of the CPU spent handling them)."""
+POOL_OVERFLOW = 5
+"""More connections a process may open for a moment beyond POOL_SIZE (an export, the
+overview): at most 25 a process, so that four processes stay within PostgreSQL's
+default max_connections of 100 (see the README's "Several bot processes")."""
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -92,6 +96,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     return create_async_engine(url, **kwargs)
 
 
@@ -164,7 +169,7 @@ def _insert_new_statement(dialect: Dialect, table: Table, keys: tuple[str, ...],
     quote = dialect.identifier_preparer.quote
     columns = [table.c[key] for key in keys]
     sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c.name) for c in columns)}) "
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(c.name) for c in columns)}) "
         f"VALUES ({', '.join(':' + c.key for c in columns)}) "
         f"ON CONFLICT ({', '.join(quote(table.c[key].name) for key in unique)}) DO NOTHING"
     )

@@ -160,13 +160,14 @@ async def test_group_commit_writes_what_arrived_meanwhile_together() -> None:
     assert isinstance(outcome, RuntimeError) and writer.cancelled()
 
 
-@pytest.mark.parametrize(("rate", "paid"), [(30, False), (1000, True)])
+@pytest.mark.parametrize(("rate", "paid"), [(10, False), (30, False), (1000, True)])
 async def test_reminders_go_as_paid_broadcasts_only_above_the_free_rate(
     server: BotAPIServer, db_url: str, clock: ManualClock, rate: int, paid: bool
 ) -> None:
-    """TELEGRAM_SEND_RATE=1000: every reminder is sent with ``allow_paid_broadcast`` and
-    the rate limiter lets 1,000 a second through; a reply to a participant is never a
-    paid broadcast. At the free 30 nothing is paid for."""
+    """TELEGRAM_SEND_RATE=1000: every reminder is sent with ``allow_paid_broadcast``, and
+    the rate limiter lets 1,000 paid broadcasts a second through while ordinary messages
+    keep Telegram's free 30; a reply to a participant is never a paid broadcast. At 30
+    or less nothing is paid for, and the rate caps every message."""
     async with BotHarness(server, db_url, clock, overrides={"telegram_send_rate": rate}) as bot:
         chats = await seed_due_reminders(bot, server, db_url, 20)
         await bot.tick()
@@ -180,8 +181,32 @@ async def test_reminders_go_as_paid_broadcasts_only_above_the_free_rate(
         replies = [r for r in list(server.requests)[mark:] if r.method == "sendMessage"]
         assert replies and not any(r.params.get("allow_paid_broadcast") for r in replies)
         assert bot.app is not None
-        limiter: Any = bot.app.bot.rate_limiter
-        assert limiter._base_limiter.max_rate == rate  # PTB's AIORateLimiter: its overall limiter
+        limiter: Any = bot.app.bot.rate_limiter  # PTB's AIORateLimiter: ordinary messages, paid broadcasts
+        assert (limiter._base_limiter.max_rate, limiter._apb_limiter.max_rate) == (min(rate, 30), rate)
+
+
+async def test_a_refused_paid_broadcast_goes_again_as_an_ordinary_message(
+    server: BotAPIServer, db_url: str, clock: ManualClock
+) -> None:
+    """Telegram refuses a paid broadcast (the bot not allowed to, its Stars spent): the
+    reminder is sent again at once without the flag, not marked failed and lost. A chat
+    that refuses the ordinary message too is marked failed, after two tries only."""
+    async with BotHarness(server, db_url, clock, overrides={"telegram_send_rate": 1000}) as bot:
+        chats = await seed_due_reminders(bot, server, db_url, 3)
+        refused, gone = chats[0], chats[1]
+        server.faults.add("sendMessage", "error", chat_id=refused, description="Bad Request: not enough Stars")
+        server.faults.add("sendMessage", "error", chat_id=gone, times=2, description="Bad Request: chat not found")
+        await bot.tick()
+        assert dose_reminders_per_chat(server, chats) == {refused: 1, gone: 0, chats[2]: 1}
+        tries = [r for r in server.requests if r.method == "sendMessage" and r.params["chat_id"] == refused]
+        assert [bool(r.params.get("allow_paid_broadcast")) for r in tries] == [True, False]
+        assert len([r for r in server.requests if r.method == "sendMessage" and r.params["chat_id"] == gone]) == 2
+        assert bot.services is not None
+        async with bot.services.sessions() as session:
+            statuses = sorted(
+                await session.scalars(select(ScheduledMessage.status).where(ScheduledMessage.kind == "dose_reminder"))
+            )
+        assert statuses == sorted([MessageStatus.SENT, MessageStatus.SENT, MessageStatus.FAILED])
 
 
 async def test_insert_new_fills_defaults_keeps_existing_rows_and_is_compiled_once(
