@@ -67,12 +67,7 @@ async def run_ticks(url: str, n: int, *, memory: bool = False) -> dict[str, Any]
                 t0 = time.perf_counter()
                 await run_all(app)
                 beat.append(time.perf_counter() - t0)
-            clock.set(loaded_at)
-            server.clear_history()
-            t0 = time.perf_counter()
-            await dispatch_tick(app)
-            loaded_s = time.perf_counter() - t0
-            sent = sum(1 for r in server.requests if r.method == "sendMessage" and r.status == 200)
+            loaded_s, sent = await _send_minute(app, clock, server, loaded_at)
             await _rewind(app, loaded_at)  # the same minute again, at the paid-broadcast rate
         paid_at = loaded_at
         async with running_app(
@@ -81,12 +76,7 @@ async def run_ticks(url: str, n: int, *, memory: bool = False) -> dict[str, Any]
             for _ in range(5):  # warm-up, nothing due, as the first app's beats: connections, caches
                 await run_all(paid_app)
             paid_due = await _due_count(paid_app, paid_at)
-            paid_clock.set(paid_at)
-            server.clear_history()
-            t0 = time.perf_counter()
-            await dispatch_tick(paid_app)
-            paid_s = time.perf_counter() - t0
-            paid_sent = sum(1 for r in server.requests if r.method == "sendMessage" and r.status == 200)
+            paid_s, paid_sent = await _send_minute(paid_app, paid_clock, server, paid_at)
         rss: dict[str, Any] = {}
         if memory:
             rss = await measure_in_child(server.base_url, url, loaded_at, loaded_at + MINUTE_STEP)
@@ -140,6 +130,16 @@ class _Capture:
             if statement not in seen:
                 seen.add(statement)
                 yield statement, params
+
+
+async def _send_minute(app: Any, clock: Any, server: BotAPIServer, at: datetime) -> tuple[float, int]:
+    """The dispatch tick at ``at``, timed, and how many messages the server took from it."""
+    clock.set(at)
+    server.clear_history()
+    started = time.perf_counter()
+    await dispatch_tick(app)
+    took = time.perf_counter() - started
+    return took, sum(1 for r in server.requests if r.method == "sendMessage" and r.status == 200)
 
 
 async def _rewind(app: Any, at: datetime) -> None:
