@@ -26,8 +26,8 @@ slot's cycle (round trip and record) fits in the interval between two messages (
 at Telegram's free rate), so on a nearby server a crash repeats at most one message;
 over a slow link, or at the paid broadcasts' higher rates, as many as it takes to keep
 up with the rate, plus one (4 at an 80 ms round trip and 30 a second, 5 with a 30 ms
-record), at most a quarter
-of a second's sending (``most_slots``: 8 at 30 a second, 64 from 256 a second).
+record), at most a quarter of a second's sending (``most_slots``: 8 at 30 a second, 64
+from 256 a second).
 
 Failures: a network error, a timeout, a 5xx or RetryAfter leaves the row PLANNED with a
 back-off (it is never marked sent); Forbidden (the participant blocked the bot) marks the
