@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select, text
 from telegram import Update
 
+from bot import runner
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SimGroup, SimUser
 from devtools.harness import ADMIN_ID, COORDINATOR_CHAT, ESCALATION_CHAT, STUDY_PHONE, TOKEN, BotHarness
@@ -513,6 +514,24 @@ async def test_2_an_update_in_progress_is_parsed_once_however_often_it_is_fetche
     assert sum(1 for r in list(server.requests) if r.method == "getUpdates") - fetches >= 3  # fetched again
     assert stuck.update_id in parsed and all(update.update_id in parsed for update in sent)
     assert sorted(parsed) == sorted(set(parsed)), parsed  # none parsed twice
+
+
+async def test_2_a_burst_is_fetched_again_when_it_is_done_not_as_each_update_finishes(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fetch returns all the updates in progress again. Fetching again as each one
+    finished made a burst of N updates cost N fetches of up to N updates each; now the
+    poll asks again when they are all done (or after REFETCH_SECONDS, here too long to
+    matter)."""
+    monkeypatch.setattr(runner, "REFETCH_SECONDS", 60.0)
+    user = await linked(server, "BSM-027", "A", 4271, "en")
+    fetches = sum(1 for r in list(server.requests) if r.method == "getUpdates")
+    first = await user.send("/help")
+    for _ in range(9):  # one chat's updates are handled in order, so all ten are in progress together
+        await user.send("/help")
+    await server.wait_for(user.id, "/language", 10, since=first)
+    fetched = sum(1 for r in list(server.requests) if r.method == "getUpdates") - fetches
+    assert fetched <= 4, f"{fetched} fetches for a burst of 10 updates"
 
 
 def _sends(server: BotAPIServer, chat_id: int) -> int:
