@@ -46,7 +46,7 @@ from core.aio import GroupCommit, PerLoop
 from domain import participants, questionnaire_sessions
 from domain.alerts import ALERTS_RAISED
 from models import ProcessedUpdate
-from models.db import is_transient
+from models.db import claim_new, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +168,19 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         """One attempt. Returns True when it should be retried (database unavailable)."""
         services = self.services
         async with services.one_writer(), services.sessions() as session:
-            if await session.get(ProcessedUpdate, update.update_id) is not None:
+            now = services.clock.now()
+            # The update's row first, in the handlers' transaction: one statement both finds
+            # a re-delivered update and records this one. (On PostgreSQL another process
+            # handling the same update makes this wait for its commit, then find it.)
+            processed = {"update_id": update.update_id, "processed_at": now, "outcome": "ok"}
+            if not await claim_new(session, ProcessedUpdate, processed, ("update_id",)):
                 log.info("update %s was already processed; re-delivery ignored", update.update_id)
                 return False
             chat = update.effective_chat
             linked = None
             if chat is not None and chat.type == "private":
                 linked = await participants.by_chat(session, chat.id)
-            work = unit_of_work.UpdateWork(update, session, services.clock.now(), linked)
+            work = unit_of_work.UpdateWork(update, session, now, linked)
             user = update.effective_user
             lang = linked.language.value if linked else language_from_telegram(user.language_code if user else None)
             token = unit_of_work.enter(work)
@@ -192,12 +197,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                 await session.rollback()
                 return True
             if work.failed:
-                await session.rollback()
-            session.add(
-                ProcessedUpdate(
-                    update_id=update.update_id, processed_at=work.now, outcome="error" if work.failed else "ok"
-                )
-            )
+                await session.rollback()  # the update's row too: stored again, as failed
+                session.add(ProcessedUpdate(update_id=update.update_id, processed_at=now, outcome="error"))
             try:
                 await session.commit()
             except IntegrityError:

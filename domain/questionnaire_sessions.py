@@ -776,9 +776,9 @@ async def _previous_grades(
     # state) cannot change which other session completed last, and flushing here
     # would write the session twice, its state now and its triage at the commit.
     with db.no_autoflush:
-        last = (
+        triaged = (
             await db.scalars(
-                select(QuestionnaireSession)
+                select(QuestionnaireSession.triage)  # that column only: no session object to build
                 .where(
                     QuestionnaireSession.participant_id == participant.id,
                     QuestionnaireSession.instrument_id == session.instrument_id,
@@ -789,7 +789,7 @@ async def _previous_grades(
                 .limit(1)
             )
         ).first()
-    if last is None or not last.triage:
+    if not triaged:
         return None
-    grades = last.triage.get("result", {}).get("grades")
+    grades = triaged.get("result", {}).get("grades")
     return {str(k): int(v) for k, v in grades.items()} if isinstance(grades, dict) else None

@@ -140,6 +140,18 @@ async def insert_new(session: AsyncSession, model: Any, rows: Sequence[dict[str,
     await session.execute(statement, values)
 
 
+async def claim_new(session: AsyncSession, model: Any, row: dict[str, Any], unique: Sequence[str]) -> bool:
+    """``insert_new`` of one row, saying whether it went in: False when a row with the same
+    ``unique`` key is there already (on PostgreSQL, once the transaction that wrote that row
+    has committed; had it rolled back, this row goes in)."""
+    table = model.__table__
+    defaults = _python_defaults(table)
+    keys = tuple(dict.fromkeys([*row, *defaults]))
+    statement = _insert_new_statement(session.bind.dialect, table, keys, tuple(unique), returning=True)
+    values = {**{k: make() for k, make in defaults.items() if k not in row}, **row}
+    return (await session.execute(statement, values)).first() is not None
+
+
 @functools.cache
 def _python_defaults(table: Table) -> dict[str, Callable[[], Any]]:
     """The table's Python-side column defaults (what a Core INSERT fills in for a column
@@ -157,20 +169,25 @@ def _python_defaults(table: Table) -> dict[str, Callable[[], Any]]:
 
 
 @functools.cache
-def _insert_new_statement(dialect: Dialect, table: Table, keys: tuple[str, ...], unique: tuple[str, ...]) -> TextClause:
-    """The INSERT … ON CONFLICT DO NOTHING of these columns, as text with typed parameters.
+def _insert_new_statement(
+    dialect: Dialect, table: Table, keys: tuple[str, ...], unique: tuple[str, ...], *, returning: bool = False
+) -> TextClause:
+    """The INSERT … ON CONFLICT DO NOTHING of these columns, as text with typed parameters
+    (``returning``: with ``RETURNING 1``, a row for each row inserted).
 
     SQLAlchemy 2.0 compiles a dialect's ``insert().on_conflict_do_nothing()`` anew on every
     execution (its ON CONFLICT clause has no cache key, so the statement is never cached):
     in a fan-out that was a compile per group of outcomes recorded, about a sixth of the
     dispatcher's CPU. A ``text()`` statement is compiled once and cached like any other;
     its parameters carry the columns' types, so values are converted as a Core INSERT
-    converts them. The syntax is the same on SQLite (3.24 and later) and PostgreSQL."""
+    converts them. The syntax is the same on SQLite (3.24 and later; RETURNING from 3.35)
+    and PostgreSQL."""
     quote = dialect.identifier_preparer.quote
     columns = [table.c[key] for key in keys]
     sql = (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(c.name) for c in columns)}) "
         f"VALUES ({', '.join(':' + c.key for c in columns)}) "
         f"ON CONFLICT ({', '.join(quote(table.c[key].name) for key in unique)}) DO NOTHING"
+        f"{' RETURNING 1' if returning else ''}"
     )
     return text(sql).bindparams(*(bindparam(c.key, type_=c.type) for c in columns))

@@ -3,12 +3,13 @@ the bot, logs carry no secrets or personal data."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from telegram.ext import CommandHandler
 
 from bot.app import build_application
@@ -20,6 +21,7 @@ from core.settings import Settings
 from devtools.botapi_server import BotAPIServer, QueuedUpdate, SentMessage, SimUser
 from devtools.harness import COORDINATOR_CHAT, TOKEN, BotHarness
 from models import ProcessedUpdate, QuestionnaireAnswer
+from models.db import claim_new
 from tests.bothelpers import enroll, eventually, link, says
 from tests.conftest import Figures
 from tests.test_questionnaire_flow import callback_text, statements
@@ -346,6 +348,50 @@ async def test_an_ordinary_update_is_one_pass_and_runs_no_alert_tick(
     assert not [s for s, _p in seen if "alert_deliveries" in s], "an alert tick ran"
     assert not [r for r in caplog.records if "already processed" in r.getMessage()]
     assert first.content
+
+
+LOCK_WAITS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+
+
+async def test_an_update_id_is_claimed_once_and_freed_by_a_rollback(bot: BotHarness, server: BotAPIServer) -> None:
+    """The unit of work's first statement stores the update id (`claim_new`): a second claim
+    of the same id fails once the first is committed, and a claim rolled back (a handler
+    failed, the database went away) leaves the id free for the next attempt. On PostgreSQL
+    a claim made while another transaction holds the same id waits for that transaction,
+    then finds the id taken if it committed and free if it rolled back: two processes
+    never both handle one update."""
+    assert bot.services is not None
+    sessions = bot.services.sessions
+
+    def row(update_id: int) -> dict[str, object]:
+        return {"update_id": update_id, "processed_at": bot.clock.now(), "outcome": "ok"}
+
+    async def claim(update_id: int, commit: bool) -> bool:
+        async with sessions() as session:
+            claimed = await claim_new(session, ProcessedUpdate, row(update_id), ("update_id",))
+            await (session.commit() if commit else session.rollback())
+            return claimed
+
+    assert await claim(9_000_001, commit=False)
+    assert await claim(9_000_001, commit=True)  # the rollback left it free
+    assert not await claim(9_000_001, commit=True)
+    if not bot.database_url.startswith("postgresql"):
+        return  # SQLite: one writer at a time (Services.one_writer), nothing to wait for
+    for first_commits in (True, False):
+        update_id = 9_000_002 + first_commits
+        async with sessions() as first:
+            assert await claim_new(first, ProcessedUpdate, row(update_id), ("update_id",))
+            second = asyncio.create_task(claim(update_id, commit=True))
+
+            async def waiting() -> bool:
+                async with sessions() as probe:
+                    found = await probe.scalar(text(LOCK_WAITS))
+                return bool(found)
+
+            await eventually(waiting, 10, "the second claim to wait for the first transaction")
+            assert not second.done()
+            await (first.commit() if first_commits else first.rollback())
+        assert await second is not first_commits
 
 
 async def test_a_burst_of_updates_opens_each_database_connection_once(bot: BotHarness, server: BotAPIServer) -> None:
