@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import InlineKeyboardMarkup
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot import calls
 from bot.unit_of_work import UpdateWork, current_work
 from models import Participant
 
@@ -66,7 +67,7 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     def send(self, chat_id: int, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> None:
         """Send a message to any chat, after commit."""
         bot = self.bot
-        self.work.after_commit(lambda: bot.send_message(chat_id, text, reply_markup=reply_markup))
+        self.work.after_commit(lambda: calls.send_text(bot, chat_id, text, reply_markup))
 
     def answer(self, text: str | None = None, *, alert: bool = False) -> None:
         """Answer the button press (stops the spinner on the participant's phone), once
@@ -84,6 +85,4 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
             return
         message = query.message
         bot = self.bot
-        self.work.after_commit(
-            lambda: bot.edit_message_reply_markup(message.chat.id, message.message_id, reply_markup=reply_markup)
-        )
+        self.work.after_commit(lambda: calls.set_markup(bot, message.chat.id, message.message_id, reply_markup))

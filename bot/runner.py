@@ -35,13 +35,22 @@ log = logging.getLogger(__name__)
 JSONDict = dict[str, Any]
 
 REFETCH_SECONDS = 0.1
-"""While updates are in progress, long polling asks again at most this often. Every
-fetch returns all of them again (the offset stays at the oldest, see `poll`): asking
-again as each one finished, as the bot did, made a burst of N answers cost N fetches
-of up to N updates each, a tenth of the bot's time at 100 and more at 500, on the
-server's side and ours. At this pace it is ten fetches a second; an update of another
-chat that arrives during a burst waits at most this long before it is fetched, and
-once nothing is in progress the long poll returns it at once."""
+REFETCH_PER_UPDATE = 0.001
+"""While updates are in progress, long polling asks again after REFETCH_SECONDS and
+REFETCH_PER_UPDATE for each update in progress (at most a second), or as soon as they
+are all done. Every fetch returns all of them again (the offset stays at the oldest,
+see `poll`): asking again as each one finished, as the bot did, made a burst of N
+answers cost N fetches of up to N updates each, a tenth of the bot's time at 100 and
+more at 500, on the server's side and ours. At this pace the updates fetched again are
+at most about a thousand a second however large the burst; an update of another chat
+that arrives meanwhile waits at most that long to be fetched (0.1 s with a few in
+progress, 0.6 s behind 500, when the bot has seconds of work queued anyway), and once
+nothing is in progress the long poll returns it at once."""
+
+
+def refetch_after(in_progress: int) -> float:
+    """Seconds from one fetch to the next while `in_progress` updates are in progress."""
+    return min(1.0, REFETCH_SECONDS + REFETCH_PER_UPDATE * in_progress)
 
 
 async def serve(
@@ -125,7 +134,7 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
 
     Fetching does not wait for a batch to finish: each update is handled in a task of
     its own (chats concurrently, each chat's updates in order: TrialApplication.handle),
-    and the next fetch goes out at most REFETCH_SECONDS later, so one slow chat (its
+    and the next fetch goes out at most `refetch_after` later, so one slow chat (its
     replies held by the rate limiter or a slow network) delays nobody else. Telegram
     confirms every update below the offset a fetch asks from, so the offset stays at the
     oldest update still in progress: updates fetched again meanwhile are recognised and
@@ -168,8 +177,9 @@ async def poll(app: TrialApplication, stop: asyncio.Event, poll_seconds: int) ->
             flight.start(app, updates)
             if flight.busy():
                 # Each fetch returns every update in progress again: ask again once they are
-                # all done, or REFETCH_SECONDS after the last fetch, whichever comes first.
-                await asyncio.wait(flight.tasks(), timeout=max(0.0, asked + REFETCH_SECONDS - loop.time()))
+                # all done, or `refetch_after` the last fetch, whichever comes first.
+                tasks = flight.tasks()
+                await asyncio.wait(tasks, timeout=max(0.0, asked + refetch_after(len(tasks)) - loop.time()))
             if flight.collect():
                 # The database stayed away: those updates are fetched (and handled) again later.
                 await _pause(stop, 5.0)

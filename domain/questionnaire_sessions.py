@@ -737,11 +737,16 @@ async def set_message_ids(db: AsyncSession, shown: Sequence[tuple[int, int]]) ->
         return
     connection = await db.connection()  # Core executemany, not the ORM's bulk update by primary key
     await connection.execute(
-        update(QuestionnaireSession)
-        .where(QuestionnaireSession.id == bindparam("session"))
-        .values(current_message_id=bindparam("message")),
-        [{"session": session_id, "message": message_id} for session_id, message_id in shown],
+        _SET_MESSAGE_ID, [{"session": session_id, "message": message_id} for session_id, message_id in shown]
     )
+
+
+_SET_MESSAGE_ID = (
+    update(QuestionnaireSession)
+    .where(QuestionnaireSession.id == bindparam("session"))
+    .values(current_message_id=bindparam("message"))
+)
+"""Built once: `set_message_ids` runs after most answers."""
 
 
 async def _resume_suspended(db: AsyncSession, participant: Participant, now: datetime, env: Env) -> Progress | None:
@@ -766,6 +771,20 @@ async def _resume_suspended(db: AsyncSession, participant: Participant, now: dat
     return None
 
 
+_LAST_TRIAGE = (
+    select(QuestionnaireSession.triage)  # that column only: no session object to build
+    .where(
+        QuestionnaireSession.participant_id == bindparam("participant"),
+        QuestionnaireSession.instrument_id == bindparam("instrument"),
+        QuestionnaireSession.status == QuestionnaireStatus.COMPLETED,
+        QuestionnaireSession.id != bindparam("session"),
+    )
+    .order_by(QuestionnaireSession.completed_at.desc())
+    .limit(1)
+)
+"""Built once, as every check-in answer runs it (`_previous_grades`)."""
+
+
 async def _previous_grades(
     db: AsyncSession, participant: Participant, session: QuestionnaireSession, env: Env
 ) -> dict[str, int] | None:
@@ -776,19 +795,10 @@ async def _previous_grades(
     # state) cannot change which other session completed last, and flushing here
     # would write the session twice, its state now and its triage at the commit.
     with db.no_autoflush:
-        triaged = (
-            await db.scalars(
-                select(QuestionnaireSession.triage)  # that column only: no session object to build
-                .where(
-                    QuestionnaireSession.participant_id == participant.id,
-                    QuestionnaireSession.instrument_id == session.instrument_id,
-                    QuestionnaireSession.status == QuestionnaireStatus.COMPLETED,
-                    QuestionnaireSession.id != session.id,
-                )
-                .order_by(QuestionnaireSession.completed_at.desc())
-                .limit(1)
-            )
-        ).first()
+        triaged = await db.scalar(
+            _LAST_TRIAGE,
+            {"participant": participant.id, "instrument": session.instrument_id, "session": session.id},
+        )
     if not triaged:
         return None
     grades = triaged.get("result", {}).get("grades")

@@ -521,9 +521,9 @@ async def test_2_a_burst_is_fetched_again_when_it_is_done_not_as_each_update_fin
 ) -> None:
     """Every fetch returns all the updates in progress again. Fetching again as each one
     finished made a burst of N updates cost N fetches of up to N updates each; now the
-    poll asks again when they are all done (or after REFETCH_SECONDS, here too long to
+    poll asks again when they are all done (or after `refetch_after`, here too long to
     matter)."""
-    monkeypatch.setattr(runner, "REFETCH_SECONDS", 60.0)
+    monkeypatch.setattr(runner, "refetch_after", lambda in_progress: 60.0)
     user = await linked(server, "BSM-027", "A", 4271, "en")
     fetches = sum(1 for r in list(server.requests) if r.method == "getUpdates")
     first = await user.send("/help")
@@ -532,6 +532,17 @@ async def test_2_a_burst_is_fetched_again_when_it_is_done_not_as_each_update_fin
     await server.wait_for(user.id, "/language", 10, since=first)
     fetched = sum(1 for r in list(server.requests) if r.method == "getUpdates") - fetches
     assert fetched <= 4, f"{fetched} fetches for a burst of 10 updates"
+
+
+def test_2_the_refetch_pace_grows_with_the_updates_in_progress_up_to_a_second() -> None:
+    """At most about a thousand updates a second fetched again, however large the burst;
+    with a few in progress another chat's update waits 0.1 s at most to be fetched."""
+    assert runner.refetch_after(1) == pytest.approx(0.101)
+    assert runner.refetch_after(100) == pytest.approx(0.2)
+    assert runner.refetch_after(500) == pytest.approx(0.6)
+    assert runner.refetch_after(5_000) == 1.0
+    for in_progress in (1, 10, 100, 500, 900, 5_000):
+        assert in_progress / runner.refetch_after(in_progress) <= 5_000  # fetched again per second
 
 
 def _sends(server: BotAPIServer, chat_id: int) -> int:

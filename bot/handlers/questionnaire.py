@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import callbacks
+from bot import callbacks, calls
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext
@@ -205,8 +205,7 @@ def send_question(context: BotContext, current: questionnaire_sessions.Progress,
     chat_id = chat.id
 
     async def send() -> None:
-        message = await bot.send_message(chat_id, text, reply_markup=markup)
-        await app.store_shown_question(session_id, message.message_id)
+        await app.store_shown_question(session_id, await calls.send_text(bot, chat_id, text, markup))
 
     context.work.after_commit(send)
 
@@ -218,7 +217,7 @@ def _drop_old_keyboard(context: BotContext, current: questionnaire_sessions.Prog
         return
     bot = context.bot
     chat_id, message_id = chat.id, current.session.current_message_id
-    context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None))
+    context.work.after_commit(lambda: calls.set_markup(bot, chat_id, message_id, None))
 
 
 def intro(current: questionnaire_sessions.Progress) -> str:
@@ -430,7 +429,7 @@ def _mark_typed_safety_answer(context: BotContext, current: questionnaire_sessio
         return
     markup = marked_keyboard(question(current)[1], "yes" if value else "no")
     bot, chat_id = context.bot, chat.id
-    context.work.after_commit(lambda: bot.edit_message_reply_markup(chat_id, message_id, reply_markup=markup))
+    context.work.after_commit(lambda: calls.set_markup(bot, chat_id, message_id, markup))
 
 
 def _answered_item(context: BotContext, item_id: str) -> Item | None:
