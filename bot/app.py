@@ -52,9 +52,16 @@ log = logging.getLogger(__name__)
 
 DB_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 CONCURRENT_UPDATES = 16
-"""Updates in progress at once, across chats. Against the local test server (no network
-latency) 2 to 16 handle a burst at about the same rate (the work is CPU: see the README's
-benchmark); against Telegram each request takes 50-200 ms, and these overlap."""
+"""Updates whose transaction is in progress at once, across chats (each holds a database
+connection: models.db.POOL_SIZE). Against the local test server (no network latency) 2
+to 16 handle a burst at about the same rate (the work is CPU: see the README's
+benchmark)."""
+CONCURRENT_REPLIES = 64
+"""Updates whose replies are on their way at once, across chats. Not the transactions'
+slots: against Telegram each call takes 50-200 ms, and an answer's replies (edit, next
+question) take two round trips; holding a transaction's slot through them capped a
+burst at 16 updates per two round trips (82 answers/s at 80 ms, the README's network
+figures). 64 keeps up with 200 answers/s at 150 ms; PTB's HTTP pool holds 256."""
 
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
@@ -65,6 +72,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     dispatch_record_s: float = 0.0  # moving average of one outcome transaction (bot.dispatch.auto_slots)
     _turns: dict[int | None, tuple[asyncio.Lock, list[int]]] | None = None
     _slots: PerLoop[asyncio.Semaphore] | None = None
+    _reply_slots: PerLoop[asyncio.Semaphore] | None = None
     _shown: PerLoop[GroupCommit[tuple[int, int]]] | None = None
 
     http: tuple[AiohttpRequest, ...] = ()  # the Bot API clients (updates, everything else)
@@ -130,16 +138,24 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         after the earlier updates of its chat. Never raises. Returns False only when
         the update could not be stored (the database stayed away through every retry):
         the caller must then not confirm it to Telegram, which will deliver it again."""
-        async with self._in_turn(update), self._slot():
+        async with self._in_turn(update):
             return await self._process(update)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
-        """At most CONCURRENT_UPDATES updates in progress: more only adds contention
-        (the HTTP client's pool and the event loop get slower per request)."""
+        """At most CONCURRENT_UPDATES transactions in progress: more only adds contention
+        (for the database's connections and the event loop)."""
         if self._slots is None:
             self._slots = PerLoop(lambda: asyncio.Semaphore(CONCURRENT_UPDATES))
         async with self._slots.get():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _replying(self) -> AsyncIterator[None]:
+        """At most CONCURRENT_REPLIES updates sending their replies at once."""
+        if self._reply_slots is None:
+            self._reply_slots = PerLoop(lambda: asyncio.Semaphore(CONCURRENT_REPLIES))
+        async with self._reply_slots.get():
             yield
 
     async def _process(self, update: Update) -> bool:
@@ -167,7 +183,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
     async def _process_once(self, update: Update) -> bool:
         """One attempt. Returns True when it should be retried (database unavailable)."""
         services = self.services
-        async with services.one_writer(), services.sessions() as session:
+        async with self._slot(), services.one_writer(), services.sessions() as session:
             now = services.clock.now()
             # The update's row first, in the handlers' transaction: one statement both finds
             # a re-delivered update and records this one. (On PostgreSQL another process
@@ -206,8 +222,9 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                 await session.rollback()
                 log.info("update %s was processed concurrently elsewhere; ours discarded", update.update_id)
                 return False
-        with use_locale(lang):
-            await work.flush()
+        async with self._replying():  # the transaction's slot is free for another chat's
+            with use_locale(lang):
+                await work.flush()
         if alerts_raised and not work.failed:
             await run_tick(self, "alerts")  # within seconds, not at the next beat
         return False
