@@ -1,8 +1,8 @@
 """One unit of work per Telegram update.
 
-`TrialApplication.process_update` opens a database session, skips an update
-whose id is already recorded (re-delivery), runs the handlers, records the
-update id in the SAME transaction as the handlers' changes, commits, and only
+`TrialApplication.process_update` opens a database session, records the update
+id first, in the SAME transaction as the handlers' changes (an update whose id is
+already there, a re-delivery, stops at that), runs the handlers, commits, and only
 then sends the replies the handlers queued. So:
 
 - a reply never claims something that was not stored;
