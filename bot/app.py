@@ -8,10 +8,12 @@ import contextlib
 import logging
 import traceback
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
-from telegram import Update
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot, Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -24,7 +26,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import callbacks, media, unit_of_work
+from bot import callbacks, calls, media, unit_of_work
 from bot.context import BotContext
 from bot.handlers import (
     admin,
@@ -61,7 +63,9 @@ CONCURRENT_REPLIES = 64
 slots: against Telegram each call takes 50-200 ms, and an answer's replies (edit, next
 question) take two round trips; holding a transaction's slot through them capped a
 burst at 16 updates per two round trips (82 answers/s at 80 ms, the README's network
-figures). 64 keeps up with 200 answers/s at 150 ms; PTB's HTTP pool holds 256."""
+figures). 64 keeps up with 200 answers/s at 150 ms; PTB's HTTP pool holds 256. (At
+Telegram's free rate the rate limiter lets 30 messages a second through, so about 15
+answers a second; TELEGRAM_SEND_RATE raises only the reminders' rate.)"""
 
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
@@ -215,12 +219,7 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             if work.failed:
                 await session.rollback()  # the update's row too: stored again, as failed
                 session.add(ProcessedUpdate(update_id=update.update_id, processed_at=now, outcome="error"))
-            try:
-                await session.commit()
-            except IntegrityError:
-                # Another process handled the same update meanwhile: theirs stands.
-                await session.rollback()
-                log.info("update %s was processed concurrently elsewhere; ours discarded", update.update_id)
+            if not await self._commit(session, work, now, lang):
                 return False
         async with self._replying():  # the transaction's slot is free for another chat's
             with use_locale(lang):
@@ -228,6 +227,42 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         if alerts_raised and not work.failed:
             await run_tick(self, "alerts")  # within seconds, not at the next beat
         return False
+
+    async def _commit(self, session: AsyncSession, work: unit_of_work.UpdateWork, now: datetime, lang: str) -> bool:
+        """Commit the update's transaction. False when another process stored the same
+        update meanwhile: theirs stands, nothing of ours is kept or sent.
+
+        The handlers' rows meeting a unique key at the commit (rows another process
+        stored meanwhile) is a failed handler: everything rolled back, the update stored
+        as failed, the participant asked to try again (the next try sees what is
+        stored). It used to be taken for the update stored elsewhere, and dropped
+        without a word."""
+        update_id = work.update.update_id
+        for _attempt in range(2):
+            try:
+                await session.commit()
+                return True
+            except IntegrityError:
+                await session.rollback()
+                if work.failed:  # only the update's own row was left to store
+                    log.info("update %s was processed concurrently elsewhere; ours discarded", update_id)
+                    return False
+                log.error("update %s: its changes met rows stored meanwhile at the commit; rolled back", update_id)
+                with use_locale(lang):
+                    apologise(work, self.bot)
+                session.add(ProcessedUpdate(update_id=update_id, processed_at=now, outcome="error"))
+        return False  # not reached: the second pass has work.failed set
+
+
+def apologise(work: unit_of_work.UpdateWork, bot: Bot) -> None:
+    """The update failed: drop its queued replies (they describe changes rolled back) and
+    queue only an apology, in the current locale (the update's language)."""
+    chat = work.update.effective_chat
+    if chat is None:
+        work.fail(None)
+        return
+    text = _("Sorry, something went wrong on our side. Please try again in a minute. Your earlier answers are safe.")
+    work.fail(lambda: calls.send_text(bot, chat.id, text))
 
 
 async def on_error(update: object, context: BotContext) -> None:
@@ -245,13 +280,7 @@ async def on_error(update: object, context: BotContext) -> None:
     if is_transient(error):
         work.retry = True
         return
-    chat = work.update.effective_chat
-    if chat is None:
-        work.fail(None)
-        return
-    text = _("Sorry, something went wrong on our side. Please try again in a minute. Your earlier answers are safe.")
-    bot = context.bot
-    work.fail(lambda: bot.send_message(chat.id, text))
+    apologise(work, context.bot)
 
 
 def register_handlers(app: TrialApplication) -> None:

@@ -149,7 +149,12 @@ GROUPS: dict[str, Group] = {
             "tests/test_alerts.py",
         ),
         # in bot/app.py: one transaction per update, rolled back when a handler failed
-        ("bot/app.py::TrialApplication._process_once", "bot/app.py::on_error"),
+        (
+            "bot/app.py::TrialApplication._process_once",
+            "bot/app.py::TrialApplication._commit",
+            "bot/app.py::apologise",
+            "bot/app.py::on_error",
+        ),
     ),
     "alerts": Group(
         ("domain/alerts.py", "bot/alerting.py"),

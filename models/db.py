@@ -66,11 +66,11 @@ async def retry_transient(
 
 
 POOL_SIZE = 20
-"""PostgreSQL connections a process keeps open: the updates in progress at once
-(``bot.app.CONCURRENT_UPDATES``, 16), the dispatcher's and the alert ticks', and one to
-spare. SQLAlchemy's default of 5 kept too few: every update beyond the fifth opened a
-connection of its own and closed it after (in a burst of answers, connecting was 8 %
-of the CPU spent handling them)."""
+"""PostgreSQL connections a process keeps open: the updates' transactions in progress at
+once (``bot.app.CONCURRENT_UPDATES``, 16), the group commit of the questions' message ids,
+the dispatcher's and the alert ticks', and one to spare. SQLAlchemy's default of 5 kept
+too few: every update beyond the fifth opened a connection of its own and closed it
+after (in a burst of answers, connecting was 8 % of the CPU spent handling them)."""
 POOL_OVERFLOW = 5
 """More connections a process may open for a moment beyond POOL_SIZE (an export, the
 overview): at most 25 a process, so that four processes stay within PostgreSQL's

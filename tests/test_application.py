@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import CommandHandler
 
 from bot.app import build_application
@@ -70,6 +71,41 @@ async def test_a_failing_handler_rolls_back_apologises_and_the_bot_keeps_serving
     monkeypatch.undo()
     # still serving, and the language did not change
     reply = await says(server, user, "/help", "/language")
+    assert "Your medicine" in reply.content
+
+
+@pytest.mark.logs_errors("its changes met rows stored meanwhile")
+async def test_changes_that_meet_a_unique_key_at_the_commit_roll_back_and_apologise(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler's rows that conflict, at the commit, with rows stored meanwhile (another
+    process's, in a deployment of several) fail the update as a raising handler does:
+    nothing kept, the update stored as failed, the participant asked to try again. It
+    used to be taken for the same update stored by another process, and dropped without
+    a word."""
+    code = await enroll(server, "BSM-021 A 2026-10-25 en")
+    user = server.user(2002)
+    await link(server, user, code, "English")
+    earlier = await user.send("/help")
+    await server.wait_for(2002, "/language", since=earlier)
+
+    from bot.handlers import participant as handlers
+
+    async def conflicting(session: AsyncSession, *args: object, **kwargs: object) -> None:
+        await set_language(session, *args, **kwargs)  # type: ignore[arg-type]
+        session.add(ProcessedUpdate(update_id=earlier.update_id, processed_at=bot.clock.now(), outcome="ok"))
+
+    set_language = handlers.participants.set_language
+    monkeypatch.setattr(handlers.participants, "set_language", conflicting)
+    prompt = await says(server, user, "/language", "Which language")
+    pressed = await user.press(prompt, "বাংলা")
+    await server.wait_for(2002, "Sorry, something went wrong", since=pressed)
+    monkeypatch.undo()
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        stored = await session.get(ProcessedUpdate, pressed.update_id)
+    assert stored is not None and stored.outcome == "error"
+    reply = await says(server, user, "/help", "/language")  # still English: the change was rolled back
     assert "Your medicine" in reply.content
 
 
@@ -407,7 +443,7 @@ async def test_a_burst_of_updates_opens_each_database_connection_once(bot: BotHa
     assert bot.services is not None
     if not bot.database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite's pool is its one file")
-    assert POOL_SIZE >= CONCURRENT_UPDATES + 2  # the updates, the dispatcher and the alert ticks
+    assert POOL_SIZE >= CONCURRENT_UPDATES + 3  # the transactions, the message ids, the dispatcher, the alerts
     opened: list[object] = []
     engine = bot.services.engine.sync_engine
     event.listen(engine, "connect", lambda connection, record: opened.append(connection))
