@@ -15,13 +15,14 @@ from telegram.ext import CommandHandler
 
 from bot.app import build_application
 from bot.commands import ADMIN_COMMANDS, PARTICIPANT_COMMANDS
+from bot.i18n import _, use_locale
 from bot.logs import CAPPED, RedactFilter, setup_logging
 from bot.services import build_services
 from core.clock import SystemClock
 from core.settings import Settings
 from devtools.botapi_server import BotAPIServer, QueuedUpdate, SentMessage, SimUser
 from devtools.harness import COORDINATOR_CHAT, TOKEN, BotHarness
-from models import ProcessedUpdate, QuestionnaireAnswer
+from models import Language, Participant, ProcessedUpdate, QuestionnaireAnswer
 from models.db import claim_new
 from tests.bothelpers import enroll, eventually, link, says
 from tests.conftest import Figures
@@ -80,14 +81,14 @@ async def test_changes_that_meet_a_unique_key_at_the_commit_roll_back_and_apolog
 ) -> None:
     """A handler's rows that conflict, at the commit, with rows stored meanwhile (another
     process's, in a deployment of several) fail the update as a raising handler does:
-    nothing kept, the update stored as failed, the participant asked to try again. It
-    used to be taken for the same update stored by another process, and dropped without
-    a word."""
-    code = await enroll(server, "BSM-021 A 2026-10-25 en")
+    nothing kept, the update stored as failed, the participant asked, in their language,
+    to try again. It used to be taken for the same update stored by another process, and
+    dropped without a word."""
+    code = await enroll(server, "BSM-021 A 2026-10-25 bn")
     user = server.user(2002)
-    await link(server, user, code, "English")
+    await link(server, user, code, "বাংলা")
     earlier = await user.send("/help")
-    await server.wait_for(2002, "/language", since=earlier)
+    await server.wait_for(2002, None, since=earlier)
 
     from bot.handlers import participant as handlers
 
@@ -97,16 +98,78 @@ async def test_changes_that_meet_a_unique_key_at_the_commit_roll_back_and_apolog
 
     set_language = handlers.participants.set_language
     monkeypatch.setattr(handlers.participants, "set_language", conflicting)
-    prompt = await says(server, user, "/language", "Which language")
-    pressed = await user.press(prompt, "বাংলা")
-    await server.wait_for(2002, "Sorry, something went wrong", since=pressed)
-    monkeypatch.undo()
+    asked = await user.send("/language")
+    prompt = (await server.wait_for(2002, lambda m: "English" in m.button_texts, since=asked))[0]
+    pressed = await user.press(prompt, "English")
+    with use_locale("bn"):
+        apology = _(
+            "Sorry, something went wrong on our side. Please try again in a minute. Your earlier answers are safe."
+        )
+    await server.wait_for(2002, apology, since=pressed)
     assert bot.services is not None
     async with bot.services.sessions() as session:
         stored = await session.get(ProcessedUpdate, pressed.update_id)
+        participant = await session.scalar(select(Participant).where(Participant.study_id == "BSM-021"))
     assert stored is not None and stored.outcome == "error"
-    reply = await says(server, user, "/help", "/language")  # still English: the change was rolled back
-    assert "Your medicine" in reply.content
+    assert participant is not None and participant.language is Language.BN  # the change was rolled back
+
+
+@pytest.mark.logs_errors("its changes met rows stored meanwhile")
+async def test_an_update_stored_elsewhere_while_its_conflict_is_rolled_back_sends_nothing(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race behind the conflict above: between the rollback and the commit of the
+    update stored as failed, another process stores the same update. Theirs stands, and
+    ours sends nothing, not even the apology (they answered the participant)."""
+    from sqlalchemy import event, insert
+    from sqlalchemy.orm import Session
+
+    code = await enroll(server, "BSM-022 A 2026-10-25 en")
+    user = server.user(2003)
+    await link(server, user, code, "English")
+    earlier = await user.send("/help")
+    await server.wait_for(2003, "/language", since=earlier)
+
+    from bot.handlers import participant as handlers
+
+    async def conflicting(session: AsyncSession, *args: object, **kwargs: object) -> None:
+        await set_language(session, *args, **kwargs)  # type: ignore[arg-type]
+        session.add(ProcessedUpdate(update_id=earlier.update_id, processed_at=bot.clock.now(), outcome="ok"))
+
+    assert bot.services is not None
+    engine = bot.services.engine.sync_engine
+    stored_elsewhere: list[int] = []
+
+    def another_process_stores_it(session: Session) -> None:
+        for row in list(session.new):
+            if isinstance(row, ProcessedUpdate) and row.outcome == "error" and not stored_elsewhere:
+                with engine.connect() as other:  # its own connection and transaction
+                    values = {"update_id": row.update_id, "processed_at": row.processed_at, "outcome": "ok"}
+                    other.execute(insert(ProcessedUpdate).values(values))
+                    other.commit()
+                stored_elsewhere.append(row.update_id)
+
+    set_language = handlers.participants.set_language
+    monkeypatch.setattr(handlers.participants, "set_language", conflicting)
+    event.listen(Session, "before_commit", another_process_stores_it)
+    try:
+        prompt = await says(server, user, "/language", "Which language")
+        pressed = await user.press(prompt, "বাংলা")
+        await eventually(lambda: _true(bool(stored_elsewhere)), 10, "the other process to store the update")
+    finally:
+        event.remove(Session, "before_commit", another_process_stores_it)
+    monkeypatch.undo()
+    reply = await says(server, user, "/help", "/language")  # the chat's updates go in order: the press is done
+    assert "Your medicine" in reply.content  # still English: ours was rolled back
+    assert stored_elsewhere == [pressed.update_id]
+    assert not [m for m in server.messages(2003) if m.seq > pressed.seq and "Sorry" in m.content]
+    async with bot.services.sessions() as session:
+        stored = await session.get(ProcessedUpdate, pressed.update_id)
+    assert stored is not None and stored.outcome == "ok"  # theirs
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 @pytest.fixture
