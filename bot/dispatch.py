@@ -60,7 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.constants import FloodLimit
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from bot import reminder_texts
+from bot import calls, reminder_texts
 from bot.i18n import use_locale
 from core.aio import GroupCommit
 from domain import reminders
@@ -263,16 +263,10 @@ def _round_trip_s(app: TrialApplication) -> float:
 async def _send(app: TrialApplication, send: _Send, paid: bool) -> _Result:
     """One send; ``paid``: as a paid broadcast (TELEGRAM_SEND_RATE above the free 30).
 
-    Through ``Bot._post``, PTB's own path for every call (the rate limiter, errors mapped
-    to TelegramError), as ``Bot.send_message`` makes it, but without building a
-    ``Message`` (its chat, sender and keyboard) from Telegram's answer: of that answer the
-    dispatcher keeps the message id only, and the objects were a quarter of PTB's CPU in
-    a fan-out. PTB's ``Defaults`` would not reach these sends; the bot sets none."""
-    data: dict[str, object] = {"chat_id": send.chat_id, "text": send.text, "reply_markup": send.markup}
-    if paid:
-        data["allow_paid_broadcast"] = True
+    Through `bot.calls.send_text`: of Telegram's answer the dispatcher keeps the message
+    id only."""
     try:
-        sent = await app.bot._post("sendMessage", data)
+        message_id = await calls.send_text(app.bot, send.chat_id, send.text, send.markup, paid=paid)
     except BadRequest as error:
         if not paid:
             return _Result(send, error=error)
@@ -282,14 +276,13 @@ async def _send(app: TrialApplication, send: _Send, paid: bool) -> _Result:
         log.warning(
             "row %s: a paid broadcast was refused (%s); sent as an ordinary message", send.row.id, type(error).__name__
         )
-        del data["allow_paid_broadcast"]
         try:
-            sent = await app.bot._post("sendMessage", data)
+            message_id = await calls.send_text(app.bot, send.chat_id, send.text, send.markup)
         except TelegramError as again:
             return _Result(send, error=again)
     except TelegramError as error:
         return _Result(send, error=error)
-    return _Result(send, message_id=int(sent["message_id"]))
+    return _Result(send, message_id=message_id)
 
 
 def _failure(app: TrialApplication, row_id: int, error: TelegramError, now: datetime) -> outbox.Outcome:

@@ -132,11 +132,7 @@ async def insert_new(session: AsyncSession, model: Any, rows: Sequence[dict[str,
     column defaults filled in), on SQLite and PostgreSQL: rows that already exist are left alone."""
     if not rows:
         return
-    table = model.__table__
-    defaults = _python_defaults(table)
-    keys = tuple(dict.fromkeys([*rows[0], *defaults]))
-    statement = _insert_new_statement(session.bind.dialect, table, keys, tuple(unique))
-    values = [{**{k: make() for k, make in defaults.items() if k not in row}, **row} for row in rows]
+    statement, values = _new_rows(session, model, rows, unique, returning=False)
     await session.execute(statement, values)
 
 
@@ -144,12 +140,19 @@ async def claim_new(session: AsyncSession, model: Any, row: dict[str, Any], uniq
     """``insert_new`` of one row, saying whether it went in: False when a row with the same
     ``unique`` key is there already (on PostgreSQL, once the transaction that wrote that row
     has committed; had it rolled back, this row goes in)."""
+    statement, values = _new_rows(session, model, [row], unique, returning=True)
+    return (await session.execute(statement, values[0])).first() is not None
+
+
+def _new_rows(
+    session: AsyncSession, model: Any, rows: Sequence[dict[str, Any]], unique: Sequence[str], *, returning: bool
+) -> tuple[TextClause, list[dict[str, Any]]]:
+    """The cached statement for ``rows``' columns and the rows with the defaults filled in."""
     table = model.__table__
     defaults = _python_defaults(table)
-    keys = tuple(dict.fromkeys([*row, *defaults]))
-    statement = _insert_new_statement(session.bind.dialect, table, keys, tuple(unique), returning=True)
-    values = {**{k: make() for k, make in defaults.items() if k not in row}, **row}
-    return (await session.execute(statement, values)).first() is not None
+    keys = tuple(dict.fromkeys([*rows[0], *defaults]))
+    statement = _insert_new_statement(session.bind.dialect, table, keys, tuple(unique), returning=returning)
+    return statement, [{**{k: make() for k, make in defaults.items() if k not in row}, **row} for row in rows]
 
 
 @functools.cache
