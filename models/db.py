@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
+from models import sqlite_driver
+
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -78,10 +80,12 @@ default max_connections of 100 (see the README's "Several bot processes")."""
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create the async engine. On SQLite: WAL (readers do not block the writer),
-    a busy timeout instead of instant 'database is locked', foreign keys on."""
+    """Create the async engine. On SQLite: aiosqlite with one trip to its thread a
+    statement (`models.sqlite_driver`), WAL (readers do not block the writer), a busy
+    timeout instead of instant 'database is locked', foreign keys on."""
     if url.startswith("sqlite"):
         create_private_file(make_url(url).database)
+        kwargs.setdefault("module", sqlite_driver.dbapi())  # one trip to SQLite's thread a statement
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -1,0 +1,150 @@
+"""models.sqlite_driver: every statement on SQLite is one trip to aiosqlite's thread,
+with the results, row counts, row ids and errors SQLAlchemy's own adapter gives."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from models.db import create_engine, is_transient
+from models.sqlite_driver import OneTripConnection, OneTripCursor
+
+metadata = MetaData()
+things = Table(
+    "things",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), nullable=False, unique=True),
+)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'driver.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """How many functions were queued to aiosqlite's thread since the last call."""
+    queued = 0
+    queue = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal queued
+        queued += 1
+        return await queue(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+
+    def since() -> int:
+        nonlocal queued
+        n, queued = queued, 0
+        return n
+
+    return since
+
+
+async def test_the_engine_uses_the_one_trip_cursor(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        adapted = raw.dbapi_connection
+        assert isinstance(adapted, OneTripConnection)
+        assert isinstance(adapted.cursor(), OneTripCursor)
+
+
+async def test_each_statement_is_one_trip_with_its_results(engine: AsyncEngine, trips: Callable[[], int]) -> None:
+    async with engine.begin() as conn:
+        trips()
+        first = await conn.execute(insert(things).values(name="a"))
+        assert trips() == 1
+        assert first.inserted_primary_key == (1,)
+
+        returned = await conn.execute(insert(things).values(name="b").returning(things.c.id, things.c.name))
+        assert trips() == 1
+        assert returned.all() == [(2, "b")]
+
+        await conn.execute(insert(things), [{"name": "c"}, {"name": "d"}, {"name": "e"}])
+        assert trips() == 1  # executemany
+
+        changed = await conn.execute(update(things).where(things.c.id > 3).values(name=things.c.name + "!"))
+        assert trips() == 1
+        assert changed.rowcount == 2
+
+        rows = (await conn.execute(select(things.c.name).order_by(things.c.id))).scalars().all()
+        assert trips() == 1
+        assert rows == ["a", "b", "c", "d!", "e!"]
+
+        none = (await conn.execute(select(things).where(things.c.id == 99))).all()
+        assert trips() == 1
+        assert none == []
+    assert trips() == 1  # the commit; the pool's rollback on return makes none
+
+
+async def test_commit_and_rollback_make_no_trip_when_nothing_is_open(
+    engine: AsyncEngine, trips: Callable[[], int]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(select(things))
+        trips()
+        await conn.commit()  # a read opens no transaction on SQLite: nothing to commit
+        assert trips() == 0
+        await conn.execute(insert(things).values(name="x"))
+        trips()
+        await conn.rollback()
+        assert trips() == 1
+        assert (await conn.execute(select(things))).all() == []
+    # And nothing is left open for the next user of the file: another connection writes at once.
+    other = await aiosqlite.connect(engine.url.database or "", timeout=0)
+    try:
+        await other.execute("INSERT INTO things (name) VALUES ('y')")
+        await other.commit()
+    finally:
+        await other.close()
+
+
+async def test_a_failed_write_is_rolled_back_on_its_way_back_to_the_pool(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(insert(things).values(name="kept?"))
+        with pytest.raises(IntegrityError):
+            await conn.execute(insert(things).values(id=1, name="clash"))
+    # no commit: the pool's rollback on return must reach SQLite, or the write lock stays held
+    other = await aiosqlite.connect(engine.url.database or "", timeout=0)
+    try:
+        await other.execute("INSERT INTO things (name) VALUES ('y')")
+        await other.commit()
+        assert [row async for row in await other.execute("SELECT name FROM things")] == [("y",)]
+    finally:
+        await other.close()
+
+
+async def test_a_streamed_result_still_comes_through_the_server_side_cursor(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(things), [{"name": f"n{i}"} for i in range(50)])
+    async with engine.connect() as conn:
+        stream = await conn.stream(select(things.c.name).order_by(things.c.id))
+        names = [row.name async for row in stream]
+    assert names == [f"n{i}" for i in range(50)]
+
+
+async def test_errors_are_sqlalchemys_and_leave_the_transaction_usable(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(insert(things).values(name="same"))
+        with pytest.raises(IntegrityError):
+            await conn.execute(insert(things).values(name="same"))
+        await conn.rollback()
+        with pytest.raises(OperationalError) as error:
+            await conn.execute(text("SELECT nothing FROM nowhere"))
+        assert is_transient(error.value)  # OperationalError: the retry paths treat it as such
+        await conn.rollback()
+        assert (await conn.execute(select(things))).all() == []  # the first insert rolled back with the rest
