@@ -4,7 +4,12 @@ one unit of work per update), against the floor: a bare PTB Application whose on
 handler replies "ok" (no database), polling the same server.
 
 Latency: from the update being queued at the server (the participant's press) to the
-first thing the bot sends back to that chat being recorded by the server."""
+first thing the bot sends back to that chat being recorded by the server.
+
+Both serve with the heap settled as `python -m bot` does (`bot.runner.settle_heap`: what
+starting made is frozen out of the garbage collector's passes); otherwise the floor's
+collector would walk everything the benchmark's process has loaded and made before it,
+a cost a bare PTB process does not have."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from bench.common import register_team_chats, settings_for, summary_ms
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from bot.app import build_application
-from bot.runner import serve
+from bot.runner import serve, settle_heap
 from bot.services import build_services
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentMessage, TranscriptEntry
@@ -106,6 +111,7 @@ async def run_floor(k: int) -> dict[str, Any]:
         app.add_handler(TypeHandler(Update, reply_ok))
         async with app:
             await app.start()
+            settle_heap()
             assert app.updater is not None
             await app.updater.start_polling(poll_interval=0, timeout=1)
             await server.wait_for_poll()

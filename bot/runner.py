@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hmac
 import json
 import logging
@@ -62,13 +63,18 @@ async def serve(
     poll_timeout: int = 10,
     ready: asyncio.Event | None = None,
     heartbeat_seconds: float | None = HEARTBEAT_SECONDS,
+    freeze_heap: bool = True,
 ) -> None:
     """Start the bot, serve until `stop` is set, then shut down cleanly (pending
     updates finish, nothing half-written). `heartbeat_seconds=None` leaves the
-    scheduler off (tests drive the ticks themselves with a manual clock)."""
+    scheduler off (tests drive the ticks themselves with a manual clock).
+    `freeze_heap=False`: leave the garbage collector as it is (`settle_heap`), for a
+    process that serves many bots one after another (the tests)."""
     async with app:  # initialize() … shutdown()
         await set_menus(app)
         await app.start()
+        if freeze_heap:
+            settle_heap()
         heartbeat = build_heartbeat(app, heartbeat_seconds) if heartbeat_seconds else None
         endpoint: web.AppRunner | None = None
         try:
@@ -92,6 +98,21 @@ async def serve(
                 await endpoint.cleanup()  # stops taking requests, lets those in progress finish
             await app.stop()
     log.info("stopped")
+
+
+def settle_heap() -> None:
+    """Take what the process made to start out of the garbage collector's sight.
+
+    What a bot loads to start (modules, the trial's content, SQLAlchemy's mappers and
+    compiled statements, PTB's handlers) stays for the process's life, yet each of the
+    collector's full passes walks all of it again: in a burst of 500 check-in answers
+    two full passes and their younger ones over about 230,000 objects took 15 % of the
+    burst. So what starting left as garbage is collected, and the rest is frozen
+    (`gc.freeze`): the passes then walk only what serving makes. Freezing hides nothing
+    from reference counting, which frees almost everything; only a cycle made at start
+    that became garbage later would stay."""
+    gc.collect()
+    gc.freeze()
 
 
 WEBHOOK_PATH = "/telegram"

@@ -47,6 +47,9 @@ class BotHarness:
     overrides: dict[str, Any] = field(default_factory=dict)
     rate_limiter: bool = True
     """False: no AIORateLimiter, so a 429 reaches the dispatcher's own RetryAfter handling."""
+    freeze_heap: bool = False
+    """True: serve as `python -m bot` does, the heap frozen once started (`bot.runner.settle_heap`).
+    Off by default: a test process serves hundreds of bots, and a frozen one is never collected."""
     app: TrialApplication | None = None
     services: Services | None = None
     _stop: asyncio.Event | None = None
@@ -86,7 +89,14 @@ class BotHarness:
         self._stop = asyncio.Event()
         ready = asyncio.Event()
         self._task = asyncio.create_task(
-            serve(self.app, self._stop, poll_timeout=1, ready=ready, heartbeat_seconds=None)
+            serve(
+                self.app,
+                self._stop,
+                poll_timeout=1,
+                ready=ready,
+                heartbeat_seconds=None,
+                freeze_heap=self.freeze_heap,
+            )
         )
         waiter = asyncio.create_task(ready.wait())
         done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
