@@ -386,6 +386,18 @@ def _refused_second(db: AsyncSession, participant: Participant, instrument_id: s
     )
 
 
+_BY_ID = select(QuestionnaireSession).where(QuestionnaireSession.id == bindparam("id"))
+"""Built once: every answer button reads its session by id. ``Session.get`` composed a
+new SELECT and its cache key on each call that missed the identity map (an answer's
+always does): 4 to 7 % of the CPU of a burst of answers, 2 % this way."""
+
+
+async def by_id(db: AsyncSession, session_id: int) -> QuestionnaireSession | None:
+    """The questionnaire session with this id, if any."""
+    found: QuestionnaireSession | None = await db.scalar(_BY_ID, {"id": session_id})
+    return found
+
+
 async def answer(
     db: AsyncSession,
     participant: Participant,
@@ -412,7 +424,7 @@ async def answer(
         if session is None:
             return Outcome(error=AnswerError("already_complete"))
     else:
-        session = await db.get(QuestionnaireSession, session_id)
+        session = await by_id(db, session_id)
         if session is None:
             return Outcome(error=AnswerError("already_complete"))
         if session.participant_id != participant.id:
