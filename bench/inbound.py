@@ -9,11 +9,13 @@ first thing the bot sends back to that chat being recorded by the server.
 Both serve with the heap settled as `python -m bot` does (`bot.runner.settle_heap`: what
 starting made is frozen out of the garbage collector's passes); otherwise the floor's
 collector would walk everything the benchmark's process has loaded and made before it,
-a cost a bare PTB process does not have."""
+a cost a bare PTB process does not have. Each unfreezes when done, so that the
+scenarios after it (the other database's) run on the heap they would have had."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -91,6 +93,7 @@ async def run_inbound(url: str, k: int, *, latency_ms: float = 0.0) -> dict[str,
             stop.set()
             await task
             await services.engine.dispose()
+            gc.unfreeze()
     return {
         **figures,
         "latency_ms": latency_ms,
@@ -119,7 +122,10 @@ async def run_floor(k: int) -> dict[str, Any]:
             server.subscribe(latency)
             for user in users:
                 await user.send("1")
-            await _all_answered(latency, k)
+            try:
+                await _all_answered(latency, k)
+            finally:
+                gc.unfreeze()
             await app.updater.stop()
             await app.stop()
     return {**latency.figures(k), "handler": "bare PTB Application, one handler replying 'ok'"}

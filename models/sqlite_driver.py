@@ -3,21 +3,23 @@
 aiosqlite runs SQLite in a thread of its own; every call is a trip there and back
 (queued to the thread, run, its result handed back to the event loop, which resumes
 the caller at its next turn). SQLAlchemy's adapter (2.0,
-`sqlalchemy.dialects.sqlite.aiosqlite`) makes four trips for one statement: open a
-cursor, execute, fetch the rows, close the cursor. SQLite has one writer at a time
+`sqlalchemy.dialects.sqlite.aiosqlite`) makes three or four trips for one statement:
+open a cursor, execute, fetch the rows (if it returns any), close the cursor. SQLite has one writer at a time
 (`bot.services.Services.one_writer`), so the trips of a writing transaction follow
 one another while every other writer waits, and each trip waits for a turn of an
 event loop that is busy with other chats' replies: in a burst of check-in answers
 SQLite's thread was idle 97 % of the time and the event loop waited on it a quarter of
 the burst. Here one statement is one trip: the four steps run together in SQLite's
-thread (`_run`). Everything else is SQLAlchemy's adapter unchanged: errors, the
-transaction, commit and rollback, server-side cursors (streamed results) and the
-connection's thread.
+thread (`_run`). Everything else is SQLAlchemy's adapter unchanged: the errors it
+raises (a closed connection too), the transaction, commit and rollback, server-side
+cursors (streamed results) and the connection's thread.
 
-It relies on two internals of aiosqlite: ``Connection._execute`` (queue a function to
-the connection's thread, as aiosqlite's own methods do) and ``Connection._conn`` (the
-sqlite3 connection, used only inside that thread). `tests/test_db.py` fails if an
-upgrade moves either, or if a statement takes more than one trip."""
+It relies on two internals of aiosqlite (pinned below 0.23 in pyproject.toml):
+``Connection._execute`` (queue a function to the connection's thread, as aiosqlite's own
+methods do) and ``Connection._conn`` (the sqlite3 connection, looked up on the event
+loop as aiosqlite's own ``cursor()`` does, and used only inside the thread).
+`tests/test_sqlite_driver.py` fails if an upgrade moves either, or if a statement takes
+more than one trip."""
 
 from __future__ import annotations
 
@@ -35,21 +37,23 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 _Outcome = tuple[Any, list[Any] | None, int | None, int, bool]
 
 
-def _run(connection: aiosqlite.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
     """In SQLite's thread: the statement, its description, its rows (all of them: the
     adapter's cursor is buffered), the last row id, the row count, and whether a
-    transaction is open after it."""
-    cursor = connection._conn.cursor()
+    transaction is open after it. ``many`` (executemany) has no description and no rows,
+    as in SQLAlchemy's adapter."""
+    cursor = connection.cursor()
     try:
         if many:
             cursor.executemany(operation, parameters)
-        elif parameters is None:
+            return None, None, cursor.lastrowid, cursor.rowcount, connection.in_transaction
+        if parameters is None:
             cursor.execute(operation)
         else:
             cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else None
-        return description, rows, cursor.lastrowid, cursor.rowcount, connection._conn.in_transaction
+        return description, rows, cursor.lastrowid, cursor.rowcount, connection.in_transaction
     finally:
         cursor.close()
 
@@ -69,8 +73,9 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         adapted = cast("OneTripConnection", self._adapt_connection)
         adapted.in_transaction = True  # until SQLite says otherwise (a failed statement too)
         try:
+            sqlite = self._connection._conn  # closed: ValueError("no active connection"), mapped as before
             description, rows, lastrowid, rowcount, adapted.in_transaction = self.await_(
-                self._connection._execute(_run, self._connection, operation, parameters, many)
+                self._connection._execute(_run, sqlite, operation, parameters, many)
             )
         except Exception as error:
             adapted._handle_exception(error)

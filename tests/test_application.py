@@ -565,25 +565,27 @@ async def test_a_bot_served_as_in_production_collects_then_freezes_what_starting
     answers), what starting left as garbage is collected first, and the bot serves as
     before. The suite's own bots do not freeze (`BotHarness.freeze_heap`)."""
     assert gc.get_freeze_count() == 0
-    garbage = _Node()
-    garbage.self = garbage
-    left_behind = weakref.ref(garbage)
-    del garbage
     harness = BotHarness(server, db_url, freeze_heap=True)
-    gc.disable()  # only settle_heap's own collection may free the cycle
+    gc.disable()  # from here only settle_heap's own collection may free the cycle
     try:
-        await harness.start()
-        gc.enable()
-        assert left_behind() is None
-        assert gc.get_freeze_count() > 10_000  # modules, content, mappers, handlers
-        code = await enroll(server, "BSM-031 A 2026-10-25 en")
-        user = server.user(2031, "Rahima", language_code="en")
-        await link(server, user, code, "English")
-        await says(server, user, "/help", "/language")
+        garbage = _Node()
+        garbage.self = garbage
+        left_behind = weakref.ref(garbage)
+        del garbage
+        try:
+            await harness.start()
+            gc.enable()
+            assert left_behind() is None
+            assert gc.get_freeze_count() > 10_000  # modules, content, mappers, handlers
+            code = await enroll(server, "BSM-031 A 2026-10-25 en")
+            user = server.user(2031, "Rahima", language_code="en")
+            await link(server, user, code, "English")
+            await says(server, user, "/help", "/language")
+        finally:
+            gc.enable()
+            await harness.stop()
     finally:
-        gc.enable()
-        await harness.stop()
-        gc.unfreeze()
+        gc.unfreeze()  # the next test in this worker starts unfrozen
 
 
 def test_the_bot_api_client_reads_json_as_ptb_does_and_never_logs_an_error_page(

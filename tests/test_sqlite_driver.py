@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_cursor, AsyncAdapt_aiosqlite_ss_cursor
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -133,8 +134,49 @@ async def test_a_streamed_result_still_comes_through_the_server_side_cursor(engi
         await conn.execute(insert(things), [{"name": f"n{i}"} for i in range(50)])
     async with engine.connect() as conn:
         stream = await conn.stream(select(things.c.name).order_by(things.c.id))
+        cursor = stream._real_result.cursor  # type: ignore[attr-defined]
+        assert isinstance(cursor, AsyncAdapt_aiosqlite_ss_cursor)
         names = [row.name async for row in stream]
     assert names == [f"n{i}" for i in range(50)]
+
+
+async def test_a_transaction_begun_by_hand_is_rolled_back_for_real(engine: AsyncEngine) -> None:
+    """export/run.py begins its read snapshot with a bare BEGIN (a SELECT opens none)."""
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("BEGIN")
+        await conn.execute(select(things))
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, OneTripConnection) and raw.dbapi_connection.in_transaction
+    # given back without a commit: the pool's rollback must end it, or SQLite stays in it
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.dbapi_connection is not None
+        sqlite = raw.dbapi_connection.driver_connection
+        assert not await sqlite._execute(lambda: sqlite._conn.in_transaction)
+
+
+async def test_executemany_with_returning_reports_what_sqlalchemys_adapter_reports(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        raw = await conn.get_raw_connection()
+        adapted = raw.dbapi_connection
+        assert isinstance(adapted, OneTripConnection)
+        ours, stock = adapted.cursor(), AsyncAdapt_aiosqlite_cursor(adapted)
+        statement = "INSERT INTO things (name) VALUES (?) RETURNING id"
+        await conn.run_sync(lambda _: ours.executemany(statement, [("p",), ("q",)]))
+        await conn.run_sync(lambda _: stock.executemany(statement, [("r",), ("s",)]))
+        assert (ours.description, ours.rowcount, ours.fetchall()) == (stock.description, stock.rowcount, [])
+        assert ours.description is None
+
+
+async def test_a_closed_connection_is_a_disconnect_sqlalchemy_recognises(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.dbapi_connection is not None
+        await raw.dbapi_connection.driver_connection.close()
+        with pytest.raises(OperationalError) as error:
+            await conn.execute(select(things))
+        assert error.value.connection_invalidated
+        assert is_transient(error.value)
 
 
 async def test_errors_are_sqlalchemys_and_leave_the_transaction_usable(engine: AsyncEngine) -> None:
