@@ -4,6 +4,7 @@ Application built for a database and a clock, and small statistics helpers."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import statistics
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import TrialApplication, build_application
+from bot.runner import settle_heap
 from bot.services import build_services
 from core.clock import ManualClock
 from core.settings import Settings
@@ -83,14 +85,18 @@ async def running_app(
     server: BotAPIServer, url: str, now: datetime, *, rate_limiter: Any = False, **overrides: Any
 ) -> AsyncIterator[tuple[TrialApplication, ManualClock]]:
     """The real Application, initialised (its Bot can send), not serving updates:
-    the scenarios call the ticks themselves. ``overrides``: settings."""
+    the scenarios call the ticks themselves. ``overrides``: settings. The heap is
+    settled as `python -m bot` settles it once started (`bot.runner.settle_heap`), and
+    unfrozen after, so that the next scenario starts from the heap it would have had."""
     clock = ManualClock(now)
     services = build_services(settings_for(server, url, **overrides), clock)
     app = build_application(services, rate_limiter=rate_limiter)
     try:
         async with app:
+            settle_heap()
             yield app, clock
     finally:
+        gc.unfreeze()
         await services.engine.dispose()
 
 
