@@ -31,7 +31,7 @@ test: install  ## the whole suite, on SQLite and PostgreSQL: TEST_JOBS workers, 
 demo: install  ## the whole journey against the local Bot API test server, as a transcript
 	$(BIN)/python -m devtools.demo
 
-bench: install  ## the benchmark (quick, < 3 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
+bench: install  ## the benchmark (quick, about 7 min, into bench/quick/); FULL=1: the issue's sizes, into bench/results.json and bench/throughput.png
 	$(BIN)/python -m bench $(if $(FULL),--full,--out bench/quick)
 
 bench-readme: install  ## rewrite the README's benchmark table from bench/results.json (tests/test_bench_readme.py checks it)
