@@ -7,7 +7,7 @@ import contextlib
 import gc
 import statistics
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,19 +85,28 @@ async def running_app(
     server: BotAPIServer, url: str, now: datetime, *, rate_limiter: Any = False, **overrides: Any
 ) -> AsyncIterator[tuple[TrialApplication, ManualClock]]:
     """The real Application, initialised (its Bot can send), not serving updates:
-    the scenarios call the ticks themselves. ``overrides``: settings. The heap is
-    settled as `python -m bot` settles it once started (`bot.runner.settle_heap`), and
-    unfrozen after, so that the next scenario starts from the heap it would have had."""
+    the scenarios call the ticks themselves. ``overrides``: settings. On a settled heap
+    (`settled_heap`)."""
     clock = ManualClock(now)
     services = build_services(settings_for(server, url, **overrides), clock)
     app = build_application(services, rate_limiter=rate_limiter)
     try:
         async with app:
-            settle_heap()
-            yield app, clock
+            with settled_heap():
+                yield app, clock
+    finally:
+        await services.engine.dispose()
+
+
+@contextlib.contextmanager
+def settled_heap() -> Iterator[None]:
+    """The heap settled as `python -m bot` settles it once started (`bot.runner.settle_heap`),
+    then unfrozen, so that the next scenario starts from the heap it would have had."""
+    settle_heap()
+    try:
+        yield
     finally:
         gc.unfreeze()
-        await services.engine.dispose()
 
 
 def register_team_chats(server: BotAPIServer) -> None:

@@ -4,17 +4,15 @@ Bot API server. Counts what arrived: lost, sent twice, late."""
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.common import register_team_chats, running_app
+from bench.common import register_team_chats, running_app, settled_heap
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from bot.dispatch import FREE_RATE, auto_slots, dispatch_tick
-from bot.runner import settle_heap
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import DEFAULT_START
 from domain.content import load_content
@@ -152,13 +150,10 @@ async def run_send_floor(n: int, *, latency_ms: float = 0.0) -> dict[str, Any]:
         async with server.make_bot() as bot:
             await bot.get_me()  # connection warm, as the bot's is after initialize
             server.clear_history()
-            settle_heap()  # as the dispatcher's (bench.common.running_app)
-            started = time.time()
-            try:
+            with settled_heap():  # as the dispatcher's (bench.common.running_app)
+                started = time.time()
                 for i in range(n):
                     await bot.send_message(CHAT_BASE + i, "Time for your dose.")
-            finally:
-                gc.unfreeze()
         ok = [r for r in server.requests if r.method == "sendMessage" and r.status == 200 and r.fault is None]
     last = max((r.time for r in ok), default=started)
     return {

@@ -22,10 +22,10 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from bench.common import register_team_chats, settings_for, summary_ms
+from bench.common import register_team_chats, settings_for, settled_heap, summary_ms
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from bot.app import build_application
-from bot.runner import serve, settle_heap
+from bot.runner import serve
 from bot.services import build_services
 from core.clock import ManualClock
 from devtools.botapi_server import BotAPIServer, SentMessage, TranscriptEntry
@@ -114,18 +114,15 @@ async def run_floor(k: int) -> dict[str, Any]:
         app.add_handler(TypeHandler(Update, reply_ok))
         async with app:
             await app.start()
-            settle_heap()
             assert app.updater is not None
             await app.updater.start_polling(poll_interval=0, timeout=1)
             await server.wait_for_poll()
             latency = _Latency()
             server.subscribe(latency)
-            for user in users:
-                await user.send("1")
-            try:
+            with settled_heap():
+                for user in users:
+                    await user.send("1")
                 await _all_answered(latency, k)
-            finally:
-                gc.unfreeze()
             await app.updater.stop()
             await app.stop()
     return {**latency.figures(k), "handler": "bare PTB Application, one handler replying 'ok'"}

@@ -4,9 +4,9 @@ aiosqlite runs SQLite in a thread of its own; every call is a trip there and bac
 (queued to the thread, run, its result handed back to the event loop, which resumes
 the caller at its next turn). SQLAlchemy's adapter (2.0,
 `sqlalchemy.dialects.sqlite.aiosqlite`) makes three or four trips for one statement:
-open a cursor, execute, fetch the rows (if it returns any), close the cursor. SQLite has one writer at a time
-(`bot.services.Services.one_writer`), so the trips of a writing transaction follow
-one another while every other writer waits, and each trip waits for a turn of an
+open a cursor, execute, fetch the rows (if it returns any), close the cursor. SQLite
+has one writer at a time (`bot.services.Services.one_writer`), so the trips of a
+writing transaction follow one another while every other writer waits, and each trip waits for a turn of an
 event loop that is busy with other chats' replies: in a burst of check-in answers
 SQLite's thread was idle 97 % of the time and the event loop waited on it a quarter of
 the burst. Here one statement is one trip: the four steps run together in SQLite's
