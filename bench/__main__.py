@@ -165,11 +165,15 @@ async def _run(dbs: Databases, kinds: list[str], sizes: Sizes, only: set[str]) -
 
 
 RUNS = 3
-"""Runs of each figure a ratio is taken of (the paid fan-out and its send floor, the
-inbound burst and its floor), each database's beside a run of its floor; the median
-counts. On this shared VM one run of the same code ranged from 430 to 930 updates/s
-(the inbound floor), 1,021 to 1,159 messages/s (the send floor) and 538 to 636 (the
-paid fan-out on SQLite) from one evening's run to the next."""
+"""Runs of each figure a targeted ratio is taken of (the paid fan-out and its send floor,
+the inbound burst and its floor), each database's beside a run of its floor; the median
+counts (the upper of the middle two for the floors' six). On this shared VM one run of
+the same code ranged from 430 to 1,100 updates/s (the inbound floor), 833 to 1,289
+messages/s (the send floor) and 509 to 636 (the paid fan-out on SQLite) between runs
+of 6 and 7 December, and the fan-out's ratio of one measurement each from 0.46 to 0.62."""
+
+EMPTY_TICK_MS = 10.0
+"""The issue's bound for the dispatcher's tick with nothing due at 100,000 participants."""
 
 
 def _median_of(r: dict[str, Any]) -> str:
@@ -245,12 +249,12 @@ def figures(raw: dict[str, Any], sizes: Sizes, full: bool) -> list[dict[str, Any
     for kind, results in raw["ticks"].items():
         for r in results:
             n = r["participants"]
-            target = ("< 100 ms" + (" (100,000 in FULL)" if n < 100_000 else "")) if n == largest else "(growth)"
+            target = ("<= 10 ms" + (" (100,000 in FULL)" if n < 100_000 else "")) if n == largest else "(growth)"
             add(
                 f"dispatch tick, nothing due, {n:,} participants ({r['planned_rows']:,} rows), {kind} (ms)",
                 r["empty_tick_ms"],
                 target,
-                r["empty_tick_ms"] < 100 if n == largest else None,
+                r["empty_tick_ms"] <= EMPTY_TICK_MS if n == largest else None,
                 "ticks",
             )
             add(
