@@ -77,6 +77,21 @@ async def test_a_failing_handler_rolls_back_apologises_and_the_bot_keeps_serving
     assert "Your medicine" in reply.content
 
 
+def _language_change_meets_a_stored_row(monkeypatch: pytest.MonkeyPatch, bot: BotHarness, update_id: int) -> None:
+    """From now on a language change also stores update ``update_id`` (already stored): the
+    handler's changes meet that row's unique key at the commit, as rows another process
+    stored meanwhile would."""
+    from bot.handlers import participant as handlers
+
+    set_language = handlers.participants.set_language
+
+    async def conflicting(session: AsyncSession, *args: object, **kwargs: object) -> None:
+        await set_language(session, *args, **kwargs)  # type: ignore[arg-type]
+        session.add(ProcessedUpdate(update_id=update_id, processed_at=bot.clock.now(), outcome="ok"))
+
+    monkeypatch.setattr(handlers.participants, "set_language", conflicting)
+
+
 @pytest.mark.logs_errors("its changes met rows stored meanwhile")
 async def test_changes_that_meet_a_unique_key_at_the_commit_roll_back_and_apologise(
     bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
@@ -92,14 +107,7 @@ async def test_changes_that_meet_a_unique_key_at_the_commit_roll_back_and_apolog
     earlier = await user.send("/help")
     await server.wait_for(2002, None, since=earlier)
 
-    from bot.handlers import participant as handlers
-
-    async def conflicting(session: AsyncSession, *args: object, **kwargs: object) -> None:
-        await set_language(session, *args, **kwargs)  # type: ignore[arg-type]
-        session.add(ProcessedUpdate(update_id=earlier.update_id, processed_at=bot.clock.now(), outcome="ok"))
-
-    set_language = handlers.participants.set_language
-    monkeypatch.setattr(handlers.participants, "set_language", conflicting)
+    _language_change_meets_a_stored_row(monkeypatch, bot, earlier.update_id)
     asked = await user.send("/language")
     prompt = (await server.wait_for(2002, lambda m: "English" in m.button_texts, since=asked))[0]
     pressed = await user.press(prompt, "English")
@@ -132,12 +140,6 @@ async def test_an_update_stored_elsewhere_while_its_conflict_is_rolled_back_send
     earlier = await user.send("/help")
     await server.wait_for(2003, "/language", since=earlier)
 
-    from bot.handlers import participant as handlers
-
-    async def conflicting(session: AsyncSession, *args: object, **kwargs: object) -> None:
-        await set_language(session, *args, **kwargs)  # type: ignore[arg-type]
-        session.add(ProcessedUpdate(update_id=earlier.update_id, processed_at=bot.clock.now(), outcome="ok"))
-
     assert bot.services is not None
     engine = bot.services.engine.sync_engine
     stored_elsewhere: list[int] = []
@@ -151,8 +153,7 @@ async def test_an_update_stored_elsewhere_while_its_conflict_is_rolled_back_send
                     other.commit()
                 stored_elsewhere.append(row.update_id)
 
-    set_language = handlers.participants.set_language
-    monkeypatch.setattr(handlers.participants, "set_language", conflicting)
+    _language_change_meets_a_stored_row(monkeypatch, bot, earlier.update_id)
     event.listen(Session, "before_commit", another_process_stores_it)
     try:
         prompt = await says(server, user, "/language", "Which language")
