@@ -8,13 +8,14 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -79,10 +80,23 @@ overview): at most 25 a process, so that four processes stay within PostgreSQL's
 default max_connections of 100 (see the README's "Several bot processes")."""
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+PING_IDLE_AFTER = 5.0
+"""Seconds a pooled PostgreSQL connection may sit unused and still be taken without a
+ping first (`ping_when_idle`)."""
+
+
+def create_engine(
+    url: str,
+    *,
+    ping_idle_after: float = PING_IDLE_AFTER,
+    monotonic: Callable[[], float] = time.monotonic,
+    **kwargs: Any,
+) -> AsyncEngine:
     """Create the async engine. On SQLite: aiosqlite with one trip to its thread a
     statement (`models.sqlite_driver`), WAL (readers do not block the writer), a busy
-    timeout instead of instant 'database is locked', foreign keys on."""
+    timeout instead of instant 'database is locked', foreign keys on. On PostgreSQL: a
+    pool as large as the transactions in progress, and a connection pinged before use
+    only when it sat idle (`ping_when_idle`; ``monotonic`` is its clock)."""
     if url.startswith("sqlite"):
         create_private_file(make_url(url).database)
         kwargs.setdefault("module", sqlite_driver.dbapi())  # one trip to SQLite's thread a statement
@@ -98,10 +112,50 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", POOL_SIZE)
     kwargs.setdefault("max_overflow", POOL_OVERFLOW)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        ping_when_idle(engine, ping_idle_after, monotonic)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_after: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+    """Ping a pooled connection before it is used only when it sat unused for
+    ``idle_after`` seconds; a dead one is replaced, with every connection pooled before
+    it (as SQLAlchemy's own pre-ping does), before anything runs on it.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: on asyncpg three round trips
+    (``BEGIN``, ``;``, ``ROLLBACK``) before each transaction, as many as a short
+    transaction's own statements. What kills a connection is mostly time: a server or
+    firewall closing idle ones, a restart during a quiet hour. A connection given back a
+    moment ago is taken as it is; if it died meanwhile (a restart under load), its first
+    statement fails as a disconnect, SQLAlchemy recycles the whole pool, and the caller
+    retries as it does for any transient failure (`is_transient`)."""
+    pool = engine.sync_engine.pool
+    dialect = engine.dialect
+
+    def given_back(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_GIVEN_BACK] = monotonic()
+
+    def taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if monotonic() - record.info.get(_GIVEN_BACK, float("-inf")) < idle_after:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if not dialect.is_disconnect(error, dbapi_connection, None):
+                raise
+            alive = False
+        if not alive:
+            raise InvalidatePoolError("a pooled connection was found closed by its ping")
+
+    event.listen(pool, "connect", given_back)  # a new connection needs no ping
+    event.listen(pool, "checkin", given_back)
+    event.listen(pool, "checkout", taken)
+
+
+_GIVEN_BACK = "given_back_at"
 
 
 def create_private_file(path: str | None) -> None:

@@ -47,6 +47,16 @@ def postgres_template() -> Iterator[databases.PostgresTemplate]:
     template.close()
 
 
+@pytest.fixture
+async def pg_url(postgres_template: databases.PostgresTemplate) -> AsyncIterator[str]:
+    """A freshly migrated PostgreSQL database, for the tests about PostgreSQL alone."""
+    url = await postgres_template.clone()
+    try:
+        yield url
+    finally:
+        await postgres_template.drop(url)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A freshly migrated database, on each backend in turn."""

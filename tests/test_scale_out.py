@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,7 +37,6 @@ from sqlalchemy import select, update
 from bench.seed import CHAT_BASE, same_minute_profiles, seed
 from core.clock import OffsetClock
 from devtools.botapi_server import BotAPIServer, SentMessage
-from devtools.databases import PostgresTemplate
 from devtools.harness import COORDINATOR_CHAT, ESCALATION_CHAT
 from devtools.process import WebhookProcess, free_port, test_clock, webhook_env
 from domain.content import load_content
@@ -106,15 +104,6 @@ class RoundRobin:
             await self._runner.cleanup()
         if self._http is not None:
             await self._http.close()
-
-
-@pytest.fixture
-async def pg_url(postgres_template: PostgresTemplate) -> AsyncIterator[str]:
-    url = await postgres_template.clone()
-    try:
-        yield url
-    finally:
-        await postgres_template.drop(url)
 
 
 def _bot(
