@@ -1,4 +1,4 @@
-"""SQLAlchemy's aiosqlite driver, with one trip to SQLite's thread per statement.
+"""SQLAlchemy's aiosqlite driver, with at most one trip to SQLite's thread a statement.
 
 aiosqlite runs SQLite in a thread of its own; every call is a trip there and back
 (queued to the thread, run, its result handed back to the event loop, which resumes
@@ -14,16 +14,29 @@ thread (`_run`). Everything else is SQLAlchemy's adapter unchanged: the errors i
 raises (a closed connection too), the transaction, commit and rollback, server-side
 cursors (streamed results) and the connection's thread.
 
+Inside a writing transaction a statement makes no trip at all: it runs on the event loop
+(`OneTripCursor._trip`). Once a transaction has written, this connection holds SQLite's
+write lock (WAL: readers never block it), so its statements wait for nobody, while every
+other writer of the process waits for its commit (`Services.one_writer`). A trip there
+only stretched the time the lock is held by a turn of a busy event loop a statement.
+Reads before the first write, the first write itself (it may wait up to the busy timeout
+for another process's lock) and the commit (it may checkpoint the WAL to disk) still go
+to SQLite's thread; so does the rest of a transaction once one of its statements took
+longer than `INLINE_BUDGET_S` on the loop. An answer's transaction is two trips: its
+first write and its commit.
+
 It relies on two internals of aiosqlite (pinned below 0.23 in pyproject.toml):
 ``Connection._execute`` (queue a function to the connection's thread, as aiosqlite's own
 methods do) and ``Connection._conn`` (the sqlite3 connection, looked up on the event
-loop as aiosqlite's own ``cursor()`` does, and used only inside the thread).
+loop as aiosqlite's own ``cursor()`` does; opened with ``check_same_thread=False``, and
+used by one side at a time, as every trip is awaited before the next statement).
 `tests/test_sqlite_driver.py` fails if an upgrade moves either, or if a statement takes
-more than one trip."""
+more trips than these."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import deque
 from typing import Any, cast
 
@@ -35,6 +48,13 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 )
 
 _Outcome = tuple[Any, list[Any] | None, int | None, int, bool]
+INLINE_BUDGET_S = 0.01
+"""A statement run on the event loop that took longer than this (a large read inside a
+writing transaction) sends the rest of its transaction back to SQLite's thread: the
+event loop is held up by at most one such statement a transaction."""
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+"""What a statement starts with when SQLite's implicit BEGIN before it takes the write
+lock (sqlite3 opens a transaction only before these; an explicit ``BEGIN`` takes none)."""
 
 
 def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
@@ -58,6 +78,12 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
         cursor.close()
 
 
+async def _at_once(connection: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
+    """`_run` on the event loop, as a coroutine that never suspends: SQLAlchemy's
+    ``greenlet_spawn`` insists that a statement awaits something."""
+    return _run(connection, operation, parameters, many)
+
+
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     """SQLAlchemy's buffered aiosqlite cursor, each statement in one trip."""
 
@@ -71,21 +97,29 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapted = cast("OneTripConnection", self._adapt_connection)
+        writing = adapted.writing
         adapted.in_transaction = True  # until SQLite says otherwise (a failed statement too)
+        adapted.writing = False
         try:
             sqlite = self._connection._conn  # closed: ValueError("no active connection"), mapped as before
-            description, rows, lastrowid, rowcount, adapted.in_transaction = self.await_(
-                self._connection._execute(_run, sqlite, operation, parameters, many)
-            )
+            if writing:  # this connection holds the write lock: nothing to wait for
+                started = time.perf_counter()
+                outcome = self.await_(_at_once(sqlite, operation, parameters, many))
+                writing = time.perf_counter() - started < INLINE_BUDGET_S
+            else:
+                outcome = self.await_(self._connection._execute(_run, sqlite, operation, parameters, many))
+                writing = str(operation).lstrip()[:7].upper().startswith(_WRITES)
+            description, rows, lastrowid, rowcount, adapted.in_transaction = outcome
         except Exception as error:
             adapted._handle_exception(error)
+        adapted.writing = adapted.in_transaction and writing
         if description:
             self.description = description
             self.lastrowid = self.rowcount = -1
             self._rows = deque(rows or ())
         else:
             self.description = None
-            self.lastrowid = lastrowid
+            self.lastrowid = cast(int, lastrowid)  # sqlite3 says None before any insert, as the stock adapter passes on
             self.rowcount = rowcount
 
 
@@ -98,30 +132,38 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     roll back nothing. Whether a transaction is open is SQLite's answer after the last
     statement (`_run`); what this class cannot follow (a streamed result, the adapter's
     own ``execute``) counts as open. (Setting ``isolation_level`` opens nothing: to
-    autocommit, sqlite3 commits first.)"""
+    autocommit, sqlite3 commits first.) ``writing``: SQLite said a transaction is open
+    after a statement that writes (a bare ``BEGIN`` takes no lock), so this connection
+    holds the write lock; it is cleared by the commit, the rollback, an error, a
+    streamed result and a statement over `INLINE_BUDGET_S`."""
 
-    __slots__ = ("in_transaction",)
+    __slots__ = ("in_transaction", "writing")
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.in_transaction = True
+        self.writing = False  # it holds SQLite's write lock: its statements run on the event loop
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         if server_side:
             self.in_transaction = True
+            self.writing = False
             return super().cursor(server_side=True)
         return OneTripCursor(self)
 
     def execute(self, *args: Any, **kw: Any) -> Any:
         self.in_transaction = True
+        self.writing = False
         return super().execute(*args, **kw)
 
     def commit(self) -> None:
+        self.writing = False
         if self.in_transaction:
             super().commit()
             self.in_transaction = False
 
     def rollback(self) -> None:
+        self.writing = False
         if self.in_transaction:
             super().rollback()
             self.in_transaction = False
@@ -131,6 +173,7 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """The DBAPI module SQLAlchemy's aiosqlite dialect is given (``create_engine(module=…)``)."""
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        kw["check_same_thread"] = False  # a writing transaction's statements run on the event loop
         adapted = super().connect(*arg, **kw)
         return OneTripConnection(self, adapted._connection)
 

@@ -1,4 +1,4 @@
-"""models.sqlite_driver: every statement on SQLite is one trip to aiosqlite's thread,
+"""models.sqlite_driver: every statement on SQLite is at most one trip to aiosqlite's thread,
 with the results, row counts, row ids and errors SQLAlchemy's own adapter gives."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_cursor, As
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models import sqlite_driver
 from models.db import create_engine, is_transient
 from models.sqlite_driver import OneTripConnection, OneTripCursor
 
@@ -64,32 +65,60 @@ async def test_the_engine_uses_the_one_trip_cursor(engine: AsyncEngine) -> None:
         assert isinstance(adapted.cursor(), OneTripCursor)
 
 
-async def test_each_statement_is_one_trip_with_its_results(engine: AsyncEngine, trips: Callable[[], int]) -> None:
+async def test_each_statement_is_at_most_one_trip_with_its_results(
+    engine: AsyncEngine, trips: Callable[[], int]
+) -> None:
+    """Reads before the first write and the first write go to SQLite's thread, one trip
+    each; once the transaction holds the write lock its statements make none; the
+    commit makes one."""
     async with engine.begin() as conn:
         trips()
+        none = (await conn.execute(select(things).where(things.c.id == 99))).all()
+        assert trips() == 1
+        assert none == []
+
         first = await conn.execute(insert(things).values(name="a"))
         assert trips() == 1
         assert first.inserted_primary_key == (1,)
 
         returned = await conn.execute(insert(things).values(name="b").returning(things.c.id, things.c.name))
-        assert trips() == 1
         assert returned.all() == [(2, "b")]
 
-        await conn.execute(insert(things), [{"name": "c"}, {"name": "d"}, {"name": "e"}])
-        assert trips() == 1  # executemany
+        await conn.execute(insert(things), [{"name": "c"}, {"name": "d"}, {"name": "e"}])  # executemany
 
         changed = await conn.execute(update(things).where(things.c.id > 3).values(name=things.c.name + "!"))
-        assert trips() == 1
         assert changed.rowcount == 2
 
         rows = (await conn.execute(select(things.c.name).order_by(things.c.id))).scalars().all()
-        assert trips() == 1
         assert rows == ["a", "b", "c", "d!", "e!"]
-
-        none = (await conn.execute(select(things).where(things.c.id == 99))).all()
-        assert trips() == 1
-        assert none == []
+        assert trips() == 0
     assert trips() == 1  # the commit; the pool's rollback on return makes none
+    async with engine.begin() as conn:  # the next transaction holds no lock until it writes
+        assert (await conn.execute(select(things.c.name).where(things.c.id == 2))).scalar_one() == "b"
+        assert trips() == 1
+
+
+async def test_a_bare_begin_takes_no_lock_so_its_statements_still_go_to_the_thread(
+    engine: AsyncEngine, trips: Callable[[], int]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("BEGIN")
+        trips()
+        assert (await conn.execute(select(things))).all() == []
+        assert trips() == 1
+
+
+async def test_a_statement_over_the_budget_sends_the_rest_of_its_transaction_to_the_thread(
+    engine: AsyncEngine, trips: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_S", 0.0)  # every statement on the loop is over it
+    async with engine.begin() as conn:
+        await conn.execute(insert(things).values(name="a"))
+        trips()
+        await conn.execute(insert(things).values(name="b"))
+        assert trips() == 0  # on the loop: the lock was held when it began
+        assert (await conn.execute(select(things.c.name).order_by(things.c.id))).scalars().all() == ["a", "b"]
+        assert trips() == 1
 
 
 async def test_commit_and_rollback_make_no_trip_when_nothing_is_open(
@@ -183,7 +212,9 @@ async def test_errors_are_sqlalchemys_and_leave_the_transaction_usable(engine: A
     async with engine.connect() as conn:
         await conn.execute(insert(things).values(name="same"))
         with pytest.raises(IntegrityError):
-            await conn.execute(insert(things).values(name="same"))
+            await conn.execute(insert(things).values(name="same"))  # on the event loop: the lock is held
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, OneTripConnection) and not raw.dbapi_connection.writing
         await conn.rollback()
         with pytest.raises(OperationalError) as error:
             await conn.execute(text("SELECT nothing FROM nowhere"))
