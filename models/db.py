@@ -106,6 +106,9 @@ def create_engine(
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            journal = cur.fetchone()
+            if isinstance(dbapi_conn, sqlite_driver.OneTripConnection):  # a database in memory has no WAL
+                dbapi_conn.wal = journal is not None and str(journal[0]).lower() == "wal"
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")

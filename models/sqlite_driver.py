@@ -15,15 +15,18 @@ raises (a closed connection too), the transaction, commit and rollback, server-s
 cursors (streamed results) and the connection's thread.
 
 Inside a writing transaction a statement makes no trip at all: it runs on the event loop
-(`OneTripCursor._trip`). Once a transaction has written, this connection holds SQLite's
-write lock (WAL: readers never block it), so its statements wait for nobody, while every
-other writer of the process waits for its commit (`Services.one_writer`). A trip there
-only stretched the time the lock is held by a turn of a busy event loop a statement.
-Reads before the first write, the first write itself (it may wait up to the busy timeout
-for another process's lock) and the commit (it may checkpoint the WAL to disk) still go
-to SQLite's thread; so does the rest of a transaction once one of its statements took
-longer than `INLINE_BUDGET_S` on the loop. An answer's transaction is two trips: its
-first write and its commit.
+(`OneTripCursor._trip`). Once a transaction has written, its connection holds SQLite's
+write lock, and in WAL mode readers never block it: its statements wait for nobody,
+while every other writer waits for its commit. A trip there only stretched the time the
+lock is held by a turn of a busy event loop a statement (and a hand-over of the GIL).
+To the thread still go: reads before the first write; the first write (it may wait up
+to the busy timeout for another process's lock); the commit and anything but a plain
+SELECT, INSERT, UPDATE, DELETE, REPLACE or WITH (a savepoint, a pragma: the commit may
+checkpoint the WAL to disk); every ``executemany``; everything on a connection not in
+WAL mode; and the rest of a transaction once its statements on the loop took
+`INLINE_BUDGET_S` together. An answer's transaction is two trips: its first write and
+its commit. (A first write to a TEMP table or an attached database would take no lock
+on the main file and mislead this; the bot writes to neither.)
 
 It relies on two internals of aiosqlite (pinned below 0.23 in pyproject.toml):
 ``Connection._execute`` (queue a function to the connection's thread, as aiosqlite's own
@@ -49,9 +52,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 
 _Outcome = tuple[Any, list[Any] | None, int | None, int, bool]
 INLINE_BUDGET_S = 0.01
-"""A statement run on the event loop that took longer than this (a large read inside a
-writing transaction) sends the rest of its transaction back to SQLite's thread: the
-event loop is held up by at most one such statement a transaction."""
+"""Time a transaction's statements may take on the event loop, together; the rest of the
+transaction goes to SQLite's thread (a large read or many writes after the first write
+hold up the event loop by about this much at most)."""
+_INLINE = ("SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH")
+"""What may run on the event loop while the write lock is held."""
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 """What a statement starts with when SQLite's implicit BEGIN before it takes the write
 lock (sqlite3 opens a transaction only before these; an explicit ``BEGIN`` takes none)."""
@@ -97,22 +102,33 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     def _trip(self, operation: Any, parameters: Any, *, many: bool) -> None:
         adapted = cast("OneTripConnection", self._adapt_connection)
-        writing = adapted.writing
+        kind = str(operation).lstrip()[:7].upper()
+        held = adapted.writing
+        inline = (
+            held
+            and adapted.wal
+            and not many
+            and adapted.inline_left > 0
+            and kind.startswith(_INLINE)
+            and self._connection._running
+        )
         adapted.in_transaction = True  # until SQLite says otherwise (a failed statement too)
-        adapted.writing = False
+        adapted.writing = False  # until the statement went through
         try:
             sqlite = self._connection._conn  # closed: ValueError("no active connection"), mapped as before
-            if writing:  # this connection holds the write lock: nothing to wait for
+            if inline:  # this connection holds the write lock: nothing to wait for
                 started = time.perf_counter()
                 outcome = self.await_(_at_once(sqlite, operation, parameters, many))
-                writing = time.perf_counter() - started < INLINE_BUDGET_S
+                adapted.inline_left -= time.perf_counter() - started
             else:
                 outcome = self.await_(self._connection._execute(_run, sqlite, operation, parameters, many))
-                writing = str(operation).lstrip()[:7].upper().startswith(_WRITES)
             description, rows, lastrowid, rowcount, adapted.in_transaction = outcome
         except Exception as error:
             adapted._handle_exception(error)
-        adapted.writing = adapted.in_transaction and writing
+        if adapted.in_transaction:
+            adapted.writing = held or kind.startswith(_WRITES)
+        else:
+            adapted.inline_left = INLINE_BUDGET_S
         if description:
             self.description = description
             self.lastrowid = self.rowcount = -1
@@ -132,17 +148,23 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     roll back nothing. Whether a transaction is open is SQLite's answer after the last
     statement (`_run`); what this class cannot follow (a streamed result, the adapter's
     own ``execute``) counts as open. (Setting ``isolation_level`` opens nothing: to
-    autocommit, sqlite3 commits first.) ``writing``: SQLite said a transaction is open
-    after a statement that writes (a bare ``BEGIN`` takes no lock), so this connection
-    holds the write lock; it is cleared by the commit, the rollback, an error, a
-    streamed result and a statement over `INLINE_BUDGET_S`."""
+    autocommit, sqlite3 commits first.)
 
-    __slots__ = ("in_transaction", "writing")
+    ``writing``: SQLite said a transaction is open after a statement that writes (a bare
+    ``BEGIN`` or a savepoint takes no lock), so this connection holds the write lock;
+    cleared by the commit, the rollback, an error, a streamed result. ``inline_left``:
+    what is left of the transaction's `INLINE_BUDGET_S`. ``wal``: the connection's
+    journal is a WAL (set by `models.db.create_engine` from ``PRAGMA journal_mode``);
+    without one nothing runs on the event loop."""
+
+    __slots__ = ("in_transaction", "inline_left", "wal", "writing")
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.in_transaction = True
-        self.writing = False  # it holds SQLite's write lock: its statements run on the event loop
+        self.writing = False
+        self.inline_left = INLINE_BUDGET_S
+        self.wal = False
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         if server_side:
@@ -157,16 +179,20 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return super().execute(*args, **kw)
 
     def commit(self) -> None:
-        self.writing = False
+        self._ended()
         if self.in_transaction:
             super().commit()
             self.in_transaction = False
 
     def rollback(self) -> None:
-        self.writing = False
+        self._ended()
         if self.in_transaction:
             super().rollback()
             self.in_transaction = False
+
+    def _ended(self) -> None:
+        self.writing = False
+        self.inline_left = INLINE_BUDGET_S
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

@@ -71,12 +71,28 @@ async def test_a_connection_given_back_a_moment_ago_is_taken_without_a_ping(pg_u
         await engine.dispose()
 
 
-async def test_a_live_connection_pinged_after_idling_is_kept(pg_url: str) -> None:
+async def test_a_live_connection_is_pinged_only_after_idling_and_kept(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock()
     engine = create_engine(pg_url, pool_size=1, max_overflow=0, ping_idle_after=5.0, monotonic=clock)
+    pings = 0
+    ping = engine.dialect.do_ping
+
+    def counting(dbapi_connection: object) -> bool:
+        nonlocal pings
+        pings += 1
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counting)
     try:
         first = await backend_pid(engine)
+        assert pings == 0  # a new connection
+        clock.now += 4.9
+        assert await backend_pid(engine) == first
+        assert pings == 0  # given back a moment ago
         clock.now += 60.0
         assert await backend_pid(engine) == first
+        assert pings == 1
     finally:
         await engine.dispose()

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_cursor, AsyncAdapt_aiosqlite_ss_cursor
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -84,7 +84,9 @@ async def test_each_statement_is_at_most_one_trip_with_its_results(
         returned = await conn.execute(insert(things).values(name="b").returning(things.c.id, things.c.name))
         assert returned.all() == [(2, "b")]
 
-        await conn.execute(insert(things), [{"name": "c"}, {"name": "d"}, {"name": "e"}])  # executemany
+        assert trips() == 0
+        await conn.execute(insert(things), [{"name": "c"}, {"name": "d"}, {"name": "e"}])
+        assert trips() == 1  # executemany: always in SQLite's thread
 
         changed = await conn.execute(update(things).where(things.c.id > 3).values(name=things.c.name + "!"))
         assert changed.rowcount == 2
@@ -108,17 +110,79 @@ async def test_a_bare_begin_takes_no_lock_so_its_statements_still_go_to_the_thre
         assert trips() == 1
 
 
-async def test_a_statement_over_the_budget_sends_the_rest_of_its_transaction_to_the_thread(
+async def test_once_the_budget_is_spent_the_rest_of_the_transaction_goes_to_the_thread(
     engine: AsyncEngine, trips: Callable[[], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_S", 0.0)  # every statement on the loop is over it
+    """The budget is the transaction's, spent by its statements on the loop together: a
+    later write does not win it back; the next transaction has it whole."""
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_S", 1e-9)  # the first statement on the loop spends it
+    async with engine.begin() as conn:  # the pooled connection's budget is renewed at its next commit
+        await conn.execute(select(things))
+    for stored, names in enumerate((("a", "b", "c"), ("d", "e", "f"))):
+        async with engine.begin() as conn:
+            await conn.execute(insert(things).values(name=names[0]))
+            trips()
+            await conn.execute(insert(things).values(name=names[1]))
+            assert trips() == 0  # on the loop: the lock was held and the budget not yet spent
+            await conn.execute(insert(things).values(name=names[2]))
+            assert trips() == 1
+            assert (await conn.execute(select(func.count()).select_from(things))).scalar_one() == 3 * (stored + 1)
+            assert trips() == 1
+
+
+async def test_a_commit_sent_as_a_statement_renews_the_budget_too(
+    engine: AsyncEngine, trips: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "INLINE_BUDGET_S", 1e-9)
+    async with engine.begin() as conn:
+        await conn.execute(select(things))
+    async with engine.connect() as conn:
+        await conn.execute(insert(things).values(name="a"))
+        await conn.execute(insert(things).values(name="b"))  # on the loop: spends the budget
+        await conn.exec_driver_sql("COMMIT")
+        await conn.execute(insert(things).values(name="c"))  # the next transaction's first write
+        trips()
+        await conn.execute(insert(things).values(name="d"))
+        assert trips() == 0
+        await conn.commit()
+
+
+async def test_a_savepoint_goes_to_the_thread_and_leaves_the_lock_held(
+    engine: AsyncEngine, trips: Callable[[], int]
+) -> None:
     async with engine.begin() as conn:
         await conn.execute(insert(things).values(name="a"))
         trips()
-        await conn.execute(insert(things).values(name="b"))
-        assert trips() == 0  # on the loop: the lock was held when it began
-        assert (await conn.execute(select(things.c.name).order_by(things.c.id))).scalars().all() == ["a", "b"]
-        assert trips() == 1
+        async with conn.begin_nested():
+            assert trips() == 1  # SAVEPOINT: not a statement for the loop
+            await conn.execute(insert(things).values(name="b"))
+            assert trips() == 0
+        assert trips() == 1  # RELEASE SAVEPOINT
+        await conn.execute(insert(things).values(name="c"))
+        assert trips() == 0  # still the lock's holder
+
+
+async def test_without_a_wal_every_statement_goes_to_the_thread(trips: Callable[[], int]) -> None:
+    """A database in memory has no WAL (its journal_mode stays "memory"): a writer there
+    could wait on readers, so nothing runs on the event loop."""
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.dbapi_connection, OneTripConnection) and not raw.dbapi_connection.wal
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(insert(things).values(name="a"))
+            trips()
+            await conn.execute(insert(things).values(name="b"))
+            assert trips() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_a_file_database_is_in_wal_mode(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, OneTripConnection) and raw.dbapi_connection.wal
 
 
 async def test_commit_and_rollback_make_no_trip_when_nothing_is_open(
@@ -208,11 +272,15 @@ async def test_a_closed_connection_is_a_disconnect_sqlalchemy_recognises(engine:
         assert is_transient(error.value)
 
 
-async def test_errors_are_sqlalchemys_and_leave_the_transaction_usable(engine: AsyncEngine) -> None:
+async def test_errors_are_sqlalchemys_and_leave_the_transaction_usable(
+    engine: AsyncEngine, trips: Callable[[], int]
+) -> None:
     async with engine.connect() as conn:
         await conn.execute(insert(things).values(name="same"))
+        trips()
         with pytest.raises(IntegrityError):
-            await conn.execute(insert(things).values(name="same"))  # on the event loop: the lock is held
+            await conn.execute(insert(things).values(name="same"))
+        assert trips() == 0  # it failed on the event loop: the lock was held
         raw = await conn.get_raw_connection()
         assert isinstance(raw.dbapi_connection, OneTripConnection) and not raw.dbapi_connection.writing
         await conn.rollback()
