@@ -92,14 +92,14 @@ def create_engine(
     monotonic: Callable[[], float] = time.monotonic,
     **kwargs: Any,
 ) -> AsyncEngine:
-    """Create the async engine. On SQLite: aiosqlite with one trip to its thread a
-    statement (`models.sqlite_driver`), WAL (readers do not block the writer), a busy
+    """Create the async engine. On SQLite: aiosqlite with at most one trip to its thread
+    a statement (`models.sqlite_driver`), WAL (readers do not block the writer), a busy
     timeout instead of instant 'database is locked', foreign keys on. On PostgreSQL: a
     pool as large as the transactions in progress, and a connection pinged before use
     only when it sat idle (`ping_when_idle`; ``monotonic`` is its clock)."""
     if url.startswith("sqlite"):
         create_private_file(make_url(url).database)
-        kwargs.setdefault("module", sqlite_driver.dbapi())  # one trip to SQLite's thread a statement
+        kwargs.setdefault("module", sqlite_driver.dbapi())  # at most one trip to SQLite's thread a statement
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

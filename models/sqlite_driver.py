@@ -90,7 +90,7 @@ async def _at_once(connection: sqlite3.Connection, operation: str, parameters: A
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
-    """SQLAlchemy's buffered aiosqlite cursor, each statement in one trip."""
+    """SQLAlchemy's buffered aiosqlite cursor, each statement in at most one trip."""
 
     __slots__ = ()
 
@@ -128,7 +128,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         if adapted.in_transaction:
             adapted.writing = held or kind.startswith(_WRITES)
         else:
-            adapted.inline_left = INLINE_BUDGET_S
+            adapted.ended()  # a COMMIT or ROLLBACK sent as a statement
         if description:
             self.description = description
             self.lastrowid = self.rowcount = -1
@@ -179,18 +179,19 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return super().execute(*args, **kw)
 
     def commit(self) -> None:
-        self._ended()
+        self.ended()
         if self.in_transaction:
             super().commit()
             self.in_transaction = False
 
     def rollback(self) -> None:
-        self._ended()
+        self.ended()
         if self.in_transaction:
             super().rollback()
             self.in_transaction = False
 
-    def _ended(self) -> None:
+    def ended(self) -> None:
+        """The transaction is over: no lock held, the next one's budget whole."""
         self.writing = False
         self.inline_left = INLINE_BUDGET_S
 
