@@ -41,6 +41,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import aiosqlite
@@ -112,8 +113,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             and kind.startswith(_INLINE)
             and self._connection._running
         )
-        adapted.in_transaction = True  # until SQLite says otherwise (a failed statement too)
-        adapted.writing = False  # until the statement went through
+        adapted.untracked()  # until SQLite says otherwise after the statement (a failed one too)
         try:
             sqlite = self._connection._conn  # closed: ValueError("no active connection"), mapped as before
             if inline:  # this connection holds the write lock: nothing to wait for
@@ -168,27 +168,32 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         if server_side:
-            self.in_transaction = True
-            self.writing = False
+            self.untracked()
             return super().cursor(server_side=True)
         return OneTripCursor(self)
 
     def execute(self, *args: Any, **kw: Any) -> Any:
-        self.in_transaction = True
-        self.writing = False
+        self.untracked()
         return super().execute(*args, **kw)
 
     def commit(self) -> None:
-        self.ended()
-        if self.in_transaction:
-            super().commit()
-            self.in_transaction = False
+        self._end(super().commit)
 
     def rollback(self) -> None:
+        self._end(super().rollback)
+
+    def _end(self, finish: Callable[[], None]) -> None:
+        """Commit or roll back (``finish``), with a trip only when a transaction is open."""
         self.ended()
         if self.in_transaction:
-            super().rollback()
+            finish()
             self.in_transaction = False
+
+    def untracked(self) -> None:
+        """What follows is not seen statement by statement: a transaction counts as open,
+        and no write lock as known to be held."""
+        self.in_transaction = True
+        self.writing = False
 
     def ended(self) -> None:
         """The transaction is over: no lock held, the next one's budget whole."""
