@@ -1,14 +1,15 @@
 """The append-only audit trail: who did what, when, with values before and after.
 
-Every change a person makes goes through `record`, in the same transaction as
-the change itself, so the audit never claims something that did not happen and
-never misses something that did."""
+Every change a person makes goes through `record` (or `write`), in the same
+transaction as the change itself, so the audit never claims something that did not
+happen and never misses something that did."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.secrets import keyed_hash
@@ -36,26 +37,51 @@ def admin_actor(user_id: int) -> str:
     return f"admin:{user_id}"
 
 
-def record(
-    session: AsyncSession,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    participant_id: int | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    detail: str | None = None,
-) -> AuditEntry:
-    """Add one audit row to the session (committed with the change it describes)."""
-    entry = AuditEntry(
-        at=at,
-        actor=actor[:64],
-        action=action[:64],
-        participant_id=participant_id,
-        before=before,
-        after=after,
-        detail=detail,
-    )
-    session.add(entry)
-    return entry
+class Entry(TypedDict, total=False):
+    """What one audit row says (`record`, `write`)."""
+
+    at: Required[datetime]
+    actor: Required[str]
+    action: Required[str]
+    participant_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    detail: str | None
+
+
+def record(session: AsyncSession, **entry: Unpack[Entry]) -> AuditEntry:
+    """Add one audit row to the session (written at its next flush, committed with the
+    change it describes)."""
+    row = AuditEntry(**_values(entry))
+    session.add(row)
+    return row
+
+
+async def write(session: AsyncSession, **entry: Unpack[Entry]) -> None:
+    """`record`, written at once with one Core INSERT instead of through the ORM's unit
+    of work: for the answer path, where that was about 0.15 ms of CPU an answer
+    (`python -m bench.parts`). Rows `record` added and not yet written go in first, so
+    that the table keeps the order things happened in. What the row refers to (the
+    participant) must be stored already."""
+    if any(isinstance(pending, AuditEntry) for pending in session.new):
+        await session.flush()
+    connection = await session.connection()
+    await connection.execute(_INSERT, _values(entry))
+
+
+_INSERT = insert(AuditEntry)
+"""Built once (`write`): every answer runs it."""
+
+
+def _values(entry: Entry) -> dict[str, Any]:
+    """The row's columns, every one given (one statement shape, cached once), the labels
+    cut to their columns' length."""
+    return {
+        "at": entry["at"],
+        "actor": entry["actor"][:64],
+        "action": entry["action"][:64],
+        "participant_id": entry.get("participant_id"),
+        "before": entry.get("before"),
+        "after": entry.get("after"),
+        "detail": entry.get("detail"),
+    }

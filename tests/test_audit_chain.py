@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from devtools.botapi_server import BotAPIServer
 from devtools.harness import BotHarness
+from domain import audit
 from domain.audit_chain import seal, verify
 from models import AuditEntry
 from tests.bothelpers import admin_says, enroll, link
@@ -74,3 +75,29 @@ async def test_an_edit_behind_the_triggers_back_is_detected(bot: BotHarness, ser
         report = await verify(session)
     assert not report.ok
     assert any(f"audit id {victim.id}" in p and "changed" in p for p in report.problems)
+
+
+async def test_a_row_written_at_once_is_the_row_record_adds_and_keeps_the_order(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """`audit.write` (one Core INSERT, the answer path's) stores what `audit.record` (the
+    ORM's, at the flush) stores, the labels cut alike; and a row `record` added before
+    it, not yet written, goes in first: the table keeps the order things happened in
+    (without the flush, the row written at once would take the lower id). Both seal."""
+    await some_history(server)
+    assert bot.services is not None
+    at = bot.clock.now()
+    long_actor = "cli:" + "x" * 80
+    async with bot.services.sessions() as session:
+        audit.record(session, at=at, actor=long_actor, action="test.first", detail="added")
+        await audit.write(session, at=at, actor=long_actor, action="test.second", after={"value": "no"})
+        await session.commit()
+    async with bot.services.sessions() as session:
+        rows = (await session.scalars(select(AuditEntry).where(AuditEntry.action.like("test.%")))).all()
+        assert [row.action for row in sorted(rows, key=lambda row: row.id)] == ["test.first", "test.second"]
+        assert {row.actor for row in rows} == {long_actor[:64]}
+        second = next(row for row in rows if row.action == "test.second")
+        assert second.after == {"value": "no"} and second.before is None and second.detail is None
+        assert second.participant_id is None and second.at == at
+        await seal(session)
+        assert (await verify(session)).ok
