@@ -9,6 +9,12 @@ then sends the replies the handlers queued. So:
 - the SQLite write lock is never held across a network call;
 - an update is applied at most once, even if Telegram delivers it twice.
 
+Button presses and plain text of different chats that arrive while earlier ones are in
+progress share one such transaction (`TrialApplication._run_group`: one claim of their
+ids, one read of their participants, each update's handlers in turn, one commit), each
+with its own unit of work; if any handler fails, the whole group is rolled back and each
+update goes again alone, so that a failure stays the update's that failed.
+
 Handlers reach the work through `BotContext` (`context.db`, `context.reply`…).
 """
 

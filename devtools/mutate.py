@@ -148,9 +148,16 @@ GROUPS: dict[str, Group] = {
             "tests/test_enrollment.py",
             "tests/test_alerts.py",
         ),
-        # in bot/app.py: one transaction per update, rolled back when a handler failed
+        # in bot/app.py: one transaction per update (or per group of presses and text),
+        # rolled back when a handler failed
         (
             "bot/app.py::TrialApplication._process_once",
+            "bot/app.py::TrialApplication._transact_alone",
+            "bot/app.py::TrialApplication._run_group",
+            "bot/app.py::TrialApplication._run_handlers",
+            "bot/app.py::TrialApplication._after_commit",
+            "bot/app.py::TrialApplication._finish",
+            "bot/app.py::shares_transaction",
             "bot/app.py::TrialApplication._commit",
             "bot/app.py::apologise",
             "bot/app.py::on_error",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,23 @@ async def by_chat(session: AsyncSession, chat_id: int) -> Participant | None:
     """The participant linked to a Telegram chat, if any."""
     found: Participant | None = await session.scalar(_BY_CHAT, {"chat_id": chat_id})
     return found
+
+
+_BY_CHATS = (
+    select(ChatLink.chat_id, Participant)
+    .select_from(Participant)
+    .join(ChatLink, ChatLink.participant_id == Participant.id)
+    .where(ChatLink.chat_id.in_(bindparam("chat_ids", expanding=True)))
+)
+"""Built once: the updates that share a transaction (`bot.app`) find their participants together."""
+
+
+async def by_chats(session: AsyncSession, chat_ids: Sequence[int]) -> dict[int, Participant]:
+    """`by_chat` of several chats in one statement: the participant of each linked chat."""
+    if not chat_ids:
+        return {}
+    rows = await session.execute(_BY_CHATS, {"chat_ids": list(chat_ids)})
+    return {chat_id: participant for chat_id, participant in rows.tuples()}
 
 
 async def by_study_id(session: AsyncSession, study_id: str, *, for_update: bool = False) -> Participant:

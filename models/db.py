@@ -205,14 +205,33 @@ async def claim_new(session: AsyncSession, model: Any, row: dict[str, Any], uniq
     return (await session.execute(statement, values[0])).first() is not None
 
 
+async def claim_many(session: AsyncSession, model: Any, rows: Sequence[dict[str, Any]], unique: str) -> set[Any]:
+    """`claim_new` of several rows in one statement (one ``VALUES`` list): the ``unique``
+    values of the rows that went in."""
+    if not rows:
+        return set()
+    statement, values = _new_rows(session, model, rows, (unique,), returning=True, rows_at_once=len(rows))
+    numbered = {f"{key}_{i}": value for i, row in enumerate(values) for key, value in row.items()}
+    return set((await session.execute(statement, numbered)).scalars())
+
+
 def _new_rows(
-    session: AsyncSession, model: Any, rows: Sequence[dict[str, Any]], unique: Sequence[str], *, returning: bool
+    session: AsyncSession,
+    model: Any,
+    rows: Sequence[dict[str, Any]],
+    unique: Sequence[str],
+    *,
+    returning: bool,
+    rows_at_once: int = 0,
 ) -> tuple[TextClause, list[dict[str, Any]]]:
-    """The cached statement for ``rows``' columns and the rows with the defaults filled in."""
+    """The cached statement for ``rows``' columns and the rows with the defaults filled in
+    (``rows_at_once``: see `_insert_new_statement`)."""
     table = model.__table__
     defaults = _python_defaults(table)
     keys = tuple(dict.fromkeys([*rows[0], *defaults]))
-    statement = _insert_new_statement(session.bind.dialect, table, keys, tuple(unique), returning=returning)
+    statement = _insert_new_statement(
+        session.bind.dialect, table, keys, tuple(unique), returning=returning, rows_at_once=rows_at_once
+    )
     return statement, [{**{k: make() for k, make in defaults.items() if k not in row}, **row} for row in rows]
 
 
@@ -234,10 +253,18 @@ def _python_defaults(table: Table) -> dict[str, Callable[[], Any]]:
 
 @functools.cache
 def _insert_new_statement(
-    dialect: Dialect, table: Table, keys: tuple[str, ...], unique: tuple[str, ...], *, returning: bool = False
+    dialect: Dialect,
+    table: Table,
+    keys: tuple[str, ...],
+    unique: tuple[str, ...],
+    *,
+    returning: bool = False,
+    rows_at_once: int = 0,
 ) -> TextClause:
     """The INSERT … ON CONFLICT DO NOTHING of these columns, as text with typed parameters
-    (``returning``: with ``RETURNING 1``, a row for each row inserted).
+    (``returning``: with ``RETURNING 1``, a row for each row inserted). ``rows_at_once``
+    N > 0: N rows in one ``VALUES`` list, their parameters numbered (``update_id_0``…),
+    returning the first ``unique`` column of each row inserted (`claim_many`).
 
     SQLAlchemy 2.0 compiles a dialect's ``insert().on_conflict_do_nothing()`` anew on every
     execution (its ON CONFLICT clause has no cache key, so the statement is never cached):
@@ -248,10 +275,13 @@ def _insert_new_statement(
     and PostgreSQL."""
     quote = dialect.identifier_preparer.quote
     columns = [table.c[key] for key in keys]
+    suffixes = [f"_{i}" for i in range(rows_at_once)] if rows_at_once else [""]
+    values = ", ".join(f"({', '.join(':' + c.key + suffix for c in columns)})" for suffix in suffixes)
+    returned = quote(table.c[unique[0]].name) if rows_at_once else "1"
     sql = (
         f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({', '.join(quote(c.name) for c in columns)}) "
-        f"VALUES ({', '.join(':' + c.key for c in columns)}) "
+        f"VALUES {values} "
         f"ON CONFLICT ({', '.join(quote(table.c[key].name) for key in unique)}) DO NOTHING"
-        f"{' RETURNING 1' if returning else ''}"
+        f"{' RETURNING ' + returned if returning else ''}"
     )
-    return text(sql).bindparams(*(bindparam(c.key, type_=c.type) for c in columns))
+    return text(sql).bindparams(*(bindparam(c.key + suffix, type_=c.type) for suffix in suffixes for c in columns))

@@ -609,3 +609,207 @@ def test_the_bot_api_client_reads_json_as_ptb_does_and_never_logs_an_error_page(
     with caplog.at_level(logging.WARNING), pytest.raises(TelegramError, match="Invalid server response"):
         AiohttpRequest.parse_json_payload(page)
     assert "secret" not in caplog.text and f"{len(page)} bytes" in caplog.text
+
+
+# ---------------------------------------------------------------- updates sharing a transaction
+
+
+async def _presses_arriving_together(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch, first_id: int, count: int = 12
+) -> tuple[list[SimUser], list[QueuedUpdate], list[tuple[str, str]]]:
+    """``count`` participants with the check-in's first question open press "No" at once.
+    The first presses, each alone in one of the GROUP_LANES, are held (at their
+    participant's read; on SQLite all but the first wait for the one writer before it)
+    until every other press waits for a lane, so that those gather into a group (without
+    the hold, a fast bot could take each press alone). Returns the users, their presses
+    and the statements run meanwhile."""
+    from bot.app import GROUP_LANES
+    from domain import participants
+    from tests.test_questionnaire_flow import button_for, is_question, linked
+
+    users = [await linked(server, f"BSM-{first_id + i}", "A", first_id + i, "en") for i in range(count)]
+    firsts = [await says(server, user, "/checkin", "Question 1") for user in users]
+    assert all(is_question(first) for first in firsts)
+    release, held = asyncio.Event(), []
+    by_chat = participants.by_chat
+
+    async def held_until_all_arrived(session: AsyncSession, chat_id: int) -> Participant | None:
+        held.append(chat_id)
+        await release.wait()
+        return await by_chat(session, chat_id)
+
+    monkeypatch.setattr(participants, "by_chat", held_until_all_arrived)
+    with statements(bot) as seen:
+        try:
+            presses = [
+                await user.press(first, button_for(first, "no")) for user, first in zip(users, firsts, strict=True)
+            ]
+
+            assert bot.app is not None and bot.app._groups is not None
+            groups = bot.app._groups.get()
+
+            async def lanes_taken() -> bool:
+                return bool(held) and groups.waiting == count - GROUP_LANES
+
+            await eventually(lanes_taken, 10, "every lane taken by a press alone, the other presses waiting")
+        finally:
+            release.set()  # a failure above must not leave the bot waiting for ever
+        for user, press in zip(users, presses, strict=True):
+            await server.wait_for(
+                user.id, lambda m: m.content.startswith(("Question", "Sorry")), since=press, timeout=10
+            )
+        monkeypatch.undo()
+        await asyncio.sleep(0.2)  # the question's message id written (group commit) before the statements stop
+    return users, presses, list(seen)
+
+
+async def _stored(bot: BotHarness, presses: list[QueuedUpdate]) -> dict[int, str]:
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        rows = await session.scalars(
+            select(ProcessedUpdate).where(ProcessedUpdate.update_id.in_([p.update_id for p in presses]))
+        )
+        return {row.update_id: row.outcome for row in rows}
+
+
+async def _answers_per_participant(bot: BotHarness, study_ids: list[str]) -> dict[str, int]:
+    from models import QuestionnaireSession
+
+    assert bot.services is not None
+    async with bot.services.sessions() as session:
+        rows = await session.execute(
+            select(Participant.study_id, QuestionnaireAnswer.id)
+            .join(QuestionnaireSession, QuestionnaireSession.participant_id == Participant.id)
+            .join(QuestionnaireAnswer, QuestionnaireAnswer.session_id == QuestionnaireSession.id)
+            .where(Participant.study_id.in_(study_ids))
+        )
+        counts = dict.fromkeys(study_ids, 0)
+        for study_id, _answer in rows:
+            counts[study_id] += 1
+        return counts
+
+
+def _claims(seen: list[tuple[str, str]]) -> list[str]:
+    return [statement for statement, _p in seen if statement.startswith("INSERT INTO processed_updates")]
+
+
+async def test_presses_arriving_together_share_a_transaction_and_each_is_answered_once(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Presses of different chats that arrive while the transactions before them run are
+    handled in one transaction (their ids claimed in one statement): each press is stored
+    once, its answer once, and its chat gets its next question once."""
+    from tests.test_questionnaire_flow import is_question, q_item
+
+    users, presses, seen = await _presses_arriving_together(bot, server, monkeypatch, 7100)
+    claims = _claims(seen)
+    assert any(claim.count("), (") >= 1 for claim in claims), claims  # a group's one claim of several ids
+    assert len(claims) < len(presses)
+    assert await _stored(bot, presses) == {press.update_id: "ok" for press in presses}
+    study_ids = [f"BSM-{7100 + i}" for i in range(len(users))]
+    assert await _answers_per_participant(bot, study_ids) == dict.fromkeys(study_ids, 1)
+    for user, press in zip(users, presses, strict=True):
+        asked = await server.wait_for(user.id, is_question, since=press)
+        assert [q_item(question) for question in asked] == ["rf_bari_shingles"]
+
+
+@pytest.mark.logs_errors("error while handling update")
+async def test_a_handler_failing_in_a_group_fails_alone_and_the_others_are_answered(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One press of a group raises in its handler: the group is rolled back and each of its
+    updates goes again alone, so that the failure stays that press's (stored as failed,
+    the participant asked to try again) and every other press is answered once."""
+    from domain import questionnaire_sessions
+
+    answer = questionnaire_sessions.answer
+    failing = "BSM-7211"  # the last to press: never one of the presses alone in a lane
+
+    async def broken_for_one(db: AsyncSession, participant: Participant, *args: object, **kwargs: object) -> object:
+        if participant.study_id == failing:
+            raise RuntimeError("boom")
+        return await answer(db, participant, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(questionnaire_sessions, "answer", broken_for_one)
+    users, presses, seen = await _presses_arriving_together(bot, server, monkeypatch, 7200)
+    assert any(claim.count("), (") >= 1 for claim in _claims(seen))  # the failing press was in a group
+    stored = await _stored(bot, presses)
+    assert stored.pop(presses[-1].update_id) == "error"
+    assert set(stored.values()) == {"ok"}
+    study_ids = [f"BSM-{7200 + i}" for i in range(len(users))]
+    assert await _answers_per_participant(bot, study_ids) == {**dict.fromkeys(study_ids, 1), failing: 0}
+    apologies = [m for m in server.messages(users[-1].id) if "Sorry, something went wrong" in m.content]
+    assert len(apologies) == 1
+    for user in users[:-1]:
+        assert not [m for m in server.messages(user.id) if "Sorry" in m.content]
+
+
+@pytest.mark.parametrize(
+    ("update", "shares"),
+    [
+        (
+            {
+                "callback_query": {
+                    "id": "1",
+                    "from": {"id": 5, "is_bot": False, "first_name": "P"},
+                    "chat_instance": "c",
+                    "data": "q:1:item:no",
+                }
+            },
+            True,
+        ),
+        ({"message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "38.5"}}, True),
+        ({"message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "/export"}}, False),
+        ({"message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "photo": []}}, False),
+        ({"edited_message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "no"}}, False),
+        (
+            {
+                "my_chat_member": {
+                    "chat": {"id": -5, "type": "group"},
+                    "from": {"id": 5, "is_bot": False, "first_name": "P"},
+                    "date": 0,
+                    "old_chat_member": {"status": "left", "user": {"id": 9, "is_bot": True, "first_name": "B"}},
+                    "new_chat_member": {"status": "member", "user": {"id": 9, "is_bot": True, "first_name": "B"}},
+                }
+            },
+            False,
+        ),
+    ],
+    ids=["press", "text", "command", "photo", "edit", "membership"],
+)
+def test_presses_and_plain_text_share_a_transaction_the_rest_go_alone(update: dict[str, object], shares: bool) -> None:
+    """A command (an /export, a chart: seconds), a file and anything else goes alone: it
+    would hold up the replies of every update in its group."""
+    from telegram import Update
+
+    from bot.app import shares_transaction
+
+    parsed = Update.de_json({"update_id": 1, **update}, None)
+    assert parsed is not None and shares_transaction(parsed) is shares
+
+
+async def test_several_update_ids_are_claimed_in_one_statement(bot: BotHarness, server: BotAPIServer) -> None:
+    """`claim_many` (a group's claim): the ids that went in, not those already there."""
+    from models.db import claim_many
+
+    assert bot.services is not None
+
+    def rows(*ids: int) -> list[dict[str, object]]:
+        return [{"update_id": i, "processed_at": bot.clock.now(), "outcome": "ok"} for i in ids]
+
+    async with bot.services.sessions() as session:
+        assert await claim_many(session, ProcessedUpdate, rows(9_100_001, 9_100_002), "update_id") == {
+            9_100_001,
+            9_100_002,
+        }
+        await session.commit()
+    with statements(bot) as seen:
+        async with bot.services.sessions() as session:
+            assert await claim_many(session, ProcessedUpdate, rows(9_100_002, 9_100_003, 9_100_004), "update_id") == {
+                9_100_003,
+                9_100_004,
+            }
+            await session.commit()
+    assert len([s for s, _p in seen if s.startswith("INSERT INTO processed_updates")]) == 1
+    async with bot.services.sessions() as session:
+        assert await claim_many(session, ProcessedUpdate, [], "update_id") == set()
