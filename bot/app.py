@@ -215,7 +215,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                 retry = await self._process_once(update)
             except Exception as exc:
                 # Outside the handlers only infrastructure can fail (opening the session,
-                # the duplicate check, the commit): always worth another try.
+                # the duplicate check, the commit, a group's run cancelled at a shutdown):
+                # always worth another try.
                 retry = True
                 log.error(
                     "update %s failed outside its handlers (%s, attempt %d)",
@@ -294,15 +295,19 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         group shares is the transaction (the session, a connection, `BEGIN`, the commit),
         the update ids' claim and the participants' read: about 0.9 ms of CPU an answer on
         PostgreSQL (`python -m bench.parts`). If any handler fails or asks for a retry,
-        or the commit meets a unique key, the whole group is rolled back and each of its
-        updates goes again alone (`ALONE`), where a failure is kept to the update that
-        failed. A group of one is an update alone (while it runs, the next group gathers)."""
+        or the commit fails other than transiently (a unique key met, a value the database
+        refuses), the whole group is rolled back and each of its updates goes again alone
+        (`ALONE`), where a failure is kept to the update that failed. A group of one is an
+        update alone (while it runs, the next group gathers). The ids are claimed in
+        their order, so that two processes claiming overlapping groups on PostgreSQL
+        wait for each other rather than deadlock."""
         if len(updates) == 1:
             return [await self._transact_alone(updates[0])]
         services = self.services
         async with self._slot(), services.one_writer(), services.sessions() as session:
             now = services.clock.now()
-            rows = [{"update_id": update.update_id, "processed_at": now, "outcome": "ok"} for update in updates]
+            ids = sorted({update.update_id for update in updates})
+            rows = [{"update_id": update_id, "processed_at": now, "outcome": "ok"} for update_id in ids]
             claimed = await claim_many(session, ProcessedUpdate, rows, "update_id")
             private = [chat.id for chat in _private_chats(updates, claimed)]
             linked = await participants.by_chats(session, private)
@@ -312,22 +317,27 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                     log.info("update %s was already processed; re-delivery ignored", update.update_id)
                     shared.append(SEEN)
                     continue
+                claimed.discard(update.update_id)  # the same update twice in a group: once
                 chat = update.effective_chat
                 person = linked.get(chat.id) if chat is not None and chat.type == "private" else None
                 work, lang = await self._run_handlers(session, update, now, person)
                 if work.retry or work.failed:
                     await session.rollback()
                     return [ALONE] * len(updates)
-                shared.append(_Handled(work, lang))
-            alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))
+                # Each its own alerts: the tick runs after the replies of the update that raised one.
+                shared.append(_Handled(work, lang, bool(session.info.pop(ALERTS_RAISED, False))))
             try:
                 await session.commit()
-            except IntegrityError:
+            except Exception as exc:
                 await session.rollback()
-                log.info("a group of %d updates met rows stored meanwhile; each goes again alone", len(updates))
+                if is_transient(exc):
+                    raise
+                log.info(
+                    "a group of %d updates failed at its commit (%s); each goes again alone",
+                    len(updates),
+                    type(exc).__name__,
+                )
                 return [ALONE] * len(updates)
-        if alerts_raised:  # one run of the alerts tick sends every alert the group raised
-            next(handled for handled in shared if isinstance(handled, _Handled)).alerts = True
         return shared
 
     async def _run_handlers(

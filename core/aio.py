@@ -28,45 +28,62 @@ class PerLoop(Generic[T]):
 
 
 class GroupCall(Generic[T, R]):
-    """Group commit with an answer for each item: `call` waits while ``lanes`` runs are in
-    progress, then whoever runs next takes the items that arrived meanwhile (at most
-    ``most``, in the order they came; the rest wait for a run after) and hands them to
-    ``run`` together, which returns one result for each. `call` returns its own item's
-    result, or raises what ``run`` raised."""
+    """Group commit with an answer for each item: `call` queues its item and waits while
+    ``lanes`` runs are in progress; then, unless a run in another lane took its item
+    meanwhile, it takes the items queued (at most ``most``, in the order they came; the
+    rest wait for a run after) and hands them to ``run`` together, which returns one
+    result for each. `call` returns its own item's result, or raises what ``run`` raised.
+
+    A caller cancelled before its item was taken takes the item out (nothing runs for a
+    caller that is gone); a run goes on when the caller that started it is cancelled (a
+    shutdown), so that the other items of its group get their results."""
 
     def __init__(self, run: Callable[[list[T]], Awaitable[list[R]]], most: int | None = None, lanes: int = 1) -> None:
         self._run = run
         self._most = most
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._lock = asyncio.Semaphore(lanes)  # wakes its waiters first come, first served
+        self._lanes = asyncio.Semaphore(lanes)  # wakes its waiters first come, first served
 
     @property
     def waiting(self) -> int:
-        """Items waiting for a run to take them."""
+        """Items queued and not yet taken by a run."""
         return len(self._pending)
 
     async def call(self, item: T) -> R:
         """Run `item` (with whatever else is waiting); return its result once run."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, done))
-        async with self._lock:
-            if not done.done():
-                most = len(self._pending) if self._most is None else self._most
-                group, self._pending = self._pending[:most], self._pending[most:]
-                try:
-                    results = await self._run([pending for pending, _ in group])
-                except Exception as exc:
-                    for _, future in group:
-                        future.set_exception(exc)
-                except BaseException:  # cancelled while running: the others must not wait forever
-                    for _, future in group:
-                        if future is not done:
-                            future.set_exception(RuntimeError("the group's run was cancelled"))
-                    raise
-                else:
-                    for (_, future), result in zip(group, results, strict=True):
-                        future.set_result(result)
-        return await done
+        entry = (item, done)
+        self._pending.append(entry)
+        try:
+            async with self._lanes:
+                if any(pending is entry for pending in self._pending):  # not taken by another lane's run
+                    most = len(self._pending) if self._most is None else self._most
+                    group, self._pending = self._pending[:most], self._pending[most:]
+                    await asyncio.shield(asyncio.ensure_future(self._settle(group)))
+        except asyncio.CancelledError:
+            self._pending = [pending for pending in self._pending if pending is not entry]
+            raise
+        return await asyncio.shield(done)
+
+    async def _settle(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
+        """Run one group and give each of its items its result, or the run's error."""
+        try:
+            results = await self._run([item for item, _ in group])
+        except Exception as exc:
+            _fail(group, exc)
+        except BaseException:  # cancelled (the event loop closing): nobody may wait for ever
+            _fail(group, RuntimeError("the group's run was cancelled"))
+            raise
+        else:
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+def _fail(group: list[tuple[T, asyncio.Future[R]]], error: BaseException) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(error)
 
 
 class GroupCommit(GroupCall[T, None]):

@@ -415,8 +415,10 @@ _BY_ID_WITH_LAST_TRIAGE = select(
     ).scalar_subquery(),
 ).where(QuestionnaireSession.id == bindparam("id"))
 """Built once: every answer button reads its session by id, with last week's triage in
-the same statement (one round trip fewer an answer; `Session.get` composed a new SELECT
-and its cache key on each call that missed the identity map, 4 to 7 % of a burst's CPU)."""
+the same statement (one round trip fewer a check-in answer; for the other instruments
+the triage does not use it, and the subquery costs their answers an index look-up;
+`Session.get` composed a new SELECT and its cache key on each call that missed the
+identity map, 4 to 7 % of a burst's CPU)."""
 
 
 @dataclass(frozen=True)

@@ -615,50 +615,23 @@ def test_the_bot_api_client_reads_json_as_ptb_does_and_never_logs_an_error_page(
 
 
 async def _presses_arriving_together(
-    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch, first_id: int, count: int = 12
+    bot: BotHarness, server: BotAPIServer, first_id: int, count: int = 12
 ) -> tuple[list[SimUser], list[QueuedUpdate], list[tuple[str, str]]]:
-    """``count`` participants with the check-in's first question open press "No" at once.
-    The first presses, each alone in one of the GROUP_LANES, are held (at their
-    participant's read; on SQLite all but the first wait for the one writer before it)
-    until every other press waits for a lane, so that those gather into a group (without
-    the hold, a fast bot could take each press alone). Returns the users, their presses
-    and the statements run meanwhile."""
-    from bot.app import GROUP_LANES
-    from domain import participants
+    """``count`` participants with the check-in's first question open press "No" at once:
+    the presses are queued without a pause between them (`SimUser.press` does not wait),
+    so the bot's next poll fetches them together and they share one transaction. Returns
+    the users, their presses and the statements run meanwhile."""
     from tests.test_questionnaire_flow import button_for, is_question, linked
 
     users = [await linked(server, f"BSM-{first_id + i}", "A", first_id + i, "en") for i in range(count)]
     firsts = [await says(server, user, "/checkin", "Question 1") for user in users]
     assert all(is_question(first) for first in firsts)
-    release, held = asyncio.Event(), []
-    by_chat = participants.by_chat
-
-    async def held_until_all_arrived(session: AsyncSession, chat_id: int) -> Participant | None:
-        held.append(chat_id)
-        await release.wait()
-        return await by_chat(session, chat_id)
-
-    monkeypatch.setattr(participants, "by_chat", held_until_all_arrived)
     with statements(bot) as seen:
-        try:
-            presses = [
-                await user.press(first, button_for(first, "no")) for user, first in zip(users, firsts, strict=True)
-            ]
-
-            assert bot.app is not None and bot.app._groups is not None
-            groups = bot.app._groups.get()
-
-            async def lanes_taken() -> bool:
-                return bool(held) and groups.waiting == count - GROUP_LANES
-
-            await eventually(lanes_taken, 10, "every lane taken by a press alone, the other presses waiting")
-        finally:
-            release.set()  # a failure above must not leave the bot waiting for ever
+        presses = [await user.press(first, button_for(first, "no")) for user, first in zip(users, firsts, strict=True)]
         for user, press in zip(users, presses, strict=True):
             await server.wait_for(
                 user.id, lambda m: m.content.startswith(("Question", "Sorry")), since=press, timeout=10
             )
-        monkeypatch.undo()
         await asyncio.sleep(0.2)  # the question's message id written (group commit) before the statements stop
     return users, presses, list(seen)
 
@@ -701,7 +674,7 @@ async def test_presses_arriving_together_share_a_transaction_and_each_is_answere
     once, its answer once, and its chat gets its next question once."""
     from tests.test_questionnaire_flow import is_question, q_item
 
-    users, presses, seen = await _presses_arriving_together(bot, server, monkeypatch, 7100)
+    users, presses, seen = await _presses_arriving_together(bot, server, 7100)
     claims = _claims(seen)
     assert any(claim.count("), (") >= 1 for claim in claims), claims  # a group's one claim of several ids
     assert len(claims) < len(presses)
@@ -723,7 +696,7 @@ async def test_a_handler_failing_in_a_group_fails_alone_and_the_others_are_answe
     from domain import questionnaire_sessions
 
     answer = questionnaire_sessions.answer
-    failing = "BSM-7211"  # the last to press: never one of the presses alone in a lane
+    failing = "BSM-7211"  # the last to press
 
     async def broken_for_one(db: AsyncSession, participant: Participant, *args: object, **kwargs: object) -> object:
         if participant.study_id == failing:
@@ -731,17 +704,66 @@ async def test_a_handler_failing_in_a_group_fails_alone_and_the_others_are_answe
         return await answer(db, participant, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(questionnaire_sessions, "answer", broken_for_one)
-    users, presses, seen = await _presses_arriving_together(bot, server, monkeypatch, 7200)
+    users, presses, seen = await _presses_arriving_together(bot, server, 7200)
     assert any(claim.count("), (") >= 1 for claim in _claims(seen))  # the failing press was in a group
     stored = await _stored(bot, presses)
     assert stored.pop(presses[-1].update_id) == "error"
     assert set(stored.values()) == {"ok"}
     study_ids = [f"BSM-{7200 + i}" for i in range(len(users))]
     assert await _answers_per_participant(bot, study_ids) == {**dict.fromkeys(study_ids, 1), failing: 0}
+    await _one_apology_and_the_others_answered_once(server, users, presses)
+
+
+async def _one_apology_and_the_others_answered_once(
+    server: BotAPIServer, users: list[SimUser], presses: list[QueuedUpdate]
+) -> None:
+    """The last presser got one apology and no next question; every other one its next
+    question once, and nothing of the rolled-back group (no apology, no question twice)."""
+    from tests.test_questionnaire_flow import is_question, q_item
+
     apologies = [m for m in server.messages(users[-1].id) if "Sorry, something went wrong" in m.content]
     assert len(apologies) == 1
-    for user in users[:-1]:
+    assert not [m for m in server.messages(users[-1].id) if q_item(m) == "rf_bari_shingles"]
+    for user, press in zip(users[:-1], presses[:-1], strict=True):
         assert not [m for m in server.messages(user.id) if "Sorry" in m.content]
+        asked = await server.wait_for(user.id, is_question, since=press)
+        assert [q_item(question) for question in asked] == ["rf_bari_shingles"]
+
+
+@pytest.mark.logs_errors("its changes met rows stored meanwhile")
+async def test_a_group_whose_commit_fails_goes_again_alone(
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last press of a group leaves a row that meets a unique key at the commit (as
+    rows another process stored meanwhile would): the group's commit fails, each of its
+    updates goes again alone, and only that press fails (stored as failed, apologised
+    for); every other press is answered once."""
+    from sqlalchemy import func
+
+    from domain import questionnaire_sessions
+
+    answer = questionnaire_sessions.answer
+    failing = "BSM-7311"
+
+    async def conflicting_for_one(
+        db: AsyncSession, participant: Participant, *args: object, **kwargs: object
+    ) -> object:
+        outcome = await answer(db, participant, *args, **kwargs)  # type: ignore[arg-type]
+        if participant.study_id == failing:
+            stored = await db.scalar(select(func.min(ProcessedUpdate.update_id)))
+            db.add(ProcessedUpdate(update_id=stored, processed_at=bot.clock.now(), outcome="ok"))
+        return outcome
+
+    monkeypatch.setattr(questionnaire_sessions, "answer", conflicting_for_one)
+    users, presses, seen = await _presses_arriving_together(bot, server, 7300)
+    grouped = [claim for claim in _claims(seen) if claim.count("), (") >= 1]
+    assert grouped  # the failing press was in a group
+    stored = await _stored(bot, presses)
+    assert stored.pop(presses[-1].update_id) == "error"
+    assert set(stored.values()) == {"ok"}
+    study_ids = [f"BSM-{7300 + i}" for i in range(len(users))]
+    assert await _answers_per_participant(bot, study_ids) == {**dict.fromkeys(study_ids, 1), failing: 0}
+    await _one_apology_and_the_others_answered_once(server, users, presses)
 
 
 @pytest.mark.parametrize(
