@@ -672,18 +672,7 @@ async def test_presses_arriving_together_share_a_transaction_and_each_is_answere
     """Presses of different chats that arrive while the transactions before them run are
     handled in one transaction (their ids claimed in one statement): each press is stored
     once, its answer once, and its chat gets its next question once."""
-    from tests.test_questionnaire_flow import is_question, q_item
-
-    users, presses, seen = await _presses_arriving_together(bot, server, 7100)
-    claims = _claims(seen)
-    assert any(claim.count("), (") >= 1 for claim in claims), claims  # a group's one claim of several ids
-    assert len(claims) < len(presses)
-    assert await _stored(bot, presses) == {press.update_id: "ok" for press in presses}
-    study_ids = [f"BSM-{7100 + i}" for i in range(len(users))]
-    assert await _answers_per_participant(bot, study_ids) == dict.fromkeys(study_ids, 1)
-    for user, press in zip(users, presses, strict=True):
-        asked = await server.wait_for(user.id, is_question, since=press)
-        assert [q_item(question) for question in asked] == ["rf_bari_shingles"]
+    await _pressed_together(bot, server, 7100, last_fails=False)
 
 
 @pytest.mark.logs_errors("error while handling update")
@@ -704,27 +693,34 @@ async def test_a_handler_failing_in_a_group_fails_alone_and_the_others_are_answe
         return await answer(db, participant, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(questionnaire_sessions, "answer", broken_for_one)
-    users, presses, seen = await _presses_arriving_together(bot, server, 7200)
-    assert any(claim.count("), (") >= 1 for claim in _claims(seen))  # the failing press was in a group
-    stored = await _stored(bot, presses)
-    assert stored.pop(presses[-1].update_id) == "error"
-    assert set(stored.values()) == {"ok"}
-    study_ids = [f"BSM-{7200 + i}" for i in range(len(users))]
-    assert await _answers_per_participant(bot, study_ids) == {**dict.fromkeys(study_ids, 1), failing: 0}
-    await _one_apology_and_the_others_answered_once(server, users, presses)
+    await _pressed_together(bot, server, 7200, last_fails=True)
 
 
-async def _one_apology_and_the_others_answered_once(
-    server: BotAPIServer, users: list[SimUser], presses: list[QueuedUpdate]
-) -> None:
-    """The last presser got one apology and no next question; every other one its next
-    question once, and nothing of the rolled-back group (no apology, no question twice)."""
+async def _pressed_together(bot: BotHarness, server: BotAPIServer, first_id: int, *, last_fails: bool) -> None:
+    """Presses arriving together (`_presses_arriving_together`) shared a transaction; each
+    is stored once and answered once: its answer stored once, its chat's next question
+    sent once, and nothing of a rolled-back group (no apology, no question twice). With
+    ``last_fails``: the last press is stored as failed, its participant has no answer
+    stored, one apology and no next question."""
     from tests.test_questionnaire_flow import is_question, q_item
 
-    apologies = [m for m in server.messages(users[-1].id) if "Sorry, something went wrong" in m.content]
-    assert len(apologies) == 1
-    assert not [m for m in server.messages(users[-1].id) if q_item(m) == "rf_bari_shingles"]
-    for user, press in zip(users[:-1], presses[:-1], strict=True):
+    users, presses, seen = await _presses_arriving_together(bot, server, first_id)
+    claims = _claims(seen)
+    assert any(claim.count("), (") >= 1 for claim in claims), claims  # a group's one claim of several ids
+    if not last_fails:
+        assert len(claims) < len(presses)
+    study_ids = [f"BSM-{first_id + i}" for i in range(len(users))]
+    outcomes = {press.update_id: "ok" for press in presses}
+    answers = dict.fromkeys(study_ids, 1)
+    answered = users
+    if last_fails:
+        outcomes[presses[-1].update_id], answers[study_ids[-1]], answered = "error", 0, users[:-1]
+        apologies = [m for m in server.messages(users[-1].id) if "Sorry, something went wrong" in m.content]
+        assert len(apologies) == 1
+        assert not [m for m in server.messages(users[-1].id) if q_item(m) == "rf_bari_shingles"]
+    assert await _stored(bot, presses) == outcomes
+    assert await _answers_per_participant(bot, study_ids) == answers
+    for user, press in zip(answered, presses, strict=False):
         assert not [m for m in server.messages(user.id) if "Sorry" in m.content]
         asked = await server.wait_for(user.id, is_question, since=press)
         assert [q_item(question) for question in asked] == ["rf_bari_shingles"]
@@ -755,15 +751,7 @@ async def test_a_group_whose_commit_fails_goes_again_alone(
         return outcome
 
     monkeypatch.setattr(questionnaire_sessions, "answer", conflicting_for_one)
-    users, presses, seen = await _presses_arriving_together(bot, server, 7300)
-    grouped = [claim for claim in _claims(seen) if claim.count("), (") >= 1]
-    assert grouped  # the failing press was in a group
-    stored = await _stored(bot, presses)
-    assert stored.pop(presses[-1].update_id) == "error"
-    assert set(stored.values()) == {"ok"}
-    study_ids = [f"BSM-{7300 + i}" for i in range(len(users))]
-    assert await _answers_per_participant(bot, study_ids) == {**dict.fromkeys(study_ids, 1), failing: 0}
-    await _one_apology_and_the_others_answered_once(server, users, presses)
+    await _pressed_together(bot, server, 7300, last_fails=True)
 
 
 @pytest.mark.parametrize(
