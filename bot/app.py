@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -107,11 +107,10 @@ RETRY: Literal["retry"] = "retry"
 Shared = _Handled | Literal["alone", "seen", "retry"]
 
 
-def _private_chats(updates: list[Update], claimed: set[Any]) -> Iterator[Chat]:
-    for update in updates:
-        chat = update.effective_chat
-        if update.update_id in claimed and chat is not None and chat.type == "private":
-            yield chat
+def _private_chat(update: Update) -> Chat | None:
+    """The update's chat when it is a private one (where a participant is linked)."""
+    chat = update.effective_chat
+    return chat if chat is not None and chat.type == "private" else None
 
 
 class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
@@ -272,10 +271,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             if not await claim_new(session, ProcessedUpdate, processed, ("update_id",)):
                 log.info("update %s was already processed; re-delivery ignored", update.update_id)
                 return SEEN
-            chat = update.effective_chat
-            linked = None
-            if chat is not None and chat.type == "private":
-                linked = await participants.by_chat(session, chat.id)
+            chat = _private_chat(update)
+            linked = await participants.by_chat(session, chat.id) if chat is not None else None
             work, lang = await self._run_handlers(session, update, now, linked)
             alerts_raised = bool(session.info.pop(ALERTS_RAISED, False))
             if work.retry:
@@ -309,7 +306,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             ids = sorted({update.update_id for update in updates})
             rows = [{"update_id": update_id, "processed_at": now, "outcome": "ok"} for update_id in ids]
             claimed = await claim_many(session, ProcessedUpdate, rows, "update_id")
-            private = [chat.id for chat in _private_chats(updates, claimed)]
+            chats = {update.update_id: _private_chat(update) for update in updates}
+            private = [chat.id for update_id, chat in chats.items() if chat is not None and update_id in claimed]
             linked = await participants.by_chats(session, private)
             shared: list[Shared] = []
             for update in updates:
@@ -318,8 +316,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                     shared.append(SEEN)
                     continue
                 claimed.discard(update.update_id)  # the same update twice in a group: once
-                chat = update.effective_chat
-                person = linked.get(chat.id) if chat is not None and chat.type == "private" else None
+                chat = chats[update.update_id]
+                person = linked.get(chat.id) if chat is not None else None
                 work, lang = await self._run_handlers(session, update, now, person)
                 if work.retry or work.failed:
                     await session.rollback()
