@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from typing import cast
-from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -35,7 +34,7 @@ from telegram.request import BaseRequest, RequestData
 DEFAULT_TIMEOUT_S = 5.0  # PTB's defaults for connect, read and write
 MEDIA_WRITE_TIMEOUT_S = 20.0  # PTB's for an upload
 POOL_TIMEOUT_S = 1.0  # PTB's: how long a request may wait for a free connection
-_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_JSON = {"Content-Type": "application/json"}
 log = logging.getLogger(__name__)
 
 
@@ -75,16 +74,21 @@ class AiohttpRequest(BaseRequest):
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
         files = request_data.multipart_data if request_data else None
-        fields = request_data.json_parameters if request_data else None
         body: aiohttp.FormData | bytes | None = None
         headers: dict[str, str] | None = None
-        if fields and not files:
-            # Form-encoded as PTB's own client sends it. Encoded here: aiohttp's FormData
-            # would make a multipart writer (and a random boundary) for every call first.
-            body, headers = urlencode(fields).encode(), _FORM
+        if request_data is not None and not files:
+            # A JSON body, one of the Bot API's four ways of passing parameters, encoded
+            # with orjson from PTB's `parameters` (PTB's advice for another JSON library).
+            # PTB's own client sends a form: each nested value (a keyboard) JSON-encoded
+            # by the standard library, then the whole percent-encoded in pure Python,
+            # about 1 % of a burst of answers here and three times that for the
+            # benchmark's Bot API server (in the same process) to decode.
+            parameters = request_data.parameters
+            if parameters:
+                body, headers = orjson.dumps(parameters), _JSON
         if files:
             form = aiohttp.FormData()
-            for name, value in (fields or {}).items():
+            for name, value in (request_data.json_parameters if request_data else {}).items():
                 form.add_field(name, value)
             for name, upload in files.items():
                 filename, content, mimetype = upload if isinstance(upload, tuple) else (None, upload, None)
