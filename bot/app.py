@@ -350,8 +350,8 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
             with use_locale(lang):
                 await super().process_update(update)
                 if update.callback_query is not None and not work.callback_answered and not work.failed:
-                    query = update.callback_query
-                    work.after_commit_at_once(lambda: query.answer())
+                    bot, query_id = self.bot, update.callback_query.id
+                    work.after_commit_at_once(lambda: calls.answer_press(bot, query_id))
         finally:
             unit_of_work.leave(token)
         return work, lang

@@ -1,5 +1,6 @@
-"""The messages the bot sends most (the replies after a commit, the dispatcher's
-reminders), as Bot API calls that keep only what the bot uses of Telegram's answer.
+"""The calls the bot makes most (the replies after a commit, the answers to button
+presses, the dispatcher's reminders), as Bot API calls that keep only what the bot uses
+of Telegram's answer.
 
 PTB's ``Bot.send_message`` and ``Bot.edit_message_reply_markup`` build a ``Message``
 (its chat, sender, entities and keyboard objects) from every answer; the replies use the
@@ -36,3 +37,11 @@ async def send_text(
 async def set_markup(bot: Bot, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None) -> None:
     """editMessageReplyMarkup: the message's buttons replaced, or taken away (None)."""
     await bot._post("editMessageReplyMarkup", {"chat_id": chat_id, "message_id": message_id, "reply_markup": markup})
+
+
+async def answer_press(bot: Bot, query_id: str, text: str | None = None, *, alert: bool = False) -> None:
+    """answerCallbackQuery: the spinner on the pressed button stopped, with a notice
+    (``alert``: one the participant must close) when ``text`` is given. Every press
+    makes this call; PTB's ``CallbackQuery.answer`` takes two layers more to the same
+    ``_post``."""
+    await bot._post("answerCallbackQuery", {"callback_query_id": query_id, "text": text, "show_alert": alert or None})

@@ -76,7 +76,8 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         if query is None:
             return
         self.work.callback_answered = True
-        self.work.after_commit_at_once(lambda: query.answer(text, show_alert=alert))
+        bot = self.bot
+        self.work.after_commit_at_once(lambda: calls.answer_press(bot, query.id, text, alert=alert))
 
     def edit_markup(self, reply_markup: InlineKeyboardMarkup | None = None) -> None:
         """Replace (or remove) the buttons of the message whose button was pressed."""
