@@ -27,14 +27,16 @@ async def send_text(
     paid: bool = False,
 ) -> int:
     """sendMessage; returns the message's id. ``markup``: PTB's or the Bot API's JSON
-    (`bot.reminder_texts.Keyboard`); ``paid``: as a paid broadcast (the dispatcher's
+    (`bot.keyboards.Keyboard`); ``paid``: as a paid broadcast (the dispatcher's
     reminders above TELEGRAM_SEND_RATE 30)."""
     data = {"chat_id": chat_id, "text": text, "reply_markup": markup, "allow_paid_broadcast": True if paid else None}
     sent: dict[str, Any] = await bot._post("sendMessage", data)  # None values are left out
     return int(sent["message_id"])
 
 
-async def set_markup(bot: Bot, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | None) -> None:
+async def set_markup(
+    bot: Bot, chat_id: int, message_id: int, markup: InlineKeyboardMarkup | Mapping[str, Any] | None
+) -> None:
     """editMessageReplyMarkup: the message's buttons replaced, or taken away (None)."""
     await bot._post("editMessageReplyMarkup", {"chat_id": chat_id, "message_id": message_id, "reply_markup": markup})
 

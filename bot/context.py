@@ -12,6 +12,7 @@ from telegram import InlineKeyboardMarkup
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot import calls
+from bot.keyboards import Keyboard
 from bot.unit_of_work import UpdateWork, current_work
 from models import Participant
 
@@ -79,7 +80,7 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         bot = self.bot
         self.work.after_commit_at_once(lambda: calls.answer_press(bot, query.id, text, alert=alert))
 
-    def edit_markup(self, reply_markup: InlineKeyboardMarkup | None = None) -> None:
+    def edit_markup(self, reply_markup: InlineKeyboardMarkup | Keyboard | None = None) -> None:
         """Replace (or remove) the buttons of the message whose button was pressed."""
         query = self.work.update.callback_query
         if query is None or query.message is None:

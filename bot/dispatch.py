@@ -62,6 +62,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import calls, reminder_texts
 from bot.i18n import use_locale
+from bot.keyboards import Keyboard
 from core.aio import GroupCommit
 from domain import reminders
 from models import (
@@ -147,7 +148,7 @@ class _Send:
     row: ScheduledMessage  # as loaded by the re-check (detached)
     chat_id: int
     text: str
-    markup: reminder_texts.Keyboard | None
+    markup: Keyboard | None
     flagged: bool = False  # the participant was flagged unreachable at the re-check
 
 
@@ -448,7 +449,7 @@ async def _recheck(
 
 def _render(
     row: ScheduledMessage, participant: Participant, facts: reminders.Facts, app: TrialApplication
-) -> tuple[str, reminder_texts.Keyboard | None]:
+) -> tuple[str, Keyboard | None]:
     protocol = app.services.protocol
     payload = row.payload
     kind = row.kind

@@ -14,6 +14,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks
 from bot.i18n import _, current_language, format_date, format_number, format_time, weekday_name
+from bot.keyboards import Keyboard, keyboard
 from domain.parsing import AmbiguousTime
 from domain.questionnaires import Instrument
 from scheduler.calendar import parse_weekday
@@ -67,22 +68,9 @@ def dose_text(kind: str, payload: Mapping[str, Any], protocol: Protocol, arm: st
     return body + "\n" + question
 
 
-Keyboard = dict[str, list[list[dict[str, str]]]]
-"""An inline keyboard as the Bot API's JSON (``reply_markup``) for the dispatcher's sends.
-
-The dispatcher sends many reminders a second at paid-broadcast rates: building PTB's
-button objects and turning them back into this JSON was about an eighth of its CPU per
-reminder. The handlers' keyboards below stay PTB's objects."""
-
-
-def _keyboard(rows: list[list[tuple[str, str]]]) -> Keyboard:
-    """Rows of (label, callback data) as an inline keyboard."""
-    return {"inline_keyboard": [[{"text": text, "callback_data": data} for text, data in row] for row in rows]}
-
-
 def dose_buttons(reminder_id: int) -> Keyboard:
     """Taken / Remind me later / Skipped, one per row (big targets for stiff fingers)."""
-    return _keyboard(
+    return keyboard(
         [
             [(_("✅ Taken"), callbacks.dose(reminder_id, "taken"))],
             [(_("⏰ Remind me later"), callbacks.dose(reminder_id, "later"))],
@@ -139,7 +127,7 @@ def visit_date_notice(payload: Mapping[str, Any], protocol: Protocol) -> str:
 
 def visit_buttons(week: int) -> Keyboard:
     """I will come / I need another date."""
-    return _keyboard(
+    return keyboard(
         [
             [(_("I will come"), callbacks.visit(week, "come"))],
             [(_("I need another date"), callbacks.visit(week, "other"))],
@@ -161,7 +149,7 @@ def invitation_text(kind: str, payload: Mapping[str, Any], instruments: Mapping[
 
 def invitation_buttons(instrument_id: str) -> Keyboard:
     """One Start button that the questionnaire handlers pick up."""
-    return _keyboard([[(_("Start"), callbacks.start(instrument_id))]])
+    return keyboard([[(_("Start"), callbacks.start(instrument_id))]])
 
 
 def time_choice_buttons(choice: AmbiguousTime) -> InlineKeyboardMarkup:

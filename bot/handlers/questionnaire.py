@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import InlineKeyboardMarkup, Update
 
 from bot import callbacks, calls
 from bot.context import BotContext
 from bot.handlers import common
 from bot.i18n import N_, _, current_language, format_number, localize_digits, ngettext
+from bot.keyboards import Keyboard, keyboard, rows_of
 from bot.services import Services
 from bot.texts import not_enrolled, with_contact
 from core.digits import phone_as_dialled
@@ -111,24 +112,23 @@ async def expiry_tick(app: TrialApplication) -> None:
                 await db.rollback()
 
 
-def marked_keyboard(markup: InlineKeyboardMarkup | None, chosen: str) -> InlineKeyboardMarkup | None:
+def marked_keyboard(markup: InlineKeyboardMarkup | Keyboard | None, chosen: str) -> Keyboard | None:
     """An answered red-flag or seriousness question keeps its answer buttons, the
-    chosen one marked ✓ (so "Yes" can still be pressed); Back and Skip go."""
+    chosen one marked ✓ (so "Yes" can still be pressed); Back and Skip go. `markup`: the
+    pressed message's (PTB's, as the update brought it) or `question`'s."""
     if markup is None:
         return None
     rows = []
-    for row in markup.inline_keyboard:
+    for row in rows_of(markup):
         kept = []
-        for button in row:
-            data = str(button.callback_data or "")
+        for label, data in row:
             value = callbacks.answer_value(data)
             if value in (BACK_VALUE, SKIP_VALUE) or not value:
                 continue
-            label = button.text.removeprefix(CHOSEN)
-            kept.append(InlineKeyboardButton((CHOSEN if value == chosen else "") + label, callback_data=data))
+            kept.append(((CHOSEN if value == chosen else "") + label.removeprefix(CHOSEN), data))
         if kept:
             rows.append(kept)
-    return InlineKeyboardMarkup(rows) if rows else None
+    return keyboard(rows) if rows else None
 
 
 def hint(error: AnswerError) -> str:
@@ -165,7 +165,7 @@ def _unit_text(unit: object) -> str:
     return " " + Text(**unit).get(current_language()) if isinstance(unit, dict) else ""
 
 
-def question(current: questionnaire_sessions.Progress) -> tuple[str, InlineKeyboardMarkup | None]:
+def question(current: questionnaire_sessions.Progress) -> tuple[str, Keyboard | None]:
     """The message for the current question: where we are, the question, its buttons."""
     item = current.item
     assert item is not None
@@ -178,17 +178,17 @@ def question(current: questionnaire_sessions.Progress) -> tuple[str, InlineKeybo
     if not choices or isinstance(item, NumberItem | FreeTextItem):
         text += "\n\n" + _("Please type your answer.")
     sid = current.session.id
-    buttons = [InlineKeyboardButton(o.label, callback_data=callbacks.answer(sid, item.id, o.value)) for o in choices]
+    buttons = [(o.label, callbacks.answer(sid, item.id, o.value)) for o in choices]
     per_row = 2 if all(len(o.label) <= SHORT_LABEL for o in choices) else 1
     rows = [buttons[i : i + per_row] for i in range(0, len(buttons), per_row)]
     extra = []
     if can_go_back(current.instrument, current.state, current.context):
-        extra.append(InlineKeyboardButton("◀ " + _("Back"), callback_data=callbacks.answer(sid, item.id, BACK_VALUE)))
+        extra.append(("◀ " + _("Back"), callbacks.answer(sid, item.id, BACK_VALUE)))
     if item.optional:
-        extra.append(InlineKeyboardButton(_("Skip") + " ▶", callback_data=callbacks.answer(sid, item.id, SKIP_VALUE)))
+        extra.append((_("Skip") + " ▶", callbacks.answer(sid, item.id, SKIP_VALUE)))
     if extra:
         rows.append(extra)
-    return text, InlineKeyboardMarkup(rows) if rows else None
+    return text, keyboard(rows) if rows else None
 
 
 def send_question(context: BotContext, current: questionnaire_sessions.Progress, lead: str | None = None) -> None:
