@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot, Chat, Update
 from telegram.ext import (
@@ -373,7 +373,9 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
         stored meanwhile) is a failed handler: everything rolled back, the update stored
         as failed, the participant asked to try again (the next try sees what is
         stored). It used to be taken for the update stored elsewhere, and dropped
-        without a word."""
+        without a word. So is any other change the database refuses at the commit (a
+        value it cannot take, in a row the ORM or `models.db.insert_later` writes only
+        then): refused again on every delivery, it would otherwise come back for ever."""
         update_id = work.update.update_id
         for _attempt in range(2):
             try:
@@ -385,10 +387,22 @@ class TrialApplication(Application[Any, BotContext, Any, Any, Any, Any]):
                     log.info("update %s was processed concurrently elsewhere; ours discarded", update_id)
                     return False
                 log.error("update %s: its changes met rows stored meanwhile at the commit; rolled back", update_id)
-                with use_locale(lang):
-                    apologise(work, self.bot)
-                session.add(ProcessedUpdate(update_id=update_id, processed_at=now, outcome="error"))
+                self._failed_at_commit(session, work, now, lang)
+            except StatementError as error:
+                if work.failed or is_transient(error):
+                    raise  # as before: retried (a database away), or failing to store the failure
+                await session.rollback()
+                log.error(
+                    "update %s: the database refused its changes at the commit (%s)", update_id, type(error).__name__
+                )
+                self._failed_at_commit(session, work, now, lang)
         return False  # not reached: the second pass has work.failed set
+
+    def _failed_at_commit(self, session: AsyncSession, work: unit_of_work.UpdateWork, now: datetime, lang: str) -> None:
+        """The update's changes rolled back at the commit: apologise, and store it as failed."""
+        with use_locale(lang):
+            apologise(work, self.bot)
+        session.add(ProcessedUpdate(update_id=work.update.update_id, processed_at=now, outcome="error"))
 
 
 def apologise(work: unit_of_work.UpdateWork, bot: Bot) -> None:

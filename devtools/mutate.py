@@ -139,14 +139,16 @@ GROUPS: dict[str, Group] = {
         ),
     ),
     "unit-of-work": Group(
-        ("bot/unit_of_work.py", "bot/app.py"),
+        ("bot/unit_of_work.py", "bot/app.py", "models/db.py"),
         # test_enrollment.py: a re-delivered update applied once, and promptly; test_alerts.py:
-        # an alert raised by an update is sent within seconds, not at the next beat
+        # an alert raised by an update is sent within seconds, not at the next beat;
+        # test_audit_chain.py: rows written later keep the audit table's order
         (
             "tests/test_application.py",
             "tests/test_safety_paths.py",
             "tests/test_enrollment.py",
             "tests/test_alerts.py",
+            "tests/test_audit_chain.py",
         ),
         # in bot/app.py: one transaction per update (or per group of presses and text),
         # rolled back when a handler failed
@@ -161,6 +163,11 @@ GROUPS: dict[str, Group] = {
             "bot/app.py::TrialApplication._commit",
             "bot/app.py::apologise",
             "bot/app.py::on_error",
+            # in models/db.py: the rows a transaction writes at its flush or commit
+            "models/db.py::insert_later",
+            "models/db.py::write_later_rows",
+            "models/db.py::_write_later",
+            "models/db.py::_drop_later",
         ),
     ),
     "alerts": Group(

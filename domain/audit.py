@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.secrets import keyed_hash
 from models import AuditEntry
+from models.db import insert_later
 
 SYSTEM = "system"
 
@@ -58,15 +59,17 @@ def record(session: AsyncSession, **entry: Unpack[Entry]) -> AuditEntry:
 
 
 async def write(session: AsyncSession, **entry: Unpack[Entry]) -> None:
-    """`record`, written at once with one Core INSERT instead of through the ORM's unit
-    of work: for the answer path, where that was about 0.15 ms of CPU an answer
-    (`python -m bench.parts`). Rows `record` added and not yet written go in first, so
-    that the table keeps the order things happened in. What the row refers to (the
-    participant) must be stored already."""
+    """`record` for the answer path, as a Core INSERT instead of through the ORM's unit
+    of work (about 0.15 ms of CPU an answer: `python -m bench.parts`), held with the
+    transaction's other rows of this kind and written with them in one statement
+    (`models.db.insert_later`: before the ORM's next flush, at the latest at the commit).
+    Rows `record` added and not yet written go in first, and rows it adds later go in
+    after (the ORM's flush writes the held rows first), so that the table keeps the
+    order things happened in. What the row refers to (the participant) must be stored
+    already."""
     if any(isinstance(pending, AuditEntry) for pending in session.new):
         await session.flush()
-    connection = await session.connection()
-    await connection.execute(_INSERT, _values(entry))
+    insert_later(session, _INSERT, _values(entry))
 
 
 _INSERT = insert(AuditEntry)

@@ -54,6 +54,7 @@ from models import (
     QuestionnaireSession,
     QuestionnaireStatus,
 )
+from models.db import insert_later, write_later_rows
 from scheduler.calendar import local_date
 from scheduler.protocol import Protocol
 
@@ -430,8 +431,15 @@ class LastTriage:
 
 
 async def _by_id_with_last_triage(db: AsyncSession, session_id: int) -> tuple[QuestionnaireSession, LastTriage] | None:
-    """The questionnaire session with this id, if any, and its last week's triage."""
-    found = (await db.execute(_BY_ID_WITH_LAST_TRIAGE, {"id": session_id})).first()
+    """The questionnaire session with this id, if any, and its last week's triage.
+
+    Not flushed first: in a group of updates sharing a transaction, what the answers
+    before this one changed (their sessions' new states, their rows) is of other
+    participants, and cannot change this row or its participant's last triage; the
+    group's changes are then written together, at its commit (`models.db.insert_later`,
+    and the ORM's UPDATE of many sessions in one statement)."""
+    with db.no_autoflush:
+        found = (await db.execute(_BY_ID_WITH_LAST_TRIAGE, {"id": session_id})).first()
     return None if found is None else (found[0], LastTriage(found[1]))
 
 
@@ -446,10 +454,12 @@ async def _store_answer(
     skipped: bool = False,
     returning_id: bool = False,
 ) -> int | None:
-    """Store one answer as given (a changed answer is a new row) with one Core INSERT,
+    """Store one answer as given (a changed answer is a new row) with a Core INSERT,
     not through the ORM's unit of work (about 0.15 ms of CPU an answer: `python -m
-    bench.parts`); nothing of it is read back in the transaction. Returns the row's id
-    when asked (free text: the audit points to it), else None."""
+    bench.parts`), held to be written with the transaction's other answers in one
+    statement (`models.db.insert_later`); nothing of it is read back in the transaction.
+    Returns the row's id when asked (free text: the audit points to it; written at once,
+    after the answers held), else None."""
     values = {
         "session_id": session.id,
         "item_id": item_id,
@@ -458,10 +468,11 @@ async def _store_answer(
         "answered_at": at,
         "instrument_version": version,
     }
-    connection = await db.connection()
     if returning_id:
+        await write_later_rows(db)  # the answers before it keep their order
+        connection = await db.connection()
         return (await connection.execute(_INSERT_ANSWER_RETURNING_ID, values)).scalar_one()
-    await connection.execute(_INSERT_ANSWER, values)
+    insert_later(db, _INSERT_ANSWER, values)
     return None
 
 

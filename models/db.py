@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, TextClause, bindparam, event, text
+from sqlalchemy import Insert, Table, TextClause, bindparam, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from models import sqlite_driver
@@ -213,6 +214,63 @@ async def claim_many(session: AsyncSession, model: Any, rows: Sequence[dict[str,
     statement, values = _new_rows(session, model, rows, (unique,), returning=True, rows_at_once=len(rows))
     numbered = {f"{key}_{i}": value for i, row in enumerate(values) for key, value in row.items()}
     return set((await session.execute(statement, numbered)).scalars())
+
+
+# ---------------------------------------------------------------- rows written at the flush
+
+
+_LATER = "rows_written_later"
+
+
+def insert_later(session: AsyncSession, statement: Insert, row: dict[str, Any]) -> None:
+    """Add ``row`` to the rows of ``statement`` (a Core ``INSERT``, built once) that this
+    transaction writes together, all of them in one statement (`_write_later`): before
+    the ORM's next flush writes anything (so that the rows keep their order with those
+    it adds: an answer's audit row before the alert it raised), and at the latest when
+    the transaction commits. However the transaction ends otherwise (a rollback, even
+    one that fails; the session closed), they are dropped with it.
+
+    For the rows the answer path writes and nothing reads back in the transaction (an
+    answer and its audit row): a group of updates sharing a transaction
+    (`bot.app.TrialApplication._run_group`) writes its answers in one statement and
+    their audit rows in another, instead of two statements an answer. A read of such a
+    table before the commit must call `write_later_rows` first; nothing in a group does.
+    The rows are held as given (a dict or list in them must not change before the
+    commit), and a savepoint cannot hold or write them (its rollback would lose rows
+    held before it): both refuse."""
+    if session.in_nested_transaction():
+        raise RuntimeError("rows cannot be held inside a savepoint")
+    if not session.in_transaction():
+        session.sync_session.begin()  # no I/O yet; however it ends, the rows end with it
+    session.info.setdefault(_LATER, {}).setdefault(statement, []).append(row)
+
+
+async def write_later_rows(session: AsyncSession) -> None:
+    """Write the rows `insert_later` holds now (before a statement that must come after
+    them: one that returns an id of the same table, or reads it)."""
+    if session.info.get(_LATER):
+        await session.run_sync(_write_later)
+
+
+def _write_later(session: Session, *_args: Any) -> None:
+    if not session.info.get(_LATER):
+        return
+    if session.in_nested_transaction():
+        raise RuntimeError("rows held to the commit cannot be written inside a savepoint")
+    pending: dict[Insert, list[dict[str, Any]]] = session.info.pop(_LATER)
+    connection = session.connection()
+    for statement, rows in pending.items():
+        connection.execute(statement, rows)
+
+
+def _drop_later(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_LATER, None)
+
+
+event.listen(Session, "before_flush", _write_later)
+event.listen(Session, "before_commit", _write_later)
+event.listen(Session, "after_transaction_end", _drop_later)
 
 
 def _new_rows(

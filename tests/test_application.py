@@ -707,8 +707,11 @@ async def _pressed_together(bot: BotHarness, server: BotAPIServer, first_id: int
     users, presses, seen = await _presses_arriving_together(bot, server, first_id)
     claims = _claims(seen)
     assert any(claim.count("), (") >= 1 for claim in claims), claims  # a group's one claim of several ids
-    if not last_fails:
-        assert len(claims) < len(presses)
+    if not last_fails:  # a group's answers, their audit rows and their sessions' new states: a statement each
+        for written in ("INSERT INTO processed_updates", "INSERT INTO questionnaire_answers", "INSERT INTO audit_log"):
+            assert len([s for s, _p in seen if s.startswith(written)]) < len(presses), (written, seen)
+        updates = [s for s, _p in seen if s.startswith("UPDATE questionnaire_sessions SET state")]
+        assert 0 < len(updates) < len(presses), updates
     study_ids = [f"BSM-{first_id + i}" for i in range(len(users))]
     outcomes = {press.update_id: "ok" for press in presses}
     answers = dict.fromkeys(study_ids, 1)
@@ -726,32 +729,44 @@ async def _pressed_together(bot: BotHarness, server: BotAPIServer, first_id: int
         assert [q_item(question) for question in asked] == ["rf_bari_shingles"]
 
 
-@pytest.mark.logs_errors("its changes met rows stored meanwhile")
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(False, id="a-unique-key", marks=pytest.mark.logs_errors("its changes met rows stored meanwhile")),
+        pytest.param(True, id="a-value", marks=pytest.mark.logs_errors("the database refused its changes")),
+    ],
+)
 async def test_a_group_whose_commit_fails_goes_again_alone(
-    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch
+    bot: BotHarness, server: BotAPIServer, monkeypatch: pytest.MonkeyPatch, refused: bool
 ) -> None:
-    """The last press of a group leaves a row that meets a unique key at the commit (as
-    rows another process stored meanwhile would): the group's commit fails, each of its
-    updates goes again alone, and only that press fails (stored as failed, apologised
-    for); every other press is answered once."""
+    """The last press of a group leaves a row that the database refuses at the commit:
+    one that meets a unique key (as rows another process stored meanwhile would), or an
+    answer held to the commit (`insert_later`) with a value it cannot take. The group's
+    commit fails, each of its updates goes again alone, and only that press fails
+    (stored as failed, apologised for, not delivered again and again); every other
+    press is answered once."""
     from sqlalchemy import func
 
     from domain import questionnaire_sessions
+    from models.db import insert_later
 
     answer = questionnaire_sessions.answer
-    failing = "BSM-7311"
+    failing = "BSM-7311" if not refused else "BSM-7411"
 
     async def conflicting_for_one(
         db: AsyncSession, participant: Participant, *args: object, **kwargs: object
     ) -> object:
         outcome = await answer(db, participant, *args, **kwargs)  # type: ignore[arg-type]
-        if participant.study_id == failing:
+        if participant.study_id == failing and refused:
+            row = {"session_id": 1, "item_id": "x", "value": object(), "answered_at": bot.clock.now()}
+            insert_later(db, questionnaire_sessions._INSERT_ANSWER, {**row, "instrument_version": "1"})
+        elif participant.study_id == failing:
             stored = await db.scalar(select(func.min(ProcessedUpdate.update_id)))
             db.add(ProcessedUpdate(update_id=stored, processed_at=bot.clock.now(), outcome="ok"))
         return outcome
 
     monkeypatch.setattr(questionnaire_sessions, "answer", conflicting_for_one)
-    await _pressed_together(bot, server, 7300, last_fails=True)
+    await _pressed_together(bot, server, 7400 if refused else 7300, last_fails=True)
 
 
 @pytest.mark.parametrize(
@@ -823,3 +838,62 @@ async def test_several_update_ids_are_claimed_in_one_statement(bot: BotHarness, 
     assert len([s for s, _p in seen if s.startswith("INSERT INTO processed_updates")]) == 1
     async with bot.services.sessions() as session:
         assert await claim_many(session, ProcessedUpdate, [], "update_id") == set()
+
+
+async def test_rows_written_later_go_in_together_before_the_orms_and_a_rollback_drops_them(
+    bot: BotHarness, server: BotAPIServer
+) -> None:
+    """`insert_later` (an answer's audit row, its answer row): the rows a transaction holds
+    go in at its commit, all of one statement in one; before the ORM's flush writes a row
+    added after them (so ids keep the order); at once with `write_later_rows`; a
+    rollback drops them (a failed handler's answer is not stored when the session goes
+    on to store the failure), and so does a session closed without a commit; a savepoint
+    cannot hold them."""
+    from sqlalchemy import insert
+
+    from models import AuditEntry
+    from models.db import insert_later, write_later_rows
+
+    assert bot.services is not None
+    held = insert(AuditEntry)
+
+    def row(action: str) -> dict[str, object]:
+        return {"at": bot.clock.now(), "actor": "test", "action": action}
+
+    async def stored() -> list[str]:
+        async with bot.services.sessions() as session:  # type: ignore[union-attr]
+            found = await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.like("later.%")).order_by(AuditEntry.id)
+            )
+            return list(found)
+
+    with statements(bot) as seen:
+        async with bot.services.sessions() as session:
+            for action in ("later.1", "later.2", "later.3"):
+                insert_later(session, held, row(action))
+            session.add(AuditEntry(**row("later.4")))  # the ORM's, added after them
+            await session.commit()
+    assert await stored() == ["later.1", "later.2", "later.3", "later.4"]
+    assert len([s for s, _p in seen if s.startswith("INSERT INTO audit_log")]) == 2  # the held three in one
+
+    async with bot.services.sessions() as session:
+        insert_later(session, held, row("later.dropped"))
+        await session.rollback()
+        session.add(AuditEntry(**row("later.5")))  # the session goes on, as after a failed handler
+        await session.commit()
+    assert await stored() == ["later.1", "later.2", "later.3", "later.4", "later.5"]
+
+    async with bot.services.sessions() as session:
+        insert_later(session, held, row("later.closed"))  # the session closed without a commit
+    async with bot.services.sessions() as session:
+        await session.begin_nested()
+        with pytest.raises(RuntimeError, match="savepoint"):
+            insert_later(session, held, row("later.savepoint"))
+        await session.rollback()
+    async with bot.services.sessions() as session:
+        insert_later(session, held, row("later.6"))
+        await write_later_rows(session)
+        seen_inside = await session.scalar(select(AuditEntry.action).where(AuditEntry.action == "later.6"))
+        assert seen_inside == "later.6"
+        await session.commit()
+    assert await stored() == ["later.1", "later.2", "later.3", "later.4", "later.5", "later.6"]

@@ -77,13 +77,15 @@ async def test_an_edit_behind_the_triggers_back_is_detected(bot: BotHarness, ser
     assert any(f"audit id {victim.id}" in p and "changed" in p for p in report.problems)
 
 
-async def test_a_row_written_at_once_is_the_row_record_adds_and_keeps_the_order(
+async def test_a_row_written_later_is_the_row_record_adds_and_keeps_the_order(
     bot: BotHarness, server: BotAPIServer
 ) -> None:
-    """`audit.write` (one Core INSERT, the answer path's) stores what `audit.record` (the
-    ORM's, at the flush) stores, the labels cut alike; and a row `record` added before
-    it, not yet written, goes in first: the table keeps the order things happened in
-    (without the flush, the row written at once would take the lower id). Both seal."""
+    """`audit.write` (a Core INSERT held to the flush or commit, the answer path's) stores
+    what `audit.record` (the ORM's, at the flush) stores, the labels cut alike; a row
+    `record` added before it, not yet written, goes in first, and one added after it
+    goes in after: the table keeps the order things happened in (without `write`'s
+    flush the held row would take the lower id; without the held rows written before
+    the ORM's flush, the last row would). All seal."""
     await some_history(server)
     assert bot.services is not None
     at = bot.clock.now()
@@ -91,10 +93,12 @@ async def test_a_row_written_at_once_is_the_row_record_adds_and_keeps_the_order(
     async with bot.services.sessions() as session:
         audit.record(session, at=at, actor=long_actor, action="test.first", detail="added")
         await audit.write(session, at=at, actor=long_actor, action="test.second", after={"value": "no"})
+        audit.record(session, at=at, actor=long_actor, action="test.third")
         await session.commit()
     async with bot.services.sessions() as session:
         rows = (await session.scalars(select(AuditEntry).where(AuditEntry.action.like("test.%")))).all()
-        assert [row.action for row in sorted(rows, key=lambda row: row.id)] == ["test.first", "test.second"]
+        in_order = [row.action for row in sorted(rows, key=lambda row: row.id)]
+        assert in_order == ["test.first", "test.second", "test.third"]
         assert {row.actor for row in rows} == {long_actor[:64]}
         second = next(row for row in rows if row.action == "test.second")
         assert second.after == {"value": "no"} and second.before is None and second.detail is None
