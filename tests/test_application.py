@@ -621,18 +621,21 @@ async def _presses_arriving_together(
     the presses are queued without a pause between them (`SimUser.press` does not wait),
     so the bot's next poll fetches them together and they share one transaction. Returns
     the users, their presses and the statements run meanwhile."""
-    from tests.test_questionnaire_flow import button_for, is_question, linked
+    from tests.test_questionnaire_flow import button_for, is_question, linked, shown_are_stored
 
     users = [await linked(server, f"BSM-{first_id + i}", "A", first_id + i, "en") for i in range(count)]
     firsts = [await says(server, user, "/checkin", "Question 1") for user in users]
     assert all(is_question(first) for first in firsts)
     with statements(bot) as seen:
         presses = [await user.press(first, button_for(first, "no")) for user, first in zip(users, firsts, strict=True)]
-        for user, press in zip(users, presses, strict=True):
-            await server.wait_for(
+        shown = []
+        for user, press, first in zip(users, presses, firsts, strict=True):
+            replies = await server.wait_for(
                 user.id, lambda m: m.content.startswith(("Question", "Sorry")), since=press, timeout=10
             )
-        await asyncio.sleep(0.2)  # the question's message id written (group commit) before the statements stop
+            reply = replies[-1]
+            shown.append(reply.message_id if is_question(reply) else first.message_id)
+        await shown_are_stored(bot, shown)  # the questions' ids written (group commit) before the statements stop
     return users, presses, list(seen)
 
 
